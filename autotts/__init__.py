@@ -1,0 +1,61 @@
+"""autotts: agentic discovery of test-time-scaling controllers on replay environments.
+
+The public API: the controller contract (:class:`Controller`, actions, :class:`EpisodeState`),
+aggregation helpers for controllers, the replay environment, and the evaluator.
+Heavier pieces (evaluation with worker processes, plots) load on first use.
+"""
+
+from .contract import (
+    Action,
+    Answer,
+    Branch,
+    Continue,
+    Controller,
+    EpisodeState,
+    Note,
+    Probe,
+    Prune,
+    Read,
+)
+from .voting import beta_confidence, majority, top_two, vote_confidence
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ReplayEnvironment": "replay",
+    "EpisodeResult": "replay",
+    "StoreError": "store",
+    "list_environments": "store",
+    "load_controller": "loader",
+    "ControllerLoadError": "loader",
+    "evaluate": "evaluate",
+    "RunConfig": "evaluate",
+    "EvaluationReport": "evaluate",
+}
+
+__all__ = [
+    "Action",
+    "Answer",
+    "Branch",
+    "Continue",
+    "Controller",
+    "EpisodeState",
+    "Note",
+    "Probe",
+    "Prune",
+    "Read",
+    "beta_confidence",
+    "majority",
+    "top_two",
+    "vote_confidence",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'autotts' has no attribute {name!r}")

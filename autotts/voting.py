@@ -1,0 +1,45 @@
+"""Aggregation helpers shared by controllers: majority vote and the ASC stopping confidence."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+from math import comb
+
+
+def majority(answers: Iterable[str]) -> str | None:
+    """The most common answer; ties go to the answer seen first. ``None`` when empty."""
+    counts = Counter(answers)
+    if not counts:
+        return None
+    return counts.most_common(1)[0][0]
+
+
+def top_two(counts: Counter) -> tuple[str | None, int, int]:
+    """``(leader, leader_count, runner_up_count)`` of a vote counter (first-seen wins ties)."""
+    if not counts:
+        return None, 0, 0
+    best = counts.most_common(2)
+    return best[0][0], best[0][1], best[1][1] if len(best) > 1 else 0
+
+
+@lru_cache(maxsize=None)
+def beta_confidence(top1: int, top2: int) -> float:
+    """Posterior probability that the leader beats the runner-up: ``1 - I_0.5(top1+1, top2+1)``.
+
+    ``I_x(a, b)`` is the regularised incomplete beta function; for integer arguments it equals
+    ``P(Binomial(a+b-1, x) >= a)``, computed here exactly (and cached), so it needs no SciPy.
+    """
+    a, b = top1 + 1, top2 + 1
+    n = a + b - 1
+    tail = sum(comb(n, j) for j in range(a, n + 1))
+    return 1.0 - tail / 2**n
+
+
+def vote_confidence(counts: Counter) -> tuple[str | None, float]:
+    """``(leader, beta_confidence)`` of a vote counter; ``(None, 0.0)`` when it is empty."""
+    leader, top1, top2 = top_two(counts)
+    if leader is None:
+        return None, 0.0
+    return leader, beta_confidence(top1, top2)
