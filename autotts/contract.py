@@ -141,8 +141,8 @@ class EpisodeState:
     - ``answer[i]``: latest revealed answer (probe or final), ``None`` before the first probe;
     - ``history[i]``: every answer revealed on branch ``i``, in order;
     - ``finished[i]`` / ``pruned[i]``: status flags; ``finals``: final answers in finishing order;
-    - ``branch_tokens[i]``: tokens generated on branch ``i``; ``tokens``: total cost so far
-      (generation + probe cost); ``probe_tokens``: the probe part of it.
+    - ``tokens``: total cost so far (generation + probe cost); ``probe_tokens``: its probe part.
+      An unfinished branch has generated ``delta * depth[i]`` tokens.
     """
 
     __slots__ = (
@@ -155,7 +155,6 @@ class EpisodeState:
         "finished",
         "pruned",
         "finals",
-        "branch_tokens",
         "tokens",
         "probe_tokens",
     )
@@ -170,7 +169,6 @@ class EpisodeState:
         self.finished: list[bool] = []
         self.pruned: list[bool] = []
         self.finals: list[str] = []
-        self.branch_tokens: list[int] = []
         self.tokens = 0
         self.probe_tokens = 0
 

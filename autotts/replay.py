@@ -111,6 +111,8 @@ class ReplayEnvironment:
         self.questions = [ReplayQuestion.from_record(r) for r in records]
         self.probe_cost = probe_cost
         self.max_steps = max_steps
+        self.order_cache_size = 100_000
+        self._orders: dict[tuple[int, int], tuple] = {}
         # Kept for scoring only; never passed to a controller.
         self._gold = tuple(intern_answer(r.gold_answer) for r in records)
 
@@ -130,6 +132,24 @@ class ReplayEnvironment:
         """The gold answer of a question (for scoring and reports, never for controllers)."""
         return self._gold[question]
 
+    def _episode_order(self, question: int, seed: int) -> tuple:
+        """Per-(question, seed) branch data in opening order: probes, lengths, totals, finals."""
+        key = (question, seed)
+        cached = self._orders.get(key)
+        if cached is None:
+            q = self.questions[question]
+            order = branch_order(seed, len(q.tokens))
+            probes = tuple(q.probes[j] for j in order)
+            cached = (
+                probes,
+                tuple(len(p) for p in probes),
+                tuple(q.tokens[j] for j in order),
+                tuple(q.finals[j] for j in order),
+            )
+            if len(self._orders) < self.order_cache_size:
+                self._orders[key] = cached
+        return cached
+
     def run_episode(
         self,
         controller: Controller,
@@ -140,155 +160,14 @@ class ReplayEnvironment:
     ) -> EpisodeResult:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
         q = self.questions[question]
-        n_total = len(q.tokens)
-        order = branch_order(seed, n_total)
-        delta, probe_cost, max_steps = q.delta, self.probe_cost, self.max_steps
-        state = EpisodeState(q.text, delta, n_total)
-        depth, answer, history = state.depth, state.answer, state.history
-        finished, pruned, finals, spent = state.finished, state.pruned, state.finals, state.branch_tokens
-        all_probes, all_tokens, all_finals = q.probes, q.tokens, q.finals
-        b_probes: list[tuple[str, ...]] = []
-        b_total: list[int] = []
-        b_final: list[str] = []
+        episode = _Episode(q, self._episode_order(question, seed), self.probe_cost)
+        state = episode.state
+        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
         trace: list[tuple] | None = [] if record_trace else None
-        total = probes_cost = steps = 0
-
-        def open_branches(k: int) -> list[int]:
-            start = len(depth)
-            if not isinstance(k, int) or k < 0:
-                raise ActionError(f"branch count must be a non-negative int, got {k!r}")
-            if start + k > n_total:
-                raise ActionError(
-                    f"cannot open {k} more branches: {start} of {n_total} already opened "
-                    f"(state.max_branches = {n_total})"
-                )
-            for j in range(start, start + k):
-                src = order[j]
-                b_probes.append(all_probes[src])
-                b_total.append(all_tokens[src])
-                b_final.append(all_finals[src])
-                depth.append(0)
-                answer.append(None)
-                history.append([])
-                finished.append(False)
-                pruned.append(False)
-                spent.append(0)
-            return list(range(start, start + k))
-
-        def extend(ids, k, probe: bool) -> tuple[list[str], list[int]]:
-            """Advance branches by up to ``k`` intervals; return (revealed, finished ids)."""
-            nonlocal total, probes_cost
-            revealed: list[str] = []
-            done: list[int] = []
-            per_branch = not isinstance(k, int)
-            if per_branch:
-                if len(k) != len(ids):
-                    raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
-                steps_of = iter(k)
-            elif k < 1:
-                raise ActionError(f"steps must be >= 1, got {k!r}")
-            for i in ids:
-                if per_branch:
-                    k = next(steps_of)
-                    if not isinstance(k, int) or k < 1:
-                        raise ActionError(f"steps must be ints >= 1, got {k!r}")
-                if i < 0 or finished[i] or pruned[i]:
-                    raise ActionError(_inactive_message(i, finished, pruned))
-                d = depth[i]
-                pr = b_probes[i]
-                n_probes = len(pr)
-                if d + k <= n_probes:
-                    cost = delta * k
-                    depth[i] = d + k
-                    spent[i] += cost
-                    total += cost
-                    if probe:
-                        a = pr[d + k - 1]
-                        answer[i] = a
-                        history[i].append(a)
-                        revealed.append(a)
-                        probes_cost += probe_cost
-                else:
-                    cost = delta * (n_probes - d)
-                    rest = b_total[i] - spent[i] - cost
-                    if rest > 0:
-                        cost += rest
-                    depth[i] = n_probes + 1
-                    spent[i] += cost
-                    total += cost
-                    a = b_final[i]
-                    answer[i] = a
-                    history[i].append(a)
-                    revealed.append(a)
-                    finished[i] = True
-                    finals.append(a)
-                    done.append(i)
-            return revealed, done
-
-        def handle(action) -> object:
-            nonlocal total, probes_cost
-            kind = type(action)
-            if kind is Continue:
-                ids = action.ids
-                revealed, done = extend(ids, action.steps, action.probe)
-                if trace is not None:
-                    trace.append((CONTINUE, ids, revealed, done, total + probes_cost))
-                return None
-            if kind is Read:
-                ids = open_branches(action.k)
-                for i in ids:
-                    cost = b_total[i]
-                    a = b_final[i]
-                    depth[i] = len(b_probes[i]) + 1
-                    spent[i] = cost
-                    total += cost
-                    answer[i] = a
-                    history[i].append(a)
-                    finished[i] = True
-                    finals.append(a)
-                if trace is not None:
-                    trace.append((READ, ids, [b_final[i] for i in ids], ids, total + probes_cost))
-                return ids
-            if kind is Branch:
-                ids = open_branches(action.k)
-                revealed, done = extend(ids, 1, action.probe)
-                if trace is not None:
-                    trace.append((BRANCH, ids, revealed, done, total + probes_cost))
-                return ids
-            if kind is Probe:
-                revealed = []
-                for i in action.ids:
-                    if i < 0 or i >= len(depth):
-                        raise ActionError(_inactive_message(i, finished, pruned))
-                    if finished[i] or depth[i] == 0:
-                        revealed.append(answer[i])
-                        continue
-                    a = b_probes[i][depth[i] - 1]
-                    answer[i] = a
-                    history[i].append(a)
-                    revealed.append(a)
-                    probes_cost += probe_cost
-                if trace is not None:
-                    trace.append((PROBE, action.ids, revealed, [], total + probes_cost))
-                return None
-            if kind is Prune:
-                for i in action.ids:
-                    if i < 0 or i >= len(depth):
-                        raise ActionError(_inactive_message(i, finished, pruned))
-                    pruned[i] = True
-                if trace is not None:
-                    trace.append((PRUNE, action.ids, [], [], total + probes_cost))
-                return None
-            if kind is Note:
-                if trace is not None:
-                    trace.append((NOTE, (), [str(action.text)], [], total + probes_cost))
-                return None
-            raise ActionError(
-                f"controller yielded {action!r}; expected an action such as Branch, Continue, "
-                "Probe, Prune, Read or Note (from autotts)"
-            )
-
-        result = EpisodeResult(question, seed, None, 0, 0, 0, 0, trace=trace)
+        result.trace = trace
+        max_steps = self.max_steps
+        steps = 0
+        finished, finals, answer = state.finished, state.finals, state.answer
         try:
             gen = controller.run(state, **params)
             send = gen.send
@@ -302,32 +181,176 @@ class ReplayEnvironment:
                         f"step limit exceeded: {max_steps} actions without an answer "
                         "(does the controller loop forever?)"
                     )
-                reply = handle(action)
-                state.tokens = total + probes_cost
-                state.probe_tokens = probes_cost
+                kind = type(action)
+                n_finals = len(finals)
+                reply = None
+                if kind is Continue:
+                    ids = action.ids
+                    episode.extend(ids, action.steps, action.probe)
+                    event = CONTINUE
+                elif kind is Read:
+                    ids = episode.read(action.k)
+                    reply = list(ids)
+                    event = READ
+                elif kind is Branch:
+                    ids = episode.open(action.k)
+                    episode.extend(ids, 1, action.probe)
+                    reply = list(ids)
+                    event = BRANCH
+                elif kind is Probe:
+                    episode.probe(ids := action.ids)
+                    event = PROBE
+                elif kind is Prune:
+                    episode.prune(ids := action.ids)
+                    event = PRUNE
+                elif kind is Note:
+                    if trace is not None:
+                        trace.append((NOTE, (), (str(action.text),), (), state.tokens))
+                    continue
+                else:
+                    raise ActionError(
+                        f"controller yielded {action!r}; expected an action such as Branch, "
+                        "Continue, Probe, Prune, Read or Note (from autotts)"
+                    )
+                if trace is not None:
+                    ids = tuple(ids)
+                    done = tuple(i for i in ids if finished[i]) if len(finals) != n_finals else ()
+                    revealed = () if event is PRUNE else tuple(map(answer.__getitem__, ids))
+                    trace.append((event, ids, revealed, done, state.tokens))
         except StopIteration as stop:
             value = stop.value
             if isinstance(value, Answer):
                 result.reason = value.reason
                 value = value.value
-            if not isinstance(value, str):
+            if isinstance(value, str):
+                result.answer = value
+            else:
                 result.error = (
                     f"controller returned {type(value).__name__} {value!r}; it must return the "
                     "answer as a str (or Answer(value, reason))"
                 )
-            else:
-                result.answer = value
         except (ActionError, ControllerFailure) as exc:
             result.error = str(exc)
         except (IndexError, TypeError) as exc:
             result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
         except Exception as exc:  # the controller's own code raised
             result.error = f"controller raised {type(exc).__name__}: {exc}"
-        result.tokens = total + probes_cost
-        result.probe_tokens = probes_cost
-        result.opened = len(depth)
+        result.tokens = state.tokens
+        result.probe_tokens = state.probe_tokens
+        result.opened = len(state.depth)
         result.steps = steps
         return result
+
+
+class _Episode:
+    """Mutable engine side of one replay episode. Holds the unrevealed data; the controller
+    only ever sees ``state``, which holds no reference back to this object."""
+
+    __slots__ = ("state", "live", "probes", "lengths", "totals", "finals", "delta", "probe_cost")
+
+    def __init__(self, q: ReplayQuestion, order: tuple, probe_cost: int):
+        self.probes, self.lengths, self.totals, self.finals = order
+        self.delta = q.delta
+        self.probe_cost = probe_cost
+        self.state = EpisodeState(q.text, q.delta, len(self.lengths))
+        self.live: list[bool] = []  # neither finished nor pruned
+
+    def open(self, k) -> range:
+        state = self.state
+        start = len(state.depth)
+        if type(k) is not int or k < 0:
+            raise ActionError(f"branch count must be a non-negative int, got {k!r}")
+        end = start + k
+        if end > state.max_branches:
+            raise ActionError(
+                f"cannot open {k} more branches: {start} of {state.max_branches} already "
+                "opened (state.max_branches)"
+            )
+        state.depth.extend([0] * k)
+        state.answer.extend([None] * k)
+        state.history.extend([] for _ in range(k))
+        state.finished.extend([False] * k)
+        state.pruned.extend([False] * k)
+        self.live.extend([True] * k)
+        return range(start, end)
+
+    def _finish(self, i: int, cost_before: int) -> int:
+        """Finish branch ``i`` (its last extension); return that extension's cost."""
+        state = self.state
+        rest = self.totals[i] - cost_before
+        state.depth[i] = self.lengths[i] + 1
+        a = self.finals[i]
+        state.answer[i] = a
+        state.history[i].append(a)
+        state.finished[i] = True
+        self.live[i] = False
+        state.finals.append(a)
+        return rest if rest > 0 else 0
+
+    def extend(self, ids, k, probe: bool) -> None:
+        if type(k) is int:
+            if k < 1:
+                raise ActionError(f"steps must be >= 1, got {k!r}")
+            ks = None
+        else:
+            if len(k) != len(ids):
+                raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
+            ks = iter(k)
+        state = self.state
+        depth, answer, history = state.depth, state.answer, state.history
+        live, lengths, probes, delta = self.live, self.lengths, self.probes, self.delta
+        cost = n_probed = 0
+        for i in ids:
+            if ks is not None:
+                k = next(ks)
+                if type(k) is not int or k < 1:
+                    raise ActionError(f"steps must be ints >= 1, got {k!r}")
+            if i < 0 or not live[i]:
+                raise ActionError(_inactive_message(i, state.finished, state.pruned))
+            d = depth[i] + k
+            if d <= lengths[i]:
+                depth[i] = d
+                cost += delta * k
+                if probe:
+                    a = probes[i][d - 1]
+                    answer[i] = a
+                    history[i].append(a)
+                    n_probed += 1
+            else:
+                before = delta * depth[i]
+                step = delta * (lengths[i] - depth[i])
+                cost += step + self._finish(i, before + step)
+        probe_cost = n_probed * self.probe_cost
+        state.tokens += cost + probe_cost
+        state.probe_tokens += probe_cost
+
+    def read(self, k) -> range:
+        ids = self.open(k)
+        finish = self._finish
+        self.state.tokens += sum([finish(i, 0) for i in ids])
+        return ids
+
+    def probe(self, ids) -> None:
+        state = self.state
+        depth = state.depth
+        for i in ids:
+            if i < 0 or i >= len(depth):
+                raise ActionError(_inactive_message(i, state.finished, state.pruned))
+            if state.finished[i] or depth[i] == 0:
+                continue
+            a = self.probes[i][depth[i] - 1]
+            state.answer[i] = a
+            state.history[i].append(a)
+            state.tokens += self.probe_cost
+            state.probe_tokens += self.probe_cost
+
+    def prune(self, ids) -> None:
+        state = self.state
+        for i in ids:
+            if i < 0 or i >= len(state.depth):
+                raise ActionError(_inactive_message(i, state.finished, state.pruned))
+            state.pruned[i] = True
+            self.live[i] = False
 
 
 def _inactive_message(i, finished, pruned) -> str:

@@ -13,15 +13,18 @@ def majority(answers: Iterable[str]) -> str | None:
     counts = Counter(answers)
     if not counts:
         return None
-    return counts.most_common(1)[0][0]
+    return max(counts, key=counts.__getitem__)
 
 
-def top_two(counts: Counter) -> tuple[str | None, int, int]:
-    """``(leader, leader_count, runner_up_count)`` of a vote counter (first-seen wins ties)."""
+def top_two(counts: dict) -> tuple[str | None, int, int]:
+    """``(leader, leader_count, runner_up_count)`` of a vote count dict (first-seen wins ties)."""
     if not counts:
         return None, 0, 0
-    best = counts.most_common(2)
-    return best[0][0], best[0][1], best[1][1] if len(best) > 1 else 0
+    leader = max(counts, key=counts.__getitem__)
+    if len(counts) == 1:
+        return leader, counts[leader], 0
+    first, second = sorted(counts.values(), reverse=True)[:2]
+    return leader, first, second
 
 
 @lru_cache(maxsize=None)
@@ -37,7 +40,7 @@ def beta_confidence(top1: int, top2: int) -> float:
     return 1.0 - tail / 2**n
 
 
-def vote_confidence(counts: Counter) -> tuple[str | None, float]:
+def vote_confidence(counts: dict) -> tuple[str | None, float]:
     """``(leader, beta_confidence)`` of a vote counter; ``(None, 0.0)`` when it is empty."""
     leader, top1, top2 = top_two(counts)
     if leader is None:

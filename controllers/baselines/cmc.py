@@ -71,7 +71,7 @@ class ConfidenceMomentumController(Controller):
                     yield Prune(worst)
                     alive = [i for i in alive if not abandoned[i]]
 
-            order = sorted(alive, key=lambda i: -depth[i])
+            order = sorted(alive, key=depth.__getitem__, reverse=True)
             if order:
                 if warm and winner is not None and burst_aligned > 1:
                     steps = [burst_aligned if latest[i] == winner else 1 for i in order]

@@ -1,0 +1,131 @@
+"""``autotts check``: does a controller file honour the contract?
+
+Checks, in order (later checks are skipped when an earlier one makes them meaningless):
+
+1. **import** — the file imports and defines exactly one ``Controller`` subclass;
+2. **schedule** — ``schedule(beta)`` returns the same keys for every β of the grid, is
+   deterministic, and ``run`` accepts exactly those keyword arguments;
+3. **runs** — episodes on a few questions finish without errors and return strings;
+4. **deterministic** — the same (question, seed) episodes give identical answers, costs and traces;
+5. **monotone cost** — mean tokens never drop (beyond ``tolerance``) as β grows.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from .evaluate import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
+from .loader import ControllerLoadError, load_controller
+from .replay import ReplayEnvironment
+
+
+@dataclass
+class CheckItem:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    controller: str
+    items: list[CheckItem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.items) and all(item.ok for item in self.items)
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.items.append(CheckItem(name, ok, detail))
+        return ok
+
+
+def _schedule_problem(controller, betas) -> str | None:
+    try:
+        schedules = [controller.schedule(b) for b in betas]
+        again = [controller.schedule(b) for b in betas]
+    except Exception as exc:
+        return f"schedule raised {type(exc).__name__}: {exc}"
+    if not all(isinstance(s, dict) for s in schedules):
+        return "schedule(beta) must return a dict of run() keyword arguments"
+    if schedules != again:
+        return "schedule(beta) is not deterministic"
+    keys = set(schedules[0])
+    for beta, sched in zip(betas, schedules, strict=True):
+        if set(sched) != keys:
+            return f"schedule({beta}) has keys {sorted(sched)}, schedule({betas[0]}) has {sorted(keys)}"
+    try:
+        inspect.signature(controller.run).bind(None, **schedules[0])
+    except TypeError as exc:
+        return f"run(state, **schedule(beta)) does not accept the schedule's keys: {exc}"
+    return None
+
+
+def check_controller(
+    target: str,
+    env_id: str,
+    *,
+    env_dir=None,
+    questions: int = 8,
+    seeds: int = 4,
+    betas=DEFAULT_BETAS,
+    tolerance: float = 0.02,
+) -> CheckReport:
+    """Run every check; the environment must load (else :class:`StoreError` propagates)."""
+    report = CheckReport(str(target))
+    env = ReplayEnvironment.load(env_id, env_dir)
+    try:
+        controller = load_controller(target)
+    except ControllerLoadError as exc:
+        report.add("import", False, str(exc))
+        return report
+    report.add("import", True, f"{type(controller).__name__} ({controller.name})")
+    problem = _schedule_problem(controller, list(betas))
+    if not report.add("schedule", problem is None, problem or f"{len(betas)} β values, keys consistent"):
+        return report
+
+    episodes = [(q, s) for q in range(min(questions, len(env))) for s in range(seeds)]
+
+    def sweep_point(beta: float):
+        params = controller.params(beta)
+        with Watchdog(EPISODE_TIME_LIMIT_S) as watchdog:
+            results = []
+            for q, s in episodes:
+                watchdog.reset()
+                results.append(env.run_episode(controller, params, q, s))
+        return results
+
+    middle = betas[len(betas) // 2]
+    first = sweep_point(middle)
+    errors = [r for r in first if r.error]
+    if not report.add(
+        "runs",
+        not errors,
+        f"{len(errors)} of {len(first)} episodes failed; first: question {errors[0].question}, "
+        f"seed {errors[0].seed}: {errors[0].error}" if errors else f"{len(first)} episodes at β={middle}",
+    ):
+        return report
+    second = sweep_point(middle)
+    same = all(
+        (a.answer, a.tokens, a.trace) == (b.answer, b.tokens, b.trace) for a, b in zip(first, second, strict=True)
+    )
+    report.add("deterministic", same, "identical answers, costs and traces on a re-run" if same
+               else "a re-run gave different answers, costs or traces (randomness or state kept across episodes?)")
+
+    costs = []
+    for beta in betas:
+        results = first if beta == middle else sweep_point(beta)
+        failed = [r for r in results if r.error]
+        if failed:
+            report.add("monotone cost", False, f"β={beta}: {failed[0].error}")
+            return report
+        costs.append(sum(r.tokens for r in results) / len(results))
+    drops = [
+        f"β {betas[i - 1]}→{betas[i]}: {costs[i - 1]:,.0f}→{costs[i]:,.0f}"
+        for i in range(1, len(costs))
+        if costs[i] < costs[i - 1] * (1 - tolerance)
+    ]
+    curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
+    report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
+    return report

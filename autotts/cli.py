@@ -1,0 +1,303 @@
+"""The ``autotts`` command line.
+
+Exit codes: 0 success; 1 the command ran but something failed (a controller errored, a check
+did not pass, results differ from the reference); 2 bad input (unknown environment, malformed
+store, unreadable controller spec or trace file).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="autotts: discover, evaluate and compare test-time-scaling controllers on replay environments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+envs_app = typer.Typer(help="List and fetch replay environments.", invoke_without_command=True)
+trace_app = typer.Typer(help="Read execution traces.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+app.add_typer(trace_app, name="trace")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")
+
+EnvDirOption = Annotated[
+    Path | None, typer.Option("--env-dir", help="Directory of MODEL/DATASET.json stores (default: $AUTOTTS_ENV_DIR, ../shared/environments, the fetch cache).")
+]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option("--env", "-e", help="Environment id MODEL/DATASET; repeatable; glob patterns and 'all' allowed."),
+]
+SeedsOption = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per question (seed s shuffles the branches).")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes (default: both cores).")]
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>).")]
+TraceSeedsOption = Annotated[int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _parse_value(text: str):
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_spec(spec: str, default_betas=None):
+    """``NAME_OR_PATH[@key=v1,v2...][@key=v...]`` → RunConfigs (cartesian product of lists);
+    ``beta`` is the β knob, other keys override parameters. No ``@``: the β grid."""
+    from .evaluate import DEFAULT_BETAS, RunConfig
+
+    target, *assignments = spec.split("@")
+    axes: list[list[tuple[str, object]]] = []
+    for assignment in assignments:
+        key, sep, values = assignment.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"controller spec {spec!r}: expected key=value after '@', got {assignment!r}")
+        axes.append([(key.strip(), _parse_value(v)) for v in values.split(",")])
+    if not axes:
+        axes = [[("beta", b) for b in (default_betas or DEFAULT_BETAS)]]
+    configs = []
+    for combo in itertools.product(*axes):
+        beta = next((float(v) for k, v in combo if k == "beta"), None)
+        overrides = tuple((k, v) for k, v in combo if k != "beta")
+        configs.append(RunConfig(controller=target, beta=beta, overrides=overrides))
+    return configs
+
+
+def _resolve_envs(patterns: list[str] | None, env_dir, default: list[str]) -> list[str]:
+    from .store import list_environments
+
+    known = [info.env_id for info in list_environments(env_dir)]
+    chosen: list[str] = []
+    for pattern in patterns or default:
+        if pattern == "all":
+            matched = known
+        elif any(ch in pattern for ch in "*?["):
+            matched = fnmatch.filter(known, pattern)
+        else:
+            matched = [pattern]
+        if not matched:
+            raise ValueError(f"no environment matches {pattern!r} (known: {', '.join(known)})")
+        chosen += [m for m in matched if m not in chosen]
+    return chosen
+
+
+def _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=False):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from .evaluate import evaluate
+    from .report import matches_reference, reference_for, write_outputs
+    from .store import StoreError
+
+    out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = evaluate(configs, env_ids, seeds=seeds, env_dir=env_dir, workers=workers,
+                              trace_seeds=trace_seeds, progress=progress)
+        except StoreError as exc:
+            raise _fail(str(exc)) from None
+    paths = write_outputs(report, out, with_reference)
+    table = Table(title=f"{seeds} seeds, {report.seconds:.1f} s", show_lines=False)
+    for column in ("controller", "setting", "environment", "accuracy %", "tokens", "status"):
+        table.add_column(column, overflow="fold")
+    if with_reference:
+        table.add_column("reference")
+    for row in report.rows:
+        cells = [row.controller, row.setting, row.env_id, f"{row.accuracy:.2f}", row.tokens_k,
+                 "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]"]
+        if with_reference:
+            ref = reference_for(row)
+            mark = "" if ref is None else ("[green]✓[/]" if matches_reference(row) else "[red]✗[/]")
+            cells.append("" if ref is None else f"{ref[0]:.2f} / {ref[1]:.1f}k {mark}")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}")
+    failed = any(row.status != "ok" for row in report.rows)
+    mismatched = with_reference and any(
+        reference_for(r) is not None and not matches_reference(r) for r in report.rows
+    )
+    if failed or mismatched:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@envs_app.callback()
+def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
+    """List the replay environments with their statistics."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .store import StoreError, list_environments, load_environment_records, resolve_env_dir
+
+    try:
+        root = resolve_env_dir(env_dir)
+        infos = list_environments(root)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"replay environments in {root}")
+    for column in ("id", "questions", "branches", "Δ", "mean branch tokens", "mean probes", "pass@all %", "status"):
+        table.add_column(column)
+    bad = False
+    for info in infos:
+        try:
+            records = load_environment_records(info.env_id, root)
+        except StoreError as exc:
+            table.add_row(info.env_id, "", "", "", "", "", "", f"[red]{exc}[/]")
+            bad = True
+            continue
+        branches = [b for r in records for b in r.each_branch]
+        passed = sum(any(b[2] == r.gold_answer for b in r.each_branch) for r in records)
+        table.add_row(
+            info.env_id, str(len(records)), str(len(records[0].each_branch)), str(records[0].probe_freq),
+            f"{sum(b[1] for b in branches) / len(branches):,.0f}",
+            f"{sum(len(b[0]) for b in branches) / len(branches):.1f}",
+            f"{100 * passed / len(records):.1f}", "[green]ok[/]",
+        )
+    console.print(table)
+    if not infos:
+        raise _fail(f"no MODEL/DATASET.json stores in {root}")
+    if bad:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def evaluate(
+    controller: Annotated[str, typer.Argument(help="Controller file or built-in name (sc, asc, esc, parallel-probe, cmc).")],
+    env: EnvOption = None,
+    betas: Annotated[str | None, typer.Option(help="Comma-separated β values (default 0,0.1,…,1).")] = None,
+    grid: Annotated[str | None, typer.Option(help="Sweep one parameter instead of β, e.g. n=1,2,4,8,16,32,64.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Fixed parameter override key=value; repeatable.")] = None,
+    seeds: SeedsOption = 100,
+    workers: WorkersOption = None,
+    out: OutOption = None,
+    trace_seeds: TraceSeedsOption = 1,
+    env_dir: EnvDirOption = None,
+) -> None:
+    """Evaluate one controller over a β (or parameter) grid on one or more environments."""
+    spec = controller
+    if grid and betas:
+        raise _fail("use either --betas or --grid, not both")
+    if grid:
+        spec += f"@{grid}"
+    elif betas:
+        spec += f"@beta={betas}"
+    for item in param or []:
+        spec += f"@{item}"
+    try:
+        configs = parse_spec(spec)
+        env_ids = _resolve_envs(env, env_dir, ["Qwen3-8B/aime24"])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds)
+
+
+@app.command()
+def compare(
+    specs: Annotated[list[str] | None, typer.Argument(help="Controller specs NAME[@key=v1,v2...], e.g. cmc@beta=0.5,1.0 sc@n=64.")] = None,
+    env: EnvOption = None,
+    preset: Annotated[str | None, typer.Option(help="'paper': the AutoTTS Table 1 configurations on all environments, checked against the published numbers.")] = None,
+    seeds: SeedsOption = 100,
+    workers: WorkersOption = None,
+    out: OutOption = None,
+    trace_seeds: TraceSeedsOption = 1,
+    env_dir: EnvDirOption = None,
+) -> None:
+    """Compare several controllers × environments: one table, one plot."""
+    if preset not in (None, "paper"):
+        raise _fail(f"unknown preset {preset!r} (known: paper)")
+    specs = list(specs or []) + (list(PAPER_PRESET) if preset == "paper" else [])
+    if not specs:
+        raise _fail("give at least one controller spec, or --preset paper")
+    try:
+        configs = [c for spec in specs for c in parse_spec(spec)]
+        env_ids = _resolve_envs(env, env_dir, ["all"] if preset == "paper" else ["Qwen3-8B/aime24"])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=preset == "paper")
+
+
+@app.command()
+def check(
+    controller: Annotated[str, typer.Argument(help="Controller file or built-in name.")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment to run on.")] = "Qwen3-8B/aime24",
+    questions: Annotated[int, typer.Option(min=1, help="Questions to run.")] = 8,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per question.")] = 4,
+    tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative drop of mean tokens between consecutive β.")] = 0.02,
+    env_dir: EnvDirOption = None,
+) -> None:
+    """Validate a controller: imports, β schedule, runs, determinism, cost monotone in β."""
+    from .checker import check_controller
+    from .store import StoreError
+
+    try:
+        report = check_controller(controller, env, env_dir=env_dir, questions=questions, seeds=seeds, tolerance=tolerance)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    for item in report.items:
+        mark = "[green]PASS[/]" if item.ok else "[red]FAIL[/]"
+        console.print(f"{mark} {item.name}: {item.detail}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@trace_app.command("show")
+def trace_show(
+    path: Annotated[Path, typer.Argument(help="A traces/*.jsonl file written by evaluate/compare.")],
+    question: Annotated[int | None, typer.Option(help="Question index to show (default: the first episode).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed to show.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the episodes in the file instead.")] = False,
+) -> None:
+    """Show one episode's action-by-action trace in a readable form."""
+    from .traces import TraceFileError, read_traces, render_episode, render_index
+
+    try:
+        episodes = list(read_traces(path))
+    except TraceFileError as exc:
+        raise _fail(str(exc)) from None
+    if list_:
+        console.print(render_index(episodes))
+        return
+    chosen = [e for e in episodes if (question is None or e.question == question) and (seed is None or e.seed == seed)]
+    if not chosen:
+        raise _fail(f"{path}: no episode with question={question} seed={seed}")
+    console.print(render_episode(chosen[0]))
+
+
+@trace_app.command("schema")
+def trace_schema() -> None:
+    """Print the JSON Schema of a trace line."""
+    import json
+
+    from .traces import EpisodeTrace
+
+    console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
+
+
+if __name__ == "__main__":
+    app()

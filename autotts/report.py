@@ -1,0 +1,167 @@
+"""Evaluation outputs: results table (CSV + Markdown), per-question detail, traces, and the
+accuracy-vs-tokens plot (log-x, one curve per controller, one panel per environment)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from .evaluate import EvaluationReport, Row
+from .traces import write_jsonl
+
+REFERENCE_FILE = Path(__file__).with_name("data") / "reference.json"
+
+
+@cache
+def reference_cells() -> dict[tuple[str, str, str], tuple[float, float]]:
+    """Published (accuracy %, tokens k) keyed by (controller, setting, env id)."""
+    cells = json.loads(REFERENCE_FILE.read_text())["cells"]
+    return {(c["controller"], c["setting"], c["env"]): (c["accuracy"], c["tokens_k"]) for c in cells}
+
+
+def reference_for(row: Row) -> tuple[float, float] | None:
+    return reference_cells().get((row.controller, row.setting, row.env_id))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _status_cell(status: str, width: int = 80) -> str:
+    return status if len(status) <= width else status[: width - 1] + "…"
+
+
+def markdown_table(report: EvaluationReport, with_reference: bool = False) -> str:
+    """The results as a Markdown table (optionally next to the published reference cells)."""
+    head = ["controller", "setting", "environment", "accuracy %", "tokens"]
+    if with_reference:
+        head += ["reference acc", "reference tokens", "match"]
+    head.append("status")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report.rows:
+        cells = [row.controller, row.setting, row.env_id, f"{row.accuracy:.2f}", row.tokens_k]
+        if with_reference:
+            ref = reference_for(row)
+            if ref is None:
+                cells += ["", "", ""]
+            else:
+                cells += [f"{ref[0]:.2f}", f"{ref[1]:.1f}k", "yes" if matches_reference(row) else "NO"]
+        cells.append(_status_cell(row.status).replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def matches_reference(row: Row) -> bool:
+    """Accuracy within ±0.01 points and tokens within ±0.1k of the published cell."""
+    ref = reference_for(row)
+    if ref is None:
+        return False
+    return (
+        abs(round(row.accuracy, 2) - ref[0]) <= 0.01 + 1e-9
+        and abs(round(row.tokens) / 1000 - ref[1]) <= 0.1 + 1e-9
+    )
+
+
+def results_csv(report: EvaluationReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["controller", "setting", "env", "accuracy", "mean_tokens", "episodes", "errors", "seconds", "status"]
+    )
+    for r in report.rows:
+        writer.writerow(
+            [r.controller, r.setting, r.env_id, f"{r.accuracy:.4f}", f"{r.tokens:.2f}",
+             r.episodes, r.errors, f"{r.seconds:.2f}", r.status]
+        )
+    return out.getvalue()
+
+
+def per_question_csv(report: EvaluationReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["controller", "setting", "env", "question", "accuracy", "mean_tokens"])
+    for unit in report.units:
+        if unit.load_error:
+            continue
+        seeds = report.seeds
+        for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True):
+            writer.writerow(
+                [unit.config.name, unit.config.setting, unit.env_id, q,
+                 f"{100 * correct / seeds:.2f}", f"{tokens / seeds:.1f}"]
+            )
+    return out.getvalue()
+
+
+def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
+    """Accuracy vs mean tokens (log x), one curve per controller, one panel per environment.
+    Writes ``stem.png`` and ``stem.svg``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env_ids = list(dict.fromkeys(r.env_id for r in report.rows))
+    controllers = list(dict.fromkeys(r.controller for r in report.rows))
+    cols = min(4, len(env_ids))
+    nrows = math.ceil(len(env_ids) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    markers = "osD^vP*Xh<>"
+    for ax, env_id in zip(axes.flat, env_ids, strict=False):
+        for k, name in enumerate(controllers):
+            pts = sorted(
+                (r.tokens, r.accuracy)
+                for r in report.rows
+                if r.env_id == env_id and r.controller == name and r.episodes and not math.isnan(r.tokens)
+            )
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker=markers[k % len(markers)], ms=4, lw=1.5, label=name)
+        ax.set_xscale("log")
+        ax.set_title(env_id, fontsize=10)
+        ax.set_xlabel("mean tokens per question")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(env_ids):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if nrows == 1 else 0.04, 1, 1))
+    paths = []
+    for ext in ("png", "svg"):
+        path = stem.with_suffix(f".{ext}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def write_outputs(report: EvaluationReport, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
+    """Write every output of an evaluation into ``out_dir``; return the paths by kind."""
+    out = Path(out_dir)
+    paths = {"csv": out / "results.csv", "markdown": out / "results.md", "questions": out / "per_question.csv"}
+    _atomic_write(paths["csv"], results_csv(report))
+    _atomic_write(paths["markdown"], markdown_table(report, with_reference))
+    _atomic_write(paths["questions"], per_question_csv(report))
+    groups: dict[tuple, list[dict]] = {}
+    for unit in report.units:
+        groups.setdefault((unit.config.name, unit.config.setting, unit.env_id), []).extend(unit.traces)
+    for (name, setting, env_id), records in groups.items():
+        if records:
+            slug = f"{name}__{setting}__{env_id}".replace("/", "_").replace(", ", "_").replace("β", "beta")
+            write_jsonl(out / "traces" / f"{slug}.jsonl", records)
+    paths["traces"] = out / "traces"
+    if any(r.episodes for r in report.rows):
+        png, svg = plot_curves(report, out / "curves")
+        paths["plot_png"], paths["plot_svg"] = png, svg
+    return paths
