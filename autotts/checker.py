@@ -82,7 +82,9 @@ def check_controller(
         return report
     report.add("import", True, f"{type(controller).__name__} ({controller.name})")
     problem = _schedule_problem(controller, list(betas))
-    if not report.add("schedule", problem is None, problem or f"{len(betas)} β values, keys consistent"):
+    if not report.add(
+        "schedule", problem is None, problem or f"{len(betas)} β values, keys consistent"
+    ):
         return report
 
     episodes = [(q, s) for q in range(min(questions, len(env))) for s in range(seeds)]
@@ -103,15 +105,23 @@ def check_controller(
         "runs",
         not errors,
         f"{len(errors)} of {len(first)} episodes failed; first: question {errors[0].question}, "
-        f"seed {errors[0].seed}: {errors[0].error}" if errors else f"{len(first)} episodes at β={middle}",
+        f"seed {errors[0].seed}: {errors[0].error}"
+        if errors
+        else f"{len(first)} episodes at β={middle}",
     ):
         return report
     second = sweep_point(middle)
     same = all(
-        (a.answer, a.tokens, a.trace) == (b.answer, b.tokens, b.trace) for a, b in zip(first, second, strict=True)
+        (a.answer, a.tokens, a.trace) == (b.answer, b.tokens, b.trace)
+        for a, b in zip(first, second, strict=True)
     )
-    report.add("deterministic", same, "identical answers, costs and traces on a re-run" if same
-               else "a re-run gave different answers, costs or traces (randomness or state kept across episodes?)")
+    report.add(
+        "deterministic",
+        same,
+        "identical answers, costs and traces on a re-run"
+        if same
+        else "a re-run gave different answers, costs or traces (randomness or state kept across episodes?)",
+    )
 
     costs = []
     for beta in betas:

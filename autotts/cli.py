@@ -34,16 +34,33 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")
 
 EnvDirOption = Annotated[
-    Path | None, typer.Option("--env-dir", help="Directory of MODEL/DATASET.json stores (default: $AUTOTTS_ENV_DIR, ../shared/environments, the fetch cache).")
+    Path | None,
+    typer.Option(
+        "--env-dir",
+        help="Directory of MODEL/DATASET.json stores (default: $AUTOTTS_ENV_DIR, ../shared/environments, the fetch cache).",
+    ),
 ]
 EnvOption = Annotated[
     list[str] | None,
-    typer.Option("--env", "-e", help="Environment id MODEL/DATASET; repeatable; glob patterns and 'all' allowed."),
+    typer.Option(
+        "--env",
+        "-e",
+        help="Environment id MODEL/DATASET; repeatable; glob patterns and 'all' allowed.",
+    ),
 ]
-SeedsOption = Annotated[int, typer.Option("--seeds", min=1, help="Seeds per question (seed s shuffles the branches).")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes (default: both cores).")]
-OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>).")]
-TraceSeedsOption = Annotated[int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")]
+SeedsOption = Annotated[
+    int, typer.Option("--seeds", min=1, help="Seeds per question (seed s shuffles the branches).")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Worker processes (default: both cores).")
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>)."),
+]
+TraceSeedsOption = Annotated[
+    int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
+]
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -73,7 +90,9 @@ def parse_spec(spec: str, default_betas=None):
     for assignment in assignments:
         key, sep, values = assignment.partition("=")
         if not sep or not key or not values:
-            raise ValueError(f"controller spec {spec!r}: expected key=value after '@', got {assignment!r}")
+            raise ValueError(
+                f"controller spec {spec!r}: expected key=value after '@', got {assignment!r}"
+            )
         axes.append([(key.strip(), _parse_value(v)) for v in values.split(",")])
     if not axes:
         axes = [[("beta", b) for b in (default_betas or DEFAULT_BETAS)]]
@@ -103,25 +122,47 @@ def _resolve_envs(patterns: list[str] | None, env_dir, default: list[str]) -> li
     return chosen
 
 
-def _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=False):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+def _run_and_report(
+    configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=False
+):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .evaluate import evaluate
     from .report import matches_reference, reference_for, write_outputs
     from .store import StoreError
 
     out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds", total=None)
+        task = bar.add_task(
+            f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds", total=None
+        )
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         try:
-            report = evaluate(configs, env_ids, seeds=seeds, env_dir=env_dir, workers=workers,
-                              trace_seeds=trace_seeds, progress=progress)
+            report = evaluate(
+                configs,
+                env_ids,
+                seeds=seeds,
+                env_dir=env_dir,
+                workers=workers,
+                trace_seeds=trace_seeds,
+                progress=progress,
+            )
         except StoreError as exc:
             raise _fail(str(exc)) from None
     paths = write_outputs(report, out, with_reference)
@@ -131,16 +172,29 @@ def _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds,
     if with_reference:
         table.add_column("reference")
     for row in report.rows:
-        cells = [row.controller, row.setting, row.env_id, f"{row.accuracy:.2f}", row.tokens_k,
-                 "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]"]
+        cells = [
+            row.controller,
+            row.setting,
+            row.env_id,
+            f"{row.accuracy:.2f}",
+            row.tokens_k,
+            "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]",
+        ]
         if with_reference:
             ref = reference_for(row)
             mark = "" if ref is None else ("[green]✓[/]" if matches_reference(row) else "[red]✗[/]")
             cells.append("" if ref is None else f"{ref[0]:.2f} / {ref[1]:.1f}k {mark}")
         table.add_row(*cells)
     console.print(table)
-    console.print(f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}")
-    failed = any(row.status != "ok" for row in report.rows)
+    console.print(
+        f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}"
+    )
+    failed = [row for row in report.rows if row.status != "ok"]
+    for row in failed:
+        err_console.print(
+            f"[red]{row.controller} ({row.setting}) on {row.env_id}:[/] {row.status}",
+            highlight=False,
+        )
     mismatched = with_reference and any(
         reference_for(r) is not None and not matches_reference(r) for r in report.rows
     )
@@ -161,7 +215,16 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
     except StoreError as exc:
         raise _fail(str(exc)) from None
     table = Table(title=f"replay environments in {root}")
-    for column in ("id", "questions", "branches", "Δ", "mean branch tokens", "mean probes", "pass@all %", "status"):
+    for column in (
+        "id",
+        "questions",
+        "branches",
+        "Δ",
+        "mean branch tokens",
+        "mean probes",
+        "pass@all %",
+        "status",
+    ):
         table.add_column(column)
     bad = False
     for info in infos:
@@ -174,10 +237,14 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
         branches = [b for r in records for b in r.each_branch]
         passed = sum(any(b[2] == r.gold_answer for b in r.each_branch) for r in records)
         table.add_row(
-            info.env_id, str(len(records)), str(len(records[0].each_branch)), str(records[0].probe_freq),
+            info.env_id,
+            str(len(records)),
+            str(len(records[0].each_branch)),
+            str(records[0].probe_freq),
             f"{sum(b[1] for b in branches) / len(branches):,.0f}",
             f"{sum(len(b[0]) for b in branches) / len(branches):.1f}",
-            f"{100 * passed / len(records):.1f}", "[green]ok[/]",
+            f"{100 * passed / len(records):.1f}",
+            "[green]ok[/]",
         )
     console.print(table)
     if not infos:
@@ -188,11 +255,23 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
 
 @app.command()
 def evaluate(
-    controller: Annotated[str, typer.Argument(help="Controller file or built-in name (sc, asc, esc, parallel-probe, cmc).")],
+    controller: Annotated[
+        str,
+        typer.Argument(
+            help="Controller file or built-in name (sc, asc, esc, parallel-probe, cmc)."
+        ),
+    ],
     env: EnvOption = None,
-    betas: Annotated[str | None, typer.Option(help="Comma-separated β values (default 0,0.1,…,1).")] = None,
-    grid: Annotated[str | None, typer.Option(help="Sweep one parameter instead of β, e.g. n=1,2,4,8,16,32,64.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Fixed parameter override key=value; repeatable.")] = None,
+    betas: Annotated[
+        str | None, typer.Option(help="Comma-separated β values (default 0,0.1,…,1).")
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option(help="Sweep one parameter instead of β, e.g. n=1,2,4,8,16,32,64.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Fixed parameter override key=value; repeatable."),
+    ] = None,
     seeds: SeedsOption = 100,
     workers: WorkersOption = None,
     out: OutOption = None,
@@ -219,9 +298,17 @@ def evaluate(
 
 @app.command()
 def compare(
-    specs: Annotated[list[str] | None, typer.Argument(help="Controller specs NAME[@key=v1,v2...], e.g. cmc@beta=0.5,1.0 sc@n=64.")] = None,
+    specs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Controller specs NAME[@key=v1,v2...], e.g. cmc@beta=0.5,1.0 sc@n=64."),
+    ] = None,
     env: EnvOption = None,
-    preset: Annotated[str | None, typer.Option(help="'paper': the AutoTTS Table 1 configurations on all environments, checked against the published numbers.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="'paper': the AutoTTS Table 1 configurations on all environments, checked against the published numbers."
+        ),
+    ] = None,
     seeds: SeedsOption = 100,
     workers: WorkersOption = None,
     out: OutOption = None,
@@ -239,16 +326,30 @@ def compare(
         env_ids = _resolve_envs(env, env_dir, ["all"] if preset == "paper" else ["Qwen3-8B/aime24"])
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=preset == "paper")
+    _run_and_report(
+        configs,
+        env_ids,
+        env_dir,
+        seeds,
+        workers,
+        out,
+        trace_seeds,
+        with_reference=preset == "paper",
+    )
 
 
 @app.command()
 def check(
     controller: Annotated[str, typer.Argument(help="Controller file or built-in name.")],
-    env: Annotated[str, typer.Option("--env", "-e", help="Environment to run on.")] = "Qwen3-8B/aime24",
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="Environment to run on.")
+    ] = "Qwen3-8B/aime24",
     questions: Annotated[int, typer.Option(min=1, help="Questions to run.")] = 8,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per question.")] = 4,
-    tolerance: Annotated[float, typer.Option(min=0.0, help="Allowed relative drop of mean tokens between consecutive β.")] = 0.02,
+    tolerance: Annotated[
+        float,
+        typer.Option(min=0.0, help="Allowed relative drop of mean tokens between consecutive β."),
+    ] = 0.02,
     env_dir: EnvDirOption = None,
 ) -> None:
     """Validate a controller: imports, β schedule, runs, determinism, cost monotone in β."""
@@ -256,7 +357,9 @@ def check(
     from .store import StoreError
 
     try:
-        report = check_controller(controller, env, env_dir=env_dir, questions=questions, seeds=seeds, tolerance=tolerance)
+        report = check_controller(
+            controller, env, env_dir=env_dir, questions=questions, seeds=seeds, tolerance=tolerance
+        )
     except StoreError as exc:
         raise _fail(str(exc)) from None
     for item in report.items:
@@ -268,10 +371,16 @@ def check(
 
 @trace_app.command("show")
 def trace_show(
-    path: Annotated[Path, typer.Argument(help="A traces/*.jsonl file written by evaluate/compare.")],
-    question: Annotated[int | None, typer.Option(help="Question index to show (default: the first episode).")] = None,
+    path: Annotated[
+        Path, typer.Argument(help="A traces/*.jsonl file written by evaluate/compare.")
+    ],
+    question: Annotated[
+        int | None, typer.Option(help="Question index to show (default: the first episode).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed to show.")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the episodes in the file instead.")] = False,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the episodes in the file instead.")
+    ] = False,
 ) -> None:
     """Show one episode's action-by-action trace in a readable form."""
     from .traces import TraceFileError, read_traces, render_episode, render_index
@@ -283,7 +392,11 @@ def trace_show(
     if list_:
         console.print(render_index(episodes))
         return
-    chosen = [e for e in episodes if (question is None or e.question == question) and (seed is None or e.seed == seed)]
+    chosen = [
+        e
+        for e in episodes
+        if (question is None or e.question == question) and (seed is None or e.seed == seed)
+    ]
     if not chosen:
         raise _fail(f"{path}: no episode with question={question} seed={seed}")
     console.print(render_episode(chosen[0]))

@@ -84,6 +84,8 @@ class Row:
     @property
     def tokens_k(self) -> str:
         """Mean tokens in k as the paper prints them (rounded to whole tokens first)."""
+        if self.tokens != self.tokens:  # NaN: nothing ran
+            return "-"
         return "%.1fk" % (round(self.tokens) / 1000)
 
 
@@ -210,7 +212,9 @@ def _blocks(n_questions: int, n_blocks: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n_questions))) for i in range(0, n_questions, size)]
 
 
-def _rows(units: list[UnitResult], configs: Sequence[RunConfig], env_ids: Sequence[str]) -> list[Row]:
+def _rows(
+    units: list[UnitResult], configs: Sequence[RunConfig], env_ids: Sequence[str]
+) -> list[Row]:
     rows = []
     for config in configs:
         for env_id in env_ids:
@@ -225,11 +229,23 @@ def _rows(units: list[UnitResult], configs: Sequence[RunConfig], env_ids: Sequen
                 status = f"{errors} episode errors; first: {first}"
             else:
                 status = "ok"
-            accuracy = 100.0 * sum(sum(u.correct) for u in mine) / episodes if episodes else float("nan")
+            accuracy = (
+                100.0 * sum(sum(u.correct) for u in mine) / episodes if episodes else float("nan")
+            )
             tokens = sum(sum(u.tokens) for u in mine) / episodes if episodes else float("nan")
             rows.append(
-                Row(config.name, config.setting, env_id, accuracy, tokens, episodes, errors,
-                    status, sum(u.seconds for u in mine), config)
+                Row(
+                    config.name,
+                    config.setting,
+                    env_id,
+                    accuracy,
+                    tokens,
+                    episodes,
+                    errors,
+                    status,
+                    sum(u.seconds for u in mine),
+                    config,
+                )
             )
     return rows
 
@@ -277,8 +293,12 @@ def evaluate(
                 units.append(future.result())
                 if progress:
                     progress(len(units), len(jobs))
-    units.sort(key=lambda u: (configs.index(u.config), list(env_ids).index(u.env_id), u.questions[0]))
-    return EvaluationReport(_rows(units, configs, env_ids), units, seeds, time.perf_counter() - start)
+    units.sort(
+        key=lambda u: (configs.index(u.config), list(env_ids).index(u.env_id), u.questions[0])
+    )
+    return EvaluationReport(
+        _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
+    )
 
 
 def _as_completed(futures: Iterable):

@@ -14,7 +14,10 @@ from pathlib import Path
 from .contract import Controller
 from .store import PROJECT_ROOT
 
-CONTROLLER_DIRS = (PROJECT_ROOT / "controllers" / "baselines", PROJECT_ROOT / "controllers" / "discovered")
+CONTROLLER_DIRS = (
+    PROJECT_ROOT / "controllers" / "baselines",
+    PROJECT_ROOT / "controllers" / "discovered",
+)
 
 
 class ControllerLoadError(ValueError):
@@ -64,7 +67,9 @@ def load_controller_class(target: str | Path) -> type[Controller]:
         raise ControllerLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise ControllerLoadError(f"{path}: importing failed: {type(exc).__name__}: {exc}") from None
+        raise ControllerLoadError(
+            f"{path}: importing failed: {type(exc).__name__}: {exc}"
+        ) from None
     classes = [
         obj
         for obj in vars(module).values()

@@ -297,6 +297,15 @@ class _Episode:
                 raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
             ks = iter(k)
         state = self.state
+        depth = state.depth
+        try:
+            self._extend_each(ids, k, ks, probe)
+        except IndexError:
+            bad = next((i for i in ids if not 0 <= i < len(depth)), None)
+            raise ActionError(_inactive_message(bad, state.finished, state.pruned)) from None
+
+    def _extend_each(self, ids, k, ks, probe: bool) -> None:
+        state = self.state
         depth, answer, history = state.depth, state.answer, state.history
         live, lengths, probes, delta = self.live, self.lengths, self.probes, self.delta
         cost = n_probed = 0

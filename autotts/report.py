@@ -22,7 +22,9 @@ REFERENCE_FILE = Path(__file__).with_name("data") / "reference.json"
 def reference_cells() -> dict[tuple[str, str, str], tuple[float, float]]:
     """Published (accuracy %, tokens k) keyed by (controller, setting, env id)."""
     cells = json.loads(REFERENCE_FILE.read_text())["cells"]
-    return {(c["controller"], c["setting"], c["env"]): (c["accuracy"], c["tokens_k"]) for c in cells}
+    return {
+        (c["controller"], c["setting"], c["env"]): (c["accuracy"], c["tokens_k"]) for c in cells
+    }
 
 
 def reference_for(row: Row) -> tuple[float, float] | None:
@@ -55,7 +57,11 @@ def markdown_table(report: EvaluationReport, with_reference: bool = False) -> st
             if ref is None:
                 cells += ["", "", ""]
             else:
-                cells += [f"{ref[0]:.2f}", f"{ref[1]:.1f}k", "yes" if matches_reference(row) else "NO"]
+                cells += [
+                    f"{ref[0]:.2f}",
+                    f"{ref[1]:.1f}k",
+                    "yes" if matches_reference(row) else "NO",
+                ]
         cells.append(_status_cell(row.status).replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -76,12 +82,31 @@ def results_csv(report: EvaluationReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
-        ["controller", "setting", "env", "accuracy", "mean_tokens", "episodes", "errors", "seconds", "status"]
+        [
+            "controller",
+            "setting",
+            "env",
+            "accuracy",
+            "mean_tokens",
+            "episodes",
+            "errors",
+            "seconds",
+            "status",
+        ]
     )
     for r in report.rows:
         writer.writerow(
-            [r.controller, r.setting, r.env_id, f"{r.accuracy:.4f}", f"{r.tokens:.2f}",
-             r.episodes, r.errors, f"{r.seconds:.2f}", r.status]
+            [
+                r.controller,
+                r.setting,
+                r.env_id,
+                f"{r.accuracy:.4f}",
+                f"{r.tokens:.2f}",
+                r.episodes,
+                r.errors,
+                f"{r.seconds:.2f}",
+                r.status,
+            ]
         )
     return out.getvalue()
 
@@ -96,8 +121,14 @@ def per_question_csv(report: EvaluationReport) -> str:
         seeds = report.seeds
         for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True):
             writer.writerow(
-                [unit.config.name, unit.config.setting, unit.env_id, q,
-                 f"{100 * correct / seeds:.2f}", f"{tokens / seeds:.1f}"]
+                [
+                    unit.config.name,
+                    unit.config.setting,
+                    unit.env_id,
+                    q,
+                    f"{100 * correct / seeds:.2f}",
+                    f"{tokens / seeds:.1f}",
+                ]
             )
     return out.getvalue()
 
@@ -121,7 +152,10 @@ def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
             pts = sorted(
                 (r.tokens, r.accuracy)
                 for r in report.rows
-                if r.env_id == env_id and r.controller == name and r.episodes and not math.isnan(r.tokens)
+                if r.env_id == env_id
+                and r.controller == name
+                and r.episodes
+                and not math.isnan(r.tokens)
             )
             if pts:
                 xs, ys = zip(*pts, strict=True)
@@ -131,7 +165,7 @@ def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
         ax.set_xlabel("mean tokens per question")
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(env_ids):]:
+    for ax in list(axes.flat)[len(env_ids) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
@@ -146,19 +180,31 @@ def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
     return paths
 
 
-def write_outputs(report: EvaluationReport, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
+def write_outputs(
+    report: EvaluationReport, out_dir: str | Path, with_reference: bool = False
+) -> dict[str, Path]:
     """Write every output of an evaluation into ``out_dir``; return the paths by kind."""
     out = Path(out_dir)
-    paths = {"csv": out / "results.csv", "markdown": out / "results.md", "questions": out / "per_question.csv"}
+    paths = {
+        "csv": out / "results.csv",
+        "markdown": out / "results.md",
+        "questions": out / "per_question.csv",
+    }
     _atomic_write(paths["csv"], results_csv(report))
     _atomic_write(paths["markdown"], markdown_table(report, with_reference))
     _atomic_write(paths["questions"], per_question_csv(report))
     groups: dict[tuple, list[dict]] = {}
     for unit in report.units:
-        groups.setdefault((unit.config.name, unit.config.setting, unit.env_id), []).extend(unit.traces)
+        groups.setdefault((unit.config.name, unit.config.setting, unit.env_id), []).extend(
+            unit.traces
+        )
     for (name, setting, env_id), records in groups.items():
         if records:
-            slug = f"{name}__{setting}__{env_id}".replace("/", "_").replace(", ", "_").replace("β", "beta")
+            slug = (
+                f"{name}__{setting}__{env_id}".replace("/", "_")
+                .replace(", ", "_")
+                .replace("β", "beta")
+            )
             write_jsonl(out / "traces" / f"{slug}.jsonl", records)
     paths["traces"] = out / "traces"
     if any(r.episodes for r in report.rows):

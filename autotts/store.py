@@ -173,7 +173,9 @@ def _load_cached(path: str, mtime_ns: int) -> list[QuestionRecord]:
     return load_records(path)
 
 
-def load_environment_records(env_id: str, env_dir: str | Path | None = None) -> list[QuestionRecord]:
+def load_environment_records(
+    env_id: str, env_dir: str | Path | None = None
+) -> list[QuestionRecord]:
     """Validated records of an environment id (cached per process while the file is unchanged)."""
     info = find_environment(env_id, env_dir)
     return _load_cached(str(info.path), info.path.stat().st_mtime_ns)

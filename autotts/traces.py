@@ -57,7 +57,13 @@ class EpisodeTrace(BaseModel):
 def episode_record(env, config, params: dict, result) -> dict:
     """The JSON-ready trace of one finished episode (``result.trace`` must be recorded)."""
     steps = [
-        {"action": a, "ids": list(ids), "revealed": list(rev), "finished": list(done), "tokens": tok}
+        {
+            "action": a,
+            "ids": list(ids),
+            "revealed": list(rev),
+            "finished": list(done),
+            "tokens": tok,
+        }
         for a, ids, rev, done, tok in (result.trace or ())
     ]
     return {
@@ -124,11 +130,30 @@ def render_index(episodes: list[EpisodeTrace]):
     from rich.table import Table
 
     table = Table(title="episodes")
-    for column in ("question", "seed", "answer", "gold", "correct", "tokens", "branches", "steps", "reason"):
+    for column in (
+        "question",
+        "seed",
+        "answer",
+        "gold",
+        "correct",
+        "tokens",
+        "branches",
+        "steps",
+        "reason",
+    ):
         table.add_column(column, overflow="fold")
     for e in episodes:
-        table.add_row(str(e.question), str(e.seed), str(e.answer), e.gold, "✓" if e.correct else "✗",
-                      f"{e.tokens:,}", str(e.branches), str(len(e.steps)), e.error or e.reason)
+        table.add_row(
+            str(e.question),
+            str(e.seed),
+            str(e.answer),
+            e.gold,
+            "✓" if e.correct else "✗",
+            f"{e.tokens:,}",
+            str(e.branches),
+            str(len(e.steps)),
+            e.error or e.reason,
+        )
     return table
 
 
@@ -155,5 +180,7 @@ def render_episode(episode: EpisodeTrace):
             shown = ", ".join(map(str, step.ids))
         else:
             shown = ", ".join(f"{i}→{r}" for i, r in zip(step.ids, step.revealed, strict=False))
-        table.add_row(str(n), step.action, shown, ", ".join(map(str, step.finished)), f"{step.tokens:,}")
+        table.add_row(
+            str(n), step.action, shown, ", ".join(map(str, step.finished)), f"{step.tokens:,}"
+        )
     return Group(header, table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from math import comb
 
 
@@ -27,7 +27,7 @@ def top_two(counts: dict) -> tuple[str | None, int, int]:
     return leader, first, second
 
 
-@lru_cache(maxsize=None)
+@cache
 def beta_confidence(top1: int, top2: int) -> float:
     """Posterior probability that the leader beats the runner-up: ``1 - I_0.5(top1+1, top2+1)``.
 

@@ -37,8 +37,20 @@ class ConfidenceMomentumController(Controller):
         }
 
     def run(
-        self, state, n_init, max_branches, warm_up, abandon_patience, ema_window, alpha,
-        conf_thresh, slack, burst_aligned, widen_burst, trend_thresh, min_complete,
+        self,
+        state,
+        n_init,
+        max_branches,
+        warm_up,
+        abandon_patience,
+        ema_window,
+        alpha,
+        conf_thresh,
+        slack,
+        burst_aligned,
+        widen_burst,
+        trend_thresh,
+        min_complete,
     ):
         yield Branch(n_init)
         finished, latest, depth, pool = state.finished, state.answer, state.depth, state.finals
@@ -87,11 +99,18 @@ class ConfidenceMomentumController(Controller):
             window[-1] = ema
             trend = window[-1] - window[0] if len(window) >= 2 else 0.0
             if warm and counted >= min_complete and ema >= conf_thresh and trend >= -slack:
-                return Answer(winner, f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}")
+                return Answer(
+                    winner, f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}"
+                )
             if all(abandoned[i] or finished[i] for i in range(len(abandoned))):
                 break
             opened = len(abandoned)
-            if opened < max_branches and trend <= trend_thresh and rnd >= widen_from and ema < conf_thresh:
+            if (
+                opened < max_branches
+                and trend <= trend_thresh
+                and rnd >= widen_from
+                and ema < conf_thresh
+            ):
                 k = min(widen_burst, max_branches - opened)
                 yield Branch(k)
                 abandoned.extend([False] * k)

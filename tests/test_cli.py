@@ -1,0 +1,99 @@
+import json
+
+from conftest import tiny_store
+from typer.testing import CliRunner
+
+from autotts.cli import app
+
+runner = CliRunner()
+
+
+def test_envs_lists_the_shipped_stores(env_dir):
+    result = runner.invoke(app, ["envs", "--env-dir", str(env_dir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Qwen3-8B/aime24" in result.output and "Qwen3-0.6B/aime25" in result.output
+
+
+def test_envs_reports_a_malformed_store(tmp_path):
+    tiny_store(tmp_path / "Good" / "a.json", [[["1"], 600, "1"]])
+    (tmp_path / "Bad").mkdir()
+    (tmp_path / "Bad" / "b.json").write_text('[{"question": "q"')
+    result = runner.invoke(app, ["envs", "--env-dir", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert "Good/a" in result.output and "not valid JSON" in result.output
+
+
+def test_evaluate_writes_table_plot_and_traces_then_trace_show(env_dir, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "esc",
+            "-e",
+            "Qwen3-8B/aime24",
+            "--grid",
+            "n=8,16",
+            "--seeds",
+            "3",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--env-dir",
+            str(env_dir),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "results.md").read_text().count("| esc |") == 2
+    assert (out / "curves.png").is_file() and (out / "curves.svg").is_file()
+    trace_file = next((out / "traces").glob("esc__n=8__*.jsonl"))
+    shown = runner.invoke(
+        app, ["trace", "show", str(trace_file), "--question", "2"], env={"COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "question 2" in shown.output and "read" in shown.output
+    listed = runner.invoke(
+        app, ["trace", "show", str(trace_file), "--list"], env={"COLUMNS": "200"}
+    )
+    assert listed.exit_code == 0 and listed.output.count("✓") + listed.output.count("✗") == 30
+
+
+def test_bad_input_exit_codes(env_dir, tmp_path):
+    unknown = runner.invoke(
+        app, ["evaluate", "sc", "-e", "Qwen3-9B/aime24", "--env-dir", str(env_dir)]
+    )
+    assert unknown.exit_code == 2 and "Qwen3-9B/aime24" in unknown.output
+    bad_spec = runner.invoke(app, ["compare", "sc@n", "--env-dir", str(env_dir)])
+    assert bad_spec.exit_code == 2 and "key=value" in bad_spec.output
+    missing_ctrl = runner.invoke(
+        app, ["evaluate", "nope", "--seeds", "1", "--env-dir", str(env_dir), "--out", str(tmp_path)]
+    )
+    assert missing_ctrl.exit_code == 1 and "unknown controller 'nope'" in missing_ctrl.output
+    broken_trace = tmp_path / "t.jsonl"
+    broken_trace.write_text(json.dumps({"env": "x"}) + "\n")
+    shown = runner.invoke(app, ["trace", "show", str(broken_trace)])
+    assert shown.exit_code == 2 and "t.jsonl:1" in shown.output
+
+
+def test_check_command(env_dir):
+    result = runner.invoke(
+        app, ["check", "asc", "--questions", "3", "--seeds", "2", "--env-dir", str(env_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("PASS") == 5
+
+
+def test_help_everywhere():
+    for args in (
+        [],
+        ["envs"],
+        ["evaluate"],
+        ["compare"],
+        ["check"],
+        ["trace", "show"],
+        ["trace", "schema"],
+    ):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, args

@@ -1,0 +1,67 @@
+import json
+
+from conftest import fixture_controller
+
+from autotts.cli import parse_spec
+from autotts.evaluate import evaluate
+from autotts.report import write_outputs
+from autotts.traces import read_traces
+
+
+def test_failures_are_recorded_and_other_controllers_continue(env_dir, tmp_path):
+    configs = (
+        parse_spec(f"{fixture_controller('raises')}@beta=0")
+        + parse_spec(f"{fixture_controller('hangs')}@beta=0")
+        + parse_spec(f"{fixture_controller('syntax_error')}@beta=0")
+        + parse_spec("sc@n=4")
+    )
+    report = evaluate(
+        configs,
+        ["Qwen3-8B/aime24"],
+        env_dir=env_dir,
+        seeds=2,
+        workers=2,
+        time_limit_s=0.5,
+        trace_seeds=1,
+    )
+    status = {row.controller: row.status for row in report.rows}
+    assert "controller raised ValueError: boom" in status["raises"]
+    assert "exceeded the time limit of 0.5 s" in status["hangs"]
+    assert status["syntax-error"].startswith("failed:") and "syntax error" in status["syntax-error"]
+    assert status["sc"] == "ok" and report.row("sc", "Qwen3-8B/aime24").episodes == 60
+    paths = write_outputs(report, tmp_path)
+    assert "boom" in paths["csv"].read_text()
+    assert paths["plot_png"].stat().st_size > 10_000 and paths["plot_svg"].read_text().startswith(
+        "<?xml"
+    )
+
+
+def test_sweep_outputs_and_traces(env_dir, tmp_path):
+    report = evaluate(
+        parse_spec("cmc@beta=0,0.5,1"), ["Qwen3-4B/aime24"], env_dir=env_dir, seeds=5, workers=1
+    )
+    tokens = [row.tokens for row in report.rows]
+    assert tokens == sorted(tokens)
+    paths = write_outputs(report, tmp_path)
+    files = sorted(paths["traces"].glob("*.jsonl"))
+    assert len(files) == 3
+    episodes = list(read_traces(files[0]))
+    assert len(episodes) == 30 and {e.seed for e in episodes} == {0}
+    first = episodes[0]
+    assert first.steps[0].action == "branch" and first.tokens == first.steps[-1].tokens
+    assert json.loads(files[0].read_text().splitlines()[0])["schema_version"] == 1
+    per_question = paths["questions"].read_text().splitlines()
+    assert len(per_question) == 1 + 3 * 30
+
+
+def test_parallel_and_serial_give_identical_results(env_dir):
+    configs = parse_spec("asc@n=16") + parse_spec("parallel-probe@n=8")
+    serial = evaluate(
+        configs, ["Qwen3-1.7B/aime25"], env_dir=env_dir, seeds=10, workers=1, trace_seeds=0
+    )
+    parallel = evaluate(
+        configs, ["Qwen3-1.7B/aime25"], env_dir=env_dir, seeds=10, workers=2, trace_seeds=0
+    )
+    assert [(r.accuracy, r.tokens) for r in serial.rows] == [
+        (r.accuracy, r.tokens) for r in parallel.rows
+    ]

@@ -1,0 +1,21 @@
+"""The controller shown in the README is real: it passes the checker."""
+
+import re
+from pathlib import Path
+
+from autotts.checker import check_controller
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_controller_passes_check(env_dir, tmp_path):
+    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    path = tmp_path / "probe_vote.py"
+    path.write_text(code)
+    report = check_controller(str(path), "Qwen3-8B/aime24", env_dir=env_dir, questions=4, seeds=2)
+    assert report.ok, report.items
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "python -m pytest" in README.read_text() and "python -m pytest" in ci

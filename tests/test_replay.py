@@ -1,0 +1,162 @@
+import random
+
+import pytest
+from conftest import fixture_controller, tiny_store
+
+from autotts import Answer, Branch, Continue, Controller, Note, Probe, Prune, Read
+from autotts.loader import load_controller
+from autotts.replay import ReplayEnvironment, branch_order
+from autotts.store import load_records
+
+
+class Scripted(Controller):
+    """Yields a fixed list of actions, remembers what each yield returned and the state."""
+
+    name = "scripted"
+
+    def __init__(self, actions, answer="7"):
+        self.actions, self.answer, self.replies, self.state = actions, answer, [], None
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        self.state = state
+        for action in self.actions:
+            self.replies.append((yield action))
+        return Answer(self.answer, "scripted")
+
+
+@pytest.fixture
+def toy(tmp_path):
+    # branch 0: three probes, 1700 tokens -> finishing extension costs 200
+    # branch 1: two probes, 900 tokens -> finishing extension costs max(0, 900 - 1000) = 0
+    path = tiny_store(
+        tmp_path / "Toy" / "t.json",
+        [
+            [["1", "2", "3"], 1700, "3"],
+            [["5", "5"], 900, "5"],
+            [["SECRET-PROBE"], 800, "SECRET-FINAL"],
+        ],
+        gold="GOLD-SECRET",
+    )
+    return ReplayEnvironment("Toy/t", load_records(path))
+
+
+def seed_where_first_two_are(env, first, second):
+    return next(s for s in range(1000) if branch_order(s, 3)[:2] == (first, second))
+
+
+def test_branch_order_is_the_reference_shuffle():
+    order = list(range(128))
+    random.Random(5).shuffle(order)
+    assert branch_order(5, 128) == tuple(order)
+
+
+def test_cost_convention_extension_and_finish(toy):
+    seed = seed_where_first_two_are(toy, 0, 1)
+    c = Scripted([Branch(2), Continue([0, 1]), Continue([0, 1]), Continue([0], steps=5)])
+    r = toy.run_episode(c, {}, 0, seed)
+    assert r.error is None and r.answer == "7" and r.reason == "scripted"
+    s = c.state
+    assert c.replies[0] == [0, 1]
+    # branch 0: 4 intervals (3 probes) + finish 200 ; branch 1: 2 intervals + finish 0
+    assert s.finished == [True, True]
+    assert s.history == [["1", "2", "3", "3"], ["5", "5", "5"]]
+    assert s.depth == [4, 3]
+    assert s.finals == ["5", "3"]
+    assert r.tokens == 1500 + 200 + 1000 == s.tokens
+    assert [step[0] for step in r.trace] == ["branch", "continue", "continue", "continue"]
+    assert r.trace[2][3] == (1,)  # branch 1 finished on the third action
+
+
+def test_read_costs_the_whole_branch_and_probe_is_free(toy):
+    seed = seed_where_first_two_are(toy, 0, 1)
+    c = Scripted([Read(1), Branch(1, probe=False), Probe([1]), Note("why")])
+    r = toy.run_episode(c, {}, 0, seed)
+    assert r.error is None
+    assert r.tokens == 1700 + 500
+    assert c.state.answer == ["3", "5"] and c.state.history[1] == ["5"]
+    assert r.trace[-1][0] == "note" and r.trace[-1][2] == ("why",)
+
+
+def test_probe_cost_is_counted_separately(tmp_path):
+    path = tiny_store(tmp_path / "T" / "t.json", [[["1", "2"], 1100, "2"]])
+    env = ReplayEnvironment("T/t", load_records(path), probe_cost=10)
+    r = env.run_episode(Scripted([Branch(1), Continue([0], probe=False), Probe([0])]), {}, 0, 0)
+    assert (r.tokens, r.probe_tokens) == (1000 + 20, 20)
+
+
+def test_pruned_branch_cannot_be_continued(toy):
+    r = toy.run_episode(Scripted([Branch(2), Prune([1]), Continue([0, 1])]), {}, 0, 0)
+    assert r.answer is None and "branch 1 is pruned" in r.error
+
+
+def test_invalid_ids_and_too_many_branches(toy):
+    assert "never opened" in toy.run_episode(Scripted([Branch(1), Continue([5])]), {}, 0, 0).error
+    assert "never opened" in toy.run_episode(Scripted([Branch(1), Continue([-1])]), {}, 0, 0).error
+    assert "cannot open 4 more branches" in toy.run_episode(Scripted([Read(4)]), {}, 0, 0).error
+    assert "expected an action" in toy.run_episode(Scripted(["continue"]), {}, 0, 0).error
+
+
+def _reachable_strings(root, limit=10_000):
+    """Every str reachable from ``root`` through data attributes (including private and
+    slot attributes) and container items."""
+    seen, found, stack = set(), set(), [root]
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            found.add(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif not isinstance(obj, int | float | bool | type(None) | type):
+            for klass in type(obj).__mro__:
+                for slot in getattr(klass, "__slots__", ()):
+                    if hasattr(obj, slot):
+                        stack.append(getattr(obj, slot))
+            stack.extend(getattr(obj, "__dict__", {}).values())
+    return found
+
+
+def test_state_reveals_nothing_a_real_run_could_not_know(toy):
+    seed = seed_where_first_two_are(toy, 0, 1)
+    c = Scripted([Branch(2), Continue([0])])
+    toy.run_episode(c, {}, 0, seed)
+    strings = _reachable_strings(c.state)
+    assert {"1", "2", "5"} <= strings
+    assert not {"GOLD-SECRET", "SECRET-PROBE", "SECRET-FINAL", "3"} & strings
+    assert not hasattr(c.state, "__dict__")
+
+
+def test_misbehaving_controllers_give_clear_errors(env_dir):
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir, max_steps=500)
+    cases = {
+        "raises": "controller raised ValueError: boom from the controller",
+        "returns_int": "controller returned int 42; it must return the answer as a str",
+        "loops_forever": "step limit exceeded: 500 actions",
+        "peeks_gold": "'EpisodeState' object has no attribute 'gold_answer'",
+    }
+    for name, message in cases.items():
+        controller = load_controller(fixture_controller(name))
+        result = env.run_episode(controller, {}, 0, 0)
+        assert result.answer is None and message in result.error, (name, result.error)
+
+
+def test_trace_records_every_action_with_revealed_answers(env_dir):
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir)
+    cmc = load_controller("cmc")
+    result = env.run_episode(cmc, cmc.params(0.5), 3, 7)
+    assert result.error is None
+    assert result.trace[0][0] == "branch" and len(result.trace[0][1]) == 5  # n_init at β=0.5
+    tokens = [step[4] for step in result.trace]
+    assert tokens == sorted(tokens) and tokens[-1] == result.tokens
+    for action, ids, revealed, _, _ in result.trace:
+        if action in ("branch", "continue"):
+            assert len(ids) == len(revealed) and all(isinstance(a, str) for a in revealed)
