@@ -253,6 +253,43 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+@envs_app.command("fetch")
+def envs_fetch(
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to store them (default: the user cache, searched by every command)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Mirror to download from (default: the pinned AutoTTS commit on GitHub)."
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Environment id to fetch; repeatable (default: all)."),
+    ] = None,
+) -> None:
+    """Download the public replay stores, verify their sha256, resume interrupted downloads."""
+    from .fetch import FetchError, fetch_environments
+
+    def show(outcome) -> None:
+        colour = "red" if outcome.status.startswith("failed") else "green"
+        console.print(
+            f"[{colour}]{outcome.status}[/] {outcome.name} ({outcome.bytes:,} bytes)",
+            highlight=False,
+        )
+
+    try:
+        outcomes = fetch_environments(dest, base_url, only, on_file=show)
+    except FetchError as exc:
+        raise _fail(str(exc)) from None
+    if any(o.status.startswith("failed") for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command()
 def evaluate(
     controller: Annotated[

@@ -80,10 +80,10 @@ class ReplayQuestion:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class EpisodeResult:
     """Outcome of one episode. ``trace`` holds tuples ``(action, ids, revealed, finished,
-    tokens_after)`` (see :func:`autotts.traces.trace_steps` for the JSON form)."""
+    tokens_after)`` (see :func:`autotts.traces.episode_record` for the JSON form)."""
 
     question: int
     seed: int
@@ -335,8 +335,16 @@ class _Episode:
 
     def read(self, k) -> range:
         ids = self.open(k)
-        finish = self._finish
-        self.state.tokens += sum([finish(i, 0) for i in ids])
+        start, end = ids.start, ids.stop
+        state = self.state
+        finals = self.finals[start:end]
+        state.depth[start:end] = [n + 1 for n in self.lengths[start:end]]
+        state.answer[start:end] = finals
+        state.history[start:end] = [[a] for a in finals]
+        state.finished[start:end] = [True] * k
+        self.live[start:end] = [False] * k
+        state.finals.extend(finals)
+        state.tokens += sum(self.totals[start:end])
         return ids
 
     def probe(self, ids) -> None:
