@@ -246,6 +246,7 @@ def main() -> None:
     )
     for label, (name, params, plain) in methods.items():
         controller = load_controller(name)
+        params = controller.params(**params) if name != "cmc" else params
 
         def fast(q, record, seed, controller=controller, params=params):
             result = env.run_episode(controller, params, q, seed, record_trace=True)

@@ -3,6 +3,7 @@
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +26,7 @@ class MirrorHandler(SimpleHTTPRequestHandler):
         path = self.translate_path(self.path)
         name = self.path.lstrip("/")
         try:
-            data = open(path, "rb").read()
+            data = Path(path).read_bytes()
         except OSError:
             self.send_error(404)
             return
