@@ -191,7 +191,10 @@ class ReplayEnvironment:
                 elif kind is Read:
                     ids = episode.read(action.k)
                     reply = list(ids)
-                    event = READ
+                    if trace is not None:
+                        ids = tuple(reply)
+                        trace.append((READ, ids, tuple(finals[n_finals:]), ids, state.tokens))
+                    continue
                 elif kind is Branch:
                     ids = episode.open(action.k)
                     episode.extend(ids, 1, action.probe)
@@ -255,17 +258,22 @@ class _Episode:
         self.state = EpisodeState(q.text, q.delta, len(self.lengths))
         self.live: list[bool] = []  # neither finished nor pruned
 
-    def open(self, k) -> range:
-        state = self.state
-        start = len(state.depth)
+    def _reserve(self, k) -> tuple[int, int]:
+        """Ids ``start..end`` for ``k`` new branches, or a clear error."""
+        start = len(self.live)
         if type(k) is not int or k < 0:
             raise ActionError(f"branch count must be a non-negative int, got {k!r}")
         end = start + k
-        if end > state.max_branches:
+        if end > self.state.max_branches:
             raise ActionError(
-                f"cannot open {k} more branches: {start} of {state.max_branches} already "
+                f"cannot open {k} more branches: {start} of {self.state.max_branches} already "
                 "opened (state.max_branches)"
             )
+        return start, end
+
+    def open(self, k) -> range:
+        start, end = self._reserve(k)
+        state = self.state
         state.depth.extend([0] * k)
         state.answer.extend([None] * k)
         state.history.extend([] for _ in range(k))
@@ -334,18 +342,18 @@ class _Episode:
         state.probe_tokens += probe_cost
 
     def read(self, k) -> range:
-        ids = self.open(k)
-        start, end = ids.start, ids.stop
+        start, end = self._reserve(k)
         state = self.state
         finals = self.finals[start:end]
-        state.depth[start:end] = [n + 1 for n in self.lengths[start:end]]
-        state.answer[start:end] = finals
-        state.history[start:end] = [[a] for a in finals]
-        state.finished[start:end] = [True] * k
-        self.live[start:end] = [False] * k
+        state.depth.extend([n + 1 for n in self.lengths[start:end]])
+        state.answer.extend(finals)
+        state.history.extend([a] for a in finals)
+        state.finished.extend([True] * k)
+        state.pruned.extend([False] * k)
+        self.live.extend([False] * k)
         state.finals.extend(finals)
         state.tokens += sum(self.totals[start:end])
-        return ids
+        return range(start, end)
 
     def probe(self, ids) -> None:
         state = self.state

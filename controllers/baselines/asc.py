@@ -12,10 +12,12 @@ identical to reading one by one, while a live backend generates each batch in pa
 """
 
 from collections import Counter
+from functools import cache
 
 from autotts import Answer, Controller, Read, beta_confidence, majority, top_two
 
 
+@cache
 def reads_before_possible_stop(top1: int, top2: int, threshold: float, limit: int) -> int:
     """Fewest further reads after which the stopping rule could fire (capped at ``limit``)."""
     m = 1
@@ -34,15 +36,14 @@ class AdaptiveConsistency(Controller):
 
     def run(self, state, n: int, threshold: float):
         counts = Counter()
-        reads = 0
+        reads = top1 = top2 = 0
         while reads < n:
-            _, top1, top2 = top_two(counts)
             batch = max(2 - reads, reads_before_possible_stop(top1, top2, threshold, n - reads))
             yield Read(batch)
             for answer in state.finals[reads:]:
                 counts[answer] += 1
             reads += batch
             leader, top1, top2 = top_two(counts)
-            if reads >= 2 and beta_confidence(top1, top2) > threshold:
-                return Answer(leader, f"confidence {beta_confidence(top1, top2):.4f} > {threshold}")
+            if reads >= 2 and (confidence := beta_confidence(top1, top2)) > threshold:
+                return Answer(leader, f"confidence {confidence:.4f} > {threshold}")
         return Answer(majority(state.finals), f"no confident leader after {n} reads")
