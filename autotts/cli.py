@@ -122,6 +122,15 @@ def _resolve_envs(patterns: list[str] | None, env_dir, default: list[str]) -> li
     return chosen
 
 
+def _configs_and_envs(specs, env, env_dir, default_envs):
+    """Parse controller specs and environment patterns; bad input exits with code 2."""
+    try:
+        configs = [config for spec in specs for config in parse_spec(spec)]
+        return configs, _resolve_envs(env, env_dir, default_envs)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _run_and_report(
     configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=False
 ):
@@ -325,11 +334,7 @@ def evaluate(
         spec += f"@beta={betas}"
     for item in param or []:
         spec += f"@{item}"
-    try:
-        configs = parse_spec(spec)
-        env_ids = _resolve_envs(env, env_dir, ["Qwen3-8B/aime24"])
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    configs, env_ids = _configs_and_envs([spec], env, env_dir, ["Qwen3-8B/aime24"])
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds)
 
 
@@ -358,11 +363,8 @@ def compare(
     specs = list(specs or []) + (list(PAPER_PRESET) if preset == "paper" else [])
     if not specs:
         raise _fail("give at least one controller spec, or --preset paper")
-    try:
-        configs = [c for spec in specs for c in parse_spec(spec)]
-        env_ids = _resolve_envs(env, env_dir, ["all"] if preset == "paper" else ["Qwen3-8B/aime24"])
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    default_envs = ["all"] if preset == "paper" else ["Qwen3-8B/aime24"]
+    configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
     _run_and_report(
         configs,
         env_ids,
