@@ -61,15 +61,15 @@ class ConfidenceMomentumController(Controller):
         ema = 0.0
         window = []
         widen_from = max(1, warm_up // 2)
+        alive = [i for i in range(n_init) if not finished[i]]  # neither finished nor abandoned
+        winner, conf = vote_confidence(counts)
 
         for rnd in range(MAX_ROUNDS):
-            winner, conf = vote_confidence(counts)
             ema = (1.0 - alpha) * ema + alpha * conf
             window.append(ema)
             if len(window) > ema_window:
                 del window[0]
             warm = rnd >= warm_up
-            alive = [i for i in range(len(abandoned)) if not (abandoned[i] or finished[i])]
             if warm and winner is not None:
                 for i in alive:
                     disagree[i] = disagree[i] + 1 if latest[i] != winner else 0
@@ -90,11 +90,12 @@ class ConfidenceMomentumController(Controller):
                     yield Continue(order, steps)
                 else:
                     yield Continue(order)
-            for answer in pool[counted:]:
-                counts[answer] += 1
-            counted = len(pool)
-
-            winner, conf = vote_confidence(counts)
+            alive = [i for i in alive if not finished[i]]
+            if len(pool) != counted:
+                for answer in pool[counted:]:
+                    counts[answer] += 1
+                counted = len(pool)
+                winner, conf = vote_confidence(counts)
             ema = (1.0 - alpha) * ema + alpha * conf
             window[-1] = ema
             trend = window[-1] - window[0] if len(window) >= 2 else 0.0
@@ -102,7 +103,7 @@ class ConfidenceMomentumController(Controller):
                 return Answer(
                     winner, f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}"
                 )
-            if all(abandoned[i] or finished[i] for i in range(len(abandoned))):
+            if not alive:
                 break
             opened = len(abandoned)
             if (
@@ -112,12 +113,15 @@ class ConfidenceMomentumController(Controller):
                 and ema < conf_thresh
             ):
                 k = min(widen_burst, max_branches - opened)
-                yield Branch(k)
+                new = yield Branch(k)
                 abandoned.extend([False] * k)
                 disagree.extend([0] * k)
-                for answer in pool[counted:]:
-                    counts[answer] += 1
-                counted = len(pool)
+                alive += [i for i in new if not finished[i]]
+                if len(pool) != counted:
+                    for answer in pool[counted:]:
+                        counts[answer] += 1
+                    counted = len(pool)
+                    winner, conf = vote_confidence(counts)
 
         if pool:
             return Answer(majority(pool), "all branches resolved: pool majority")
