@@ -299,47 +299,62 @@ class _Episode:
         if type(k) is int:
             if k < 1:
                 raise ActionError(f"steps must be >= 1, got {k!r}")
-            ks = None
+            steps = None
         else:
-            if len(k) != len(ids):
-                raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
-            ks = iter(k)
+            steps = list(k)
+            if len(steps) != len(ids):
+                raise ActionError(f"steps has {len(steps)} entries for {len(ids)} branch ids")
+            if steps and (not set(map(type, steps)) <= {int} or min(steps) < 1):
+                raise ActionError(f"steps must be ints >= 1, got {k!r}")
         state = self.state
-        depth = state.depth
         try:
-            self._extend_each(ids, k, ks, probe)
+            n_steps, extra, n_finished = self._extend_each(ids, k, steps, probe)
         except IndexError:
-            bad = next((i for i in ids if not 0 <= i < len(depth)), None)
+            bad = next((i for i in ids if not 0 <= i < len(state.depth)), None)
             raise ActionError(_inactive_message(bad, state.finished, state.pruned)) from None
+        probe_cost = (len(ids) - n_finished) * self.probe_cost if probe else 0
+        state.tokens += self.delta * n_steps + extra + probe_cost
+        state.probe_tokens += probe_cost
 
-    def _extend_each(self, ids, k, ks, probe: bool) -> None:
+    def _extend_each(self, ids, k, steps, probe: bool) -> tuple[int, int, int]:
+        """Advance branches; return (full intervals generated, finishing cost, branches finished).
+        The hot loop of replay: one specialised loop per common case."""
         state = self.state
         depth, answer, history = state.depth, state.answer, state.history
-        live, lengths, probes, delta = self.live, self.lengths, self.probes, self.delta
-        cost = n_probed = 0
-        for i in ids:
-            if ks is not None:
-                k = next(ks)
-                if type(k) is not int or k < 1:
-                    raise ActionError(f"steps must be ints >= 1, got {k!r}")
+        live, lengths, probes = self.live, self.lengths, self.probes
+        n_steps = extra = n_finished = 0
+        pairs = zip(ids, steps, strict=True) if steps is not None else ((i, k) for i in ids)
+        if probe and steps is None:
+            for i in ids:
+                if i < 0 or not live[i]:
+                    raise ActionError(_inactive_message(i, state.finished, state.pruned))
+                d = depth[i] + k
+                if d <= lengths[i]:
+                    depth[i] = d
+                    a = probes[i][d - 1]
+                    answer[i] = a
+                    history[i].append(a)
+                else:
+                    n_steps += lengths[i] - depth[i] - k
+                    extra += self._finish(i, self.delta * lengths[i])
+                    n_finished += 1
+            return n_steps + k * len(ids), extra, n_finished
+        for i, k in pairs:
             if i < 0 or not live[i]:
                 raise ActionError(_inactive_message(i, state.finished, state.pruned))
             d = depth[i] + k
             if d <= lengths[i]:
                 depth[i] = d
-                cost += delta * k
+                n_steps += k
                 if probe:
                     a = probes[i][d - 1]
                     answer[i] = a
                     history[i].append(a)
-                    n_probed += 1
             else:
-                before = delta * depth[i]
-                step = delta * (lengths[i] - depth[i])
-                cost += step + self._finish(i, before + step)
-        probe_cost = n_probed * self.probe_cost
-        state.tokens += cost + probe_cost
-        state.probe_tokens += probe_cost
+                n_steps += lengths[i] - depth[i]
+                extra += self._finish(i, self.delta * lengths[i])
+                n_finished += 1
+        return n_steps, extra, n_finished
 
     def read(self, k) -> range:
         start, end = self._reserve(k)
