@@ -71,12 +71,18 @@ class ConfidenceMomentumController(Controller):
                 del window[0]
             warm = rnd >= warm_up
             if warm and winner is not None:
+                stale = []
                 for i in alive:
-                    disagree[i] = disagree[i] + 1 if latest[i] != winner else 0
-                worst = sorted(
-                    (i for i in alive if disagree[i] >= abandon_patience),
-                    key=lambda i: -disagree[i],
-                )[: max(0, len(alive) - 2)]
+                    if latest[i] != winner:
+                        disagree[i] += 1
+                        if disagree[i] >= abandon_patience:
+                            stale.append(i)
+                    else:
+                        disagree[i] = 0
+                # most-disagreeing first (stable), never leaving fewer than two alive
+                worst = sorted(stale, key=disagree.__getitem__, reverse=True)[
+                    : max(0, len(alive) - 2)
+                ]
                 if worst:
                     for i in worst:
                         abandoned[i] = True
@@ -90,8 +96,8 @@ class ConfidenceMomentumController(Controller):
                     yield Continue(order, steps)
                 else:
                     yield Continue(order)
-            alive = [i for i in alive if not finished[i]]
-            if len(pool) != counted:
+            if len(pool) != counted:  # some branches finished
+                alive = [i for i in alive if not finished[i]]
                 for answer in pool[counted:]:
                     counts[answer] += 1
                 counted = len(pool)
