@@ -205,17 +205,20 @@ def plain_cmc(ep, p):
 # --- measurement -------------------------------------------------------------------------
 
 
-def measure(run, records, seeds):
-    correct = tokens = 0
-    start = time.perf_counter()
-    for q, record in enumerate(records):
-        for seed in range(seeds):
-            answer, cost = run(q, record, seed)
-            correct += answer == record.gold_answer
-            tokens += cost
-    seconds = time.perf_counter() - start
+def measure(run, records, seeds, repeat):
+    """Best-of-``repeat`` episodes/s (the machine is shared and noisy) and (accuracy, tokens)."""
+    best = float("inf")
+    for _ in range(repeat):
+        correct = tokens = 0
+        start = time.perf_counter()
+        for q, record in enumerate(records):
+            for seed in range(seeds):
+                answer, cost = run(q, record, seed)
+                correct += answer == record.gold_answer
+                tokens += cost
+        best = min(best, time.perf_counter() - start)
     n = len(records) * seeds
-    return n / seconds, (round(100 * correct / n, 2), round(tokens / n))
+    return n / best, (round(100 * correct / n, 2), round(tokens / n))
 
 
 def main() -> None:
@@ -223,6 +226,7 @@ def main() -> None:
     parser.add_argument("--env", default="Qwen3-8B/aime24")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--env-dir", default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="best of N timings per method")
     args = parser.parse_args()
     records = load_environment_records(args.env, args.env_dir)
     env = ReplayEnvironment.load(args.env, args.env_dir)
@@ -239,7 +243,8 @@ def main() -> None:
         "cmc β=1.0": ("cmc", cmc.params(1.0), lambda ep: plain_cmc(ep, cmc.params(1.0))),
     }
     print(
-        f"{args.env}, {len(records)} questions × {args.seeds} seeds, one process, traces recorded"
+        f"{args.env}, {len(records)} questions × {args.seeds} seeds, one process, traces recorded, "
+        f"best of {args.repeat}"
     )
     print(
         f"{'method':16}{'autotts eps/s':>15}{'plain eps/s':>13}{'vs plain':>10}{'vs reference':>14}{'target':>8}  identical"
@@ -256,8 +261,8 @@ def main() -> None:
             episode = PlainEpisode(record, seed)
             return plain(episode), episode.tokens
 
-        fast_eps, fast_result = measure(fast, records, args.seeds)
-        slow_eps, slow_result = measure(slow, records, args.seeds)
+        fast_eps, fast_result = measure(fast, records, args.seeds, args.repeat)
+        slow_eps, slow_result = measure(slow, records, args.seeds, args.repeat)
         target = TARGET_RATIO.get(label, 50)
         ratio_ref = fast_eps / REFERENCE_EPS[label]
         print(
