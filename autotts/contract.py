@@ -34,6 +34,14 @@ from collections.abc import Generator, Sequence
 from typing import Any, ClassVar
 
 
+class ActionError(RuntimeError):
+    """A controller asked for something the environment cannot do (the message says what)."""
+
+
+class ControllerFailure(RuntimeError):
+    """A controller crashed, misbehaved or ran out of steps during an episode."""
+
+
 class Action:
     """Base of everything a controller may yield."""
 

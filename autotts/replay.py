@@ -25,10 +25,12 @@ from functools import lru_cache
 from itertools import repeat
 
 from .contract import (
+    ActionError,
     Answer,
     Branch,
     Continue,
     Controller,
+    ControllerFailure,
     EpisodeState,
     Note,
     Probe,
@@ -41,14 +43,6 @@ DEFAULT_MAX_STEPS = 20_000
 
 # Trace event kinds (also the "action" field of the JSONL schema in traces/).
 BRANCH, CONTINUE, PROBE, PRUNE, READ, NOTE = "branch", "continue", "probe", "prune", "read", "note"
-
-
-class ActionError(RuntimeError):
-    """A controller asked for something the environment cannot do (the message says what)."""
-
-
-class ControllerFailure(RuntimeError):
-    """A controller crashed, misbehaved or ran out of steps during an episode."""
 
 
 @lru_cache(maxsize=4096)
@@ -182,32 +176,31 @@ class ReplayEnvironment:
                         f"step limit exceeded: {max_steps} actions without an answer "
                         "(does the controller loop forever?)"
                     )
-                kind = type(action)
                 n_finals = len(finals)
                 reply = None
-                if kind is Continue:
+                if isinstance(action, Continue):
                     ids = action.ids
                     episode.extend(ids, action.steps, action.probe)
                     event = CONTINUE
-                elif kind is Read:
+                elif isinstance(action, Read):
                     ids = episode.read(action.k)
                     reply = list(ids)
                     if trace is not None:
                         ids = tuple(reply)
                         trace.append((READ, ids, tuple(finals[n_finals:]), ids, state.tokens))
                     continue
-                elif kind is Branch:
+                elif isinstance(action, Branch):
                     ids = episode.open(action.k)
                     episode.extend(ids, 1, action.probe)
                     reply = list(ids)
                     event = BRANCH
-                elif kind is Probe:
+                elif isinstance(action, Probe):
                     episode.probe(ids := action.ids)
                     event = PROBE
-                elif kind is Prune:
+                elif isinstance(action, Prune):
                     episode.prune(ids := action.ids)
                     event = PRUNE
-                elif kind is Note:
+                elif isinstance(action, Note):
                     if trace is not None:
                         trace.append((NOTE, (), (str(action.text),), (), state.tokens))
                     continue
