@@ -7,10 +7,12 @@ Heavier pieces (evaluation with worker processes, plots) load on first use.
 
 from .contract import (
     Action,
+    ActionError,
     Answer,
     Branch,
     Continue,
     Controller,
+    ControllerFailure,
     EpisodeState,
     Note,
     Probe,
@@ -35,10 +37,12 @@ _LAZY = {
 
 __all__ = [
     "Action",
+    "ActionError",
     "Answer",
     "Branch",
     "Continue",
     "Controller",
+    "ControllerFailure",
     "EpisodeState",
     "Note",
     "Probe",
