@@ -312,7 +312,7 @@ class _Episode:
 
     def _extend_each(self, ids, k, steps, probe: bool) -> tuple[int, int, int]:
         """Advance branches; return (full intervals generated, finishing cost, branches finished).
-        The hot loop of replay, with and without probing."""
+        This is the hot loop of replay."""
         state = self.state
         depth, answer, history = state.depth, state.answer, state.history
         live, lengths, probes = self.live, self.lengths, self.probes
@@ -320,29 +320,17 @@ class _Episode:
         if ids and min(ids) < 0:
             raise ActionError(_inactive_message(min(ids), state.finished, state.pruned))
         pairs = zip(ids, steps, strict=True) if steps is not None else zip(ids, repeat(k))
-        if probe:
-            for i, k in pairs:
-                if not live[i]:
-                    raise ActionError(_inactive_message(i, state.finished, state.pruned))
-                d = depth[i] + k
-                if d <= lengths[i]:
-                    depth[i] = d
-                    n_steps += k
-                    a = probes[i][d - 1]
-                    answer[i] = a
-                    history[i].append(a)
-                else:
-                    n_steps += lengths[i] - depth[i]
-                    extra += self._finish(i, self.delta * lengths[i])
-                    n_finished += 1
-            return n_steps, extra, n_finished
-        for i, k in pairs:  # without probing
+        for i, k in pairs:
             if not live[i]:
                 raise ActionError(_inactive_message(i, state.finished, state.pruned))
             d = depth[i] + k
             if d <= lengths[i]:
                 depth[i] = d
                 n_steps += k
+                if probe:
+                    a = probes[i][d - 1]
+                    answer[i] = a
+                    history[i].append(a)
             else:
                 n_steps += lengths[i] - depth[i]
                 extra += self._finish(i, self.delta * lengths[i])
