@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .loader import ControllerLoadError, load_controller
 from .replay import ReplayEnvironment
-from .store import StoreError
 
 DEFAULT_SEEDS = 100
 DEFAULT_BETAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -263,11 +262,14 @@ def evaluate(
 ) -> EvaluationReport:
     """Evaluate every configuration on every environment over ``seeds`` seeds.
 
-    Environments are validated up front (a bad id or store raises :class:`StoreError`);
+    Environments are validated up front (a bad id or store raises
+    :class:`~autotts.store.StoreError`); repeated configurations are evaluated once;
     controller problems never raise: they are reported in each row's ``status``.
     ``progress(done, total)`` is called as units complete.
     """
     start = time.perf_counter()
+    configs = list(dict.fromkeys(configs))
+    env_ids = list(dict.fromkeys(env_ids))
     env_dir = str(env_dir) if env_dir is not None else None
     sizes = {env_id: len(_environment(env_id, env_dir)) for env_id in env_ids}
     workers = workers or min(2, os.cpu_count() or 1)
@@ -289,22 +291,14 @@ def evaluate(
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_unit, *job) for job in jobs]
-            for future in _as_completed(futures):
+            for future in as_completed(futures):
                 units.append(future.result())
                 if progress:
                     progress(len(units), len(jobs))
-    units.sort(
-        key=lambda u: (configs.index(u.config), list(env_ids).index(u.env_id), u.questions[0])
-    )
+    units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))
     return EvaluationReport(
         _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
     )
 
 
-def _as_completed(futures: Iterable):
-    from concurrent.futures import as_completed
-
-    return as_completed(list(futures))
-
-
-__all__ = ["RunConfig", "EvaluationReport", "Row", "evaluate", "run_unit", "StoreError"]
+__all__ = ["RunConfig", "EvaluationReport", "Row", "evaluate", "run_unit"]

@@ -65,3 +65,10 @@ def test_parallel_and_serial_give_identical_results(env_dir):
     assert [(r.accuracy, r.tokens) for r in serial.rows] == [
         (r.accuracy, r.tokens) for r in parallel.rows
     ]
+
+
+def test_a_repeated_configuration_is_evaluated_once(env_dir):
+    report = evaluate(
+        parse_spec("sc@n=8") * 2, ["Qwen3-8B/aime24"] * 2, env_dir=env_dir, seeds=5, trace_seeds=0
+    )
+    assert len(report.rows) == 1 and report.rows[0].episodes == 150
