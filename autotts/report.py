@@ -7,12 +7,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from functools import cache
 from pathlib import Path
 
 from .evaluate import EvaluationReport, Row
+from .files import atomic_write_text
 from .traces import write_jsonl
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference.json"
@@ -29,14 +28,6 @@ def reference_cells() -> dict[tuple[str, str, str], tuple[float, float]]:
 
 def reference_for(row: Row) -> tuple[float, float] | None:
     return reference_cells().get((row.controller, row.setting, row.env_id))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _status_cell(status: str, width: int = 80) -> str:
@@ -190,9 +181,9 @@ def write_outputs(
         "markdown": out / "results.md",
         "questions": out / "per_question.csv",
     }
-    _atomic_write(paths["csv"], results_csv(report))
-    _atomic_write(paths["markdown"], markdown_table(report, with_reference))
-    _atomic_write(paths["questions"], per_question_csv(report))
+    atomic_write_text(paths["csv"], results_csv(report))
+    atomic_write_text(paths["markdown"], markdown_table(report, with_reference))
+    atomic_write_text(paths["questions"], per_question_csv(report))
     groups: dict[tuple, list[dict]] = {}
     for unit in report.units:
         groups.setdefault((unit.config.name, unit.config.setting, unit.env_id), []).extend(

@@ -8,13 +8,13 @@ documented in ``traces/README.md`` and exported as JSON Schema by ``autotts trac
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .files import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -87,19 +87,10 @@ def episode_record(env, config, params: dict, result) -> dict:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write records atomically (temp file + rename), one JSON object per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write records atomically, one JSON object per line."""
+    return atomic_write_text(
+        path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    )
 
 
 class TraceFileError(ValueError):
