@@ -451,5 +451,9 @@ def trace_schema() -> None:
     console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
 
 
+from .discovery.commands import register as _register_discovery  # noqa: E402
+
+_register_discovery(app, console, err_console, _fail, EnvDirOption)
+
 if __name__ == "__main__":
     app()

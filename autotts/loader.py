@@ -7,8 +7,8 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import sys
+import types
 from pathlib import Path
 
 from .contract import Controller
@@ -53,22 +53,30 @@ def resolve_controller_path(target: str | Path) -> Path:
 def load_controller_class(target: str | Path) -> type[Controller]:
     """Import a controller file and return its single :class:`Controller` subclass."""
     path = resolve_controller_path(target)
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    module_name = f"autotts_controller_{path.stem.replace('-', '_')}_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ControllerLoadError(f"{path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ControllerLoadError(f"{path}: cannot be read ({exc})") from None
+    return controller_class_from_source(source, path)
+
+
+def controller_class_from_source(source: str, origin: str | Path) -> type[Controller]:
+    """Execute controller source as a fresh module and return its single Controller subclass.
+    ``origin`` names the file in messages and tracebacks."""
+    digest = hashlib.sha1(f"{origin}\0{source}".encode()).hexdigest()[:10]
+    module_name = f"autotts_controller_{Path(str(origin)).stem.replace('-', '_')}_{digest}"
+    module = types.ModuleType(module_name)
+    module.__file__ = str(origin)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(origin), "exec"), module.__dict__)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
-        raise ControllerLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        raise ControllerLoadError(f"{origin}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise ControllerLoadError(
-            f"{path}: importing failed: {type(exc).__name__}: {exc}"
+            f"{origin}: importing failed: {type(exc).__name__}: {exc}"
         ) from None
     classes = [
         obj
@@ -78,15 +86,15 @@ def load_controller_class(target: str | Path) -> type[Controller]:
     if len(classes) != 1:
         what = "no" if not classes else f"{len(classes)} ({', '.join(c.__name__ for c in classes)})"
         raise ControllerLoadError(
-            f"{path}: defines {what} Controller subclasses; a controller file defines exactly one "
+            f"{origin}: defines {what} Controller subclasses; a controller file defines exactly one "
             "(class MyController(autotts.Controller) with name, schedule(beta) and run(state, ...))"
         )
     cls = classes[0]
     if getattr(cls, "__abstractmethods__", None):
         missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise ControllerLoadError(f"{path}: {cls.__name__} does not implement {missing}")
+        raise ControllerLoadError(f"{origin}: {cls.__name__} does not implement {missing}")
     if not cls.name:
-        cls.name = path.stem.replace("_", "-")
+        cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
 
 

@@ -101,15 +101,27 @@ class ReplayEnvironment:
         records: Sequence[QuestionRecord],
         probe_cost: int = 0,
         max_steps: int = DEFAULT_MAX_STEPS,
+        branch_limit: int | None = None,
     ):
         self.env_id = env_id
         self.questions = [ReplayQuestion.from_record(r) for r in records]
         self.probe_cost = probe_cost
         self.max_steps = max_steps
+        self.branch_limit = branch_limit
         self.order_cache_size = 100_000
         self._orders: dict[tuple[int, int], tuple] = {}
         # Kept for scoring only; never passed to a controller.
         self._gold = tuple(intern_answer(r.gold_answer) for r in records)
+
+    @classmethod
+    def without_gold(
+        cls, env_id: str, questions: Sequence[ReplayQuestion], **kwargs
+    ) -> ReplayEnvironment:
+        """An environment that can play episodes but not score them (for sandboxes: the
+        gold answers never reach the process running untrusted controllers)."""
+        env = cls(env_id, [], **kwargs)
+        env.questions = list(questions)
+        return env
 
     @classmethod
     def load(cls, env_id: str, env_dir=None, **kwargs) -> ReplayEnvironment:
@@ -155,7 +167,9 @@ class ReplayEnvironment:
     ) -> EpisodeResult:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
         q = self.questions[question]
-        episode = _Episode(q, self._episode_order(question, seed), self.probe_cost)
+        episode = _Episode(
+            q, self._episode_order(question, seed), self.probe_cost, self.branch_limit
+        )
         state = episode.state
         result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
         trace: list[tuple] | None = [] if record_trace else None
@@ -245,11 +259,12 @@ class _Episode:
 
     __slots__ = ("state", "live", "probes", "lengths", "totals", "finals", "delta", "probe_cost")
 
-    def __init__(self, q: ReplayQuestion, order: tuple, probe_cost: int):
+    def __init__(self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None):
         self.probes, self.lengths, self.totals, self.finals = order
         self.delta = q.delta
         self.probe_cost = probe_cost
-        self.state = EpisodeState(q.text, q.delta, len(self.lengths))
+        n = len(self.lengths)
+        self.state = EpisodeState(q.text, q.delta, n if limit is None else min(n, limit))
         self.live: list[bool] = []  # neither finished nor pruned
 
     def _reserve(self, k) -> tuple[int, int]:

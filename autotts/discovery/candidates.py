@@ -1,0 +1,118 @@
+"""Judging one untrusted candidate: sandboxed β-sweep, scoring in the parent, β contract.
+
+The parent loads the stores (with gold answers), sends the sandbox gold-free questions, and
+scores the returned answers itself. A candidate is accepted when it loads, every episode ends
+without error, it is deterministic across processes, and its cost never drops as β grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from ..evaluate import RunConfig
+from ..replay import ReplayEnvironment
+from ..traces import episode_record
+from .sandbox import SandboxLimits, run_sandboxed
+
+MONOTONE_TOLERANCE = 0.02
+
+
+@dataclass
+class CandidateResult:
+    """Outcome of one candidate: its curve over β, or why it was rejected."""
+
+    ok: bool
+    reason: str = ""
+    curve: list[dict] = field(default_factory=list)  # per β: beta, accuracy, tokens, per_env
+    traces: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> dict | None:
+        return max(self.curve, key=lambda p: p["accuracy"]) if self.curve else None
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"rejected: {self.reason}"
+        return "; ".join(
+            f"β={p['beta']:g}: {p['accuracy']:.2f}% @ {p['tokens'] / 1000:.1f}k" for p in self.curve
+        )
+
+
+def cost_drops(curve: list[dict], tolerance: float = MONOTONE_TOLERANCE) -> list[str]:
+    """Where mean tokens fall (beyond ``tolerance``) as β grows."""
+    return [
+        f"β {a['beta']:g}→{b['beta']:g}: {a['tokens']:,.0f}→{b['tokens']:,.0f} tokens"
+        for a, b in pairwise(curve)
+        if b["tokens"] < a["tokens"] * (1 - tolerance)
+    ]
+
+
+def evaluate_candidate(
+    source: str,
+    envs: dict[str, ReplayEnvironment],
+    betas: list[float],
+    seeds: int,
+    *,
+    workers: int = 2,
+    trace_seeds: int = 1,
+    limits: SandboxLimits | None = None,
+) -> CandidateResult:
+    """Sweep a candidate's β grid on ``envs`` inside the sandbox and score it here."""
+    payload = {env_id: env.questions for env_id, env in envs.items()}
+    configs = [(beta, {}) for beta in betas]
+    outcome = run_sandboxed(
+        source, payload, configs, seeds, workers=workers, trace_seeds=trace_seeds, limits=limits
+    )
+    if not outcome.ok:
+        return CandidateResult(False, outcome.reason, seconds=outcome.seconds)
+    failed = [(i, env_id, r) for i, env_id, _, r in outcome.results if r.error]
+    if failed:
+        i, env_id, r = failed[0]
+        return CandidateResult(
+            False,
+            f"{len(failed)} episodes failed; first: {env_id} question {r.question} seed {r.seed} "
+            f"β={betas[i]:g}: {r.error}",
+            seconds=outcome.seconds,
+        )
+    correct: dict[tuple[int, str], int] = {}
+    tokens: dict[tuple[int, str], int] = {}
+    episodes: dict[tuple[int, str], int] = {}
+    traces = []
+    for index, env_id, question, result in outcome.results:
+        key = (index, env_id)
+        env = envs[env_id]
+        correct[key] = correct.get(key, 0) + env.is_correct(question, result.answer)
+        tokens[key] = tokens.get(key, 0) + result.tokens
+        episodes[key] = episodes.get(key, 0) + 1
+        if result.trace is not None:
+            config = RunConfig("candidate", beta=betas[index])
+            traces.append(episode_record(env, config, outcome.params[index], result))
+    curve = []
+    for index, beta in enumerate(betas):
+        per_env = {
+            env_id: [
+                100.0 * correct[(index, env_id)] / episodes[(index, env_id)],
+                tokens[(index, env_id)] / episodes[(index, env_id)],
+            ]
+            for env_id in envs
+        }
+        curve.append(
+            {
+                "beta": beta,
+                "accuracy": sum(a for a, _ in per_env.values()) / len(per_env),
+                "tokens": sum(t for _, t in per_env.values()) / len(per_env),
+                "per_env": per_env,
+            }
+        )
+    drops = cost_drops(curve)
+    if drops:
+        return CandidateResult(
+            False,
+            "β contract: cost must not fall as β grows: " + "; ".join(drops),
+            curve,
+            traces,
+            outcome.seconds,
+        )
+    return CandidateResult(True, "", curve, traces, outcome.seconds)

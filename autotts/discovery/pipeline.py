@@ -1,0 +1,200 @@
+"""The Optuna discovery path, stage by stage, each stage recorded so a killed run resumes:
+
+1. ``search``  — structural multi-objective search on the search environments;
+2. ``family``  — compress its Pareto points into a β-family, sweep it on the search set;
+3. ``heldout`` — judge the family on the held-out environments next to SC@64 and CMC.
+
+The family is chosen on the search set only; held-out numbers never feed back into it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from itertools import pairwise
+
+from ..evaluate import DEFAULT_BETAS, RunConfig, evaluate
+from .family import Family, Point, family_source, fit_family
+from .optuna_search import SearchSettings, structural_search
+from .rundir import RunDirectory
+
+FAMILY_FILE = "family/controller.py"
+
+
+def settings_from_config(config: dict) -> SearchSettings:
+    known = SearchSettings.__dataclass_fields__
+    return SearchSettings(**{k: v for k, v in config.get("search", {}).items() if k in known})
+
+
+def config_for(settings: SearchSettings, **extra) -> dict:
+    return {"strategy": "optuna", "search": asdict(settings), **extra}
+
+
+def provenance_header(
+    run: RunDirectory, settings: SearchSettings, family: Family, name: str
+) -> str:
+    anchors = "; ".join(
+        f"{p.label}: {p.accuracy:.2f}% @ {p.tokens / 1000:.1f}k" for p in family.anchors
+    )
+    return "\n".join(
+        [
+            f"# Discovered by autotts (Optuna structural search + β-family compression): {name}",
+            f"# run: {run.path}",
+            f"# search environments: {', '.join(settings.search_envs)} ({settings.seeds} seeds/question)",
+            f"# Pareto anchors (search set means): {anchors}",
+        ]
+    )
+
+
+def _curve(report, name: str, env_ids: list[str]) -> list[dict]:
+    """Per-setting mean accuracy/tokens over ``env_ids`` (plus per-environment detail)."""
+    settings: dict[str, list] = {}
+    for row in report.rows:
+        if row.controller == name and row.env_id in env_ids:
+            settings.setdefault(row.setting, []).append(row)
+    curve = []
+    for setting, rows in settings.items():
+        curve.append(
+            {
+                "setting": setting,
+                "beta": rows[0].config.beta,
+                "accuracy": sum(r.accuracy for r in rows) / len(rows),
+                "tokens": sum(r.tokens for r in rows) / len(rows),
+                "per_env": {r.env_id: [r.accuracy, r.tokens] for r in rows},
+                "status": sorted({r.status for r in rows}),
+            }
+        )
+    return curve
+
+
+def curves_with_baselines(
+    path: str | None, name: str, envs: list[str], settings: SearchSettings
+) -> dict:
+    """A β-family's curve (``path``; None: baselines only) next to CMC's curve and SC@64,
+    means over ``envs``."""
+    configs = [RunConfig(path, label=name, beta=b) for b in DEFAULT_BETAS] if path else []
+    configs += [RunConfig("cmc", beta=b) for b in DEFAULT_BETAS]
+    configs.append(RunConfig("sc", overrides=(("n", 64),)))
+    report = evaluate(
+        configs,
+        envs,
+        seeds=settings.final_seeds,
+        workers=settings.workers,
+        env_dir=settings.env_dir,
+        trace_seeds=0,
+    )
+    return {
+        "envs": envs,
+        "family": _curve(report, name, envs) if path else [],
+        "cmc": _curve(report, "cmc", envs),
+        "sc64": _curve(report, "sc", envs)[0],
+    }
+
+
+def run_family_stage(
+    run: RunDirectory, settings: SearchSettings, points: list[Point], name: str
+) -> dict:
+    """Fit the β-family, write its controller, sweep it on the search set."""
+    from ..files import atomic_write_text
+
+    family = fit_family(points)
+    path = run.path / FAMILY_FILE
+    source = family_source(family, name, provenance_header(run, settings, family, name))
+    atomic_write_text(path, source)
+    result = {
+        "name": name,
+        "fixed": family.fixed,
+        "knots": family.knots,
+        "anchors": [asdict(p) for p in family.anchors],
+        **curves_with_baselines(str(path), name, settings.search_envs, settings),
+    }
+    run.write_json("family/search.json", result)
+    return result
+
+
+def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str) -> dict:
+    """Family vs SC@64 and CMC on the held-out environments (means over environments)."""
+    result = curves_with_baselines(
+        str(run.path / FAMILY_FILE), name, settings.heldout_envs, settings
+    )
+    result["verdict"] = compare_with_baselines(result["family"], result["cmc"], result["sc64"])
+    run.write_json("heldout.json", result)
+    return result
+
+
+def interpolate_accuracy(curve: list[dict], tokens: float) -> float | None:
+    """Accuracy of a curve's upper envelope at ``tokens`` (linear in log tokens), or None
+    outside its token range."""
+    pts = sorted((p["tokens"], p["accuracy"]) for p in curve)
+    if not pts or tokens < pts[0][0] or tokens > pts[-1][0]:
+        return None
+    best = float("-inf")
+    envelope = []
+    for t, a in pts:
+        best = max(best, a)
+        envelope.append((t, best))
+    for (t0, a0), (t1, a1) in pairwise(envelope):
+        if t0 <= tokens <= t1:
+            if t1 == t0:
+                return max(a0, a1)
+            w = (math.log(tokens) - math.log(t0)) / (math.log(t1) - math.log(t0))
+            return a0 + w * (a1 - a0)
+    return envelope[-1][1]
+
+
+def compare_with_baselines(family: list[dict], cmc: list[dict], sc: dict) -> dict:
+    """The acceptance comparison: (a) SC@64's accuracy (±0.5) at ≤35 % of its tokens, and
+    (b) accuracy against CMC's curve at equal tokens."""
+    matching = [p for p in family if p["accuracy"] >= sc["accuracy"] - 0.5]
+    cheapest = min(matching, key=lambda p: p["tokens"]) if matching else None
+    token_share = cheapest["tokens"] / sc["tokens"] if cheapest else None
+    margins = []
+    for p in family:
+        cmc_acc = interpolate_accuracy(cmc, p["tokens"])
+        if cmc_acc is not None:
+            margins.append(
+                {"setting": p["setting"], "tokens": p["tokens"], "delta": p["accuracy"] - cmc_acc}
+            )
+    mean_margin = sum(m["delta"] for m in margins) / len(margins) if margins else None
+    return {
+        "sc64_accuracy": sc["accuracy"],
+        "sc64_tokens": sc["tokens"],
+        "cheapest_matching_sc64": cheapest and cheapest["setting"],
+        "token_share_of_sc64": token_share,
+        "matches_sc64_within_35pct": token_share is not None and token_share <= 0.35,
+        "vs_cmc_at_equal_tokens": margins,
+        "mean_margin_vs_cmc": mean_margin,
+        "beats_cmc": mean_margin is not None and mean_margin > 0,
+    }
+
+
+def run_optuna_discovery(
+    run: RunDirectory,
+    settings: SearchSettings,
+    name: str = "discovered",
+    progress: Callable | None = None,
+    stage_callback: Callable[[str], None] | None = None,
+) -> dict:
+    """Run or resume every stage; returns the held-out judgement (or {} without held-out)."""
+
+    def note(stage: str) -> None:
+        if stage_callback:
+            stage_callback(stage)
+
+    if not run.stage_done("search"):
+        note("search")
+        points = structural_search(run, settings, progress)
+        run.finish_stage("search", points=len(points))
+    from .optuna_search import search_points
+
+    points = search_points(run)
+    if not run.stage_done("family"):
+        note("family")
+        run_family_stage(run, settings, points, name)
+        run.finish_stage("family")
+    if settings.heldout_envs and not run.stage_done("heldout"):
+        note("heldout")
+        judge_heldout(run, settings, name)
+        run.finish_stage("heldout")
+    return run.read_json("heldout.json") if settings.heldout_envs else {}

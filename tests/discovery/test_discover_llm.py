@@ -1,0 +1,141 @@
+"""The LLM path end to end through the real openai client and LangGraph, against a
+protocol-level test double (a local OpenAI-compatible server replaying recorded replies)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from llm_double import RecordedChatServer
+
+from autotts.checker import check_controller
+from autotts.discovery.agent import extract_code, select_failure_traces
+from autotts.discovery.export import export_controller
+from autotts.discovery.rundir import RunDirectory
+
+REPLIES = json.loads((Path(__file__).parents[1] / "fixtures" / "llm_replies.json").read_text())
+SMALL = [
+    "--search-env",
+    "Qwen3-8B/aime24",
+    "--heldout-env",
+    "Qwen3-8B/aime25",
+    "--seeds",
+    "2",
+    "--final-seeds",
+    "2",
+    "--workers",
+    "2",
+]
+
+
+def discover(*args, env_dir):
+    cmd = [sys.executable, "-m", "autotts.cli", "discover", *args, *SMALL]
+    return subprocess.run(cmd + ["--env-dir", str(env_dir)], capture_output=True, text=True)
+
+
+def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
+    run_path = tmp_path / "run"
+    with RecordedChatServer(REPLIES["replies"]) as server:
+        done = discover(
+            "-o",
+            str(run_path),
+            "--trials",
+            "4",
+            "--llm-model",
+            "recorded",
+            "--llm-base-url",
+            server.base_url,
+            "--llm-api-key",
+            "test-key",
+            "--price-in",
+            "1.0",
+            "--price-out",
+            "2.0",
+            env_dir=env_dir,
+        )
+        requests = server.requests
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = RunDirectory.open(run_path)
+    rounds = run.rounds()
+    assert [r["status"] for r in rounds] == ["ok", "failed", "rejected", "ok"]
+    assert "the reply was empty" in rounds[1]["reason"]
+    assert "cost must not fall" in rounds[2]["reason"]
+    assert len(requests) == len(REPLIES["replies"])
+    # retries carry the error back; the quick test's numbers reach the model
+    round_one = [r["messages"][-1]["content"] for r in requests[:4]]
+    assert "no ```python code block" in round_one[1]
+    assert "not closed" in round_one[2]
+    assert "Quick sandboxed evaluation" in round_one[3] and "β=0.5" in round_one[3]
+    assert "import of 'socket' is not allowed" in requests[5]["messages"][-1]["content"]
+    # later rounds read the history: best candidate's code and curve, lessons, traces
+    later = requests[7]["messages"][1]["content"]
+    assert "candidate 0000" in later and "class ProbeConsensus" in later
+    assert "rejected" in later and "SC@64" in later
+    assert "Execution traces" in later
+    # every exchange logged, usage priced
+    assert len(run.records("messages.jsonl")) == len(requests)
+    usage = [r for r in run.records() if r.get("event") == "llm_usage"]
+    assert len(usage) == len(requests) and all(u["usd"] > 0 for u in usage)
+    assert (run.candidate_dir(0) / "controller.py").exists()
+    assert (run.candidate_dir(0) / "traces.jsonl.gz").exists()
+    best = run.stage_done("best")
+    assert best["candidate"] in ("0000", "0003")
+    out = export_controller(run_path, tmp_path / "probe_consensus.py")
+    assert out.read_text().startswith("# Discovered by autotts (llm path)")
+    assert check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=2, seeds=1).ok
+
+
+def test_unreachable_endpoint_is_recorded_and_the_loop_ends_cleanly(tmp_path, env_dir):
+    done = discover(
+        "-o",
+        str(tmp_path / "run"),
+        "--trials",
+        "1",
+        "--llm-model",
+        "nobody",
+        "--llm-base-url",
+        "http://127.0.0.1:9/v1",
+        env_dir=env_dir,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (only,) = RunDirectory.open(tmp_path / "run").rounds()
+    assert only["status"] == "failed" and "LLM request failed" in only["reason"]
+
+
+def test_extract_code_explains_garbage():
+    assert extract_code("")[1] == "the reply was empty"
+    assert "not closed" in extract_code("```python\nx = 1\n")[1]
+    assert "no autotts.Controller" in extract_code("```python\nx = 1\n```")[1]
+    assert extract_code("```python\nfrom autotts import Controller\n```")[0] is not None
+
+
+def test_failure_traces_prefer_wrong_stops_within_budget():
+    def trace(correct, gold_seen, branches, tokens):
+        revealed = ["5", "7"] if gold_seen else ["5"]
+        return {
+            "env": "e",
+            "question": 1,
+            "seed": 0,
+            "setting": "β=0.5",
+            "answer": "5",
+            "gold": "7",
+            "correct": correct,
+            "branches": branches,
+            "tokens": tokens,
+            "reason": "r",
+            "steps": [
+                {
+                    "action": "branch",
+                    "ids": [0, 1],
+                    "revealed": revealed,
+                    "finished": [],
+                    "tokens": tokens,
+                }
+            ],
+        }
+
+    traces = [trace(True, True, 40, 900), trace(False, False, 4, 10), trace(False, True, 3, 50)]
+    text = select_failure_traces(traces, 10_000)
+    assert text.index("[wrong stop]") < text.index("[wasted branches]")
+    assert text.count("[wrong stop]") == 1  # the wrong answer that never saw gold is skipped
+    assert len(select_failure_traces(traces * 50, 600)) <= 600

@@ -1,0 +1,120 @@
+"""The Optuna discovery path end to end: run, kill -9, resume, export, check, report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autotts.checker import check_controller
+from autotts.discovery.export import export_controller
+from autotts.discovery.report import render_report
+from autotts.discovery.rundir import RunDirectory
+
+SMALL = [
+    "--search-env",
+    "Qwen3-8B/aime24",
+    "--heldout-env",
+    "Qwen3-8B/aime25",
+    "--seeds",
+    "2",
+    "--final-seeds",
+    "2",
+    "--workers",
+    "1",
+]
+
+
+def discover(*args, env_dir):
+    return [sys.executable, "-m", "autotts.cli", "discover", *args, "--env-dir", str(env_dir)]
+
+
+def history_lines(run: Path) -> list[str]:
+    return (run / "history.jsonl").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_or_repeating_a_round(tmp_path, env_dir):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        discover("-o", str(run), "--trials", "24", *SMALL, env_dir=env_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (run / "history.jsonl").exists() and len(RunDirectory(run).rounds()) >= 6:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 mid-round, workers included
+    proc.wait()
+    before = history_lines(run)
+    rounds_before = RunDirectory(run).rounds()
+    assert 6 <= len(rounds_before) < 24
+
+    done = subprocess.run(
+        discover("--resume", str(run), env_dir=env_dir), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = history_lines(run)
+    # nothing written before the kill is lost (a cut-off last line may be left behind)
+    complete_before = [line for line in before if line.endswith("}")]
+    assert after[: len(complete_before)] == complete_before
+    rounds = RunDirectory(run).rounds()
+    trials = [r["trial"] for r in rounds]
+    assert len(rounds) == 24 and len(set(trials)) == 24
+    assert rounds[: len(rounds_before)] == rounds_before
+    # Optuna agrees: exactly 24 completed trials
+    import optuna
+
+    study = optuna.load_study(study_name="structural", storage=f"sqlite:///{run / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 24
+    assert "held-out" in done.stdout and "SC@64" in done.stdout
+
+    # export → a normal controller that passes the checker
+    out = export_controller(run, tmp_path / "found_it.py")
+    text = out.read_text()
+    assert text.startswith("# Discovered by autotts") and "Qwen3-8B/aime24" in text
+    report = check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=3, seeds=2)
+    assert report.ok, [(i.name, i.detail) for i in report.items]
+    trial = export_controller(run, tmp_path / "trial_3.py", candidate="3")
+    assert check_controller(str(trial), "Qwen3-8B/aime24", env_dir=env_dir, questions=2, seeds=1).ok
+
+    paths = render_report(RunDirectory(run))
+    markdown = paths["markdown"].read_text()
+    assert "## Trajectory" in markdown and "## Winning controller" in markdown
+    assert paths["curves"].exists() and paths["trajectory"].exists()
+    assert "<table>" in paths["html"].read_text()
+    heldout = json.loads((run / "heldout.json").read_text())
+    assert heldout["envs"] == ["Qwen3-8B/aime25"] and len(heldout["family"]) == 11
+
+
+def test_a_run_directory_is_not_overwritten(tmp_path, env_dir):
+    run = tmp_path / "run"
+    RunDirectory.create(run, {"strategy": "optuna"})
+    done = subprocess.run(
+        discover("-o", str(run), *SMALL, env_dir=env_dir), capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "--resume" in done.stderr
+    missing = subprocess.run(
+        discover("--resume", str(tmp_path / "nothing"), env_dir=env_dir),
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "not a discovery run" in missing.stderr
+
+
+def test_truncated_history_line_is_ignored_and_appends_stay_readable(tmp_path):
+    run = RunDirectory.create(tmp_path / "run", {"strategy": "optuna"})
+    run.append({"event": "round", "trial": 0})
+    with open(run.path / "history.jsonl", "a") as handle:
+        handle.write('{"event": "round", "tri')  # a kill in the middle of a write
+    assert [r["trial"] for r in run.rounds()] == [0]
+    run.append({"event": "round", "trial": 1})
+    assert [r["trial"] for r in run.rounds()] == [0, 1]

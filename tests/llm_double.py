@@ -1,0 +1,76 @@
+"""Protocol-level test double of an OpenAI-compatible chat server (NOT a model).
+
+A real HTTP server on 127.0.0.1 that answers ``POST /v1/chat/completions`` with recorded
+replies, in order, in the OpenAI response format, so the real ``openai`` client and the whole
+agent loop are exercised. Requests are kept for assertions. When the recording runs out it
+answers with an empty message (a garbage reply the loop must survive).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class RecordedChatServer:
+    def __init__(self, replies: list[str]):
+        self.replies = list(replies)
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.endswith("/chat/completions"):
+                    self.send_error(404, "only /v1/chat/completions is recorded")
+                    return
+                with server._lock:
+                    server.requests.append(body)
+                    content = server.replies.pop(0) if server.replies else ""
+                prompt_tokens = sum(len(m.get("content", "")) // 4 for m in body["messages"])
+                payload = {
+                    "id": f"chatcmpl-{len(server.requests)}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model", "recorded"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": len(content) // 4,
+                        "total_tokens": prompt_tokens + len(content) // 4,
+                    },
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> RecordedChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
