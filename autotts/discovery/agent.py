@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import re
 import time
 from string import Template
@@ -27,7 +26,7 @@ from typing import Any, TypedDict
 
 from ..store import PROJECT_ROOT
 from .candidates import CandidateResult, evaluate_candidate
-from .family import Point, hypervolume
+from .family import curve_score
 from .rundir import RunDirectory
 from .sandbox import SandboxLimits, static_problems
 
@@ -73,12 +72,6 @@ def extract_code(reply: str | None) -> tuple[str | None, str | None]:
     if "Controller" not in source:
         return None, "the code defines no autotts.Controller subclass"
     return source, None
-
-
-def curve_score(curve: list[dict], max_tokens: float = 1.2e6) -> float:
-    """Area under a curve's accuracy-vs-log-tokens envelope (the selection score)."""
-    points = [Point({}, p["accuracy"], p["tokens"]) for p in curve if p["tokens"] > 0]
-    return hypervolume(points, 0.0, math.log(max_tokens)) if points else 0.0
 
 
 class LLMProposer:
@@ -407,10 +400,43 @@ def run_llm_discovery(run: RunDirectory, settings, config: dict, api_key, consol
     if scored and not run.stage_done("best"):
         best = max(scored, key=lambda r: r["score"])
         run.finish_stage("best", candidate=best["candidate"], score=best["score"])
-    return {
-        "rounds": [r for r in run.rounds() if r.get("stage") == "llm"],
-        "best": run.stage_done("best"),
-    }
+    best = run.stage_done("best")
+    if best and not run.stage_done("judged"):
+        judge_best(run, settings, best["candidate"], config.get("name", "discovered"))
+        run.finish_stage("judged")
+    return {"rounds": [r for r in run.rounds() if r.get("stage") == "llm"], "best": best}
+
+
+def judge_best(run: RunDirectory, settings, candidate: str, name: str) -> None:
+    """The chosen candidate's full β curve (sandboxed, ``final_seeds``) next to CMC and
+    SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
+    from ..evaluate import DEFAULT_BETAS
+    from ..replay import ReplayEnvironment
+    from .pipeline import curves_with_baselines, write_judgement
+
+    source = (run.candidate_dir(int(candidate)) / "controller.py").read_text()
+    targets = (("search.json", settings.search_envs), ("heldout.json", settings.heldout_envs))
+    for relative, env_ids in targets:
+        if not env_ids:
+            continue
+        envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in env_ids}
+        result = evaluate_candidate(
+            source,
+            envs,
+            list(DEFAULT_BETAS),
+            settings.final_seeds,
+            workers=settings.workers or 2,
+            trace_seeds=0,
+            limits=SandboxLimits(wall_s=1800, cpu_s=3600),
+        )
+        data = curves_with_baselines(None, name, env_ids, settings)
+        data["name"] = name
+        data["status"] = "ok" if result.ok else f"rejected: {result.reason}"
+        data["winner"] = [{"setting": f"β={p['beta']:g}", **p} for p in result.curve]
+        if result.ok:
+            write_judgement(run, relative, data)
+        else:
+            run.write_json(relative, data)
 
 
 __all__ = ["LLMProposer", "extract_code", "run_llm_discovery", "select_failure_traces"]

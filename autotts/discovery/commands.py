@@ -49,6 +49,13 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         final_seeds: Annotated[
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
         ] = 100,
+        strategy: Annotated[
+            str,
+            typer.Option(
+                help="Without an LLM: 'optuna' (structural search + β-family compression) or "
+                "'tune' (tune CMC's β-schedule constants)."
+            ),
+        ] = "optuna",
         sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe or nsga2.")] = "tpe",
         storage: Annotated[
             str | None,
@@ -124,9 +131,9 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                         "price_in": price_in,
                         "price_out": price_out,
                     }
-                config = config_for(settings, name=name, llm=llm)
-                if llm:
-                    config["strategy"] = "llm"
+                if strategy not in ("optuna", "tune"):
+                    raise ValueError(f"unknown --strategy {strategy!r}; use optuna or tune")
+                config = config_for(settings, "llm" if llm else strategy, name=name, llm=llm)
                 path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
                 run = RunDirectory.create(path, config)
             _check_envs(settings)
@@ -143,6 +150,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             )
             summary = run_llm_discovery(run, settings, config, api_key, console=err_console)
             _print_llm_summary(console, summary)
+            _print_comparison(console, run, config.get("name", "discovered"))
         else:
             verdict = _run_optuna(run, settings, config.get("name", "discovered"), err_console)
             _print_comparison(console, run, config.get("name", "discovered"))
@@ -228,42 +236,20 @@ def _run_optuna(run, settings, name: str, err_console):
 
 
 def _print_comparison(console, run, name: str) -> None:
-    for stage_file, title in (("family/search.json", "search set"), ("heldout.json", "held-out")):
+    from .report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
+
+    for stage_file, title in (("search.json", "search set"), ("heldout.json", "held-out")):
         if not (run.path / stage_file).exists():
             continue
         data = run.read_json(stage_file)
-        sc = data["sc64"]
         table = Table(title=f"{title}: means over {', '.join(data['envs'])}")
-        for column in ("controller", "setting", "accuracy %", "tokens", "% of SC@64 tokens"):
+        for column in COMPARISON_COLUMNS:
             table.add_column(column)
-        for label, curve in ((name, data["family"]), ("cmc", data["cmc"])):
-            for p in curve:
-                table.add_row(
-                    label,
-                    p["setting"],
-                    f"{p['accuracy']:.2f}",
-                    f"{p['tokens'] / 1000:.1f}k",
-                    f"{100 * p['tokens'] / sc['tokens']:.1f}",
-                )
-        table.add_row("sc", "n=64", f"{sc['accuracy']:.2f}", f"{sc['tokens'] / 1000:.1f}k", "100.0")
+        for row in comparison_rows(data, name):
+            table.add_row(*row)
         console.print(table)
-        verdict = data.get("verdict")
-        if verdict:
-            share = verdict["token_share_of_sc64"]
-            console.print(
-                f"SC@64 accuracy {verdict['sc64_accuracy']:.2f}% (±0.5) matched by "
-                f"{name} {verdict['cheapest_matching_sc64'] or '(no setting)'}"
-                + (f" at {100 * share:.1f}% of SC@64's tokens" if share else "")
-                + (" [green]✓ ≤ 35 %[/]" if verdict["matches_sc64_within_35pct"] else " [red]✗[/]"),
-                highlight=False,
-            )
-            margin = verdict["mean_margin_vs_cmc"]
-            if margin is not None:
-                console.print(
-                    f"accuracy vs CMC at equal tokens: {margin:+.2f} points on average "
-                    + ("[green]✓ beats CMC[/]" if verdict["beats_cmc"] else "[red]✗[/]"),
-                    highlight=False,
-                )
+        for line in verdict_lines(data.get("verdict"), name):
+            console.print(line, highlight=False)
 
 
 def _print_llm_summary(console, summary: dict) -> None:

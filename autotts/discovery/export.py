@@ -65,14 +65,14 @@ def winner_source(run: RunDirectory, name: str) -> str:
     """The run's selected controller with a provenance header."""
     family_file = run.path / "family" / "controller.py"
     if family_file.exists():
-        summary = run.read_json("family/search.json")
+        summary = run.read_json("search.json")
         family = Family(
             summary["fixed"], {k: [tuple(p) for p in v] for k, v in summary["knots"].items()}
         )
-        lines = [_curve_line("search set (means)", summary["family"])]
+        lines = [_curve_line("search set (means)", summary["winner"])]
         if (run.path / "heldout.json").exists():
             heldout = run.read_json("heldout.json")
-            lines.append(_curve_line("held-out (means)", heldout["family"]))
+            lines.append(_curve_line("held-out (means)", heldout["winner"]))
             lines.append(f"held-out environments: {', '.join(heldout['envs'])}")
         return family_source(family, name, _header(run, "β-family (Optuna + compression)", lines))
     best = run.stage_done("best")

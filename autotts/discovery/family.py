@@ -73,6 +73,13 @@ def hypervolume(front: list[Point], ref_accuracy: float, ref_log_tokens: float) 
     return area
 
 
+def curve_score(curve: list[dict], max_tokens: float = 1.2e6) -> float:
+    """Area under a curve's accuracy-vs-log-tokens envelope, up to ``max_tokens`` (the score
+    that ranks whole β-curves: LLM candidates and tuned schedules)."""
+    points = [Point({}, p["accuracy"], p["tokens"]) for p in curve if p["tokens"] > 0]
+    return hypervolume(points, 0.0, math.log(max_tokens)) if points else 0.0
+
+
 def isotonic(values: list[float], increasing: bool) -> list[float]:
     """Least-squares monotone fit (pool adjacent violators)."""
     sign = 1.0 if increasing else -1.0

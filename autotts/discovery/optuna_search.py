@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..evaluate import RunConfig, evaluate
-from .family import Point
+from .composable import FIXED as COMPOSABLE_FIXED
+from .composable import KNOTS as COMPOSABLE_KNOTS
+from .family import Family, Point, curve_score
 from .rundir import RunDirectory
-from .space import COMPOSABLE_PATH, cmc_point, suggest
+from .space import COMPOSABLE_PATH, RANGES, cmc_point, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -77,7 +79,7 @@ def storage_url(run: RunDirectory, settings: SearchSettings) -> str:
     return settings.storage or f"sqlite:///{(run.path / 'optuna.db').resolve()}"
 
 
-def open_study(run: RunDirectory, settings: SearchSettings):
+def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str]):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -90,7 +92,7 @@ def open_study(run: RunDirectory, settings: SearchSettings):
     return optuna.create_study(
         study_name=settings.study_name,
         storage=storage_url(run, settings),
-        directions=["maximize", "minimize"],
+        directions=directions,
         sampler=sampler,
         load_if_exists=True,
     )
@@ -102,21 +104,64 @@ def _reconcile(study, run: RunDirectory, recorded: dict[int, dict]) -> None:
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number in recorded:
-            r = recorded[trial.number]
-            study.tell(trial.number, [r["accuracy"], r["tokens"]])
+            study.tell(trial.number, recorded[trial.number]["values"])
         else:
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params)
             shutil.rmtree(run.candidate_dir(trial.number), ignore_errors=True)
 
 
-def search_points(run: RunDirectory) -> list[Point]:
-    """Every recorded search round of a run as a :class:`Point`."""
+def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
+    """Every recorded round of a search stage as a :class:`Point`."""
     return [
         Point(r["params"], r["accuracy"], r["tokens"], f"trial {r['trial']}")
         for r in run.rounds()
-        if r.get("stage") == "search"
+        if r.get("stage") == stage
     ]
+
+
+def _run_trials(
+    run: RunDirectory,
+    settings: SearchSettings,
+    study,
+    stage: str,
+    trial_fn: Callable,
+    warm_start: list[dict],
+    progress: Callable | None,
+) -> None:
+    """Ask → evaluate → record → tell until the trial count or the time budget is reached.
+    ``trial_fn(trial)`` returns ``(values, record_fields, traces)``."""
+    recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == stage}
+    _reconcile(study, run, recorded)
+    if not study.trials:
+        for params in warm_start:
+            study.enqueue_trial(params)
+    spent = sum(r.get("seconds", 0.0) for r in recorded.values())
+    done = len(recorded)
+    if progress:
+        progress(done, settings.trials, None)
+    while done < settings.trials and spent < settings.time_budget_s:
+        trial = study.ask()
+        start = time.perf_counter()
+        values, fields, traces = trial_fn(trial)
+        seconds = time.perf_counter() - start
+        record = {
+            "event": "round",
+            "stage": stage,
+            "trial": trial.number,
+            "candidate": f"{trial.number:04d}",
+            "values": values,
+            **fields,
+            "seconds": seconds,
+            "time": time.time(),
+        }
+        run.write_candidate(trial.number, params=fields.get("params"), result=fields, traces=traces)
+        run.append(record)
+        study.tell(trial, values)
+        spent += seconds
+        done += 1
+        if progress:
+            progress(done, settings.trials, Point({}, fields["accuracy"], fields["tokens"]))
 
 
 def structural_search(
@@ -124,21 +169,9 @@ def structural_search(
     settings: SearchSettings,
     progress: Callable[[int, int, Point | None], None] | None = None,
 ) -> list[Point]:
-    """Run (or continue) the multi-objective search; return every recorded point."""
-    study = open_study(run, settings)
-    recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == "search"}
-    _reconcile(study, run, recorded)
-    if not study.trials:
-        for beta in WARM_START_BETAS:
-            study.enqueue_trial(cmc_point(beta))
-    spent = sum(r.get("seconds", 0.0) for r in recorded.values())
-    done = len(recorded)
-    best: Point | None = None
-    if progress:
-        progress(done, settings.trials, best)
-    while done < settings.trials and spent < settings.time_budget_s:
-        trial = study.ask()
-        start = time.perf_counter()
+    """Run (or continue) the multi-objective structural search; return every recorded point."""
+
+    def trial_fn(trial):
         params = suggest(trial)
         accuracy, tokens, per_env, traces = evaluate_point(
             params,
@@ -147,32 +180,94 @@ def structural_search(
             workers=settings.workers,
             env_dir=settings.env_dir,
         )
-        seconds = time.perf_counter() - start
-        run.write_candidate(
-            trial.number,
-            params=params,
-            result={"accuracy": accuracy, "tokens": tokens, "per_env": per_env},
-            traces=traces,
-        )
-        run.append(
+        fields = {"params": params, "accuracy": accuracy, "tokens": tokens, "per_env": per_env}
+        return [accuracy, tokens], fields, traces
+
+    study = open_study(run, settings, ["maximize", "minimize"])
+    warm = [cmc_point(beta) for beta in WARM_START_BETAS]
+    _run_trials(run, settings, study, "search", trial_fn, warm, progress)
+    return search_points(run)
+
+
+# --- tuning the β-schedule constants of an existing family (CMC by default) -------------
+
+TUNE_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TUNE_SCALE = (0.5, 1.6)  # each knob's endpoint may move to 0.5×–1.6× its base value
+
+
+def tuned_family(base: Family, trial) -> Family:
+    """``base`` with each numeric knob's β=0 and β=1 values scaled by a sampled factor."""
+    knots = {}
+    for key, pts in base.knots.items():
+        (b0, v0), (b1, v1) = pts[0], pts[-1]
+        low, high, integer = RANGES[key]
+        scaled = []
+        for end, beta, value in (("lo", b0, v0), ("hi", b1, v1)):
+            factor = trial.suggest_float(f"{key}_{end}", *TUNE_SCALE)
+            v = min(high, max(low, value * factor))
+            scaled.append((beta, round(v, 4)))
+        knots[key] = scaled
+    return Family(dict(base.fixed), knots)
+
+
+def family_curve(
+    family: Family, envs: list[str], seeds: int, betas=TUNE_BETAS, *, workers=None, env_dir=None
+) -> list[dict]:
+    """Mean accuracy / tokens of a family at each β (trusted in-process evaluation)."""
+    configs = [composable_config(family.params(b), label=f"b{b}") for b in betas]
+    report = evaluate(configs, envs, seeds=seeds, workers=workers, env_dir=env_dir, trace_seeds=0)
+    curve = []
+    for beta, config in zip(betas, configs, strict=True):
+        rows = [r for r in report.rows if r.config == config]
+        curve.append(
             {
-                "event": "round",
-                "stage": "search",
-                "trial": trial.number,
-                "candidate": f"{trial.number:04d}",
-                "params": params,
-                "accuracy": accuracy,
-                "tokens": tokens,
-                "seconds": seconds,
-                "time": time.time(),
+                "beta": beta,
+                "accuracy": sum(r.accuracy for r in rows) / len(rows),
+                "tokens": sum(r.tokens for r in rows) / len(rows),
             }
         )
-        study.tell(trial, [accuracy, tokens])
-        spent += seconds
-        done += 1
-        point = Point(params, accuracy, tokens, f"trial {trial.number}")
-        if best is None or accuracy / tokens**0.1 > best.accuracy / best.tokens**0.1:
-            best = point
-        if progress:
-            progress(done, settings.trials, point)
-    return search_points(run)
+    return curve
+
+
+def tune_schedule(
+    run: RunDirectory,
+    settings: SearchSettings,
+    base: Family | None = None,
+    progress: Callable | None = None,
+) -> Family:
+    """Tune the schedule constants of ``base`` (CMC) for the area under its curve; return the
+    best family found (the base itself is the first trial)."""
+    base = base or Family(dict(COMPOSABLE_FIXED), {k: list(v) for k, v in COMPOSABLE_KNOTS.items()})
+
+    def trial_fn(trial):
+        family = tuned_family(base, trial)
+        curve = family_curve(
+            family,
+            settings.search_envs,
+            settings.seeds,
+            workers=settings.workers,
+            env_dir=settings.env_dir,
+        )
+        score = curve_score(curve)
+        fields = {
+            "params": {"fixed": family.fixed, "knots": family.knots},
+            "curve": curve,
+            "score": score,
+            "accuracy": sum(p["accuracy"] for p in curve) / len(curve),
+            "tokens": sum(p["tokens"] for p in curve) / len(curve),
+        }
+        return [score], fields, []
+
+    study = open_study(run, settings, ["maximize"])
+    identity = {f"{k}_{end}": 1.0 for k in base.knots for end in ("lo", "hi")}
+    _run_trials(run, settings, study, "tune", trial_fn, [identity], progress)
+    return best_tuned_family(run)
+
+
+def best_tuned_family(run: RunDirectory) -> Family:
+    """The recorded tuning trial with the best score, as a family."""
+    rounds = [r for r in run.rounds() if r.get("stage") == "tune"]
+    if not rounds:
+        raise ValueError(f"{run.path}: no tuning trial was recorded")
+    best = max(rounds, key=lambda r: r["score"])["params"]
+    return Family(best["fixed"], {k: [tuple(p) for p in v] for k, v in best["knots"].items()})

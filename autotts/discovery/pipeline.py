@@ -15,8 +15,14 @@ from dataclasses import asdict
 from itertools import pairwise
 
 from ..evaluate import DEFAULT_BETAS, RunConfig, evaluate
-from .family import Family, Point, family_source, fit_family
-from .optuna_search import SearchSettings, structural_search
+from .family import Family, family_source, fit_family
+from .optuna_search import (
+    SearchSettings,
+    best_tuned_family,
+    search_points,
+    structural_search,
+    tune_schedule,
+)
 from .rundir import RunDirectory
 
 FAMILY_FILE = "family/controller.py"
@@ -27,8 +33,8 @@ def settings_from_config(config: dict) -> SearchSettings:
     return SearchSettings(**{k: v for k, v in config.get("search", {}).items() if k in known})
 
 
-def config_for(settings: SearchSettings, **extra) -> dict:
-    return {"strategy": "optuna", "search": asdict(settings), **extra}
+def config_for(settings: SearchSettings, strategy: str = "optuna", **extra) -> dict:
+    return {"strategy": strategy, "search": asdict(settings), **extra}
 
 
 def provenance_header(
@@ -39,7 +45,7 @@ def provenance_header(
     )
     return "\n".join(
         [
-            f"# Discovered by autotts (Optuna structural search + β-family compression): {name}",
+            f"# Discovered by autotts ({run.config.get('strategy', 'optuna')} path): {name}",
             f"# run: {run.path}",
             f"# search environments: {', '.join(settings.search_envs)} ({settings.seeds} seeds/question)",
             f"# Pareto anchors (search set means): {anchors}",
@@ -86,19 +92,18 @@ def curves_with_baselines(
     )
     return {
         "envs": envs,
-        "family": _curve(report, name, envs) if path else [],
+        "winner": _curve(report, name, envs) if path else [],
         "cmc": _curve(report, "cmc", envs),
         "sc64": _curve(report, "sc", envs)[0],
     }
 
 
 def run_family_stage(
-    run: RunDirectory, settings: SearchSettings, points: list[Point], name: str
+    run: RunDirectory, settings: SearchSettings, family: Family, name: str
 ) -> dict:
-    """Fit the β-family, write its controller, sweep it on the search set."""
+    """Write the β-family's controller and sweep it on the search set."""
     from ..files import atomic_write_text
 
-    family = fit_family(points)
     path = run.path / FAMILY_FILE
     source = family_source(family, name, provenance_header(run, settings, family, name))
     atomic_write_text(path, source)
@@ -109,8 +114,7 @@ def run_family_stage(
         "anchors": [asdict(p) for p in family.anchors],
         **curves_with_baselines(str(path), name, settings.search_envs, settings),
     }
-    run.write_json("family/search.json", result)
-    return result
+    return write_judgement(run, "search.json", result)
 
 
 def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str) -> dict:
@@ -118,8 +122,13 @@ def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str) -> dic
     result = curves_with_baselines(
         str(run.path / FAMILY_FILE), name, settings.heldout_envs, settings
     )
-    result["verdict"] = compare_with_baselines(result["family"], result["cmc"], result["sc64"])
-    run.write_json("heldout.json", result)
+    return write_judgement(run, "heldout.json", result)
+
+
+def write_judgement(run: RunDirectory, relative: str, result: dict) -> dict:
+    """Add the acceptance verdict to a winner-vs-baselines result and write it."""
+    result["verdict"] = compare_with_baselines(result["winner"], result["cmc"], result["sc64"])
+    run.write_json(relative, result)
     return result
 
 
@@ -182,16 +191,18 @@ def run_optuna_discovery(
         if stage_callback:
             stage_callback(stage)
 
+    tune = run.config.get("strategy") == "tune"
     if not run.stage_done("search"):
         note("search")
-        points = structural_search(run, settings, progress)
-        run.finish_stage("search", points=len(points))
-    from .optuna_search import search_points
-
-    points = search_points(run)
+        if tune:
+            tune_schedule(run, settings, progress=progress)
+        else:
+            structural_search(run, settings, progress)
+        run.finish_stage("search")
     if not run.stage_done("family"):
         note("family")
-        run_family_stage(run, settings, points, name)
+        family = best_tuned_family(run) if tune else fit_family(search_points(run))
+        run_family_stage(run, settings, family, name)
         run.finish_stage("family")
     if settings.heldout_envs and not run.stage_done("heldout"):
         note("heldout")

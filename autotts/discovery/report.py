@@ -23,8 +23,8 @@ def _plot_trajectory(rounds: list[dict], path: Path) -> Path:
 
     fig, (ax_acc, ax_tok) = plt.subplots(1, 2, figsize=(10, 3.4))
     xs = list(range(1, len(rounds) + 1))
-    acc = [r.get("accuracy", math.nan) for r in rounds]
-    tok = [r.get("tokens", math.nan) for r in rounds]
+    acc = [math.nan if r.get("accuracy") is None else r["accuracy"] for r in rounds]
+    tok = [math.nan if r.get("tokens") is None else r["tokens"] for r in rounds]
     best, best_so_far = -math.inf, []
     for a in acc:
         best = max(best, a if a == a else -math.inf)
@@ -54,8 +54,10 @@ def _plot_curves(panels: list[tuple[str, dict]], name: str, path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (title, data) in zip(axes.flat, panels, strict=True):
-        for label, curve, marker in ((name, data["family"], "o"), ("cmc", data["cmc"], "s")):
+        for label, curve, marker in ((name, data["winner"], "o"), ("cmc", data["cmc"], "s")):
             pts = sorted((p["tokens"], p["accuracy"]) for p in curve)
+            if not pts:
+                continue
             ax.plot(*zip(*pts, strict=True), marker=marker, ms=4, label=label)
         sc = data["sc64"]
         ax.scatter([sc["tokens"]], [sc["accuracy"]], marker="*", s=90, color="k", label="SC@64")
@@ -71,19 +73,45 @@ def _plot_curves(panels: list[tuple[str, dict]], name: str, path: Path) -> Path:
     return path
 
 
-def _curve_table(data: dict, name: str) -> list[str]:
+def comparison_rows(data: dict, name: str) -> list[tuple[str, str, str, str, str]]:
+    """(controller, setting, accuracy %, tokens, % of SC@64 tokens) rows of a judgement."""
     sc = data["sc64"]
-    lines = [
-        "| controller | setting | accuracy % | tokens | % of SC@64 tokens |",
-        "|---|---|---|---|---|",
-    ]
-    for label, curve in ((name, data["family"]), ("cmc", data["cmc"])):
+    rows = []
+    for label, curve in ((name, data["winner"]), ("cmc", data["cmc"])):
         for p in curve:
-            lines.append(
-                f"| {label} | {p['setting']} | {p['accuracy']:.2f} | {p['tokens'] / 1000:.1f}k "
-                f"| {100 * p['tokens'] / sc['tokens']:.1f} |"
+            rows.append(
+                (
+                    label,
+                    p["setting"],
+                    f"{p['accuracy']:.2f}",
+                    f"{p['tokens'] / 1000:.1f}k",
+                    f"{100 * p['tokens'] / sc['tokens']:.1f}",
+                )
             )
-    lines.append(f"| sc | n=64 | {sc['accuracy']:.2f} | {sc['tokens'] / 1000:.1f}k | 100.0 |")
+    rows.append(("sc", "n=64", f"{sc['accuracy']:.2f}", f"{sc['tokens'] / 1000:.1f}k", "100.0"))
+    return rows
+
+
+COMPARISON_COLUMNS = ("controller", "setting", "accuracy %", "tokens", "% of SC@64 tokens")
+
+
+def verdict_lines(verdict: dict | None, name: str) -> list[str]:
+    """The acceptance comparison in words (SC@64 match, margin over CMC)."""
+    if not verdict:
+        return []
+    share = verdict.get("token_share_of_sc64")
+    lines = [
+        f"SC@64 accuracy {verdict['sc64_accuracy']:.2f}% (±0.5) is matched by {name} "
+        f"{verdict.get('cheapest_matching_sc64') or '(no setting)'}"
+        + (f" at {100 * share:.1f}% of SC@64's tokens" if share else "")
+        + (" (≤ 35 %: yes)." if verdict["matches_sc64_within_35pct"] else " (≤ 35 %: no).")
+    ]
+    margin = verdict.get("mean_margin_vs_cmc")
+    if margin is not None:
+        lines.append(
+            f"Accuracy vs CMC at equal tokens: {margin:+.2f} points on average "
+            f"({'beats' if verdict['beats_cmc'] else 'does not beat'} CMC)."
+        )
     return lines
 
 
@@ -121,37 +149,24 @@ def render_report(run: RunDirectory) -> dict[str, Path]:
         md.append("")
     panels = []
     name = "discovered"
-    family_path = run.path / "family" / "search.json"
-    if family_path.exists():
-        family = run.read_json("family/search.json")
-        name = family.get("name", name)
-        panels.append(("search: " + ", ".join(family["envs"]), family))
-    if (run.path / "heldout.json").exists():
-        heldout = run.read_json("heldout.json")
-        panels.append(("held-out: " + ", ".join(heldout["envs"]), heldout))
+    for stage_file, title in (("search.json", "search"), ("heldout.json", "held-out")):
+        if (run.path / stage_file).exists():
+            data = run.read_json(stage_file)
+            name = data.get("name", name)
+            panels.append((f"{title}: " + ", ".join(data["envs"]), data))
     if panels:
         out["curves"] = _plot_curves(panels, name, run.path / "curves.png")
         md += ["## Scaling curves (means over environments)", "", "![curves](curves.png)", ""]
         for title, data in panels:
-            md += [f"### {title}", "", *_curve_table(data, name), ""]
-            verdict = data.get("verdict")
-            if verdict:
-                share = verdict.get("token_share_of_sc64")
-                md.append(
-                    f"SC@64 accuracy {verdict['sc64_accuracy']:.2f}% is matched (±0.5) by "
-                    f"{verdict.get('cheapest_matching_sc64') or 'no setting'}"
-                    + (f" at {100 * share:.1f} % of its tokens." if share else ".")
-                )
-                margin = verdict.get("mean_margin_vs_cmc")
-                if margin is not None:
-                    md.append(
-                        f"Mean accuracy margin over CMC at equal tokens: {margin:+.2f} points."
-                    )
-                md.append("")
+            md += [f"### {title}", ""]
+            md.append("| " + " | ".join(COMPARISON_COLUMNS) + " |")
+            md.append("|" + "---|" * len(COMPARISON_COLUMNS))
+            md += ["| " + " | ".join(row) + " |" for row in comparison_rows(data, name)]
+            md += ["", *verdict_lines(data.get("verdict"), name), ""]
     winner = run.path / "family" / "controller.py"
-    if not winner.exists():
-        best = run.path / "best" / "controller.py"
-        winner = best if best.exists() else winner
+    best = run.stage_done("best")
+    if not winner.exists() and best:
+        winner = run.candidate_dir(int(best["candidate"])) / "controller.py"
     if winner.exists():
         md += ["## Winning controller", "", "```python", winner.read_text().rstrip(), "```", ""]
     text = "\n".join(md)

@@ -11,6 +11,7 @@ from llm_double import RecordedChatServer
 from autotts.checker import check_controller
 from autotts.discovery.agent import extract_code, select_failure_traces
 from autotts.discovery.export import export_controller
+from autotts.discovery.report import render_report
 from autotts.discovery.rundir import RunDirectory
 
 REPLIES = json.loads((Path(__file__).parents[1] / "fixtures" / "llm_replies.json").read_text())
@@ -80,6 +81,12 @@ def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
     assert (run.candidate_dir(0) / "traces.jsonl.gz").exists()
     best = run.stage_done("best")
     assert best["candidate"] in ("0000", "0003")
+    # the chosen candidate is judged on search and held-out environments, and reported
+    heldout = json.loads((run_path / "heldout.json").read_text())
+    assert heldout["envs"] == ["Qwen3-8B/aime25"] and len(heldout["winner"]) == 11
+    assert "verdict" in heldout and "held-out" in done.stdout
+    report = render_report(run)["markdown"].read_text()
+    assert "LLM usage" in report and "class ProbeConsensus" in report
     out = export_controller(run_path, tmp_path / "probe_consensus.py")
     assert out.read_text().startswith("# Discovered by autotts (llm path)")
     assert check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=2, seeds=1).ok

@@ -92,7 +92,7 @@ def test_killed_run_resumes_without_losing_or_repeating_a_round(tmp_path, env_di
     assert paths["curves"].exists() and paths["trajectory"].exists()
     assert "<table>" in paths["html"].read_text()
     heldout = json.loads((run / "heldout.json").read_text())
-    assert heldout["envs"] == ["Qwen3-8B/aime25"] and len(heldout["family"]) == 11
+    assert heldout["envs"] == ["Qwen3-8B/aime25"] and len(heldout["winner"]) == 11
 
 
 def test_a_run_directory_is_not_overwritten(tmp_path, env_dir):

@@ -1,0 +1,31 @@
+"""The README's main job, as CI runs it: `autotts discover` with its defaults."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_default_discovery_meets_the_held_out_target(tmp_path, env_dir):
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autotts.cli",
+            "discover",
+            "-o",
+            str(run),
+            "--env-dir",
+            str(env_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdict = json.loads((run / "heldout.json").read_text())["verdict"]
+    # SC@64's mean accuracy (±0.5) with ≤ 35 % of its tokens, or above CMC at equal tokens
+    assert verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"], verdict
+    assert "held-out" in done.stdout and "SC@64" in done.stdout
