@@ -32,3 +32,16 @@ def tiny_store(path: Path, branches, gold="7", delta=500, question="What is 3+4?
     }
     path.write_text(json.dumps([record]))
     return path
+
+
+# a discovery run small enough for a test: one search and one held-out environment, 2 seeds
+SMALL_DISCOVERY = [
+    "--search-env",
+    "Qwen3-8B/aime24",
+    "--heldout-env",
+    "Qwen3-8B/aime25",
+    "--seeds",
+    "2",
+    "--final-seeds",
+    "2",
+]

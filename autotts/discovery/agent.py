@@ -56,16 +56,40 @@ def prompt(name: str, **values: Any) -> str:
     return Template((PROMPTS / name).read_text()).safe_substitute(**values)
 
 
-def extract_code(reply: str | None) -> tuple[str | None, str | None]:
-    """``(source, None)`` or ``(None, why the reply is unusable)``."""
+EDIT_BLOCK = re.compile(r"<<<<<<< SEARCH\n(.*?)\n=======\n(.*?)\n?>>>>>>> REPLACE", re.DOTALL)
+
+
+def apply_edits(base: str, reply: str) -> tuple[str | None, str | None]:
+    """Apply SEARCH/REPLACE edit blocks to ``base``: ``(source, None)`` or ``(None, why)``."""
+    source = base
+    for search, replace in EDIT_BLOCK.findall(reply):
+        if source.count(search) != 1:
+            found = "not found" if search not in source else "found more than once"
+            first = search.strip().splitlines()[0] if search.strip() else ""
+            return None, f"edit failed: the SEARCH text starting {first!r} was {found} in the base"
+        source = source.replace(search, replace)
+    return source, None
+
+
+def extract_code(reply: str | None, base: str | None = None) -> tuple[str | None, str | None]:
+    """The controller a reply proposes — a whole file in a ```python block, or SEARCH/REPLACE
+    edits of ``base`` (the best candidate so far): ``(source, None)`` or ``(None, why the
+    reply is unusable)``."""
     if not reply or not reply.strip():
         return None, "the reply was empty"
     blocks = CODE_BLOCK.findall(reply)
-    if not blocks:
-        if "```" in reply:
-            return None, "the code block is not closed (truncated reply?)"
-        return None, "the reply has no ```python code block"
-    source = max(blocks, key=len)
+    if blocks:
+        source = max(blocks, key=len)
+    elif EDIT_BLOCK.search(reply):
+        if base is None:
+            return None, "edit blocks need a base, and there is no accepted candidate yet"
+        source, error = apply_edits(base, reply)
+        if error:
+            return None, error
+    elif "```" in reply or "<<<<<<< SEARCH" in reply:
+        return None, "the code block is not closed (truncated reply?)"
+    else:
+        return None, "the reply has no ```python code block (nor SEARCH/REPLACE edits)"
     problems = static_problems(source)
     if problems:
         return None, "static check failed: " + "; ".join(problems[:5])
@@ -157,7 +181,7 @@ class LLMProposer:
                 "retries": MAX_RETRIES + 1,  # a failed request is not retried here
             }
         messages.append({"role": "assistant", "content": reply})
-        source, error = extract_code(reply)
+        source, error = extract_code(reply, self._best_source())
         if error:
             messages.append({"role": "user", "content": prompt("retry.md", error=error)})
             return {
@@ -278,6 +302,15 @@ class LLMProposer:
         return [
             r for r in self.run.rounds() if r.get("stage") == "llm" and r.get("score") is not None
         ]
+
+    def _best_source(self) -> str | None:
+        """Source of the best accepted candidate so far (the base of edit replies)."""
+        scored = self._scored()
+        if not scored:
+            return None
+        best = max(scored, key=lambda r: r["score"])
+        path = self.run.candidate_dir(int(best["candidate"])) / "controller.py"
+        return path.read_text() if path.exists() else None
 
     def _candidates_text(self, best: bool) -> str:
         rounds = [r for r in self.run.rounds() if r.get("stage") == "llm"]

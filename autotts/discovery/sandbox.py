@@ -34,6 +34,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+import autotts
+
 SAFE_MODULES = frozenset(
     {
         "__future__",
@@ -52,26 +54,8 @@ SAFE_MODULES = frozenset(
         "typing",
     }
 )
-AUTOTTS_NAMES = frozenset(
-    {
-        "Action",
-        "ActionError",
-        "Answer",
-        "Branch",
-        "Continue",
-        "Controller",
-        "ControllerFailure",
-        "EpisodeState",
-        "Note",
-        "Probe",
-        "Prune",
-        "Read",
-        "beta_confidence",
-        "majority",
-        "top_two",
-        "vote_confidence",
-    }
-)
+# the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
+AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
 FORBIDDEN_CALLS = frozenset(
     {
         "eval",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import SMALL_DISCOVERY
 from llm_double import RecordedChatServer
 
 from autotts.checker import check_controller
@@ -15,18 +16,7 @@ from autotts.discovery.report import render_report
 from autotts.discovery.rundir import RunDirectory
 
 REPLIES = json.loads((Path(__file__).parents[1] / "fixtures" / "llm_replies.json").read_text())
-SMALL = [
-    "--search-env",
-    "Qwen3-8B/aime24",
-    "--heldout-env",
-    "Qwen3-8B/aime25",
-    "--seeds",
-    "2",
-    "--final-seeds",
-    "2",
-    "--workers",
-    "2",
-]
+SMALL = [*SMALL_DISCOVERY, "--workers", "2"]
 
 
 def discover(*args, env_dir):
@@ -78,6 +68,8 @@ def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
     usage = [r for r in run.records() if r.get("event") == "llm_usage"]
     assert len(usage) == len(requests) and all(u["usd"] > 0 for u in usage)
     assert (run.candidate_dir(0) / "controller.py").exists()
+    edited = (run.candidate_dir(3) / "controller.py").read_text()  # built from edit blocks
+    assert "4 + round(12 * beta)" in edited and 'name = "wide-consensus"' in edited
     assert (run.candidate_dir(0) / "traces.jsonl.gz").exists()
     best = run.stage_done("best")
     assert best["candidate"] in ("0000", "0003")
@@ -114,6 +106,11 @@ def test_extract_code_explains_garbage():
     assert "not closed" in extract_code("```python\nx = 1\n")[1]
     assert "no autotts.Controller" in extract_code("```python\nx = 1\n```")[1]
     assert extract_code("```python\nfrom autotts import Controller\n```")[0] is not None
+    base = "from autotts import Controller\nX = 1\n"
+    edit = "<<<<<<< SEARCH\nX = 1\n=======\nX = 2\n>>>>>>> REPLACE"
+    assert extract_code(edit, base)[0] == "from autotts import Controller\nX = 2\n"
+    assert "no accepted candidate" in extract_code(edit)[1]
+    assert "not found" in extract_code(edit.replace("X = 1", "Y = 1", 1), base)[1]
 
 
 def test_failure_traces_prefer_wrong_stops_within_budget():

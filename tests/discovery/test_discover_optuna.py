@@ -9,24 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_DISCOVERY
 
 from autotts.checker import check_controller
 from autotts.discovery.export import export_controller
 from autotts.discovery.report import render_report
 from autotts.discovery.rundir import RunDirectory
 
-SMALL = [
-    "--search-env",
-    "Qwen3-8B/aime24",
-    "--heldout-env",
-    "Qwen3-8B/aime25",
-    "--seeds",
-    "2",
-    "--final-seeds",
-    "2",
-    "--workers",
-    "1",
-]
+SMALL = [*SMALL_DISCOVERY, "--workers", "1"]
 
 
 def discover(*args, env_dir):
