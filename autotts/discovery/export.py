@@ -16,7 +16,8 @@ from .rundir import RunDirectory, RunError
 from .space import RANGES
 
 
-def _header(run: RunDirectory, what: str, lines: list[str]) -> str:
+def provenance_header(run: RunDirectory, what: str, lines: list[str]) -> str:
+    """Comment lines naming the run, its strategy and search environments, then ``lines``."""
     config = run.config
     search = config.get("search", {})
     out = [
@@ -50,14 +51,14 @@ def candidate_source(run: RunDirectory, candidate: str, name: str) -> str:
         raise RunError(f"{run.path}: no recorded candidate {candidate!r} (recent: {known})")
     metrics = f"search-set result: {record.get('accuracy', float('nan')):.2f}% @ {record.get('tokens', 0) / 1000:.1f}k"
     if (folder / "controller.py").exists():
-        header = _header(run, f"candidate {folder.name}", [metrics])
+        header = provenance_header(run, f"candidate {folder.name}", [metrics])
         return header + "\n" + _rename((folder / "controller.py").read_text(), name)
     params = record["params"]
     constant = Family(
         {k: v for k, v in params.items() if k not in RANGES},
         {k: [(0.0, params[k]), (1.0, params[k])] for k in RANGES},
     )
-    header = _header(run, f"Optuna trial {folder.name} (fixed parameters)", [metrics])
+    header = provenance_header(run, f"Optuna trial {folder.name} (fixed parameters)", [metrics])
     return family_source(constant, name, header)
 
 
@@ -74,7 +75,9 @@ def winner_source(run: RunDirectory, name: str) -> str:
             heldout = run.read_json("heldout.json")
             lines.append(_curve_line("held-out (means)", heldout["winner"]))
             lines.append(f"held-out environments: {', '.join(heldout['envs'])}")
-        return family_source(family, name, _header(run, "β-family (Optuna + compression)", lines))
+        return family_source(
+            family, name, provenance_header(run, "β-family (Optuna + compression)", lines)
+        )
     best = run.stage_done("best")
     if best is None:
         raise RunError(

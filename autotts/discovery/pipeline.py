@@ -37,19 +37,20 @@ def config_for(settings: SearchSettings, strategy: str = "optuna", **extra) -> d
     return {"strategy": strategy, "search": asdict(settings), **extra}
 
 
-def provenance_header(
-    run: RunDirectory, settings: SearchSettings, family: Family, name: str
-) -> str:
+def provenance_header(run: RunDirectory, settings: SearchSettings, family: Family) -> str:
+    """The family file's header: the export header plus the Pareto anchors it was fitted to."""
+    from .export import provenance_header as header
+
     anchors = "; ".join(
         f"{p.label}: {p.accuracy:.2f}% @ {p.tokens / 1000:.1f}k" for p in family.anchors
     )
-    return "\n".join(
+    return header(
+        run,
+        "β-family",
         [
-            f"# Discovered by autotts ({run.config.get('strategy', 'optuna')} path): {name}",
-            f"# run: {run.path}",
-            f"# search environments: {', '.join(settings.search_envs)} ({settings.seeds} seeds/question)",
-            f"# Pareto anchors (search set means): {anchors}",
-        ]
+            f"{settings.seeds} seeds/question while searching",
+            f"Pareto anchors (search set means): {anchors}",
+        ],
     )
 
 
@@ -105,7 +106,7 @@ def run_family_stage(
     from ..files import atomic_write_text
 
     path = run.path / FAMILY_FILE
-    source = family_source(family, name, provenance_header(run, settings, family, name))
+    source = family_source(family, name, provenance_header(run, settings, family))
     atomic_write_text(path, source)
     result = {
         "name": name,
