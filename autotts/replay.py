@@ -18,6 +18,8 @@ after the controller returned.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,13 @@ from .contract import (
 from .store import QuestionRecord, intern_answer, load_environment_records
 
 DEFAULT_MAX_STEPS = 20_000
+
+# The replay loop compiled from autotts/_replay_loop.c, when the install built it; the
+# pure-Python loop below is its specification (AUTOTTS_PURE_PYTHON=1 forces it).
+_compiled_advance = None
+if not os.environ.get("AUTOTTS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        from ._replay_loop import advance as _compiled_advance
 
 # Trace event kinds (also the "action" field of the JSONL schema in traces/).
 BRANCH, CONTINUE, PROBE, PRUNE, READ, NOTE = "branch", "continue", "probe", "prune", "read", "note"
@@ -77,8 +86,14 @@ class ReplayQuestion:
 
 @dataclass(slots=True)
 class EpisodeResult:
-    """Outcome of one episode. ``trace`` holds tuples ``(action, ids, revealed, finished,
-    tokens_after)`` (see :func:`autotts.traces.episode_record` for the JSON form)."""
+    """Outcome of one episode.
+
+    ``actions`` is the episode's action log (recorded with ``record_trace=True``): one entry
+    per executed action, from which :attr:`trace` rebuilds, on first access, the readable trace
+    of tuples ``(action, ids, revealed, finished, tokens_after)`` (see
+    :func:`autotts.traces.episode_record` for its JSON form). Logging actions and replaying
+    them on demand keeps recording cheap in the hot loop while every trace stays available.
+    """
 
     question: int
     seed: int
@@ -89,7 +104,18 @@ class EpisodeResult:
     steps: int
     reason: str = ""
     error: str | None = None
-    trace: list[tuple] | None = field(default=None, repr=False)
+    actions: list[tuple] | None = field(default=None, repr=False)
+    source: tuple | None = field(default=None, repr=False, compare=False)
+    _trace: list[tuple] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def trace(self) -> list[tuple] | None:
+        """The readable trace (``None`` when the episode ran with ``record_trace=False``)."""
+        if self.actions is None:
+            return None
+        if self._trace is None:
+            self._trace = _rebuild_trace(self.source, self.actions)
+        return self._trace
 
 
 class ReplayEnvironment:
@@ -157,6 +183,16 @@ class ReplayEnvironment:
                 self._orders[key] = cached
         return cached
 
+    def episode_source(self, question: int, seed: int) -> tuple:
+        """What an episode of ``(question, seed)`` replays (set as ``EpisodeResult.source`` to
+        rebuild the trace of an action log recorded elsewhere, e.g. in a sandbox worker)."""
+        return (
+            self.questions[question],
+            self._episode_order(question, seed),
+            self.probe_cost,
+            self.branch_limit,
+        )
+
     def run_episode(
         self,
         controller: Controller,
@@ -166,17 +202,16 @@ class ReplayEnvironment:
         record_trace: bool = True,
     ) -> EpisodeResult:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
-        q = self.questions[question]
-        episode = _Episode(
-            q, self._episode_order(question, seed), self.probe_cost, self.branch_limit
-        )
+        source = self.episode_source(question, seed)
+        episode = _Episode(*source)
         state = episode.state
         result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-        trace: list[tuple] | None = [] if record_trace else None
-        result.trace = trace
+        log: list[tuple] = []
+        if record_trace:
+            result.actions, result.source = log, source
+        append = log.append
         max_steps = self.max_steps
         steps = 0
-        finished, finals, answer = state.finished, state.finals, state.answer
         try:
             gen = controller.run(state, **params)
             send = gen.send
@@ -190,44 +225,36 @@ class ReplayEnvironment:
                         f"step limit exceeded: {max_steps} actions without an answer "
                         "(does the controller loop forever?)"
                     )
-                n_finals = len(finals)
                 reply = None
                 if isinstance(action, Continue):
-                    ids = action.ids
-                    episode.extend(ids, action.steps, action.probe)
-                    event = CONTINUE
-                elif isinstance(action, Read):
-                    ids = episode.read(action.k)
-                    reply = list(ids)
-                    if trace is not None:
-                        ids = tuple(reply)
-                        trace.append((READ, ids, tuple(finals[n_finals:]), ids, state.tokens))
-                    continue
+                    ids = tuple(action.ids)
+                    k = action.steps
+                    if type(k) is not int:
+                        k = tuple(k)
+                    episode.extend(ids, k, action.probe)
+                    append((CONTINUE, ids, k, action.probe, episode.tokens))
                 elif isinstance(action, Branch):
-                    ids = episode.open(action.k)
+                    ids = tuple(episode.open(action.k))
                     episode.extend(ids, 1, action.probe)
                     reply = list(ids)
-                    event = BRANCH
+                    append((BRANCH, ids, 1, action.probe, episode.tokens))
+                elif isinstance(action, Read):
+                    ids = tuple(episode.read(action.k))
+                    reply = list(ids)
+                    append((READ, ids, 0, False, episode.tokens))
                 elif isinstance(action, Probe):
-                    episode.probe(ids := action.ids)
-                    event = PROBE
+                    episode.probe(ids := tuple(action.ids))
+                    append((PROBE, ids, 0, True, episode.tokens))
                 elif isinstance(action, Prune):
-                    episode.prune(ids := action.ids)
-                    event = PRUNE
+                    episode.prune(ids := tuple(action.ids))
+                    append((PRUNE, ids, 0, False, episode.tokens))
                 elif isinstance(action, Note):
-                    if trace is not None:
-                        trace.append((NOTE, (), (str(action.text),), (), state.tokens))
-                    continue
+                    append((NOTE, (), str(action.text), False, episode.tokens))
                 else:
                     raise ActionError(
                         f"controller yielded {action!r}; expected an action such as Branch, "
                         "Continue, Probe, Prune, Read or Note (from autotts)"
                     )
-                if trace is not None:
-                    ids = tuple(ids)
-                    done = tuple(i for i in ids if finished[i]) if len(finals) != n_finals else ()
-                    revealed = () if event is PRUNE else tuple(map(answer.__getitem__, ids))
-                    trace.append((event, ids, revealed, done, state.tokens))
         except StopIteration as stop:
             value = stop.value
             if isinstance(value, Answer):
@@ -246,26 +273,74 @@ class ReplayEnvironment:
             result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
         except Exception as exc:  # the controller's own code raised
             result.error = f"controller raised {type(exc).__name__}: {exc}"
-        result.tokens = state.tokens
-        result.probe_tokens = state.probe_tokens
-        result.opened = len(state.depth)
+        result.tokens = episode.tokens
+        result.probe_tokens = episode.probe_tokens
+        result.opened = len(episode.live)
         result.steps = steps
         return result
 
 
+def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
+    """Replay an action log on a fresh episode and record what each action revealed."""
+    episode = _Episode(*source)
+    state = episode.state
+    finished, finals, answer = state.finished, state.finals, state.answer
+    trace = []
+    for event, ids, k, probe, tokens in actions:
+        n_finals = len(finals)
+        if event == CONTINUE:
+            episode.extend(ids, k, probe)
+        elif event == BRANCH:
+            ids = tuple(episode.open(len(ids)))
+            episode.extend(ids, 1, probe)
+        elif event == READ:
+            ids = tuple(episode.read(len(ids)))
+            trace.append((READ, ids, tuple(finals[n_finals:]), ids, tokens))
+            continue
+        elif event == PROBE:
+            episode.probe(ids)
+        elif event == PRUNE:
+            episode.prune(ids)
+        else:
+            trace.append((NOTE, (), (k,), (), tokens))
+            continue
+        done = tuple(i for i in ids if finished[i]) if len(finals) != n_finals else ()
+        revealed = () if event == PRUNE else tuple(map(answer.__getitem__, ids))
+        trace.append((event, ids, revealed, done, tokens))
+    return trace
+
+
 class _Episode:
     """Mutable engine side of one replay episode. Holds the unrevealed data; the controller
-    only ever sees ``state``, which holds no reference back to this object."""
+    only ever sees ``state``, which holds no reference back to this object.
 
-    __slots__ = ("state", "live", "probes", "lengths", "totals", "finals", "delta", "probe_cost")
+    Everything the engine accounts with (depths, liveness, tokens, the branch limit) is kept
+    here, privately: ``state`` is a mirror written after every change, so a controller that
+    modifies its state (by mistake or on purpose) cannot change its cost or its limits.
+    """
+
+    __slots__ = (
+        "state", "live", "depth", "done", "probes", "lengths", "totals", "final_of", "delta",
+        "probe_cost", "max_branches", "tokens", "probe_tokens", "n_finished",
+    )  # fmt: skip
 
     def __init__(self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None):
-        self.probes, self.lengths, self.totals, self.finals = order
+        self.probes, self.lengths, self.totals, self.final_of = order
         self.delta = q.delta
         self.probe_cost = probe_cost
         n = len(self.lengths)
-        self.state = EpisodeState(q.text, q.delta, n if limit is None else min(n, limit))
+        self.max_branches = n if limit is None else min(n, limit)
+        self.state = EpisodeState(q.text, q.delta, self.max_branches)
         self.live: list[bool] = []  # neither finished nor pruned
+        self.depth: list[int] = []
+        self.done: list[bool] = []  # finished
+        self.tokens = self.probe_tokens = self.n_finished = 0
+
+    def _charge(self, tokens: int, probe_tokens: int = 0) -> None:
+        self.tokens += tokens + probe_tokens
+        self.probe_tokens += probe_tokens
+        self.state.tokens = self.tokens
+        self.state.probe_tokens = self.probe_tokens
 
     def _reserve(self, k) -> tuple[int, int]:
         """Ids ``start..end`` for ``k`` new branches, or a clear error."""
@@ -273,124 +348,193 @@ class _Episode:
         if type(k) is not int or k < 0:
             raise ActionError(f"branch count must be a non-negative int, got {k!r}")
         end = start + k
-        if end > self.state.max_branches:
+        if end > self.max_branches:
             raise ActionError(
-                f"cannot open {k} more branches: {start} of {self.state.max_branches} already "
+                f"cannot open {k} more branches: {start} of {self.max_branches} already "
                 "opened (state.max_branches)"
             )
+        if len(self.state.depth) != start:
+            raise ActionError(_MODIFIED)
         return start, end
 
     def open(self, k) -> range:
         start, end = self._reserve(k)
         state = self.state
-        state.depth.extend([0] * k)
+        for visible in (state.depth, self.depth):
+            visible.extend([0] * k)
         state.answer.extend([None] * k)
         state.history.extend([] for _ in range(k))
-        state.finished.extend([False] * k)
-        state.pruned.extend([False] * k)
+        for flags in (state.finished, state.pruned, self.done):
+            flags.extend([False] * k)
         self.live.extend([True] * k)
         return range(start, end)
 
-    def _finish(self, i: int, cost_before: int) -> int:
-        """Finish branch ``i`` (its last extension); return that extension's cost."""
+    def _finish(self, i: int, k: int) -> int:
+        """Finish branch ``i`` by an extension of ``k`` intervals. Such an extension generates
+        the remaining full intervals plus the rest of the branch's tokens (never negative);
+        returns how many tokens fewer than ``k * delta`` it cost."""
         state = self.state
-        rest = self.totals[i] - cost_before
-        state.depth[i] = self.lengths[i] + 1
-        a = self.finals[i]
+        length = self.lengths[i]
+        intervals = length - self.depth[i]
+        rest = self.totals[i] - self.delta * length
+        self.depth[i] = state.depth[i] = length + 1
+        a = self.final_of[i]
         state.answer[i] = a
         state.history[i].append(a)
-        state.finished[i] = True
+        self.done[i] = state.finished[i] = True
         self.live[i] = False
         state.finals.append(a)
-        return rest if rest > 0 else 0
+        self.n_finished += 1
+        return (k - intervals) * self.delta - (rest if rest > 0 else 0)
 
     def extend(self, ids, k, probe: bool) -> None:
-        if type(k) is int:
-            if k < 1:
-                raise ActionError(f"steps must be >= 1, got {k!r}")
-            steps = None
-        else:
-            steps = list(k)
-            if len(steps) != len(ids):
-                raise ActionError(f"steps has {len(steps)} entries for {len(ids)} branch ids")
-            if steps and (not set(map(type, steps)) <= {int} or min(steps) < 1):
-                raise ActionError(f"steps must be ints >= 1, got {k!r}")
-        state = self.state
+        finished_before = self.n_finished
         try:
-            n_steps, extra, n_finished = self._extend_each(ids, k, steps, probe)
-        except IndexError:
-            bad = next((i for i in ids if not 0 <= i < len(state.depth)), None)
-            raise ActionError(_inactive_message(bad, state.finished, state.pruned)) from None
-        probe_cost = (len(ids) - n_finished) * self.probe_cost if probe else 0
-        state.tokens += self.delta * n_steps + extra + probe_cost
-        state.probe_tokens += probe_cost
-
-    def _extend_each(self, ids, k, steps, probe: bool) -> tuple[int, int, int]:
-        """Advance branches; return (full intervals generated, finishing cost, branches finished).
-        This is the hot loop of replay."""
-        state = self.state
-        depth, answer, history = state.depth, state.answer, state.history
-        live, lengths, probes = self.live, self.lengths, self.probes
-        n_steps = extra = n_finished = 0
-        if ids and min(ids) < 0:
-            raise ActionError(_inactive_message(min(ids), state.finished, state.pruned))
-        pairs = zip(ids, steps, strict=True) if steps is not None else zip(ids, repeat(k))
-        for i, k in pairs:
-            if not live[i]:
-                raise ActionError(_inactive_message(i, state.finished, state.pruned))
-            d = depth[i] + k
-            if d <= lengths[i]:
-                depth[i] = d
-                n_steps += k
-                if probe:
-                    a = probes[i][d - 1]
-                    answer[i] = a
-                    history[i].append(a)
+            if _compiled_advance is None:
+                nominal = _requested_intervals(ids, k)
+                shortfall = self._extend_python(ids, k, probe)
             else:
-                n_steps += lengths[i] - depth[i]
-                extra += self._finish(i, self.delta * lengths[i])
-                n_finished += 1
-        return n_steps, extra, n_finished
+                state = self.state
+                nominal, finishing = _compiled_advance(
+                    self.probes, self.depth, self.live, state.depth, state.answer,
+                    state.history, self._raise_inactive, ids, k, probe,
+                )  # fmt: skip
+                shortfall = 0
+                for j in finishing:  # branches that reached their end, in order
+                    shortfall += self._finish(ids[j], k if type(k) is int else k[j])
+        except IndexError:
+            self._raise_bad_id(ids)
+        except ValueError:  # the compiled loop's check of steps: say what is wrong
+            _requested_intervals(ids, k)
+            raise
+        n_probed = len(ids) - self.n_finished + finished_before if probe else 0
+        self._charge(self.delta * nominal - shortfall, n_probed * self.probe_cost)
+
+    def _raise_inactive(self, i):
+        _raise_inactive(self.live, self.state.pruned, i)
+
+    def _raise_bad_id(self, ids):
+        state, n = self.state, len(self.live)
+        if any(len(v) != n for v in (state.depth, state.answer, state.history)):
+            raise ActionError(_MODIFIED) from None
+        bad = next((i for i in ids if not 0 <= i < n), None)
+        raise ActionError(_inactive_message(bad, self.live, state.pruned)) from None
+
+    def _extend_python(self, ids, k, probe: bool) -> int:
+        """The pure-Python replay loop, the specification of ``autotts/_replay_loop.c``."""
+        if ids and min(ids) < 0:
+            raise IndexError(min(ids))
+        return (self._extend_probing if probe else self._extend_silently)(ids, k)
+
+    def _extend_probing(self, ids, k) -> int:
+        """The hot loop of replay: advance each branch by ``k`` intervals (one int, or one per
+        branch) and reveal the probe at the end. Returns the tokens saved by branches that
+        finished (see :meth:`_finish`)."""
+        state = self.state
+        depth, live, probes = self.depth, self.live, self.probes
+        visible, answer, history = state.depth, state.answer, state.history
+        shortfall = 0
+        for i, n in _with_steps(ids, k):
+            if not live[i]:
+                self._raise_inactive(i)
+            d = depth[i] + n
+            try:
+                a = probes[i][d - 1]
+            except IndexError:  # past the last probe: the branch finishes
+                shortfall += self._finish(i, n)
+                continue
+            depth[i] = visible[i] = d
+            answer[i] = a
+            history[i].append(a)
+        return shortfall
+
+    def _extend_silently(self, ids, k) -> int:
+        """Like :meth:`_extend_probing`, without revealing probes (``probe=False``)."""
+        depth, live, lengths, visible = self.depth, self.live, self.lengths, self.state.depth
+        shortfall = 0
+        for i, n in _with_steps(ids, k):
+            if not live[i]:
+                self._raise_inactive(i)
+            d = depth[i] + n
+            if d > lengths[i]:
+                shortfall += self._finish(i, n)
+            else:
+                depth[i] = visible[i] = d
+        return shortfall
 
     def read(self, k) -> range:
         start, end = self._reserve(k)
         state = self.state
-        finals = self.finals[start:end]
-        state.depth.extend([n + 1 for n in self.lengths[start:end]])
+        finals = self.final_of[start:end]
+        depths = [n + 1 for n in self.lengths[start:end]]
+        state.depth.extend(depths)
+        self.depth.extend(depths)
         state.answer.extend(finals)
-        state.history.extend([a] for a in finals)
-        state.finished.extend([True] * k)
+        state.history.extend([[a] for a in finals])
+        for flags in (state.finished, self.done):
+            flags.extend([True] * k)
         state.pruned.extend([False] * k)
         self.live.extend([False] * k)
         state.finals.extend(finals)
-        state.tokens += sum(self.totals[start:end])
+        self.n_finished += k
+        self._charge(sum(self.totals[start:end]))
         return range(start, end)
 
     def probe(self, ids) -> None:
         state = self.state
-        depth = state.depth
+        n_probed = 0
         for i in ids:
-            if i < 0 or i >= len(depth):
-                raise ActionError(_inactive_message(i, state.finished, state.pruned))
-            if state.finished[i] or depth[i] == 0:
+            if not 0 <= i < len(self.depth):
+                self._raise_bad_id(ids)
+            if self.done[i] or self.depth[i] == 0:
                 continue
-            a = self.probes[i][depth[i] - 1]
+            a = self.probes[i][self.depth[i] - 1]
             state.answer[i] = a
             state.history[i].append(a)
-            state.tokens += self.probe_cost
-            state.probe_tokens += self.probe_cost
+            n_probed += 1
+        self._charge(0, n_probed * self.probe_cost)
 
     def prune(self, ids) -> None:
         state = self.state
         for i in ids:
-            if i < 0 or i >= len(state.depth):
-                raise ActionError(_inactive_message(i, state.finished, state.pruned))
+            if not 0 <= i < len(self.depth):
+                self._raise_bad_id(ids)
             state.pruned[i] = True
             self.live[i] = False
 
 
-def _inactive_message(i, finished, pruned) -> str:
-    if not isinstance(i, int) or i < 0 or i >= len(finished):
-        return f"branch id {i!r} was never opened ({len(finished)} branches are open)"
-    status = "finished" if finished[i] else "pruned"
+def _with_steps(ids, k):
+    """``(id, steps)`` pairs of a ``Continue`` whose steps are one int or one per id."""
+    return zip(ids, repeat(k)) if isinstance(k, int) else zip(ids, k, strict=True)
+
+
+def _requested_intervals(ids, k) -> int:
+    """Intervals a ``Continue(ids, steps=k)`` asks for, or a clear error for bad steps."""
+    if isinstance(k, int):
+        if k < 1:
+            raise ActionError(f"steps must be >= 1, got {k!r}")
+        return k * len(ids)
+    if not isinstance(k, Sequence):
+        raise ActionError(f"steps must be an int >= 1 or a list of them (one per id), got {k!r}")
+    if len(k) != len(ids):
+        raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
+    if not all(isinstance(s, int) and s >= 1 for s in k):
+        raise ActionError(f"steps must be ints >= 1, got {list(k)!r}")
+    return sum(k)
+
+
+_MODIFIED = (
+    "the controller modified its EpisodeState (it is read-only: copy a list before sorting "
+    "or changing it)"
+)
+
+
+def _raise_inactive(live, pruned, i):
+    raise ActionError(_inactive_message(i, live, pruned))
+
+
+def _inactive_message(i, live, pruned) -> str:
+    if not isinstance(i, int) or i < 0 or i >= len(live):
+        return f"branch id {i!r} was never opened ({len(live)} branches are open)"
+    status = "pruned" if pruned[i] else "finished"
     return f"branch {i} is {status}; only active branches can be continued"

@@ -160,3 +160,150 @@ def test_trace_records_every_action_with_revealed_answers(env_dir):
     for action, ids, revealed, _, _ in result.trace:
         if action in ("branch", "continue"):
             assert len(ids) == len(revealed) and all(isinstance(a, str) for a in revealed)
+
+
+class Recording(Controller):
+    """Runs another controller and snapshots, after every action, what the state showed."""
+
+    name = "recording"
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state, **params):
+        gen = self.inner.run(state, **params)
+        reply = None
+        try:
+            while True:
+                action = gen.send(reply)
+                ids_before = len(state.depth)
+                reply = yield action
+                ids = reply if reply is not None else list(getattr(action, "ids", ()))
+                answers = tuple(state.answer[i] for i in ids)
+                self.seen.append((list(ids), answers, state.tokens, ids_before))
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_rebuilt_trace_shows_what_the_controller_saw(env_dir):
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir)
+    cmc = load_controller("cmc")
+    for question, seed in [(0, 0), (3, 7), (11, 42)]:
+        recording = Recording(cmc)
+        result = env.run_episode(recording, cmc.params(1.0), question, seed)
+        assert result.error is None and len(result.trace) == len(recording.seen)
+        for (action, ids, revealed, _, tokens), (seen_ids, answers, cost, _) in zip(
+            result.trace, recording.seen, strict=True
+        ):
+            assert list(ids) == seen_ids and tokens == cost
+            if action != "prune":
+                assert revealed == answers
+
+
+class Scripted2(Scripted):
+    name = "scripted2"
+
+
+MIXED_ACTIONS = [
+    Branch(3),
+    Continue([0, 1, 2], steps=[1, 2, 1]),
+    Continue([2, 0], probe=False),
+    Probe([0, 2]),
+    Note("half way"),
+    Continue([1], steps=9),
+    Prune([2]),
+    Read(1),
+    Continue([0, 0]),
+    Continue([0], steps=20),
+]
+
+
+@pytest.mark.parametrize("name", ["sc", "asc", "esc", "parallel-probe", "cmc", "mixed", "bad"])
+def test_compiled_loop_matches_the_python_specification(env_dir, monkeypatch, name):
+    from autotts import replay
+
+    if replay._compiled_advance is None:
+        pytest.skip("the compiled replay loop is not built (no C compiler at install)")
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir)
+    if name == "mixed":
+        controller, params = Scripted(MIXED_ACTIONS), {}
+    elif name == "bad":  # errors part-way: duplicates, a finished branch, bad steps
+        controller = Scripted([Branch(2), Continue([0, 0, 0], steps=[30, 1, 1])])
+        params = {}
+    else:
+        controller = load_controller(name)
+        params = controller.params(0.7) if name == "cmc" else controller.params()
+
+    def run_all():
+        results = [
+            env.run_episode(controller, params, q, s) for q in range(0, 30, 3) for s in range(5)
+        ]
+        return [
+            (r.answer, r.tokens, r.probe_tokens, r.opened, r.steps, r.error, r.trace)
+            for r in results
+        ]
+
+    compiled = run_all()
+    monkeypatch.setattr(replay, "_compiled_advance", None)
+    assert run_all() == compiled
+
+
+def test_compiled_loop_is_built():
+    """CI sets AUTOTTS_REQUIRE_COMPILED=1: there the C loop must have been built."""
+    import os
+
+    from autotts import replay
+
+    if not os.environ.get("AUTOTTS_REQUIRE_COMPILED"):
+        pytest.skip("set AUTOTTS_REQUIRE_COMPILED=1 to require the compiled replay loop")
+    assert replay._compiled_advance is not None
+
+
+class Vandal(Controller):
+    """Writes into the state it was told to treat as read-only, then continues branches."""
+
+    name = "vandal"
+
+    def __init__(self, how):
+        self.how = how
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        yield Branch(2)
+        if self.how == "shrink":
+            del state.depth[:]
+        elif self.how == "history":
+            state.history[0] = None
+        elif self.how == "cheap":  # pretend branch 0 is deeper and nothing was spent
+            state.depth[0] = 40
+            state.tokens = state.probe_tokens = 0
+        elif self.how == "limit":
+            state.max_branches = 100
+            state.depth[1] = "deep"
+        yield Continue([0, 1], steps=3)
+        yield Branch(1)
+        return "x"
+
+
+@pytest.mark.parametrize("how", ["shrink", "history"])
+def test_a_controller_breaking_its_state_gets_an_error_not_a_crash(toy, how):
+    result = toy.run_episode(Vandal(how), {}, 0, 0)
+    assert result.answer is None and result.error, result
+
+
+@pytest.mark.parametrize("how", ["cheap", "limit"])
+def test_writing_into_the_state_changes_neither_cost_nor_limits(toy, how):
+    honest = toy.run_episode(Vandal("none"), {}, 0, 0)
+    vandal = toy.run_episode(Vandal(how), {}, 0, 0)
+    assert (vandal.tokens, vandal.probe_tokens) == (honest.tokens, honest.probe_tokens)
+    assert honest.answer == vandal.answer == "x" and vandal.opened == 3
+    limited = ReplayEnvironment("Toy/t", [], branch_limit=2)
+    limited.questions = toy.questions
+    assert "cannot open 1 more branches" in limited.run_episode(Vandal(how), {}, 0, 0).error

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from ..contract import ActionError
 from ..evaluate import RunConfig
 from ..replay import ReplayEnvironment
 from ..traces import episode_record
@@ -86,9 +87,15 @@ def evaluate_candidate(
         correct[key] = correct.get(key, 0) + env.is_correct(question, result.answer)
         tokens[key] = tokens.get(key, 0) + result.tokens
         episodes[key] = episodes.get(key, 0) + 1
-        if result.trace is not None:
+        if result.actions is not None:  # the worker's action log, replayed here
+            result.source = env.episode_source(question, result.seed)
             config = RunConfig("candidate", beta=betas[index])
-            traces.append(episode_record(env, config, outcome.params[index], result))
+            try:
+                traces.append(episode_record(env, config, outcome.params[index], result))
+            except (ActionError, IndexError, TypeError, ValueError) as exc:
+                return CandidateResult(
+                    False, f"the sandbox sent an action log that does not replay: {exc}"
+                )
     curve = []
     for index, beta in enumerate(betas):
         per_env = {

@@ -313,7 +313,7 @@ def run_sandboxed(
             steps,
             error,
             reason,
-            trace,
+            actions,
         ) in reply["results"]:
             result = EpisodeResult(
                 question,
@@ -325,7 +325,7 @@ def run_sandboxed(
                 int(steps),
                 str(reason),
                 error,
-                trace,
+                actions=None if actions is None else [tuple(a) for a in actions],
             )
             results.append((index, env_id, question, result))
     params = replies[0]["params"] if replies else []

@@ -105,7 +105,7 @@ def main() -> None:
                 for index in range(len(params)):
                     for seed in range(min(seeds, 3)):
                         r = play(index, env_id, question, seed, True)
-                        digest.update(repr((r.answer, r.tokens, r.error, r.trace)).encode())
+                        digest.update(repr((r.answer, r.tokens, r.error, r.actions)).encode())
             reply["probe"] = digest.hexdigest()
             reply["params"] = params
             for env_id, question in job["units"]:
@@ -126,7 +126,7 @@ def main() -> None:
                                 r.steps,
                                 r.error,
                                 r.reason if traced else "",
-                                r.trace if traced else None,
+                                r.actions if traced else None,
                             ]
                         )
     out.write(json.dumps(reply, default=repr).encode())
