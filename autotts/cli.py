@@ -455,5 +455,9 @@ from .discovery.commands import register as _register_discovery  # noqa: E402
 
 _register_discovery(app, console, err_console, _fail, EnvDirOption)
 
+from .live.commands import register as _register_live  # noqa: E402
+
+_register_live(app, console, err_console, _fail, EnvDirOption)
+
 if __name__ == "__main__":
     app()

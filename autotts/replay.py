@@ -106,16 +106,22 @@ class EpisodeResult:
     error: str | None = None
     actions: list[tuple] | None = field(default=None, repr=False)
     source: tuple | None = field(default=None, repr=False, compare=False)
-    _trace: list[tuple] | None = field(default=None, repr=False, compare=False)
+    trace_cache: list[tuple] | None = field(default=None, repr=False, compare=False)
+    seconds: float = field(default=0.0, repr=False, compare=False)  # wall clock (live runs)
 
     @property
     def trace(self) -> list[tuple] | None:
-        """The readable trace (``None`` when the episode ran with ``record_trace=False``)."""
-        if self.actions is None:
-            return None
-        if self._trace is None:
-            self._trace = _rebuild_trace(self.source, self.actions)
-        return self._trace
+        """The readable trace (``None`` when the episode ran with ``record_trace=False``).
+        Replay rebuilds it from ``actions`` and ``source``; live episodes record it as they go
+        (in ``trace_cache``)."""
+        if self.trace_cache is None and self.actions is not None and self.source is not None:
+            self.trace_cache = _rebuild_trace(self.source, self.actions)
+        return self.trace_cache
+
+
+class EngineFailure(RuntimeError):
+    """The engine behind an episode (e.g. a live inference backend) failed; not the
+    controller's fault, but the episode cannot go on."""
 
 
 class ReplayEnvironment:
@@ -203,81 +209,90 @@ class ReplayEnvironment:
     ) -> EpisodeResult:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
         source = self.episode_source(question, seed)
-        episode = _Episode(*source)
-        state = episode.state
         result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-        log: list[tuple] = []
+        log = play(_Episode(*source), controller, params, result, self.max_steps)
         if record_trace:
             result.actions, result.source = log, source
-        append = log.append
-        max_steps = self.max_steps
-        steps = 0
-        try:
-            gen = controller.run(state, **params)
-            send = gen.send
-            reply = None
-            while True:
-                action = send(reply)
-                steps += 1
-                if steps > max_steps:
-                    gen.close()
-                    raise ControllerFailure(
-                        f"step limit exceeded: {max_steps} actions without an answer "
-                        "(does the controller loop forever?)"
-                    )
-                reply = None
-                if isinstance(action, Continue):
-                    ids = tuple(action.ids)
-                    k = action.steps
-                    if type(k) is not int:
-                        k = tuple(k)
-                    episode.extend(ids, k, action.probe)
-                    append((CONTINUE, ids, k, action.probe, episode.tokens))
-                elif isinstance(action, Branch):
-                    ids = tuple(episode.open(action.k))
-                    episode.extend(ids, 1, action.probe)
-                    reply = list(ids)
-                    append((BRANCH, ids, 1, action.probe, episode.tokens))
-                elif isinstance(action, Read):
-                    ids = tuple(episode.read(action.k))
-                    reply = list(ids)
-                    append((READ, ids, 0, False, episode.tokens))
-                elif isinstance(action, Probe):
-                    episode.probe(ids := tuple(action.ids))
-                    append((PROBE, ids, 0, True, episode.tokens))
-                elif isinstance(action, Prune):
-                    episode.prune(ids := tuple(action.ids))
-                    append((PRUNE, ids, 0, False, episode.tokens))
-                elif isinstance(action, Note):
-                    append((NOTE, (), str(action.text), False, episode.tokens))
-                else:
-                    raise ActionError(
-                        f"controller yielded {action!r}; expected an action such as Branch, "
-                        "Continue, Probe, Prune, Read or Note (from autotts)"
-                    )
-        except StopIteration as stop:
-            value = stop.value
-            if isinstance(value, Answer):
-                result.reason = value.reason
-                value = value.value
-            if isinstance(value, str):
-                result.answer = value
-            else:
-                result.error = (
-                    f"controller returned {type(value).__name__} {value!r}; it must return the "
-                    "answer as a str (or Answer(value, reason))"
-                )
-        except (ActionError, ControllerFailure) as exc:
-            result.error = str(exc)
-        except (IndexError, TypeError) as exc:
-            result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
-        except Exception as exc:  # the controller's own code raised
-            result.error = f"controller raised {type(exc).__name__}: {exc}"
-        result.tokens = episode.tokens
-        result.probe_tokens = episode.probe_tokens
-        result.opened = len(episode.live)
-        result.steps = steps
         return result
+
+
+def play(episode, controller: Controller, params: dict, result: EpisodeResult, max_steps: int):
+    """Run ``controller`` on ``episode`` (a replay or live episode engine: ``state``,
+    ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``, ``probe_tokens``,
+    ``live``), fill ``result`` and return the action log. Failures of the controller or of the
+    engine end the episode with ``result.error`` set."""
+    state = episode.state
+    log: list[tuple] = []
+    append = log.append
+    steps = 0
+    try:
+        gen = controller.run(state, **params)
+        send = gen.send
+        reply = None
+        while True:
+            action = send(reply)
+            steps += 1
+            if steps > max_steps:
+                gen.close()
+                raise ControllerFailure(
+                    f"step limit exceeded: {max_steps} actions without an answer "
+                    "(does the controller loop forever?)"
+                )
+            reply = None
+            if isinstance(action, Continue):
+                ids = tuple(action.ids)
+                k = action.steps
+                if type(k) is not int:
+                    k = tuple(k)
+                episode.extend(ids, k, action.probe)
+                append((CONTINUE, ids, k, action.probe, episode.tokens))
+            elif isinstance(action, Branch):
+                ids = tuple(episode.open(action.k))
+                episode.extend(ids, 1, action.probe)
+                reply = list(ids)
+                append((BRANCH, ids, 1, action.probe, episode.tokens))
+            elif isinstance(action, Read):
+                ids = tuple(episode.read(action.k))
+                reply = list(ids)
+                append((READ, ids, 0, False, episode.tokens))
+            elif isinstance(action, Probe):
+                episode.probe(ids := tuple(action.ids))
+                append((PROBE, ids, 0, True, episode.tokens))
+            elif isinstance(action, Prune):
+                episode.prune(ids := tuple(action.ids))
+                append((PRUNE, ids, 0, False, episode.tokens))
+            elif isinstance(action, Note):
+                append((NOTE, (), str(action.text), False, episode.tokens))
+            else:
+                raise ActionError(
+                    f"controller yielded {action!r}; expected an action such as Branch, "
+                    "Continue, Probe, Prune, Read or Note (from autotts)"
+                )
+    except StopIteration as stop:
+        value = stop.value
+        if isinstance(value, Answer):
+            result.reason = value.reason
+            value = value.value
+        if isinstance(value, str):
+            result.answer = value
+        else:
+            result.error = (
+                f"controller returned {type(value).__name__} {value!r}; it must return the "
+                "answer as a str (or Answer(value, reason))"
+            )
+    except (ActionError, ControllerFailure) as exc:
+        result.error = str(exc)
+    except EngineFailure as exc:
+        result.error = f"inference backend failed: {exc}"
+    except (IndexError, TypeError) as exc:
+        result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the controller's own code raised
+        result.error = f"controller raised {type(exc).__name__}: {exc}"
+    result.tokens = episode.tokens
+    result.probe_tokens = episode.probe_tokens
+    result.opened = len(episode.live)
+    result.steps = steps
+    return log
 
 
 def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:

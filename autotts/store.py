@@ -152,6 +152,7 @@ def list_environments(env_dir: str | Path | None = None) -> list[EnvironmentInfo
     found = [
         EnvironmentInfo(f"{path.parent.name}/{path.stem}", path)
         for path in sorted(root.glob("*/*.json"))
+        if not path.name.endswith(".meta.json")  # build-env's metadata beside its store
     ]
     return found
 

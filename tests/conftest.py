@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,36 @@ SMALL_DISCOVERY = [
     "--final-seeds",
     "2",
 ]
+
+
+# --- live backend (tests/live): a tiny model built here, one real vLLM engine per session.
+# Those tests start real vLLM engines on CPU (tens of seconds each) and are marked ``live``,
+# so a quick local run can skip them (-m 'not live'); CI runs them.
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+MAX_MODEL_LEN = 1024
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("vllm", reason="the live tests need vllm (pip install -e '.[dev]')")
+    from autotts.live.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(tiny_model, tmp_path_factory):
+    from autotts.live.backend import VLLMBackend
+
+    backend = VLLMBackend(str(tiny_model), max_model_len=MAX_MODEL_LEN, enforce_eager=True, seed=0)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def settings():
+    from autotts.live.answers import LiveSettings
+
+    # greedy: the tiny model then never emits EOS, so branches end at the token limit
+    return LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)

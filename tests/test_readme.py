@@ -19,3 +19,5 @@ def test_readme_controller_passes_check(env_dir, tmp_path):
 def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python -m pytest" in README.read_text() and "python -m pytest" in ci
+    assert "pip uninstall -y torchvision torchaudio torchcodec" in README.read_text()
+    assert "uninstall -q -y torchvision torchaudio torchcodec" in ci

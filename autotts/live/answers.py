@@ -1,0 +1,105 @@
+"""Prompts, answer extraction and grading for live runs.
+
+- :class:`LiveSettings`: how a question becomes a prompt (instruction, system prompt, thinking
+  mode), the interval Δ, the probe (answer-forcing suffix, probe length), sampling and the
+  branch length limit. Recorded next to every store built with them.
+- :func:`extract_boxed`: the content of the last ``\\boxed{...}`` (balanced braces), the
+  convention of the shipped data; :func:`probe_answer` reads a probe's short greedy decode,
+  which continues right after the suffix's ``\\boxed{``.
+- :func:`answers_match`: math-verify equivalence for live grading (exact string match first).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+UNPARSABLE = "ERR"  # like the shipped data: an answer that could not be read
+
+DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
+
+
+class LiveSettings(BaseModel):
+    """Everything that shapes a live branch besides the model and the seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delta: int = Field(500, gt=0, description="tokens per interval (Δ)")
+    max_branch_tokens: int = Field(
+        32_768, gt=0, description="a branch that reaches this many generated tokens is finished"
+    )
+    instruction: str = Field(DEFAULT_INSTRUCTION, description="appended to the question")
+    system: str | None = None
+    thinking: bool | None = Field(
+        True, description="enable_thinking for chat templates that have it (None: leave out)"
+    )
+    probe_suffix: str = Field(
+        DEFAULT_PROBE_SUFFIX, description="appended to a branch's prefix to force an answer"
+    )
+    probe_tokens: int = Field(16, gt=0, description="greedy tokens decoded per probe")
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+
+    def user_message(self, question: str) -> str:
+        return f"{question}\n\n{self.instruction}" if self.instruction else question
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` in ``text`` (nested braces balanced), or None."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        answer = _balanced(text, start + len("\\boxed{"))
+        if answer is not None:
+            return answer.strip()
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def _balanced(text: str, i: int) -> str | None:
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None
+
+
+def final_answer(text: str) -> str:
+    """The answer a finished branch gives: its last boxed answer, else ``ERR``."""
+    answer = extract_boxed(text)
+    return answer if answer else UNPARSABLE
+
+
+def probe_answer(decoded: str, suffix: str = DEFAULT_PROBE_SUFFIX) -> str:
+    """The answer in a probe's greedy decode. When the suffix ends inside ``\\boxed{``, the
+    decode continues the box: read up to its closing brace. Otherwise read a boxed answer."""
+    if suffix.endswith("\\boxed{"):
+        answer = _balanced(decoded, 0)
+        if answer is not None and answer.strip():
+            return answer.strip()
+        return UNPARSABLE
+    return final_answer(decoded)
+
+
+def answers_match(gold: str, predicted: str | None) -> bool:
+    """Whether ``predicted`` is mathematically equivalent to ``gold`` (math-verify), with
+    exact string equality as the fast path. ``ERR`` and ``None`` never match."""
+    if predicted is None or predicted == UNPARSABLE:
+        return False
+    if predicted.strip() == gold.strip():
+        return True
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # grading degrades to exact match without the live extra
+        return False
+    try:
+        return bool(verify(parse(_as_latex(gold)), parse(_as_latex(predicted))))
+    except Exception:  # math-verify raises on some malformed inputs; they are not equal
+        return False
+
+
+def _as_latex(answer: str) -> str:
+    return answer if "\\boxed" in answer or "$" in answer else f"${answer}$"

@@ -1,0 +1,121 @@
+"""Build a replay store from live generation: ``autotts build-env``.
+
+For every question, ``n`` branches are sampled from the question's prompt as one batch,
+``Δ`` tokens at a time; after each interval every unfinished branch is probed (the
+answer-forcing suffix, a short greedy decode). A branch ends at EOS or at the token limit; its
+final answer is its last ``\\boxed{}``. The result is written in the shipped store format
+(``each_branch = [probes, branch_tokens, final_answer]``), so it loads, replays, and can be
+searched like the shipped stores, with a ``.meta.json`` beside it recording model, backend,
+versions, settings and seed.
+
+Resumable per question: each finished question is written atomically to
+``<store>.partial/qNNNNN.json`` before the next starts; a rerun with the same settings skips
+them, and the store is assembled (atomically) once every question is there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..files import atomic_write_text
+from ..store import QuestionRecord
+from .answers import LiveSettings
+from .backend import GenerationBackend
+from .environment import LiveEnvironment, LiveEpisode, LiveQuestion
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on (message says why and what to do)."""
+
+
+def sample_question(env: LiveEnvironment, question: int, n: int, seed: int) -> dict:
+    """Sample ``n`` branches of one question to the end, probing after every interval;
+    return the store record."""
+    episode = LiveEpisode(env, question, seed)
+    ids = tuple(episode.open(n))
+    episode.extend(ids, 1, True)
+    while active := tuple(i for i in ids if episode.live[i]):
+        episode.extend(active, 1, True)
+    state = episode.state
+    branches = []
+    for i, branch in enumerate(episode.branches):
+        *probes, final = state.history[i]
+        branches.append([probes, branch.generated, final])
+    return {
+        "question": env.questions[question].question,
+        "gold_answer": env.questions[question].answer,
+        "probe_freq": env.settings.delta,
+        "each_branch": branches,
+        "final_answers_trace": [b[2] for b in branches],
+    }
+
+
+def build_environment(
+    backend: GenerationBackend,
+    questions: Sequence[LiveQuestion],
+    out: str | Path,
+    n: int = 128,
+    settings: LiveSettings | None = None,
+    seed: int = 0,
+    source: str = "",
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """Sample a store for ``questions`` into ``out`` (``.../MODEL/DATASET.json``); resumes a
+    partial build with the same settings. ``progress(done, total, seconds)`` is called after
+    each question. Returns the store path."""
+    settings = settings or LiveSettings()
+    out = Path(out)
+    partial = out.with_name(out.stem + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": backend.model,
+        "backend": backend.name,
+        "versions": {"autotts": __version__, **backend.versions()},
+        "settings": settings.model_dump(),
+        "branches": n,
+        "seed": seed,
+        "questions": source,
+        "n_questions": len(questions),
+    }
+    _check_same_build(partial / "build.json", meta)
+    env = LiveEnvironment(backend, questions, settings, max_branches=n)
+    for q in range(len(questions)):
+        path = partial / f"q{q:05d}.json"
+        if path.exists():
+            continue
+        start = time.perf_counter()
+        record = sample_question(env, q, n, seed)
+        atomic_write_text(path, json.dumps(record))
+        if progress is not None:
+            progress(q + 1, len(questions), time.perf_counter() - start)
+    records = []
+    for q in range(len(questions)):
+        raw = json.loads((partial / f"q{q:05d}.json").read_text())
+        QuestionRecord.model_validate(raw)  # what we assemble must load as a store
+        records.append(raw)
+    meta["generated_tokens"] = sum(b[1] for r in records for b in r["each_branch"])
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
+    atomic_write_text(out, json.dumps(records))
+    shutil.rmtree(partial)
+    return out
+
+
+def _check_same_build(path: Path, meta: dict) -> None:
+    """A partial build may only be resumed with the settings it was started with."""
+    identity = {k: meta[k] for k in ("model", "settings", "branches", "seed", "questions")}
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != identity:
+            changed = sorted(k for k in identity if before.get(k) != identity[k])
+            raise BuildError(
+                f"{path.parent} holds a partial build with different {', '.join(changed)}; "
+                "rerun with the same settings to resume it, or delete that directory"
+            )
+    else:
+        atomic_write_text(path, json.dumps(identity, indent=2))

@@ -1,0 +1,265 @@
+"""CLI commands of the live backend: ``build-env`` and ``validate``.
+
+(No ``from __future__ import annotations``: typer reads option types at definition time.)
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+BackendOption = Annotated[
+    str, typer.Option("--backend", help="vllm (engine in this process) or openai (a server).")
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Model path or id (vllm); served model name (openai)."),
+]
+BaseUrlOption = Annotated[
+    str | None, typer.Option("--base-url", help="Server URL for --backend openai (…/v1).")
+]
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", help="API key (default: $OPENAI_API_KEY).")
+]
+QuestionsOption = Annotated[
+    str,
+    typer.Option("--questions", help="JSONL file with question/answer, or replay:MODEL/DATASET."),
+]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")]
+DeltaOption = Annotated[int, typer.Option("--delta", min=1, help="Tokens per interval (Δ).")]
+MaxBranchOption = Annotated[
+    int, typer.Option("--max-branch-tokens", min=1, help="Token limit of one branch.")
+]
+ProbeTokensOption = Annotated[
+    int, typer.Option("--probe-tokens", min=1, help="Greedy tokens decoded per probe.")
+]
+SuffixOption = Annotated[
+    str | None, typer.Option("--probe-suffix", help="Answer-forcing suffix appended to probe.")
+]
+ThinkingOption = Annotated[
+    bool, typer.Option("--thinking/--no-thinking", help="enable_thinking in the chat template.")
+]
+TemperatureOption = Annotated[float, typer.Option("--temperature", min=0.0)]
+TopPOption = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
+SeedOption = Annotated[int, typer.Option("--seed", help="Sampling seed.")]
+MaxModelLenOption = Annotated[
+    int | None, typer.Option("--max-model-len", help="vLLM max_model_len (default: model's).")
+]
+TPOption = Annotated[
+    int, typer.Option("--tensor-parallel-size", "-tp", min=1, help="vLLM tensor parallelism.")
+]
+GpuMemOption = Annotated[
+    float | None,
+    typer.Option("--gpu-memory-utilization", help="vLLM fraction of GPU memory (e.g. 0.9)."),
+]
+EagerOption = Annotated[
+    bool, typer.Option("--enforce-eager/--no-enforce-eager", help="vLLM: no CUDA graphs.")
+]
+
+
+def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, eager, seed):
+    """The backend the options describe (raises BackendError with a clear message)."""
+    from .backend import BackendError, OpenAIBackend, VLLMBackend
+
+    if backend == "vllm":
+        if not model:
+            raise BackendError("--backend vllm needs --model (a local path or a model id)")
+        args = {"tensor_parallel_size": tp, "enforce_eager": eager}
+        if max_model_len:
+            args["max_model_len"] = max_model_len
+        if gpu_mem:
+            args["gpu_memory_utilization"] = gpu_mem
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        return VLLMBackend(model, seed=seed, **args)
+    if backend == "openai":
+        if not base_url:
+            raise BackendError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAIBackend(base_url, model, api_key)
+    raise BackendError(f"unknown backend {backend!r}; use vllm or openai")
+
+
+def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p):
+    from .answers import LiveSettings
+
+    extra = {"probe_suffix": probe_suffix} if probe_suffix is not None else {}
+    return LiveSettings(
+        delta=delta,
+        max_branch_tokens=max_branch_tokens,
+        probe_tokens=probe_tokens,
+        thinking=thinking,
+        temperature=temperature,
+        top_p=top_p,
+        **extra,
+    )
+
+
+def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
+    """Add the live commands to the ``autotts`` app (called by :mod:`autotts.cli`)."""
+
+    @app.command("build-env")
+    def build_env(
+        questions: QuestionsOption,
+        out: Annotated[
+            Path,
+            typer.Option(
+                "--out", "-o", help="Store to write: ENV_DIR/MODEL/DATASET.json (resumable)."
+            ),
+        ],
+        backend: BackendOption = "vllm",
+        model: ModelOption = None,
+        base_url: BaseUrlOption = None,
+        api_key: ApiKeyOption = None,
+        n: Annotated[int, typer.Option("-n", min=1, help="Branches per question.")] = 128,
+        delta: DeltaOption = 500,
+        max_branch_tokens: MaxBranchOption = 32_768,
+        probe_tokens: ProbeTokensOption = 16,
+        probe_suffix: SuffixOption = None,
+        thinking: ThinkingOption = True,
+        temperature: TemperatureOption = 0.6,
+        top_p: TopPOption = 0.95,
+        seed: SeedOption = 0,
+        limit: LimitOption = None,
+        max_model_len: MaxModelLenOption = None,
+        tensor_parallel_size: TPOption = 1,
+        gpu_memory_utilization: GpuMemOption = None,
+        enforce_eager: EagerOption = False,
+        env_dir: EnvDirOption = None,
+    ) -> None:
+        """Sample N branches per question live and write a replay store (resumable)."""
+        from .backend import BackendError
+        from .builder import BuildError, build_environment
+        from .questions import QuestionsError, load_questions
+
+        if out.suffix != ".json":
+            raise _fail(f"--out {out}: give the store file, e.g. ENV_DIR/MyModel/mydata.json")
+        try:
+            items = load_questions(questions, env_dir, limit)
+        except QuestionsError as exc:
+            raise _fail(str(exc)) from None
+        settings = _settings(
+            delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p
+        )
+        try:
+            engine = make_backend(
+                backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
+                gpu_memory_utilization, enforce_eager, seed,
+            )  # fmt: skip
+        except BackendError as exc:
+            raise _fail(str(exc), 1) from None
+
+        def progress(done, total, seconds):
+            console.print(f"question {done}/{total}: {n} branches in {seconds:.1f} s")
+
+        try:
+            path = build_environment(
+                engine, items, out, n, settings, seed, source=questions, progress=progress
+            )
+        except (BackendError, BuildError) as exc:
+            raise _fail(f"{exc} (finished questions are kept; rerun to resume)", 1) from None
+        finally:
+            engine.close()
+        env_id = f"{path.parent.name}/{path.stem}"
+        console.print(
+            f"wrote {path} ({len(items)} questions × {n} branches); replay it with "
+            f"autotts evaluate CONTROLLER --env {env_id} --env-dir {path.parent.parent}"
+        )
+
+    @app.command()
+    def validate(
+        controller: Annotated[str, typer.Argument(help="Controller name or .py file.")],
+        questions: QuestionsOption,
+        backend: BackendOption = "vllm",
+        model: ModelOption = None,
+        base_url: BaseUrlOption = None,
+        api_key: ApiKeyOption = None,
+        beta: Annotated[float, typer.Option("--beta", min=0.0, max=1.0)] = 0.5,
+        seeds: Annotated[int, typer.Option("--seeds", min=1, help="Live episodes/question.")] = 1,
+        replay_env: Annotated[
+            str | None,
+            typer.Option(
+                "--replay-env", help="Replay store of the same model (MODEL/DATASET) to predict."
+            ),
+        ] = None,
+        max_branches: Annotated[int, typer.Option("--max-branches", min=1)] = 64,
+        delta: DeltaOption = 500,
+        max_branch_tokens: MaxBranchOption = 32_768,
+        probe_tokens: ProbeTokensOption = 16,
+        probe_suffix: SuffixOption = None,
+        thinking: ThinkingOption = True,
+        temperature: TemperatureOption = 0.6,
+        top_p: TopPOption = 0.95,
+        seed: SeedOption = 0,
+        limit: LimitOption = None,
+        max_model_len: MaxModelLenOption = None,
+        tensor_parallel_size: TPOption = 1,
+        gpu_memory_utilization: GpuMemOption = None,
+        enforce_eager: EagerOption = False,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Write results.json + traces.jsonl.")
+        ] = None,
+        env_dir: EnvDirOption = None,
+    ) -> None:
+        """Run a controller live and compare with its replay prediction on the same questions."""
+        from ..loader import ControllerLoadError, load_controller
+        from .backend import BackendError
+        from .questions import QuestionsError, load_questions
+        from .validation import validate_live
+
+        try:
+            items = load_questions(questions, env_dir, limit)
+            policy = load_controller(controller)
+            params = policy.params(beta)
+        except (QuestionsError, ControllerLoadError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        settings = _settings(
+            delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p
+        )
+        try:
+            engine = make_backend(
+                backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
+                gpu_memory_utilization, enforce_eager, seed,
+            )  # fmt: skip
+        except BackendError as exc:
+            raise _fail(str(exc), 1) from None
+        try:
+            report = validate_live(
+                engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir
+            )
+        finally:
+            engine.close()
+        table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
+        for column in ("run", "accuracy %", "tokens/question", "episodes", "extra"):
+            table.add_column(column)
+        live = report["live"]
+        table.add_row(
+            "live",
+            f"{live['accuracy']:.2f}",
+            f"{live['tokens']:,.0f}",
+            str(live["episodes"]),
+            f"{live['seconds_per_episode']:.2f} s/episode, {live['tokens_per_s']:,.0f} tok/s, "
+            f"{live['errors']} errors",
+        )
+        if report.get("replay"):
+            rep = report["replay"]
+            table.add_row(
+                f"replay {rep['env']}",
+                f"{rep['accuracy']:.2f}",
+                f"{rep['tokens']:,.0f}",
+                str(rep["episodes"]),
+                f"{rep['matched']} questions matched, 100 seeds",
+            )
+        console.print(table)
+        if out is not None:
+            from ..files import atomic_write_text
+
+            out.mkdir(parents=True, exist_ok=True)
+            traces = report.pop("traces")
+            atomic_write_text(out / "results.json", json.dumps(report, indent=2))
+            atomic_write_text(out / "traces.jsonl", "".join(json.dumps(t) + "\n" for t in traces))
+            console.print(f"wrote {out / 'results.json'} and {out / 'traces.jsonl'}")
+        if live["errors"] == live["episodes"]:
+            err_console.print(f"every live episode failed; first error: {live['first_error']}")
+            raise typer.Exit(1)

@@ -1,0 +1,304 @@
+"""Live environment: the controller contract played against a real inference backend.
+
+The same controller file that runs on replay stores runs here unchanged: it sees an
+:class:`~autotts.contract.EpisodeState` and yields the same actions, which become real
+generation:
+
+- ``Branch(k)`` opens ``k`` branches from the question's prompt and generates their first
+  interval of Δ tokens, all ``k`` as one batch;
+- ``Continue(ids, steps)`` generates ``steps × Δ`` more tokens on each branch, all branches as
+  one batch; a branch continues from its exact token ids (the backend's prefix cache reuses
+  them);
+- ``probe=True`` (and ``Probe(ids)``) appends the answer-forcing suffix to each branch's
+  prefix and greedily decodes a few tokens — one batch, without advancing the branch;
+- ``Prune(ids)`` drops branches: they are never sent to the engine again (every batch
+  completes before the controller acts, so nothing of theirs is in flight);
+- a branch finishes when the model emits EOS or reaches ``max_branch_tokens``; its final
+  answer is its last ``\\boxed{}`` (``ERR`` if none), like the shipped data;
+- ``Read(k)`` opens ``k`` branches and generates each to the end in one batch.
+
+Cost: ``tokens`` counts every generated token, probe decodes included; ``probe_tokens`` is the
+probe part. Traces have the replay's JSONL format.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..contract import ActionError, Controller, EpisodeState
+from ..replay import (
+    BRANCH,
+    CONTINUE,
+    PROBE,
+    PRUNE,
+    READ,
+    EngineFailure,
+    EpisodeResult,
+    _requested_intervals,
+    play,
+)
+from .answers import LiveSettings, answers_match, final_answer, probe_answer
+from .backend import BackendError, GenerationBackend, GenerationRequest
+
+
+@dataclass(frozen=True)
+class LiveQuestion:
+    """A question to run live, with its reference answer (never shown to controllers)."""
+
+    question: str
+    answer: str
+
+
+class LiveEnvironment:
+    """Questions × a backend × settings. ``run_episode`` plays one (question, seed) episode;
+    the seed decides every branch's sampling seed, so a rerun on the same engine repeats it."""
+
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        questions: Sequence[LiveQuestion],
+        settings: LiveSettings | None = None,
+        max_branches: int = 64,
+        max_steps: int = 10_000,
+        env_id: str = "live",
+    ):
+        self.backend = backend
+        self.questions = list(questions)
+        self.settings = settings or LiveSettings()
+        self.max_branches = max_branches
+        self.max_steps = max_steps
+        self.env_id = env_id
+        self._prompts: dict[int, tuple[int, ...] | str] = {}
+        self._suffix = backend.encode(self.settings.probe_suffix)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def gold(self, question: int) -> str:
+        return self.questions[question].answer
+
+    def is_correct(self, question: int, answer: str | None) -> bool:
+        return answers_match(self.questions[question].answer, answer)
+
+    def prompt(self, question: int) -> tuple[int, ...] | str:
+        """The question's prompt (token ids where the backend has them), built once."""
+        if question not in self._prompts:
+            s = self.settings
+            message = s.user_message(self.questions[question].question)
+            self._prompts[question] = self.backend.prompt(message, s.system, s.thinking)
+        return self._prompts[question]
+
+    def run_episode(
+        self, controller: Controller, params: dict, question: int, seed: int, **_
+    ) -> EpisodeResult:
+        """Play one episode live; ``result.seconds`` is its wall-clock latency."""
+        start = time.perf_counter()
+        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
+        try:
+            episode = LiveEpisode(self, question, seed)
+        except BackendError as exc:
+            result.error = f"inference backend failed: {exc}"
+            return result
+        result.actions = play(episode, controller, params, result, self.max_steps)
+        result.trace_cache = episode.trace
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+class _Branch:
+    __slots__ = ("prefix", "text", "generated", "seed")
+
+    def __init__(self, prefix, seed: int):
+        self.prefix = prefix  # token ids (tuple) or text: prompt + everything generated
+        self.text = ""
+        self.generated = 0
+        self.seed = seed
+
+
+class LiveEpisode:
+    """Engine side of one live episode (the interface :func:`autotts.replay.play` drives).
+    Accounting is private; ``state`` is the controller's mirror."""
+
+    def __init__(self, env: LiveEnvironment, question: int, seed: int):
+        self.env = env
+        self.settings = s = env.settings
+        self.backend = env.backend
+        self.prompt = env.prompt(question)
+        self.seed = seed
+        self.question = question
+        prompt_len = len(self.prompt) if not isinstance(self.prompt, str) else 0
+        suffix_len = len(env._suffix) if env._suffix is not None else 0
+        room = self.backend.max_model_len - prompt_len - suffix_len - s.probe_tokens
+        self.max_tokens = (
+            min(s.max_branch_tokens, room) if self.backend.max_model_len else (s.max_branch_tokens)
+        )
+        if self.max_tokens < s.delta:
+            raise BackendError(
+                f"question {question}: the prompt ({prompt_len} tokens) leaves {room} tokens of "
+                f"the model's {self.backend.max_model_len}, less than one interval "
+                f"(delta={s.delta}); raise max_model_len or lower --delta"
+            )
+        self.state = EpisodeState(env.questions[question].question, s.delta, env.max_branches)
+        self.branches: list[_Branch] = []
+        self.live: list[bool] = []
+        self.done: list[bool] = []
+        self.depth: list[int] = []
+        self.tokens = self.probe_tokens = 0
+        self.trace: list[tuple] = []
+        self._opened: tuple[int, ...] = ()
+
+    # --- accounting -----------------------------------------------------------------------
+
+    def _charge(self, tokens: int, probe_tokens: int = 0) -> None:
+        self.tokens += tokens + probe_tokens
+        self.probe_tokens += probe_tokens
+        self.state.tokens, self.state.probe_tokens = self.tokens, self.probe_tokens
+
+    def _record(self, event: str, ids, revealed, done) -> None:
+        self.trace.append((event, tuple(ids), tuple(revealed), tuple(done), self.tokens))
+
+    def _check_ids(self, ids) -> None:
+        for i in ids:
+            if type(i) is not int or not 0 <= i < len(self.live):
+                raise ActionError(
+                    f"branch id {i!r} was never opened ({len(self.live)} branches are open)"
+                )
+
+    # --- actions --------------------------------------------------------------------------
+
+    def open(self, k) -> range:
+        start = len(self.live)
+        if type(k) is not int or k < 0:
+            raise ActionError(f"branch count must be a non-negative int, got {k!r}")
+        if start + k > self.env.max_branches:
+            raise ActionError(
+                f"cannot open {k} more branches: {start} of {self.env.max_branches} already "
+                "opened (state.max_branches)"
+            )
+        state = self.state
+        for i in range(start, start + k):
+            self.branches.append(_Branch(self.prompt, self._branch_seed(i)))
+        for values, fill in (
+            (self.live, True), (self.done, False), (self.depth, 0), (state.depth, 0),
+            (state.answer, None), (state.finished, False), (state.pruned, False),
+        ):  # fmt: skip
+            values.extend([fill] * k)
+        state.history.extend([] for _ in range(k))
+        self._opened = tuple(range(start, start + k))  # a Branch action extends these next
+        return range(start, start + k)
+
+    def _branch_seed(self, i: int) -> int:
+        return (self.seed * 1_000_003 + self.question * 10_007 + i * 101) % (2**31 - 1)
+
+    def extend(self, ids, k, probe: bool) -> None:
+        _requested_intervals(ids, k)
+        self._check_ids(ids)
+        steps = [k] * len(ids) if isinstance(k, int) else list(k)
+        for i in ids:
+            if not self.live[i]:
+                status = "pruned" if self.state.pruned[i] else "finished"
+                raise ActionError(f"branch {i} is {status}; only active branches can be continued")
+        if len(set(ids)) != len(ids):
+            raise ActionError(f"branch ids repeat in {list(ids)}; list each branch once")
+        delta = self.settings.delta
+        requests = []
+        for i, n in zip(ids, steps, strict=True):
+            b = self.branches[i]
+            budget = min(n * delta, self.max_tokens - b.generated)
+            requests.append(self._request(b, budget))
+        generations = self._generate(requests)
+        finished_now = []
+        for i, n, g in zip(ids, steps, generations, strict=True):
+            b = self.branches[i]
+            b.prefix = b.prefix + (g.token_ids if not isinstance(b.prefix, str) else g.text)
+            b.text += g.text
+            b.generated += g.n_tokens
+            if g.finished or g.n_tokens == 0 or b.generated >= self.max_tokens:
+                self._finish(i)  # EOS, the token limit, or nothing more generated
+                finished_now.append(i)
+            else:
+                self.depth[i] = self.state.depth[i] = self.depth[i] + n
+        self._charge(sum(g.n_tokens for g in generations))
+        if probe:
+            self._probe([i for i in ids if self.live[i]])
+        event = BRANCH if tuple(ids) == self._opened else CONTINUE
+        self._opened = ()
+        self._record(event, ids, (self.state.answer[i] for i in ids), finished_now)
+
+    def _request(self, b: _Branch, max_tokens: int) -> GenerationRequest:
+        s = self.settings
+        seed = (b.seed + b.generated) % (2**31 - 1)
+        return GenerationRequest(b.prefix, max(1, max_tokens), s.temperature, s.top_p, seed)
+
+    def _generate(self, requests):
+        try:
+            return self.backend.generate(requests)
+        except BackendError as exc:
+            raise EngineFailure(str(exc)) from None
+
+    def _finish(self, i: int) -> None:
+        b, state = self.branches[i], self.state
+        answer = final_answer(b.text)
+        self.depth[i] = state.depth[i] = b.generated // self.settings.delta + 1
+        state.answer[i] = answer
+        state.history[i].append(answer)
+        self.done[i] = state.finished[i] = True
+        self.live[i] = False
+        state.finals.append(answer)
+
+    def _probe(self, ids) -> None:
+        """Reveal each listed open branch's current answer (one greedy batch)."""
+        if not ids:
+            return
+        suffix = self.env._suffix
+        s = self.settings
+        requests = []
+        for i in ids:
+            b = self.branches[i]
+            prefix = b.prefix + (suffix if not isinstance(b.prefix, str) else s.probe_suffix)
+            requests.append(GenerationRequest(prefix, s.probe_tokens, 0.0, 1.0, 0))
+        generations = self._generate(requests)
+        state = self.state
+        for i, g in zip(ids, generations, strict=True):
+            answer = probe_answer(g.text, s.probe_suffix)
+            state.answer[i] = answer
+            state.history[i].append(answer)
+        self._charge(0, sum(g.n_tokens for g in generations))
+
+    def probe(self, ids) -> None:
+        self._check_ids(ids)
+        targets = [i for i in ids if not self.done[i] and self.depth[i] > 0]
+        self._probe(targets)
+        self._record(PROBE, ids, (self.state.answer[i] for i in ids), ())
+
+    def prune(self, ids) -> None:
+        self._check_ids(ids)
+        for i in ids:
+            self.state.pruned[i] = True
+            self.live[i] = False
+        self._record(PRUNE, ids, (), ())
+
+    def read(self, k) -> range:
+        ids = self.open(k)
+        self._opened = ()
+        requests = [self._request(self.branches[i], self.max_tokens) for i in ids]
+        generations = self._generate(requests)
+        for i, g in zip(ids, generations, strict=True):
+            b = self.branches[i]
+            b.prefix = b.prefix + (g.token_ids if not isinstance(b.prefix, str) else g.text)
+            b.text += g.text
+            b.generated += g.n_tokens
+            self._finish(i)
+        self._charge(sum(g.n_tokens for g in generations))
+        self._record(READ, ids, (self.state.answer[i] for i in ids), ids)
+        return ids
+
+    @property
+    def texts(self) -> list[str]:
+        """Every branch's generated text (for reports and debugging; not for controllers)."""
+        return [b.text for b in self.branches]
+
+
+__all__ = ["LiveEnvironment", "LiveEpisode", "LiveQuestion"]

@@ -1,0 +1,134 @@
+"""Validate a controller live: ``autotts validate``.
+
+Runs the controller against the live backend on a set of questions and, where a replay store
+of the same model holds the same questions, next to its replay prediction (100 seeds), so the
+loop build-env → discover → validate closes on numbers that can be compared.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..contract import Controller
+from ..evaluate import RunConfig
+from ..replay import ReplayEnvironment
+from ..store import StoreError, list_environments
+from ..traces import episode_record
+from .answers import LiveSettings
+from .backend import GenerationBackend
+from .environment import LiveEnvironment, LiveQuestion
+
+REPLAY_SEEDS = 100
+
+
+def validate_live(
+    backend: GenerationBackend,
+    questions: Sequence[LiveQuestion],
+    controller: Controller,
+    params: dict,
+    settings: LiveSettings,
+    seeds: int = 1,
+    max_branches: int = 64,
+    replay_env: str | None = None,
+    env_dir: str | Path | None = None,
+) -> dict:
+    """Live accuracy, tokens, latency and throughput; the replay prediction when a store of
+    the model holds these questions (``replay_env``, or found by model name); the traces."""
+    env = LiveEnvironment(backend, questions, settings, max_branches=max_branches)
+    config = RunConfig(controller.name or "controller", label=controller.name)
+    correct = tokens = errors = 0
+    first_error = None
+    traces = []
+    start = time.perf_counter()
+    for q in range(len(questions)):
+        for seed in range(seeds):
+            result = env.run_episode(controller, params, q, seed)
+            if result.error is not None:
+                errors += 1
+                first_error = first_error or f"question {q}, seed {seed}: {result.error}"
+            correct += env.is_correct(q, result.answer)
+            tokens += result.tokens
+            traces.append(episode_record(env, config, params, result))
+    seconds = time.perf_counter() - start
+    episodes = len(questions) * seeds
+    report = {
+        "controller": controller.name,
+        "params": params,
+        "model": backend.model,
+        "backend": backend.name,
+        "settings": settings.model_dump(),
+        "live": {
+            "accuracy": 100.0 * correct / episodes,
+            "tokens": tokens / episodes,
+            "episodes": episodes,
+            "errors": errors,
+            "first_error": first_error,
+            "seconds_per_episode": seconds / episodes,
+            "tokens_per_s": backend.stats.generated_tokens / seconds if seconds else 0.0,
+            "engine_calls": backend.stats.calls,
+            "mean_batch": (
+                sum(backend.stats.batch_sizes) / len(backend.stats.batch_sizes)
+                if backend.stats.batch_sizes
+                else 0.0
+            ),
+            "cached_prompt_tokens": backend.stats.cached_prompt_tokens,
+        },
+        "replay": replay_prediction(
+            controller, params, questions, backend.model, replay_env, env_dir
+        ),
+        "traces": traces,
+    }
+    return report
+
+
+def replay_prediction(
+    controller: Controller,
+    params: dict,
+    questions: Sequence[LiveQuestion],
+    model: str,
+    replay_env: str | None,
+    env_dir: str | Path | None,
+) -> dict | None:
+    """The controller's replay accuracy and tokens on the questions a store shares with
+    ``questions`` (matched by text), or None when no store of the model has them."""
+    candidates = [replay_env] if replay_env else _stores_of(model, env_dir)
+    best = None
+    for env_id in candidates:
+        try:
+            env = ReplayEnvironment.load(env_id, env_dir)
+        except StoreError:
+            if replay_env:
+                raise
+            continue
+        index = {q.text: i for i, q in enumerate(env.questions)}
+        matched = [index[q.question] for q in questions if q.question in index]
+        if matched and (best is None or len(matched) > len(best[1])):
+            best = (env, matched)
+    if best is None:
+        return None
+    env, matched = best
+    correct = tokens = 0
+    for q in matched:
+        for seed in range(REPLAY_SEEDS):
+            result = env.run_episode(controller, params, q, seed, record_trace=False)
+            correct += env.is_correct(q, result.answer)
+            tokens += result.tokens
+    n = len(matched) * REPLAY_SEEDS
+    return {
+        "env": env.env_id,
+        "matched": len(matched),
+        "accuracy": 100.0 * correct / n,
+        "tokens": tokens / n,
+        "episodes": n,
+    }
+
+
+def _stores_of(model: str, env_dir) -> list[str]:
+    name = Path(model.rstrip("/")).name.lower()
+    try:
+        infos = list_environments(env_dir)
+    except StoreError:
+        return []
+    return [info.env_id for info in infos if info.env_id.split("/")[0].lower() == name]

@@ -1,0 +1,102 @@
+"""The live environment against a real vLLM engine (tiny model, CPU)."""
+
+import pytest
+
+from autotts import Answer, Branch, Continue, Controller, Probe, Prune, Read
+from autotts.live.answers import LiveSettings
+from autotts.live.environment import LiveEnvironment, LiveQuestion
+from autotts.loader import load_controller
+
+pytestmark = pytest.mark.live
+
+QUESTIONS = [LiveQuestion("What is 2 + 2?", "4"), LiveQuestion("Compute 6 * 7.", "42")]
+
+
+class Scripted(Controller):
+    """Yields fixed actions and snapshots the state after each one."""
+
+    name = "scripted"
+
+    def __init__(self, actions):
+        self.actions, self.snapshots = actions, []
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        for action in self.actions:
+            yield action
+            self.snapshots.append(
+                (list(state.depth), list(state.answer), state.tokens, state.probe_tokens)
+            )
+        return Answer("4", "scripted")
+
+
+def test_branch_continue_probe_prune_against_the_engine(vllm_backend, settings):
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=8)
+    before = vllm_backend.stats.generated_tokens
+    script = Scripted(
+        [Branch(3), Continue([0, 1, 2]), Probe([0]), Prune([1]), Continue([0, 2], steps=[2, 1])]
+    )
+    result = env.run_episode(script, {}, 0, 0)
+    assert result.error is None and result.answer == "4"
+    branch, cont, probed, pruned, last = script.snapshots
+    assert branch[0] == [1, 1, 1] and cont[0] == [2, 2, 2]
+    # a probe reveals an answer without advancing the branch, and costs only probe tokens
+    assert probed[0] == cont[0] and probed[2] == cont[2] + (probed[3] - cont[3])
+    assert probed[3] - cont[3] == settings.probe_tokens
+    # the pruned branch stops consuming tokens: only 0 (2 intervals) and 2 (1) grew
+    assert last[0] == [4, 2, 3]
+    generated = last[2] - last[3]
+    assert generated == settings.delta * (3 + 3 + 3)  # 3 + 3 intervals, then 2 + 1
+    # token counts match the engine's own
+    assert result.tokens == vllm_backend.stats.generated_tokens - before
+    assert result.probe_tokens == last[3]
+    assert [step[0] for step in result.trace] == [
+        "branch",
+        "continue",
+        "probe",
+        "prune",
+        "continue",
+    ]
+
+
+def test_never_ending_branches_finish_at_the_token_limit(vllm_backend, settings):
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=4)
+    script = Scripted([Branch(2), Continue([0, 1], steps=50), Read(1)])
+    result = env.run_episode(script, {}, 1, 3)
+    assert result.error is None
+    depth, answers, tokens, probe_tokens = script.snapshots[-1]
+    # 160-token limit: 5 intervals, then finished (depth counts the finishing step)
+    assert depth == [6, 6, 6]
+    assert tokens - probe_tokens == 3 * settings.max_branch_tokens
+    assert all(isinstance(a, str) and a for a in answers)  # "ERR" when nothing parses
+
+
+def test_continuing_a_branch_hits_the_prefix_cache(vllm_backend):
+    settings = LiveSettings(delta=160, max_branch_tokens=480, probe_tokens=4, temperature=0.0)
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=2)
+    cached = vllm_backend.stats.cached_prompt_tokens
+    result = env.run_episode(Scripted([Branch(1, probe=False), Continue([0])]), {}, 0, 5)
+    assert result.error is None
+    assert vllm_backend.stats.cached_prompt_tokens > cached
+
+
+def test_a_controller_runs_live_unchanged_and_repeats(vllm_backend):
+    settings = LiveSettings(delta=32, max_branch_tokens=128, probe_tokens=6)  # sampled
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=8)
+    cmc = load_controller("cmc")
+    first = env.run_episode(cmc, cmc.params(0.3), 1, 7)
+    again = env.run_episode(cmc, cmc.params(0.3), 1, 7)
+    assert first.error is None and isinstance(first.answer, str)
+    assert first.trace[0][0] == "branch" and first.tokens > 0
+    assert (first.answer, first.tokens, first.trace) == (again.answer, again.tokens, again.trace)
+
+
+def test_controller_errors_are_reported_like_replay(vllm_backend, settings):
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=2)
+    result = env.run_episode(Scripted([Branch(3)]), {}, 0, 0)
+    assert "cannot open 3 more branches" in result.error
+    result = env.run_episode(Scripted([Branch(1), Prune([0]), Continue([0])]), {}, 0, 0)
+    assert "branch 0 is pruned" in result.error
