@@ -1,0 +1,176 @@
+"""build-env (killed mid-run, resumed, replayed), validate, the server path, bad input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autotts.live.backend import BackendError, OpenAIBackend
+from autotts.live.environment import LiveEnvironment, LiveQuestion
+from autotts.live.questions import QuestionsError, load_questions
+from autotts.live.validation import validate_live
+from autotts.loader import load_controller
+from autotts.replay import ReplayEnvironment
+
+pytestmark = pytest.mark.live
+
+QUESTIONS = [
+    {"question": "What is 2 + 2?", "answer": "4"},
+    {"question": "Compute 6 * 7.", "answer": "42"},
+    {"question": "How many sides has a hexagon?", "answer": "6"},
+    {"question": "What is 10 - 3?", "answer": "7"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _build_command(model, questions, out):
+    return [
+        sys.executable, "-m", "autotts.cli", "build-env", "--backend", "vllm",
+        "--model", str(model), "--questions", str(questions), "--out", str(out),
+        "-n", "4", "--delta", "32", "--max-branch-tokens", "96", "--probe-tokens", "6",
+        "--max-model-len", "1024", "--enforce-eager",
+    ]  # fmt: skip
+
+
+def test_build_env_killed_mid_run_resumes_and_replays(tiny_model, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    out = tmp_path / "envs" / "Tiny" / "toy.json"
+    partial = out.with_name("toy.partial")
+    command = _build_command(tiny_model, questions, out)
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (partial / "q00000.json").exists():
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no question written in 300 s"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the engine and its workers, mid-run
+    first.wait()
+    kept = {p.name: p.read_bytes() for p in partial.glob("q*.json")}
+    assert kept and not out.exists()
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert len(records) == 4 and not partial.exists()
+    for name, raw in kept.items():  # nothing written before the kill was lost or redone
+        assert json.loads(raw) == records[int(name[1:6])]
+    for record in records:
+        assert len(record["each_branch"]) == 4 and record["probe_freq"] == 32
+        for probes, tokens, final in record["each_branch"]:
+            assert tokens >= 32 * len(probes) and isinstance(final, str)
+    meta = json.loads(out.with_name("toy.meta.json").read_text())
+    assert meta["branches"] == 4 and meta["settings"]["delta"] == 32 and "vllm" in meta["versions"]
+
+    replay = ReplayEnvironment.load("Tiny/toy", tmp_path / "envs")
+    cmc = load_controller("cmc")
+    results = [replay.run_episode(cmc, cmc.params(0.0), q, s) for q in range(4) for s in range(5)]
+    assert [r.error for r in results] == [None] * 20
+
+
+def test_validate_live_next_to_its_replay_prediction(vllm_backend, settings, env_dir):
+    questions = load_questions("replay:Qwen3-8B/aime24", env_dir, limit=2)
+    cmc = load_controller("cmc")
+    report = validate_live(
+        vllm_backend, questions, cmc, cmc.params(0.0), settings, seeds=1, max_branches=4,
+        replay_env="Qwen3-8B/aime24", env_dir=env_dir,
+    )  # fmt: skip
+    live, replay = report["live"], report["replay"]
+    assert live["episodes"] == 2 and live["errors"] == 0 and live["tokens"] > 0
+    assert live["tokens_per_s"] > 0 and live["seconds_per_episode"] > 0
+    assert replay["matched"] == 2 and replay["episodes"] == 200
+    assert len(report["traces"]) == 2 and report["traces"][0]["steps"][0]["action"] == "branch"
+
+
+def test_openai_compatible_server_path(tiny_model, settings, tmp_path):
+    port = _free_port()
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+            str(tiny_model), "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
+            "--max-model-len", "1024", "--enable-prefix-caching",
+        ],
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+        stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        backend = None
+        deadline = time.monotonic() + 300
+        while backend is None:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "server not ready in 300 s"
+            try:
+                backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1")
+            except BackendError:
+                time.sleep(1)
+        questions = [LiveQuestion("What is 2 + 2?", "4")]
+        env = LiveEnvironment(backend, questions, settings, max_branches=16)
+        assert not isinstance(env.prompt(0), str)  # token ids through /tokenize
+        cmc = load_controller("cmc")
+        result = env.run_episode(cmc, cmc.params(0.2), 0, 1)
+        assert result.error is None and result.tokens == backend.stats.generated_tokens
+        assert backend.stats.requests > backend.stats.calls  # branches went out together
+        backend.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        log.close()
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(BackendError, match="cannot reach the completions server"):
+        OpenAIBackend(f"http://127.0.0.1:{_free_port()}/v1")
+
+
+def test_cli_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from autotts.cli import app
+
+    runner = CliRunner()
+
+    def said(result):
+        return " ".join(result.output.split())
+
+    missing = runner.invoke(app, ["validate", "cmc", "--questions", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 2 and "question file not found" in said(missing)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\n')
+    result = runner.invoke(
+        app, ["build-env", "--questions", str(bad), "--out", str(tmp_path / "M" / "d.json")]
+    )
+    assert result.exit_code == 2 and "line 1: missing field 'answer'" in said(result)
+    port = _free_port()
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"question": "x", "answer": "1"}\n')
+    result = runner.invoke(
+        app, ["validate", "cmc", "--questions", str(good), "--backend", "openai",
+              "--base-url", f"http://127.0.0.1:{port}/v1"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "cannot reach" in said(result)
+
+
+def test_question_files_name_the_problem(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "a", "answer": 3}\nnot json\n')
+    with pytest.raises(QuestionsError, match="line 2: not valid JSON"):
+        load_questions(str(path))
+    path.write_text('{"problem": "a", "gold_answer": 3}\n')
+    assert load_questions(str(path)) == [LiveQuestion("a", "3")]
+    with pytest.raises(QuestionsError, match="Unknown/none"):
+        load_questions("replay:Unknown/none", Path(tmp_path))
