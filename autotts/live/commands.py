@@ -96,6 +96,22 @@ def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, te
     )
 
 
+def _open_live(_fail, questions, env_dir, limit, settings_args, backend_args):
+    """Questions, settings and a started backend for a live command, or a clear exit."""
+    from .backend import BackendError
+    from .questions import QuestionsError, load_questions
+
+    try:
+        items = load_questions(questions, env_dir, limit)
+    except QuestionsError as exc:
+        raise _fail(str(exc)) from None
+    settings = _settings(*settings_args)
+    try:
+        return items, settings, make_backend(*backend_args)
+    except BackendError as exc:
+        raise _fail(str(exc), 1) from None
+
+
 def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
     """Add the live commands to the ``autotts`` app (called by :mod:`autotts.cli`)."""
 
@@ -131,24 +147,15 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         """Sample N branches per question live and write a replay store (resumable)."""
         from .backend import BackendError
         from .builder import BuildError, build_environment
-        from .questions import QuestionsError, load_questions
 
         if out.suffix != ".json":
             raise _fail(f"--out {out}: give the store file, e.g. ENV_DIR/MyModel/mydata.json")
-        try:
-            items = load_questions(questions, env_dir, limit)
-        except QuestionsError as exc:
-            raise _fail(str(exc)) from None
-        settings = _settings(
-            delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p
-        )
-        try:
-            engine = make_backend(
-                backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
-                gpu_memory_utilization, enforce_eager, seed,
-            )  # fmt: skip
-        except BackendError as exc:
-            raise _fail(str(exc), 1) from None
+        items, settings, engine = _open_live(
+            _fail, questions, env_dir, limit,
+            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p),
+            (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
+             gpu_memory_utilization, enforce_eager, seed),
+        )  # fmt: skip
 
         def progress(done, total, seconds):
             console.print(f"question {done}/{total}: {n} branches in {seconds:.1f} s")
@@ -204,26 +211,19 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
     ) -> None:
         """Run a controller live and compare with its replay prediction on the same questions."""
         from ..loader import ControllerLoadError, load_controller
-        from .backend import BackendError
-        from .questions import QuestionsError, load_questions
         from .validation import validate_live
 
         try:
-            items = load_questions(questions, env_dir, limit)
             policy = load_controller(controller)
             params = policy.params(beta)
-        except (QuestionsError, ControllerLoadError, ValueError) as exc:
+        except (ControllerLoadError, ValueError) as exc:
             raise _fail(str(exc)) from None
-        settings = _settings(
-            delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p
-        )
-        try:
-            engine = make_backend(
-                backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
-                gpu_memory_utilization, enforce_eager, seed,
-            )  # fmt: skip
-        except BackendError as exc:
-            raise _fail(str(exc), 1) from None
+        items, settings, engine = _open_live(
+            _fail, questions, env_dir, limit,
+            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p),
+            (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
+             gpu_memory_utilization, enforce_eager, seed),
+        )  # fmt: skip
         try:
             report = validate_live(
                 engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir

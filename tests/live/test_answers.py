@@ -1,0 +1,30 @@
+"""Answer extraction and grading of live runs (no engine needed)."""
+
+from autotts.live.answers import (
+    UNPARSABLE,
+    answers_match,
+    extract_boxed,
+    final_answer,
+    probe_answer,
+)
+
+
+def test_last_boxed_answer_with_nested_braces():
+    assert extract_boxed("so \\boxed{3} then \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert extract_boxed("earlier \\boxed{7} and an unclosed \\boxed{12") == "7"
+    assert extract_boxed("no answer here") is None
+
+
+def test_unparsable_answers_are_err_like_the_shipped_data():
+    assert final_answer("I am not sure.") == UNPARSABLE
+    assert final_answer("\\boxed{}") == UNPARSABLE
+    assert probe_answer("204} because") == "204"
+    assert probe_answer("the answer is unclear") == UNPARSABLE  # box never closed
+    assert probe_answer("} nothing inside") == UNPARSABLE
+
+
+def test_grading_uses_math_equivalence():
+    assert answers_match("0.5", "\\frac{1}{2}")
+    assert answers_match("204", "204")
+    assert not answers_match("204", "205")
+    assert not answers_match("204", UNPARSABLE) and not answers_match("204", None)

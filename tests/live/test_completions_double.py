@@ -1,0 +1,122 @@
+"""The OpenAI backend's plumbing against a protocol-level test double: a local HTTP server
+that speaks the completions API (with vLLM's /tokenize and token ids) and replays scripted
+replies. It covers what a real tiny model cannot be made to do on demand: empty generations,
+an immediate EOS, a server error mid-episode. The real server is tested in
+test_build_and_validate.py."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from autotts import Answer, Branch, Continue, Controller
+from autotts.live.answers import LiveSettings
+from autotts.live.backend import OpenAIBackend
+from autotts.live.environment import LiveEnvironment, LiveQuestion
+
+
+class CompletionsDouble(ThreadingHTTPServer):
+    """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
+
+    def __init__(self, script):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script, self.requests, self.lock = list(script), [], threading.Lock()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self._send(200, {"object": "list", "data": [{"id": "double", "object": "model",
+                                                     "max_model_len": 1024}]})  # fmt: skip
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/tokenize":
+            text = body.get("prompt") or json.dumps(body.get("messages"))
+            return self._send(200, {"tokens": list(text.encode())[:64], "count": 1,
+                                    "max_model_len": 1024})  # fmt: skip
+        server = self.server
+        with server.lock:
+            server.requests.append(body)
+            reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+        if reply == "error":
+            return self._send(500, {"error": {"message": "engine died", "type": "server"}})
+        text, ids, reason = reply
+        self._send(200, {
+            "id": "c", "object": "text_completion", "created": 0, "model": "double",
+            "choices": [{"index": 0, "text": text, "token_ids": ids, "finish_reason": reason,
+                         "logprobs": None}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": len(ids), "total_tokens": 1},
+        })  # fmt: skip
+
+
+@pytest.fixture
+def double(request):
+    server = CompletionsDouble(request.param)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+class Greedy(Controller):
+    name = "greedy"
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        ids = yield Branch(2, probe=False)
+        while active := [i for i in ids if not (state.finished[i] or state.pruned[i])]:
+            yield Continue(active, probe=False)
+        return Answer(state.finals[0], "first final")
+
+
+SETTINGS = LiveSettings(delta=8, max_branch_tokens=64, probe_tokens=4)
+QUESTION = [LiveQuestion("What is 2 + 2?", "4")]
+
+
+@pytest.mark.parametrize("double", [[("", [], "length")]], indirect=True)
+def test_empty_generations_finish_the_branch_instead_of_looping(double):
+    env = LiveEnvironment(OpenAIBackend(double.url), QUESTION, SETTINGS, max_branches=2)
+    result = env.run_episode(Greedy(), {}, 0, 0)
+    assert result.error is None and result.answer == "ERR" and result.tokens == 0
+    assert len(double.requests) == 2  # one request per branch, then both finished
+
+
+@pytest.mark.parametrize(
+    "double",
+    [[("so \\boxed{4}", [5, 6, 7], "stop"), ("x" * 8, list(range(8)), "length")]],
+    indirect=True,
+)
+def test_eos_finishes_with_the_boxed_answer_and_token_ids_continue(double):
+    env = LiveEnvironment(OpenAIBackend(double.url), QUESTION, SETTINGS, max_branches=2)
+    result = env.run_episode(Greedy(), {}, 0, 0)
+    assert result.error is None and result.answer == "4"
+    assert result.tokens == 3 + 64  # branch 1 ran to the 64-token limit
+    continued = [r["prompt"] for r in double.requests[2:]]
+    assert all(isinstance(p, list) and p[-8:] == list(range(8)) for p in continued)
+    assert all(r["seed"] is not None and r["return_token_ids"] for r in double.requests)
+
+
+@pytest.mark.parametrize("double", [[("abc", [1, 2, 3], "length"), "error"]], indirect=True)
+def test_a_server_error_mid_episode_ends_it_with_a_clear_error(double):
+    env = LiveEnvironment(OpenAIBackend(double.url), QUESTION, SETTINGS, max_branches=2)
+    result = env.run_episode(Greedy(), {}, 0, 0)
+    assert result.answer is None and result.error.startswith("inference backend failed")
