@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pydantic import BaseModel, ConfigDict, Field
 
 UNPARSABLE = "ERR"  # like the shipped data: an answer that could not be read
@@ -95,8 +97,12 @@ def answers_match(gold: str, predicted: str | None) -> bool:
         from math_verify import parse, verify
     except ImportError:  # grading degrades to exact match without the live extra
         return False
+    # math-verify's timeouts use signals, which only the main thread may set
+    limit = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        return bool(verify(parse(_as_latex(gold)), parse(_as_latex(predicted))))
+        expected = parse(_as_latex(gold), parsing_timeout=limit)
+        return bool(verify(expected, parse(_as_latex(predicted), parsing_timeout=limit),
+                           timeout_seconds=limit))  # fmt: skip
     except Exception:  # math-verify raises on some malformed inputs; they are not equal
         return False
 

@@ -28,3 +28,10 @@ def test_grading_uses_math_equivalence():
     assert answers_match("204", "204")
     assert not answers_match("204", "205")
     assert not answers_match("204", UNPARSABLE) and not answers_match("204", None)
+
+
+def test_grading_works_off_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(answers_match, "0.5", "\\frac{1}{2}").result()
