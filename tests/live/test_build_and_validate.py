@@ -17,6 +17,7 @@ from autotts.live.questions import QuestionsError, load_questions
 from autotts.live.validation import validate_live
 from autotts.loader import load_controller
 from autotts.replay import ReplayEnvironment
+from autotts.traces import EpisodeTrace
 
 pytestmark = pytest.mark.live
 
@@ -93,6 +94,8 @@ def test_validate_live_next_to_its_replay_prediction(vllm_backend, settings, env
     assert live["tokens_per_s"] > 0 and live["seconds_per_episode"] > 0
     assert replay["matched"] == 2 and replay["episodes"] == 200
     assert len(report["traces"]) == 2 and report["traces"][0]["steps"][0]["action"] == "branch"
+    for trace in report["traces"]:  # the replay's trace format
+        EpisodeTrace.model_validate(trace)
 
 
 def test_openai_compatible_server_path(tiny_model, settings, tmp_path):
