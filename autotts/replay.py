@@ -426,7 +426,7 @@ class _Episode:
         self._charge(self.delta * nominal - shortfall, n_probed * self.probe_cost)
 
     def _raise_inactive(self, i):
-        _raise_inactive(self.live, self.state.pruned, i)
+        raise ActionError(_inactive_message(i, self.live, self.state.pruned))
 
     def _raise_bad_id(self, ids):
         state, n = self.state, len(self.live)
@@ -542,10 +542,6 @@ _MODIFIED = (
     "the controller modified its EpisodeState (it is read-only: copy a list before sorting "
     "or changing it)"
 )
-
-
-def _raise_inactive(live, pruned, i):
-    raise ActionError(_inactive_message(i, live, pruned))
 
 
 def _inactive_message(i, live, pruned) -> str:

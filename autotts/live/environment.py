@@ -36,6 +36,7 @@ from ..replay import (
     READ,
     EngineFailure,
     EpisodeResult,
+    _inactive_message,
     _requested_intervals,
     play,
 )
@@ -116,6 +117,12 @@ class _Branch:
         self.generated = 0
         self.seed = seed
 
+    def absorb(self, g) -> None:
+        """Append a generation to the branch (token ids, or text where there are none)."""
+        self.prefix = self.prefix + (g.token_ids if not isinstance(self.prefix, str) else g.text)
+        self.text += g.text
+        self.generated += g.n_tokens
+
 
 class LiveEpisode:
     """Engine side of one live episode (the interface :func:`autotts.replay.play` drives).
@@ -162,9 +169,7 @@ class LiveEpisode:
     def _check_ids(self, ids) -> None:
         for i in ids:
             if type(i) is not int or not 0 <= i < len(self.live):
-                raise ActionError(
-                    f"branch id {i!r} was never opened ({len(self.live)} branches are open)"
-                )
+                raise ActionError(_inactive_message(i, self.live, self.state.pruned))
 
     # --- actions --------------------------------------------------------------------------
 
@@ -198,8 +203,7 @@ class LiveEpisode:
         steps = [k] * len(ids) if isinstance(k, int) else list(k)
         for i in ids:
             if not self.live[i]:
-                status = "pruned" if self.state.pruned[i] else "finished"
-                raise ActionError(f"branch {i} is {status}; only active branches can be continued")
+                raise ActionError(_inactive_message(i, self.live, self.state.pruned))
         if len(set(ids)) != len(ids):
             raise ActionError(f"branch ids repeat in {list(ids)}; list each branch once")
         delta = self.settings.delta
@@ -212,9 +216,7 @@ class LiveEpisode:
         finished_now = []
         for i, n, g in zip(ids, steps, generations, strict=True):
             b = self.branches[i]
-            b.prefix = b.prefix + (g.token_ids if not isinstance(b.prefix, str) else g.text)
-            b.text += g.text
-            b.generated += g.n_tokens
+            b.absorb(g)
             if g.finished or g.n_tokens == 0 or b.generated >= self.max_tokens:
                 self._finish(i)  # EOS, the token limit, or nothing more generated
                 finished_now.append(i)
@@ -286,10 +288,7 @@ class LiveEpisode:
         requests = [self._request(self.branches[i], self.max_tokens) for i in ids]
         generations = self._generate(requests)
         for i, g in zip(ids, generations, strict=True):
-            b = self.branches[i]
-            b.prefix = b.prefix + (g.token_ids if not isinstance(b.prefix, str) else g.text)
-            b.text += g.text
-            b.generated += g.n_tokens
+            self.branches[i].absorb(g)
             self._finish(i)
         self._charge(sum(g.n_tokens for g in generations))
         self._record(READ, ids, (self.state.answer[i] for i in ids), ids)
