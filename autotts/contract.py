@@ -12,12 +12,13 @@ takes a list of ids, so a live backend can batch all of them into one engine cal
 Actions (each ``yield`` returns the value shown):
 
 ==========================  ========================================================  ==========
-``Branch(k, probe=True)``   open ``k`` new branches, generate their first interval     new ids
+``Branch(k, probe=True,     open ``k`` new branches, generate their first interval     new ids
+model=None)``
 ``Continue(ids, steps=1,    generate up to ``steps`` more intervals on each branch     ``None``
 probe=True)``               (fewer if it finishes)
 ``Probe(ids)``              reveal each branch's current intermediate answer           ``None``
 ``Prune(ids)``              stop spending on branches (their history stays visible)    ``None``
-``Read(k)``                 open ``k`` new branches and generate them to the end        new ids
+``Read(k, model=None)``     open ``k`` new branches and generate them to the end        new ids
 ``Note(text)``              annotate the execution trace (free)                         ``None``
 ==========================  ========================================================  ==========
 
@@ -25,6 +26,11 @@ probe=True)``               (fewer if it finishes)
 ``probe=True`` reveals the answer reached at the end of the generated interval(s); a branch
 that finishes always reveals its final answer. Cost is the number of generated tokens (plus
 ``probe_cost`` tokens per probe where the environment charges for probes).
+
+``model`` picks which of ``state.models`` generates the new branches. Single-model
+environments have one model, and ``model=None`` means it; multi-model (cross-model)
+environments require a name, and additionally price every generated token by its model
+(``state.cost_per_token``, FLOPs or $), keeping the running total in ``state.cost``.
 """
 
 from __future__ import annotations
@@ -51,14 +57,16 @@ class Action:
 class Branch(Action):
     """Open ``k`` new branches and generate each one's first interval."""
 
-    __slots__ = ("k", "probe")
+    __slots__ = ("k", "probe", "model")
 
-    def __init__(self, k: int = 1, probe: bool = True):
+    def __init__(self, k: int = 1, probe: bool = True, model: str | None = None):
         self.k = k
         self.probe = probe
+        self.model = model
 
     def __repr__(self) -> str:
-        return f"Branch(k={self.k}, probe={self.probe})"
+        model = f", model={self.model!r}" if self.model is not None else ""
+        return f"Branch(k={self.k}, probe={self.probe}{model})"
 
 
 class Continue(Action):
@@ -104,13 +112,15 @@ class Prune(Action):
 class Read(Action):
     """Open ``k`` new branches and generate each to completion ("read a whole branch")."""
 
-    __slots__ = ("k",)
+    __slots__ = ("k", "model")
 
-    def __init__(self, k: int = 1):
+    def __init__(self, k: int = 1, model: str | None = None):
         self.k = k
+        self.model = model
 
     def __repr__(self) -> str:
-        return f"Read(k={self.k})"
+        model = f", model={self.model!r}" if self.model is not None else ""
+        return f"Read(k={self.k}{model})"
 
 
 class Note(Action):
@@ -151,6 +161,9 @@ class EpisodeState:
     - ``finished[i]`` / ``pruned[i]``: status flags; ``finals``: final answers in finishing order;
     - ``tokens``: total cost so far (generation + probe cost); ``probe_tokens``: its probe part.
       An unfinished branch has generated ``delta * depth[i]`` tokens.
+    - ``models``: the models branches can be opened with; ``model[i]``: branch ``i``'s model;
+    - ``cost_per_token``: each model's price of one generated token (FLOPs or $) and ``cost``
+      the total so far, in multi-model environments; both ``None`` where tokens are the cost.
     """
 
     __slots__ = (
@@ -165,9 +178,13 @@ class EpisodeState:
         "finals",
         "tokens",
         "probe_tokens",
+        "models",
+        "model",
+        "cost",
+        "cost_per_token",
     )
 
-    def __init__(self, question: str, delta: int, max_branches: int):
+    def __init__(self, question: str, delta: int, max_branches: int, models: tuple = ()):
         self.question = question
         self.delta = delta
         self.max_branches = max_branches
@@ -179,6 +196,10 @@ class EpisodeState:
         self.finals: list[str] = []
         self.tokens = 0
         self.probe_tokens = 0
+        self.models: tuple[str, ...] = tuple(models)
+        self.model: list[str] = []
+        self.cost: float | None = None
+        self.cost_per_token: dict[str, float] | None = None
 
     @property
     def opened(self) -> int:

@@ -108,6 +108,8 @@ class EpisodeResult:
     source: tuple | None = field(default=None, repr=False, compare=False)
     trace_cache: list[tuple] | None = field(default=None, repr=False, compare=False)
     seconds: float = field(default=0.0, repr=False, compare=False)  # wall clock (live runs)
+    cost: float | None = None  # priced spending (cross-model environments: FLOPs or $)
+    model_tokens: dict[str, int] | None = field(default=None, compare=False)
 
     @property
     def trace(self) -> list[tuple] | None:
@@ -189,14 +191,22 @@ class ReplayEnvironment:
                 self._orders[key] = cached
         return cached
 
+    @property
+    def model(self) -> str:
+        """The model whose branches the store holds (the first part of the environment id)."""
+        return self.env_id.split("/")[0]
+
     def episode_source(self, question: int, seed: int) -> tuple:
-        """What an episode of ``(question, seed)`` replays (set as ``EpisodeResult.source`` to
-        rebuild the trace of an action log recorded elsewhere, e.g. in a sandbox worker)."""
+        """What an episode of ``(question, seed)`` replays: the episode class and its
+        arguments (set as ``EpisodeResult.source`` to rebuild the trace of an action log
+        recorded elsewhere, e.g. in a sandbox worker)."""
         return (
+            _Episode,
             self.questions[question],
             self._episode_order(question, seed),
             self.probe_cost,
             self.branch_limit,
+            self.model,
         )
 
     def run_episode(
@@ -210,7 +220,7 @@ class ReplayEnvironment:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
         source = self.episode_source(question, seed)
         result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-        log = play(_Episode(*source), controller, params, result, self.max_steps)
+        log = play(source[0](*source[1:]), controller, params, result, self.max_steps)
         if record_trace:
             result.actions, result.source = log, source
         return result
@@ -247,14 +257,14 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                 episode.extend(ids, k, action.probe)
                 append((CONTINUE, ids, k, action.probe, episode.tokens))
             elif isinstance(action, Branch):
-                ids = tuple(episode.open(action.k))
+                ids = tuple(episode.open(action.k, action.model))
                 episode.extend(ids, 1, action.probe)
                 reply = list(ids)
-                append((BRANCH, ids, 1, action.probe, episode.tokens))
+                append((BRANCH, ids, action.model, action.probe, episode.tokens))
             elif isinstance(action, Read):
-                ids = tuple(episode.read(action.k))
+                ids = tuple(episode.read(action.k, action.model))
                 reply = list(ids)
-                append((READ, ids, 0, False, episode.tokens))
+                append((READ, ids, action.model, False, episode.tokens))
             elif isinstance(action, Probe):
                 episode.probe(ids := tuple(action.ids))
                 append((PROBE, ids, 0, True, episode.tokens))
@@ -296,8 +306,9 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
 
 
 def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
-    """Replay an action log on a fresh episode and record what each action revealed."""
-    episode = _Episode(*source)
+    """Replay an action log on a fresh episode and record what each action revealed (the log
+    keeps a ``Branch``/``Read``'s model where the step count of a ``Continue`` goes)."""
+    episode = source[0](*source[1:])
     state = episode.state
     finished, finals, answer = state.finished, state.finals, state.answer
     trace = []
@@ -306,10 +317,10 @@ def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
         if event == CONTINUE:
             episode.extend(ids, k, probe)
         elif event == BRANCH:
-            ids = tuple(episode.open(len(ids)))
+            ids = tuple(episode.open(len(ids), k))
             episode.extend(ids, 1, probe)
         elif event == READ:
-            ids = tuple(episode.read(len(ids)))
+            ids = tuple(episode.read(len(ids), k))
             trace.append((READ, ids, tuple(finals[n_finals:]), ids, tokens))
             continue
         elif event == PROBE:
@@ -336,16 +347,19 @@ class _Episode:
 
     __slots__ = (
         "state", "live", "depth", "done", "probes", "lengths", "totals", "final_of", "delta",
-        "probe_cost", "max_branches", "tokens", "probe_tokens", "n_finished",
+        "probe_cost", "max_branches", "tokens", "probe_tokens", "n_finished", "model",
     )  # fmt: skip
 
-    def __init__(self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None):
+    def __init__(
+        self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None, model: str
+    ):
         self.probes, self.lengths, self.totals, self.final_of = order
         self.delta = q.delta
         self.probe_cost = probe_cost
+        self.model = model
         n = len(self.lengths)
         self.max_branches = n if limit is None else min(n, limit)
-        self.state = EpisodeState(q.text, q.delta, self.max_branches)
+        self.state = EpisodeState(q.text, q.delta, self.max_branches, (model,))
         self.live: list[bool] = []  # neither finished nor pruned
         self.depth: list[int] = []
         self.done: list[bool] = []  # finished
@@ -357,11 +371,16 @@ class _Episode:
         self.state.tokens = self.tokens
         self.state.probe_tokens = self.probe_tokens
 
-    def _reserve(self, k) -> tuple[int, int]:
-        """Ids ``start..end`` for ``k`` new branches, or a clear error."""
+    def _reserve(self, k, model) -> tuple[int, int]:
+        """Ids ``start..end`` for ``k`` new branches of ``model``, or a clear error."""
         start = len(self.live)
         if type(k) is not int or k < 0:
             raise ActionError(f"branch count must be a non-negative int, got {k!r}")
+        if model is not None and model != self.model:
+            raise ActionError(
+                f"model {model!r} is not available: this environment replays {self.model} "
+                "only (state.models); use model=None or a cross-model environment"
+            )
         end = start + k
         if end > self.max_branches:
             raise ActionError(
@@ -372,9 +391,10 @@ class _Episode:
             raise ActionError(_MODIFIED)
         return start, end
 
-    def open(self, k) -> range:
-        start, end = self._reserve(k)
+    def open(self, k, model=None) -> range:
+        start, end = self._reserve(k, model)
         state = self.state
+        state.model.extend([self.model] * k)
         for visible in (state.depth, self.depth):
             visible.extend([0] * k)
         state.answer.extend([None] * k)
@@ -477,9 +497,10 @@ class _Episode:
                 depth[i] = visible[i] = d
         return shortfall
 
-    def read(self, k) -> range:
-        start, end = self._reserve(k)
+    def read(self, k, model=None) -> range:
+        start, end = self._reserve(k, model)
         state = self.state
+        state.model.extend([self.model] * k)
         finals = self.final_of[start:end]
         depths = [n + 1 for n in self.lengths[start:end]]
         state.depth.extend(depths)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from autotts import Answer, Controller
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ENVS = (ROOT / ".." / "shared" / "environments").resolve()
 FIXTURE_CONTROLLERS = Path(__file__).parent / "fixtures" / "controllers"
@@ -15,6 +17,25 @@ def env_dir() -> Path:
     if not (SHARED_ENVS / "Qwen3-8B" / "aime24.json").is_file():
         pytest.fail(f"shipped replay stores not found at {SHARED_ENVS}; set up ../shared first")
     return SHARED_ENVS
+
+
+class Scripted(Controller):
+    """Yields a fixed list of actions, remembers what each yield returned and the state."""
+
+    name = "scripted"
+
+    def __init__(self, actions, answer="7"):
+        self.actions, self.answer, self.replies, self.state = actions, answer, [], None
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        self.state = state
+        for action in self.actions:
+            self.replies.append((yield action))
+        return Answer(self.answer, "scripted")
 
 
 def fixture_controller(name: str) -> str:

@@ -1,31 +1,12 @@
 import random
 
 import pytest
-from conftest import fixture_controller, tiny_store
+from conftest import Scripted, fixture_controller, tiny_store
 
-from autotts import Answer, Branch, Continue, Controller, Note, Probe, Prune, Read
+from autotts import Branch, Continue, Controller, Note, Probe, Prune, Read
 from autotts.loader import load_controller
 from autotts.replay import ReplayEnvironment, branch_order
 from autotts.store import load_records
-
-
-class Scripted(Controller):
-    """Yields a fixed list of actions, remembers what each yield returned and the state."""
-
-    name = "scripted"
-
-    def __init__(self, actions, answer="7"):
-        self.actions, self.answer, self.replies, self.state = actions, answer, [], None
-
-    @staticmethod
-    def schedule(beta):
-        return {}
-
-    def run(self, state):
-        self.state = state
-        for action in self.actions:
-            self.replies.append((yield action))
-        return Answer(self.answer, "scripted")
 
 
 @pytest.fixture

@@ -147,7 +147,9 @@ class LiveEpisode:
                 f"the model's {self.backend.max_model_len}, less than one interval "
                 f"(delta={s.delta}); raise max_model_len or lower --delta"
             )
-        self.state = EpisodeState(env.questions[question].question, s.delta, env.max_branches)
+        self.state = EpisodeState(
+            env.questions[question].question, s.delta, env.max_branches, (env.backend.model,)
+        )
         self.branches: list[_Branch] = []
         self.live: list[bool] = []
         self.done: list[bool] = []
@@ -173,16 +175,22 @@ class LiveEpisode:
 
     # --- actions --------------------------------------------------------------------------
 
-    def open(self, k) -> range:
+    def open(self, k, model=None) -> range:
         start = len(self.live)
         if type(k) is not int or k < 0:
             raise ActionError(f"branch count must be a non-negative int, got {k!r}")
+        if model is not None and model != self.state.models[0]:
+            raise ActionError(
+                f"model {model!r} is not available: this live environment runs "
+                f"{self.state.models[0]} only (state.models)"
+            )
         if start + k > self.env.max_branches:
             raise ActionError(
                 f"cannot open {k} more branches: {start} of {self.env.max_branches} already "
                 "opened (state.max_branches)"
             )
         state = self.state
+        state.model.extend(state.models * k)
         for i in range(start, start + k):
             self.branches.append(_Branch(self.prompt, self._branch_seed(i)))
         for values, fill in (
@@ -282,8 +290,8 @@ class LiveEpisode:
             self.live[i] = False
         self._record(PRUNE, ids, (), ())
 
-    def read(self, k) -> range:
-        ids = self.open(k)
+    def read(self, k, model=None) -> range:
+        ids = self.open(k, model)
         self._opened = ()
         requests = [self._request(self.branches[i], self.max_tokens) for i in ids]
         generations = self._generate(requests)
