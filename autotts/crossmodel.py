@@ -16,7 +16,6 @@ refused with :class:`~autotts.store.StoreError` naming the store and the questio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .contract import ActionError, Controller
+from .files import read_yaml_or_json
 from .replay import DEFAULT_MAX_STEPS, EpisodeResult, ReplayEnvironment, _Episode, play
 from .store import StoreError, list_environments
 
@@ -77,20 +77,7 @@ class CostModel(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> CostModel:
         """Read a cost table (``.yaml``/``.yml`` or ``.json``); errors name the file and field."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot read the cost table ({exc.strerror})") from None
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except ValueError as exc:
-            raise StoreError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+        data = read_yaml_or_json(path, StoreError, "cost table")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
