@@ -459,5 +459,9 @@ from .live.commands import register as _register_live  # noqa: E402
 
 _register_live(app, console, err_console, _fail, EnvDirOption)
 
+from .collab.commands import register as _register_collab  # noqa: E402
+
+_register_collab(app, console, err_console, _fail, EnvDirOption)
+
 if __name__ == "__main__":
     app()

@@ -1,17 +1,25 @@
 """Multi-LLM collaboration: graphs of models as data, compiled to controllers that run on
 cross-model replay environments (:mod:`autotts.crossmodel`), and searched with Optuna or an
-Agent-REINFORCE-style agent."""
+Agent-REINFORCE-style agent. Names load on first use, so the CLI starts fast."""
 
-from .compile import compile_graph, export_graph, model_facts
-from .execute import GraphController
-from .graph import CollabGraph, GraphError, Node
+_LAZY = {
+    "CollabGraph": "graph",
+    "GraphError": "graph",
+    "Node": "graph",
+    "GraphController": "execute",
+    "compile_graph": "compile",
+    "export_graph": "compile",
+    "model_facts": "compile",
+    "CrossSpec": "evaluate",
+    "GraphEvaluator": "evaluate",
+}
 
-__all__ = [
-    "CollabGraph",
-    "GraphController",
-    "GraphError",
-    "Node",
-    "compile_graph",
-    "export_graph",
-    "model_facts",
-]
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'autotts.collab' has no attribute {name!r}")

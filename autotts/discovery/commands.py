@@ -183,13 +183,23 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         console.print(f"wrote {path}; check it with: autotts check {path}", highlight=False)
 
     @app.command()
-    def report(run: Annotated[Path, typer.Argument(help="A discovery run directory.")]) -> None:
-        """Render a run as report.md / report.html with its trajectory and scaling curves."""
+    def report(
+        run: Annotated[Path, typer.Argument(help="A discovery or collaboration run directory.")],
+    ) -> None:
+        """Render a run: a discovery run as report.md / report.html with its trajectory and
+        scaling curves; a collaboration run (``autotts collab search``) as report.md with the
+        accuracy-vs-FLOPs frontier on the search and held-out datasets."""
         from .report import render_report
         from .rundir import RunDirectory, RunError
 
         try:
-            paths = render_report(RunDirectory.open(run))
+            directory = RunDirectory.open(run)
+            if directory.config.get("kind") == "collab":
+                from ..collab.report import render_collab_report
+
+                paths = render_collab_report(directory)
+            else:
+                paths = render_report(directory)
         except RunError as exc:
             raise _fail(str(exc)) from None
         console.print("  ".join(str(p) for p in paths.values()), highlight=False)

@@ -1,0 +1,204 @@
+"""CLI of multi-LLM collaboration: ``autotts collab eval`` and ``autotts collab search``
+(``autotts report RUN`` renders a search run).
+
+(No ``from __future__ import annotations``: typer reads the option types at definition time.)
+"""
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+ModelsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", help="A model of the cross-model environment; repeatable (default: all)."
+    ),
+]
+TableOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-table",
+        help="Cost table (YAML/JSON): {unit: flops|usd, models: {NAME: {parameters: 8.2e9, "
+        "usd_per_million_tokens: 0.2}}}; default: FLOPs of the Qwen3 model cards.",
+    ),
+]
+
+
+def _cost_table(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    from ..crossmodel import CostModel
+
+    return CostModel.load(path).model_dump_json()
+
+
+def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
+    """Add ``autotts collab …`` to the app (called by :mod:`autotts.cli`)."""
+    collab = typer.Typer(help="Multi-LLM collaboration graphs on cross-model replay.")
+    app.add_typer(collab, name="collab")
+
+    @collab.command("eval")
+    def collab_eval(
+        graph: Annotated[Path, typer.Argument(help="A graph file (.yaml/.yml/.json).")],
+        dataset: Annotated[str, typer.Option(help="Dataset of the replay stores.")] = "aime24",
+        model: ModelsOption = None,
+        beta: Annotated[
+            list[float] | None,
+            typer.Option(help="Graph-level β (scales node β and width); repeatable. Default 1."),
+        ] = None,
+        seeds: Annotated[int, typer.Option(min=1)] = 100,
+        budget: Annotated[
+            float | None,
+            typer.Option(help="Refuse the graph when its full-width cost estimate exceeds this."),
+        ] = None,
+        export: Annotated[
+            Path | None, typer.Option(help="Also write the graph as a controller file here.")
+        ] = None,
+        model_table: TableOption = None,
+        workers: Annotated[int | None, typer.Option(min=1)] = None,
+        env_dir: EnvDirOption = None,
+    ) -> None:
+        """Evaluate a collaboration graph: accuracy, tokens, cost and tokens per model."""
+        from ..store import StoreError
+        from .compile import compile_graph, export_graph
+        from .evaluate import CrossSpec, GraphEvaluator
+        from .graph import CollabGraph, GraphError
+
+        try:
+            spec = CrossSpec(
+                dataset,
+                tuple(model) if model else None,
+                str(env_dir) if env_dir else None,
+                _cost_table(model_table),
+            )
+            spec_graph = CollabGraph.load(graph)
+            with GraphEvaluator(spec, seeds, workers) as evaluator:
+                compile_graph(spec_graph, evaluator.env, budget)
+                unit = "FLOPs" if evaluator.env.unit == "flops" else "$"
+                table = Table(title=f"{spec_graph.name} on {evaluator.env.env_id}, {seeds} seeds")
+                for column in ("β", "accuracy %", "tokens", unit, "tokens per model", "errors"):
+                    table.add_column(column)
+                for b in beta or [1.0]:
+                    score = evaluator.score(spec_graph, b)
+                    per_model = ", ".join(
+                        f"{m} {t / 1000:.1f}k" for m, t in score.model_tokens.items() if t
+                    )
+                    table.add_row(
+                        f"{b:g}",
+                        f"{score.accuracy:.2f}",
+                        f"{score.tokens / 1000:.1f}k",
+                        f"{score.cost:.3g}",
+                        per_model,
+                        str(score.errors) + (f" ({score.first_error})" if score.errors else ""),
+                    )
+            console.print(table)
+            if export is not None:
+                console.print(f"wrote {export_graph(spec_graph, export)}", highlight=False)
+        except (GraphError, StoreError) as exc:
+            raise _fail(str(exc)) from None
+
+    @collab.command("search")
+    def collab_search(
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out", "-o", help="Run directory (default: autotts-runs/collab-<time>)."
+            ),
+        ] = None,
+        resume: Annotated[
+            Path | None, typer.Option(help="Continue the run in this directory (its settings).")
+        ] = None,
+        method: Annotated[
+            str, typer.Option(help="optuna (multi-objective TPE) or agent (Agent-REINFORCE).")
+        ] = "optuna",
+        dataset: Annotated[str, typer.Option(help="Search dataset.")] = "aime24",
+        heldout: Annotated[
+            str, typer.Option(help="Held-out dataset (final numbers only).")
+        ] = "aime25",
+        model: ModelsOption = None,
+        budget: Annotated[
+            float, typer.Option(help="Cost budget per question (FLOPs, or $ with a usd table).")
+        ] = 4e15,
+        trials: Annotated[
+            int, typer.Option(min=1, help="Graphs to evaluate while searching.")
+        ] = 60,
+        seeds: Annotated[int, typer.Option(min=1, help="Seeds per question while searching.")] = 20,
+        final_seeds: Annotated[int, typer.Option(min=1)] = 100,
+        final_graphs: Annotated[
+            int, typer.Option(min=1, help="Searched Pareto graphs taken to the final evaluation.")
+        ] = 10,
+        seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+        llm_model: Annotated[
+            str | None,
+            typer.Option(help="Agent only: the LLM that updates the probabilistic graph."),
+        ] = None,
+        llm_base_url: Annotated[
+            str | None, typer.Option(help="OpenAI-compatible endpoint.")
+        ] = None,
+        llm_api_key: Annotated[
+            str | None, typer.Option(help="API key (env: OPENAI_API_KEY).")
+        ] = None,
+        model_table: TableOption = None,
+        workers: Annotated[int | None, typer.Option(min=1)] = None,
+        env_dir: EnvDirOption = None,
+    ) -> None:
+        """Search collaboration graphs under a cost budget, evaluate the Pareto set and the
+        single-model baselines on the search and held-out datasets, export the best graph."""
+        from ..discovery.rundir import RunDirectory, RunError
+        from ..store import StoreError
+        from .evaluate import environment
+        from .graph import GraphError
+        from .pipeline import CollabSettings, run_collab, run_path
+
+        try:
+            if resume is not None:
+                run = RunDirectory.open(resume)
+                settings = CollabSettings(**run.config["settings"])
+            else:
+                llm = None
+                if llm_model:
+                    llm = {
+                        "model": llm_model,
+                        "base_url": llm_base_url or os.environ.get("OPENAI_BASE_URL"),
+                    }
+                settings = CollabSettings(
+                    method=method,
+                    dataset=dataset,
+                    heldout=heldout,
+                    models=list(model) if model else None,
+                    env_dir=str(env_dir) if env_dir else None,
+                    cost_table=_cost_table(model_table),
+                    budget=budget,
+                    trials=trials,
+                    seeds=seeds,
+                    final_seeds=final_seeds,
+                    final_graphs=final_graphs,
+                    seed=seed,
+                    workers=workers,
+                    llm=llm,
+                )
+                if settings.method not in ("optuna", "agent"):
+                    raise RunError(f"unknown --method {method!r}; use optuna or agent")
+                environment(settings.spec())  # bad stores fail here, before a run exists
+                environment(settings.spec(heldout))
+                run = RunDirectory.create(
+                    run_path(out), {"kind": "collab", "settings": asdict(settings)}
+                )
+            console.print(f"run: {run.path}", highlight=False)
+            final = run_collab(
+                run, settings, console, llm_api_key or os.environ.get("OPENAI_API_KEY")
+            )
+        except (RunError, StoreError, GraphError) as exc:
+            raise _fail(str(exc)) from None
+        from .report import render_collab_report, verdict
+
+        paths = render_collab_report(run)
+        for line in verdict(final):
+            console.print(line, highlight=False)
+        console.print("  ".join(str(p) for p in paths.values()), highlight=False)
+        console.print(json.dumps({"best": (final.get("best") or {}).get("label")}), highlight=False)

@@ -1,0 +1,135 @@
+"""Scoring graphs on cross-model environments: mean accuracy, tokens, cost and per-model
+tokens over questions × seeds, spread over worker processes that load the stores once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from ..crossmodel import CostModel, CrossModelEnvironment
+from .execute import GraphController
+from .graph import CollabGraph
+
+
+@dataclass(frozen=True)
+class CrossSpec:
+    """How to build a cross-model environment (picklable, for workers)."""
+
+    dataset: str
+    models: tuple[str, ...] | None = None
+    env_dir: str | None = None
+    cost_table: str | None = None  # JSON of a CostModel
+
+    def build(self) -> CrossModelEnvironment:
+        cost = CostModel.model_validate_json(self.cost_table) if self.cost_table else None
+        return CrossModelEnvironment.load(self.dataset, self.models, self.env_dir, cost)
+
+    def on(self, dataset: str) -> CrossSpec:
+        return CrossSpec(dataset, self.models, self.env_dir, self.cost_table)
+
+
+@dataclass
+class Score:
+    """Means per question over every (question, seed) episode."""
+
+    accuracy: float  # percent
+    tokens: float
+    cost: float
+    model_tokens: dict[str, float] = field(default_factory=dict)
+    episodes: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_ENVS: dict[CrossSpec, CrossModelEnvironment] = {}
+
+
+def environment(spec: CrossSpec) -> CrossModelEnvironment:
+    if spec not in _ENVS:
+        _ENVS[spec] = spec.build()
+    return _ENVS[spec]
+
+
+def _score_block(graph_json: str, beta: float, spec: CrossSpec, questions, seeds: int) -> tuple:
+    env = environment(spec)
+    controller = GraphController(CollabGraph.model_validate_json(graph_json))
+    params = controller.params(beta)
+    correct = tokens = errors = 0
+    cost = 0.0
+    per_model = dict.fromkeys(env.models, 0)
+    first_error = None
+    for question in questions:
+        for seed in range(seeds):
+            r = env.run_episode(controller, params, question, seed, record_trace=False)
+            if r.error is not None:
+                errors += 1
+                first_error = first_error or f"question {question}, seed {seed}: {r.error}"
+            correct += env.is_correct(question, r.answer)
+            tokens += r.tokens
+            cost += r.cost
+            for model, n in r.model_tokens.items():
+                per_model[model] += n
+    return correct, tokens, cost, per_model, errors, first_error
+
+
+class GraphEvaluator:
+    """Scores graphs on one cross-model environment with ``workers`` processes (1: in this
+    process). Use as a context manager so the worker pool is shut down."""
+
+    def __init__(self, spec: CrossSpec, seeds: int, workers: int | None = None):
+        self.spec, self.seeds = spec, seeds
+        self.env = environment(spec)  # validates the stores here, with a clear error
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self._pool = ProcessPoolExecutor(self.workers) if self.workers > 1 else None
+
+    def __enter__(self) -> GraphEvaluator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def score(self, graph: CollabGraph, beta: float = 1.0, seeds: int | None = None) -> Score:
+        seeds = seeds or self.seeds
+        n = len(self.env)
+        blocks = _blocks(n, 2 * self.workers if self._pool else 1)
+        text = graph.model_dump_json()
+        if self._pool is None:
+            parts = [_score_block(text, beta, self.spec, b, seeds) for b in blocks]
+        else:
+            futures = [
+                self._pool.submit(_score_block, text, beta, self.spec, b, seeds) for b in blocks
+            ]
+            parts = [f.result() for f in futures]
+        return _merge(parts, n * seeds)
+
+
+def _blocks(n: int, k: int) -> list[list[int]]:
+    size = max(1, -(-n // k))
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def _merge(parts: Sequence[tuple], episodes: int) -> Score:
+    correct = sum(p[0] for p in parts)
+    per_model: dict[str, float] = {}
+    for p in parts:
+        for model, n in p[3].items():
+            per_model[model] = per_model.get(model, 0) + n
+    questions_x_seeds = episodes
+    return Score(
+        accuracy=100.0 * correct / questions_x_seeds,
+        tokens=sum(p[1] for p in parts) / questions_x_seeds,
+        cost=sum(p[2] for p in parts) / questions_x_seeds,
+        model_tokens={m: n / questions_x_seeds for m, n in per_model.items()},
+        episodes=episodes,
+        errors=sum(p[4] for p in parts),
+        first_error=next((p[5] for p in parts if p[5]), None),
+    )
+
+
+__all__ = ["CrossSpec", "GraphEvaluator", "Score", "environment"]

@@ -1,0 +1,158 @@
+"""``autotts collab search``: search, final evaluation, export — one resumable run directory.
+
+Stages (each recorded in ``RUN/history.jsonl`` when done, skipped on ``--resume``):
+
+1. **search** on the search dataset at ``seeds`` seeds (``evaluations.jsonl``);
+2. **final**: the search's Pareto set within budget (at most ``final_graphs``, chosen on the
+   search dataset only), the fixed hand-designed graphs of ``agents/graphs/``, and every
+   single-model SC/ASC/CMC sweep, all at ``final_seeds`` on the search *and* held-out
+   datasets (``final.json``);
+3. **export**: the best graph within budget on the search dataset as ``best_graph.yaml`` and
+   as a controller file ``best_graph.py``.
+
+``autotts report RUN`` renders the frontier report from ``final.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..discovery.rundir import RunDirectory, RunError
+from ..store import PROJECT_ROOT
+from .compile import export_graph
+from .evaluate import CrossSpec, GraphEvaluator, environment
+from .frontier import graph_points, pareto, single_model_points, with_gains
+from .graph import CollabGraph
+from .search import AgentSettings, GraphSearch, agent_search, optuna_search
+
+FIXED_GRAPHS = PROJECT_ROOT / "agents" / "graphs"
+FIXED_BETAS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class CollabSettings:
+    method: str = "optuna"  # optuna | agent
+    dataset: str = "aime24"
+    heldout: str = "aime25"
+    models: list[str] | None = None
+    env_dir: str | None = None
+    cost_table: str | None = None  # JSON of a CostModel
+    budget: float = 4e15
+    trials: int = 60
+    seeds: int = 20
+    final_seeds: int = 100
+    final_graphs: int = 10
+    seed: int = 0
+    batch: int = 4
+    lr: float = 0.5
+    workers: int | None = None
+    llm: dict | None = field(default=None)
+
+    def spec(self, dataset: str | None = None) -> CrossSpec:
+        models = tuple(self.models) if self.models else None
+        return CrossSpec(dataset or self.dataset, models, self.env_dir, self.cost_table)
+
+
+def fixed_graphs() -> list[CollabGraph]:
+    """The hand-designed graphs shipped in ``agents/graphs/`` (fixed cascades and votes)."""
+    return [CollabGraph.load(p) for p in sorted(FIXED_GRAPHS.glob("*.yaml"))]
+
+
+def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_key=None) -> dict:
+    say = console.print if console else (lambda *a, **k: None)
+    if settings.method not in ("optuna", "agent"):
+        raise RunError(f"unknown search method {settings.method!r}; use optuna or agent")
+    if not run.stage_done("search"):
+        with GraphEvaluator(settings.spec(), settings.seeds, settings.workers) as evaluator:
+            search = GraphSearch(
+                run,
+                evaluator,
+                settings.budget,
+                lambda r: say(
+                    f"  {r['n']:>4} {r['label'][:70]:<70} {r['accuracy']:6.2f}%  {r['cost']:.3g}",
+                    highlight=False,
+                ),
+            )
+            if settings.method == "optuna":
+                records = optuna_search(search, settings.trials, settings.seed)
+            else:
+                llm = None
+                if settings.llm:
+                    from ..discovery.llm import LLMClient
+
+                    llm = LLMClient(run, settings.llm, api_key)
+                agent = AgentSettings(settings.trials, settings.batch, settings.lr, settings.seed)
+                records = agent_search(search, agent, llm)
+        run.finish_stage("search", evaluations=[r["label"] for r in records])
+    if not run.stage_done("final"):
+        say("final evaluation (search and held-out datasets)…")
+        run.write_json("final.json", final_evaluation(run, settings))
+        run.finish_stage("final")
+    final = run.read_json("final.json")
+    if not run.stage_done("export"):
+        best = final.get("best")
+        if best is not None:
+            graph = CollabGraph.model_validate(best["graph"])
+            graph.dump(run.path / "best_graph.yaml")
+            header = (
+                f"search: {settings.method} on {settings.dataset}, budget {settings.budget:.3g}"
+                f"\n{settings.dataset}: {best['accuracy']:.2f}% at {best['cost']:.3g}"
+            )
+            export_graph(graph, run.path / "best_graph.py", header)
+        run.finish_stage("export")
+    return final
+
+
+def searched_graphs(run: RunDirectory, budget: float, limit: int) -> list[CollabGraph]:
+    """The Pareto set of the search's evaluations within budget (at most ``limit``, spread
+    evenly over the front, its most accurate point always included)."""
+    scored = [r for r in run.records("evaluations.jsonl") if r.get("graph") and r["cost"] <= budget]
+    front = pareto(scored)
+    if len(front) > limit:
+        step = (len(front) - 1) / (limit - 1) if limit > 1 else 0
+        picks = sorted({round(i * step) for i in range(limit)} | {len(front) - 1})
+        front = [front[i] for i in picks]
+    return [CollabGraph.model_validate(r["graph"]) for r in front]
+
+
+def final_evaluation(run: RunDirectory, settings: CollabSettings) -> dict:
+    graphs = searched_graphs(run, settings.budget, settings.final_graphs)
+    fixed = fixed_graphs()
+    unit = environment(settings.spec()).unit
+    out: dict = {"settings": asdict(settings), "unit": unit, "datasets": {}}
+    for role, dataset in (("search", settings.dataset), ("heldout", settings.heldout)):
+        spec = settings.spec(dataset)
+        single = single_model_points(spec, settings.final_seeds, settings.workers)
+        searched = graph_points(graphs, spec, settings.final_seeds, workers=settings.workers)
+        hand = graph_points(fixed, spec, settings.final_seeds, FIXED_BETAS, settings.workers)
+        out["datasets"][role] = {
+            "dataset": dataset,
+            "single": single,
+            "searched": with_gains(searched, single),
+            "fixed": with_gains(hand, single),
+        }
+    search = out["datasets"]["search"]["searched"]
+    within = [p for p in search if p["cost"] <= settings.budget]
+    best = max(within, key=lambda p: p["accuracy"], default=None)
+    if best is not None:
+        graph = next(g for g in graphs if g.name == best["graph"])
+        out["best"] = dict(best, graph=graph.model_dump(mode="json"))
+    out["graphs"] = {g.name: g.model_dump(mode="json") for g in graphs}
+    return out
+
+
+def best_gain(points: list[dict]) -> dict | None:
+    """The point with the largest gain over the single-model envelope."""
+    finite = [p for p in points if math.isfinite(p.get("gain", -math.inf))]
+    return max(finite, key=lambda p: p["gain"], default=None)
+
+
+def run_path(out: Path | None) -> Path:
+    from datetime import datetime
+
+    return out or Path("autotts-runs") / f"collab-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+__all__ = ["CollabSettings", "best_gain", "final_evaluation", "run_collab", "searched_graphs"]

@@ -1,0 +1,142 @@
+"""A collaboration run as ``report.md`` and ``frontier.png``: accuracy against cost on the
+search and held-out datasets, the searched graphs against the single-model envelope, the
+verdict on the +2-point target, and the search trajectory."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..discovery.rundir import RunDirectory, RunError
+from ..files import atomic_write_text
+from .frontier import envelope
+from .pipeline import best_gain
+
+TARGET_GAIN = 2.0
+
+
+def _plot(final: dict, path: Path, unit: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = final["datasets"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, (role, data) in zip(axes.flat, panels.items(), strict=True):
+        models = sorted({p["model"] for p in data["single"]})
+        for i, model in enumerate(models):
+            mine = [p for p in data["single"] if p["model"] == model]
+            stairs = envelope(mine)
+            ax.plot(*zip(*stairs, strict=True), "-", color=f"C{i}", alpha=0.45, lw=1, label=model)
+        stairs = envelope(data["single"])
+        ax.step(*zip(*stairs, strict=True), where="post", color="k", lw=1.6,
+                label="best single model")  # fmt: skip
+        for key, marker, color, label in (
+            ("fixed", "s", "C6", "fixed graphs"),
+            ("searched", "*", "C3", "searched graphs"),
+        ):
+            pts = [(p["cost"], p["accuracy"]) for p in data[key]]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker=marker, color=color, s=46, zorder=3,
+                           label=label)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(f"mean {unit} per question")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{data['dataset']} ({'search' if role == 'search' else 'held out'})")
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].legend(frameon=False, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def _table(points: list[dict], unit: str) -> list[str]:
+    lines = [
+        f"| graph | accuracy % | {unit} | tokens | best single model at ≤ that cost | gain |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in sorted(points, key=lambda p: p["cost"]):
+        base = p["single_best"]
+        base_text = f"{base:.2f}" if math.isfinite(base) else "— (cheaper than all)"
+        gain = f"{p['gain']:+.2f}" if math.isfinite(p["gain"]) else "—"
+        lines.append(
+            f"| `{p['label']}` | {p['accuracy']:.2f} | {p['cost']:.3g} | "
+            f"{p['tokens'] / 1000:.1f}k | {base_text} | {gain} |"
+        )
+    return lines
+
+
+def verdict(final: dict) -> list[str]:
+    """Whether a searched graph beats the single-model envelope by ≥ 2 points somewhere."""
+    out = []
+    for role, data in final["datasets"].items():
+        best = best_gain(data["searched"])
+        fixed = best_gain(data["fixed"])
+        name = f"{data['dataset']} ({'search' if role == 'search' else 'held out'})"
+        if best is None:
+            out.append(f"- {name}: no searched graph was evaluated.")
+            continue
+        met = "meets" if best["gain"] >= TARGET_GAIN else "does not meet"
+        out.append(
+            f"- {name}: largest gain of a searched graph {best['gain']:+.2f} points "
+            f"(`{best['label']}`, {best['accuracy']:.2f}% at {best['cost']:.3g} vs "
+            f"{best['single_best']:.2f}%); {met} the +{TARGET_GAIN:g} target"
+            + (f"; best fixed graph {fixed['gain']:+.2f} (`{fixed['label']}`)" if fixed else "")
+            + "."
+        )
+    return out
+
+
+def render_collab_report(run: RunDirectory) -> dict[str, Path]:
+    try:
+        final = run.read_json("final.json")
+    except FileNotFoundError:
+        raise RunError(
+            f"{run.path}: the final evaluation has not run yet; finish the run with "
+            f"`autotts collab search --resume {run.path}`"
+        ) from None
+    settings = final["settings"]
+    unit = "FLOPs" if final.get("unit", "flops") == "flops" else "$"
+    figure = _plot(final, run.path / "frontier.png", unit)
+    evaluations = run.records("evaluations.jsonl")
+    lines = [
+        f"# Collaboration search: {settings['method']} on {settings['dataset']}",
+        "",
+        f"Budget {settings['budget']:.3g} {unit} per question; {len(evaluations)} graphs "
+        f"evaluated at {settings['seeds']} seeds while searching; final numbers at "
+        f"{settings['final_seeds']} seeds. Searched graphs are the search's Pareto set, chosen "
+        f"on {settings['dataset']} only; {settings['heldout']} is held out.",
+        "",
+        "## Verdict (target: ≥ +2 points over the best single model at equal cost)",
+        "",
+        *verdict(final),
+        "",
+        f"![frontier]({figure.name})",
+        "",
+    ]
+    for role, data in final["datasets"].items():
+        title = "search set" if role == "search" else "held out"
+        lines += [f"## {data['dataset']} ({title})", "", "### Searched graphs", ""]
+        lines += _table(data["searched"], unit)
+        lines += ["", "### Fixed graphs (agents/graphs)", ""]
+        lines += _table(data["fixed"], unit)
+        lines += ["", "### Best single-model envelope", "", f"| point | accuracy % | {unit} |"]
+        lines += ["|---|---:|---:|"]
+        by_cost = {(p["cost"], p["accuracy"]): p for p in data["single"]}
+        for cost, acc in envelope(data["single"]):
+            lines.append(f"| {by_cost[(cost, acc)]['label']} | {acc:.2f} | {cost:.3g} |")
+        lines.append("")
+    if final.get("best"):
+        lines += [
+            "## Exported",
+            "",
+            f"`best_graph.yaml` / `best_graph.py`: `{final['best']['label']}`",
+            "",
+        ]
+    report = atomic_write_text(run.path / "report.md", "\n".join(lines))
+    return {"markdown": report, "figure": figure}
+
+
+__all__ = ["render_collab_report", "verdict"]

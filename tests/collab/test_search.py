@@ -1,0 +1,150 @@
+import json
+import random
+
+import pytest
+from llm_double import RecordedChatServer
+from typer.testing import CliRunner
+
+from autotts.cli import app
+from autotts.collab.evaluate import CrossSpec, GraphEvaluator
+from autotts.collab.frontier import envelope, envelope_at, pareto, with_gains
+from autotts.collab.search import (
+    AgentSettings,
+    GraphSearch,
+    ProbabilisticGraph,
+    agent_search,
+    evaluations_to_reach,
+    objective,
+    optuna_search,
+)
+from autotts.collab.space import GraphSpace
+from autotts.discovery.llm import LLMClient
+from autotts.discovery.rundir import RunDirectory
+from autotts.loader import load_controller
+
+MODELS = ("Qwen3-1.7B", "Qwen3-4B")
+
+
+@pytest.fixture(scope="module")
+def evaluator(env_dir):
+    with GraphEvaluator(CrossSpec("aime24", MODELS, str(env_dir)), seeds=2, workers=1) as ev:
+        yield ev
+
+
+def test_reinforce_moves_probability_toward_the_better_option():
+    space = GraphSpace(MODELS)
+    dist = ProbabilisticGraph(space)
+    good = {"structure": "single", "a_model": "Qwen3-4B", "a_controller": "cmc", "a_beta": 1.0}
+    bad = dict(good, a_model="Qwen3-1.7B")
+    for _ in range(5):
+        dist.reinforce([(good, 0.8), (bad, 0.5)], lr=0.5)
+    assert dist.probs["a_model"][MODELS.index("Qwen3-4B")] > 0.8
+    assert abs(sum(dist.probs["a_model"]) - 1) < 1e-9
+    assert min(dist.probs["a_model"]) >= 0.01 - 1e-12  # never rules an option out
+    draws = [dist.sample(random.Random(i))["a_model"] for i in range(200)]
+    assert draws.count("Qwen3-4B") > 150
+
+
+def test_objective_penalises_overshooting_the_budget():
+    assert objective(80.0, 1e15, 2e15) == 80.0
+    assert objective(80.0, 3e15, 2e15) == pytest.approx(30.0)
+    records = [{"objective": v} for v in (10, 50, 40, 79, 80)]
+    assert evaluations_to_reach(records, 0.95 * 80) == 4
+    assert evaluations_to_reach(records, 90) is None
+
+
+@pytest.mark.parametrize("method", ["optuna", "agent"])
+def test_searches_record_every_evaluation_and_resume_without_rework(tmp_path, evaluator, method):
+    def search_once():
+        run = RunDirectory(tmp_path / "run")
+        run.path.mkdir(exist_ok=True)
+        search = GraphSearch(run, evaluator, budget=3e15)
+        if method == "optuna":
+            return optuna_search(search, trials=6, seed=1), run
+        return agent_search(search, AgentSettings(trials=6, batch=3, seed=1)), run
+
+    first, run = search_once()
+    lines = (run.path / "evaluations.jsonl").read_text().splitlines()
+    assert len(first) == 6 and 0 < len(lines) <= 6
+    for record in first:
+        assert record["method"] == method
+        assert 0 <= record["accuracy"] <= 100 and record["tokens"] > 0
+        assert set(record["model_tokens"]) == set(MODELS)
+        assert record["objective"] == objective(record["accuracy"], record["cost"], 3e15)
+    again, _ = search_once()
+    assert (run.path / "evaluations.jsonl").read_text().splitlines() == lines  # nothing re-run
+    assert [r["label"] for r in again] == [r["label"] for r in first]
+
+
+def test_llm_agent_applies_textual_updates_and_survives_garbage(tmp_path, evaluator):
+    update = {
+        "feedback": "the 4B model wins; prefer it alone",
+        "updates": {"structure": {"single": 5, "vote": 1}, "a_model": {"Qwen3-4B": 1.0}},
+    }
+    replies = [f"Looking at it.\n```json\n{json.dumps(update)}\n```", "no idea", ""]
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    with RecordedChatServer(replies) as server:
+        llm = LLMClient(run, {"model": "recorded", "base_url": server.base_url}, None)
+        search = GraphSearch(run, evaluator, budget=3e15)
+        agent_search(search, AgentSettings(trials=6, batch=2, seed=3), llm)
+        assert len(server.requests) == 3
+        prompt = server.requests[0]["messages"][-1]["content"]
+        assert "Current probabilities" in prompt and "cost" in prompt
+    log = run.records("agent.jsonl")
+    assert log[0]["feedback"] == update["feedback"] and log[0]["problems"] == []
+    assert [r.get("llm_update") for r in log if "llm_update" in r] == ["unusable reply"] * 2
+    first_probs = log[1]["probs"]
+    assert first_probs["structure"]["single"] > 0.4  # 0.2 uniform, half-way to 5/6
+    assert first_probs["a_model"]["Qwen3-4B"] > 0.7
+
+
+def test_frontier_helpers():
+    single = [
+        {"cost": 1.0, "accuracy": 50.0},
+        {"cost": 2.0, "accuracy": 45.0},
+        {"cost": 3.0, "accuracy": 70.0},
+    ]
+    assert envelope(single) == [(1.0, 50.0), (3.0, 70.0)]
+    assert envelope_at(envelope(single), 2.5) == 50.0
+    assert envelope_at(envelope(single), 0.5) == float("-inf")
+    assert [p["cost"] for p in pareto(single)] == [1.0, 3.0]
+    (gained,) = with_gains([{"cost": 2.0, "accuracy": 56.0}], single)
+    assert gained["gain"] == 6.0 and gained["single_best"] == 50.0
+
+
+def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    common = ["--model", "Qwen3-4B", "--model", "Qwen3-8B", "--env-dir", str(env_dir)]
+    result = runner.invoke(
+        app,
+        ["collab", "search", "-o", str(run), "--method", "agent", "--trials", "4",
+         "--seeds", "2", "--final-seeds", "2", "--final-graphs", "2", "--workers", "1",
+         *common],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "largest gain of a searched graph" in result.output
+    final = json.loads((run / "final.json").read_text())
+    assert set(final["datasets"]) == {"search", "heldout"}
+    assert final["datasets"]["heldout"]["dataset"] == "aime25"
+    assert {p["model"] for p in final["datasets"]["search"]["single"]} == {"Qwen3-4B", "Qwen3-8B"}
+    assert len(final["datasets"]["search"]["fixed"]) == 4 * 4  # 4 graphs × 4 β
+    exported = load_controller(run / "best_graph.py")
+    assert exported.graph.name == final["best"]["graph"]["name"]
+    (run / "report.md").unlink()
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    assert "Verdict" in (run / "report.md").read_text()
+
+    result = runner.invoke(
+        app,
+        ["collab", "eval", str(run / "best_graph.yaml"), "--seeds", "2", "--beta", "0.5",
+         "--export", str(tmp_path / "again.py"), *common],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and (tmp_path / "again.py").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes: [{id: g, role: generate, model: Qwen3-0.6B}]\n")
+    result = runner.invoke(app, ["collab", "eval", str(bad), "--seeds", "1", *common])
+    assert result.exit_code == 2
+    assert "unknown model 'Qwen3-0.6B'" in result.output
