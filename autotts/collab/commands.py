@@ -116,6 +116,13 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         method: Annotated[
             str, typer.Option(help="optuna (multi-objective TPE) or agent (Agent-REINFORCE).")
         ] = "optuna",
+        objective: Annotated[
+            str,
+            typer.Option(
+                help="Optuna: pareto (accuracy and cost, budget as a constraint) or budget "
+                "(accuracy within the budget)."
+            ),
+        ] = "pareto",
         dataset: Annotated[str, typer.Option(help="Search dataset.")] = "aime24",
         heldout: Annotated[
             str, typer.Option(help="Held-out dataset (final numbers only).")
@@ -168,6 +175,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     }
                 settings = CollabSettings(
                     method=method,
+                    objective=objective,
                     dataset=dataset,
                     heldout=heldout,
                     models=list(model) if model else None,
@@ -182,8 +190,6 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     workers=workers,
                     llm=llm,
                 )
-                if settings.method not in ("optuna", "agent"):
-                    raise RunError(f"unknown --method {method!r}; use optuna or agent")
                 environment(settings.spec())  # bad stores fail here, before a run exists
                 environment(settings.spec(heldout))
                 run = RunDirectory.create(

@@ -34,6 +34,7 @@ FIXED_BETAS = (0.25, 0.5, 0.75, 1.0)
 @dataclass
 class CollabSettings:
     method: str = "optuna"  # optuna | agent
+    objective: str = "pareto"  # optuna: pareto (accuracy, cost) | budget (accuracy within budget)
     dataset: str = "aime24"
     heldout: str = "aime25"
     models: list[str] | None = None
@@ -50,6 +51,14 @@ class CollabSettings:
     workers: int | None = None
     llm: dict | None = field(default=None)
 
+    def __post_init__(self) -> None:
+        if self.method not in ("optuna", "agent"):
+            raise RunError(f"unknown search method {self.method!r}; use optuna or agent")
+        if self.objective not in ("pareto", "budget"):
+            raise RunError(f"unknown objective {self.objective!r}; use pareto or budget")
+        if self.budget <= 0:
+            raise RunError(f"the budget must be positive, got {self.budget:g}")
+
     def spec(self, dataset: str | None = None) -> CrossSpec:
         models = tuple(self.models) if self.models else None
         return CrossSpec(dataset or self.dataset, models, self.env_dir, self.cost_table)
@@ -62,8 +71,6 @@ def fixed_graphs() -> list[CollabGraph]:
 
 def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_key=None) -> dict:
     say = console.print if console else (lambda *a, **k: None)
-    if settings.method not in ("optuna", "agent"):
-        raise RunError(f"unknown search method {settings.method!r}; use optuna or agent")
     if not run.stage_done("search"):
         with GraphEvaluator(settings.spec(), settings.seeds, settings.workers) as evaluator:
             search = GraphSearch(
@@ -76,7 +83,8 @@ def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_ke
                 ),
             )
             if settings.method == "optuna":
-                records = optuna_search(search, settings.trials, settings.seed)
+                pareto_front = settings.objective == "pareto"
+                records = optuna_search(search, settings.trials, settings.seed, pareto_front)
             else:
                 llm = None
                 if settings.llm:

@@ -86,23 +86,30 @@ class GraphSearch:
 # --- Optuna -------------------------------------------------------------------------------
 
 
-def optuna_search(search: GraphSearch, trials: int, seed: int = 0) -> list[dict]:
-    """Multi-objective TPE (accuracy ↑, cost ↓, cost ≤ budget as a constraint)."""
+def optuna_search(
+    search: GraphSearch, trials: int, seed: int = 0, pareto: bool = True
+) -> list[dict]:
+    """TPE over the graph space. ``pareto``: two objectives (accuracy ↑, cost ↓) with
+    cost ≤ budget as a constraint, so the whole front is explored; otherwise the single
+    objective :func:`objective` (best accuracy within budget)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget = search.budget
     sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    directions = ["maximize", "minimize"] if pareto else ["maximize"]
+    study = optuna.create_study(directions=directions, sampler=sampler)
     space, records = search.space, []
 
-    def trial_objective(trial) -> tuple[float, float]:
+    def trial_objective(trial):
         choices = {"structure": trial.suggest_categorical("structure", STRUCTURES)}
         for name in space.used(choices["structure"])[1:]:
             choices[name] = trial.suggest_categorical(name, space.decisions[name].options)
         record = search.evaluate(choices, "optuna")
         records.append(record)
         cost = record["cost"] if math.isfinite(record["cost"]) else 1e6 * budget
+        if not pareto:
+            return record["objective"]
         trial.set_constraint("cost", cost / budget - 1.0)  # feasible when <= 0
         return record["accuracy"], cost
 
