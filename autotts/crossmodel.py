@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .contract import ActionError, Controller
 from .files import read_yaml_or_json
-from .replay import DEFAULT_MAX_STEPS, EpisodeResult, ReplayEnvironment, _Episode, play
+from .replay import DEFAULT_MAX_STEPS, EpisodeResult, ReplayEnvironment, _Episode, replay_source
 from .store import StoreError, list_environments
 
 # Total parameters from the Qwen3 model cards (embeddings included).
@@ -175,14 +175,9 @@ class CrossModelEnvironment:
     ) -> EpisodeResult:
         """Play one episode; ``result.cost`` and ``result.model_tokens`` hold its spending."""
         source = self.episode_source(question, seed)
-        episode = _CrossEpisode(*source[1:])
-        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-        log = play(episode, controller, params, result, self.max_steps)
-        result.cost = episode.cost
-        result.model_tokens = dict(episode.model_tokens)
-        if record_trace:
-            result.actions, result.source = log, source
-        return result
+        return replay_source(
+            source, controller, params, question, seed, self.max_steps, record_trace
+        )
 
 
 def _match_questions(stores: Sequence[ReplayEnvironment]) -> list[CrossQuestion]:

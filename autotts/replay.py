@@ -219,17 +219,25 @@ class ReplayEnvironment:
     ) -> EpisodeResult:
         """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
         source = self.episode_source(question, seed)
-        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-        log = play(source[0](*source[1:]), controller, params, result, self.max_steps)
-        if record_trace:
-            result.actions, result.source = log, source
-        return result
+        return replay_source(
+            source, controller, params, question, seed, self.max_steps, record_trace
+        )
+
+
+def replay_source(source, controller, params, question, seed, max_steps, record_trace):
+    """Play the episode ``source`` describes (see ``episode_source``) into a fresh result."""
+    result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
+    log = play(source[0](*source[1:]), controller, params, result, max_steps)
+    if record_trace:
+        result.actions, result.source = log, source
+    return result
 
 
 def play(episode, controller: Controller, params: dict, result: EpisodeResult, max_steps: int):
     """Run ``controller`` on ``episode`` (a replay or live episode engine: ``state``,
     ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``, ``probe_tokens``,
-    ``live``), fill ``result`` and return the action log. Failures of the controller or of the
+    ``live``, and ``cost``/``model_tokens``, ``None`` where tokens are the cost), fill
+    ``result`` and return the action log. Failures of the controller or of the
     engine end the episode with ``result.error`` set."""
     state = episode.state
     log: list[tuple] = []
@@ -300,6 +308,9 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
         result.error = f"controller raised {type(exc).__name__}: {exc}"
     result.tokens = episode.tokens
     result.probe_tokens = episode.probe_tokens
+    if episode.cost is not None:  # priced environments (cross-model replay)
+        result.cost = episode.cost
+        result.model_tokens = dict(episode.model_tokens)
     result.opened = len(episode.live)
     result.steps = steps
     return log
@@ -349,6 +360,7 @@ class _Episode:
         "state", "live", "depth", "done", "probes", "lengths", "totals", "final_of", "delta",
         "probe_cost", "max_branches", "tokens", "probe_tokens", "n_finished", "model",
     )  # fmt: skip
+    cost = model_tokens = None  # unpriced: tokens are the cost
 
     def __init__(
         self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None, model: str

@@ -21,3 +21,17 @@ def test_readme_test_command_is_what_ci_runs():
     assert "python -m pytest" in README.read_text() and "python -m pytest" in ci
     assert "pip uninstall -y torchvision torchaudio torchcodec" in README.read_text()
     assert "uninstall -q -y torchvision torchaudio torchcodec" in ci
+
+
+def test_readme_collaboration_graph_compiles_and_runs(env_dir):
+    import yaml
+
+    from autotts.collab import CollabGraph, compile_graph
+    from autotts.crossmodel import CrossModelEnvironment
+
+    text = re.search(r"```yaml\n(.*?)```", README.read_text(), re.S).group(1)
+    graph = CollabGraph.from_data(yaml.safe_load(text))
+    env = CrossModelEnvironment.load("aime24", ["Qwen3-4B", "Qwen3-8B"], env_dir)
+    controller = compile_graph(graph, env)
+    result = env.run_episode(controller, controller.params(1.0), 0, 0)
+    assert result.error is None and result.model_tokens["Qwen3-4B"] > 0

@@ -111,14 +111,22 @@ def pareto(points: Sequence[dict]) -> list[dict]:
     return front
 
 
-def with_gains(points: Sequence[dict], single: Sequence[dict]) -> list[dict]:
-    """``points`` with ``gain``: accuracy minus the single-model envelope at equal cost."""
+def with_gains(points: Sequence[dict], single: Sequence[dict], key: str = "") -> list[dict]:
+    """``points`` with ``single_best{key}`` (the single-model envelope at their cost) and
+    ``gain{key}`` (their accuracy minus it)."""
     stairs = envelope(single)
     out = []
     for p in points:
         base = envelope_at(stairs, p["cost"])
-        out.append(dict(p, single_best=base, gain=p["accuracy"] - base))
+        out.append(dict(p, **{f"single_best{key}": base, f"gain{key}": p["accuracy"] - base}))
     return out
+
+
+def on_envelope(points: Sequence[dict]) -> list[dict]:
+    """The points that make up the envelope (the single-model configurations one would pick
+    from this dataset's results)."""
+    stairs = set(envelope(points))
+    return [p for p in points if (p["cost"], p["accuracy"]) in stairs]
 
 
 __all__ = [
@@ -127,5 +135,6 @@ __all__ = [
     "graph_points",
     "pareto",
     "single_model_points",
+    "on_envelope",
     "with_gains",
 ]

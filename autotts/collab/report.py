@@ -52,19 +52,27 @@ def _plot(final: dict, path: Path, unit: str) -> Path:
     return path
 
 
+def _cells(p: dict, key: str = "") -> str:
+    base, gain = p[f"single_best{key}"], p[f"gain{key}"]
+    if not math.isfinite(base):
+        return "— (cheaper than all) | —"
+    return f"{base:.2f} | {gain:+.2f}"
+
+
 def _table(points: list[dict], unit: str) -> list[str]:
-    lines = [
-        f"| graph | accuracy % | {unit} | tokens | best single model at ≤ that cost | gain |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    chosen = bool(points) and "gain_chosen_on_search" in points[0]
+    head = f"| graph | accuracy % | {unit} | tokens | best single model at ≤ that cost | gain |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if chosen:
+        head += " same, configurations chosen on the search set | gain |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for p in sorted(points, key=lambda p: p["cost"]):
-        base = p["single_best"]
-        base_text = f"{base:.2f}" if math.isfinite(base) else "— (cheaper than all)"
-        gain = f"{p['gain']:+.2f}" if math.isfinite(p["gain"]) else "—"
-        lines.append(
+        row = (
             f"| `{p['label']}` | {p['accuracy']:.2f} | {p['cost']:.3g} | "
-            f"{p['tokens'] / 1000:.1f}k | {base_text} | {gain} |"
+            f"{p['tokens'] / 1000:.1f}k | {_cells(p)} |"
         )
+        lines.append(row + (f" {_cells(p, '_chosen_on_search')} |" if chosen else ""))
     return lines
 
 
@@ -79,13 +87,19 @@ def verdict(final: dict) -> list[str]:
             out.append(f"- {name}: no searched graph was evaluated.")
             continue
         met = "meets" if best["gain"] >= TARGET_GAIN else "does not meet"
-        out.append(
+        line = (
             f"- {name}: largest gain of a searched graph {best['gain']:+.2f} points "
             f"(`{best['label']}`, {best['accuracy']:.2f}% at {best['cost']:.3g} vs "
             f"{best['single_best']:.2f}%); {met} the +{TARGET_GAIN:g} target"
             + (f"; best fixed graph {fixed['gain']:+.2f} (`{fixed['label']}`)" if fixed else "")
-            + "."
         )
+        chosen = best_gain(data["searched"], "_chosen_on_search")
+        if chosen is not None:
+            line += (
+                f". Against the single-model configurations chosen on the search set: "
+                f"{chosen['gain_chosen_on_search']:+.2f} (`{chosen['label']}`)"
+            )
+        out.append(line + ".")
     return out
 
 

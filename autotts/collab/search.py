@@ -143,10 +143,12 @@ class ProbabilisticGraph:
 
     def reinforce(self, batch: list[tuple[dict, float]], lr: float) -> None:
         """One REINFORCE step: move each used decision toward the options of above-average
-        samples (reward minus the batch mean), away from below-average ones."""
-        baseline = sum(r for _, r in batch) / len(batch)
+        samples, away from below-average ones (advantages standardised within the batch)."""
+        rewards = [r for _, r in batch]
+        baseline = sum(rewards) / len(rewards)
+        spread = (sum((r - baseline) ** 2 for r in rewards) / len(rewards)) ** 0.5
         for choices, reward in batch:
-            advantage = reward - baseline
+            advantage = (reward - baseline) / (spread + 1e-3)
             for name, value in choices.items():
                 options = self.space.decisions[name].options
                 p = self.probs[name]
@@ -155,9 +157,10 @@ class ProbabilisticGraph:
                 self._normalise(name)
 
     def _normalise(self, name: str) -> None:
-        p = [max(MIN_PROBABILITY, x) for x in self.probs[name]]
-        total = sum(p)
-        self.probs[name] = [x / total for x in p]
+        p = [max(0.0, x) for x in self.probs[name]]
+        total = sum(p) or 1.0
+        free = 1.0 - MIN_PROBABILITY * len(p)  # every option keeps at least MIN_PROBABILITY
+        self.probs[name] = [MIN_PROBABILITY + free * x / total for x in p]
 
     def apply(self, updates: dict, mix: float) -> list[str]:
         """Blend in an LLM's proposed distribution (``{decision: {option: weight}}``, options
@@ -202,7 +205,7 @@ def _option_label(option) -> str:
 class AgentSettings:
     trials: int
     batch: int = 4
-    lr: float = 0.5
+    lr: float = 0.1
     seed: int = 0
     mix: float = 0.5  # how far one LLM update moves the distribution
 

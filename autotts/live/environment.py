@@ -128,6 +128,8 @@ class LiveEpisode:
     """Engine side of one live episode (the interface :func:`autotts.replay.play` drives).
     Accounting is private; ``state`` is the controller's mirror."""
 
+    cost = model_tokens = None  # tokens are the cost
+
     def __init__(self, env: LiveEnvironment, question: int, seed: int):
         self.env = env
         self.settings = s = env.settings
