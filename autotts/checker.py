@@ -15,9 +15,9 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+from .crossmodel import load_environment
 from .evaluate import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
 from .loader import ControllerLoadError, load_controller
-from .replay import ReplayEnvironment
 
 
 @dataclass
@@ -74,7 +74,7 @@ def check_controller(
 ) -> CheckReport:
     """Run every check; the environment must load (else :class:`StoreError` propagates)."""
     report = CheckReport(str(target))
-    env = ReplayEnvironment.load(env_id, env_dir)
+    env = load_environment(env_id, env_dir)
     try:
         controller = load_controller(target)
     except ControllerLoadError as exc:

@@ -180,6 +180,15 @@ class CrossModelEnvironment:
         )
 
 
+def load_environment(env_id: str, env_dir=None, **kwargs):
+    """The environment of an id: ``MODEL/DATASET`` (one store) or ``M1+M2+…/DATASET`` (a
+    cross-model environment of those models' stores, priced with the default cost table)."""
+    models, _, dataset = env_id.rpartition("/")
+    if "+" in models and dataset:
+        return CrossModelEnvironment.load(dataset, models.split("+"), env_dir, **kwargs)
+    return ReplayEnvironment.load(env_id, env_dir, **kwargs)
+
+
 def _match_questions(stores: Sequence[ReplayEnvironment]) -> list[CrossQuestion]:
     """Questions of the first store, located in every other store by text."""
     first = stores[0]
@@ -301,4 +310,10 @@ class _CrossEpisode(_Episode):
         return ids
 
 
-__all__ = ["CostModel", "CrossModelEnvironment", "ModelPrice", "QWEN3_PARAMETERS"]
+__all__ = [
+    "CostModel",
+    "CrossModelEnvironment",
+    "ModelPrice",
+    "QWEN3_PARAMETERS",
+    "load_environment",
+]

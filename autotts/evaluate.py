@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .crossmodel import load_environment
 from .loader import ControllerLoadError, load_controller
 from .replay import ReplayEnvironment
 
@@ -153,7 +154,7 @@ def _is_main_thread() -> bool:
 def _environment(env_id: str, env_dir: str | None) -> ReplayEnvironment:
     key = (env_id, env_dir)
     if key not in _ENVS:
-        _ENVS[key] = ReplayEnvironment.load(env_id, env_dir)
+        _ENVS[key] = load_environment(env_id, env_dir)
     return _ENVS[key]
 
 

@@ -37,7 +37,7 @@ def builtin_controllers() -> dict[str, Path]:
 def resolve_controller_path(target: str | Path) -> Path:
     """A controller path or short name (``cmc``, ``parallel-probe``) → its file."""
     path = Path(target)
-    if path.suffix == ".py" or path.exists():
+    if path.suffix in (".py", *GRAPH_SUFFIXES) or path.exists():
         if not path.is_file():
             raise ControllerLoadError(f"{path}: controller file not found")
         return path.resolve()
@@ -50,9 +50,15 @@ def resolve_controller_path(target: str | Path) -> Path:
     )
 
 
+GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def load_controller_class(target: str | Path) -> type[Controller]:
-    """Import a controller file and return its single :class:`Controller` subclass."""
+    """Import a controller file and return its single :class:`Controller` subclass (a
+    collaboration graph file, ``.yaml``/``.yml``/``.json``, gives its graph controller)."""
     path = resolve_controller_path(target)
+    if path.suffix in GRAPH_SUFFIXES:
+        return _graph_controller_class(path)
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -96,6 +102,18 @@ def controller_class_from_source(source: str, origin: str | Path) -> type[Contro
     if not cls.name:
         cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
+
+
+def _graph_controller_class(path: Path) -> type[Controller]:
+    from .collab.execute import GraphController
+    from .collab.graph import CollabGraph, GraphError
+
+    try:
+        graph = CollabGraph.load(path)
+    except GraphError as exc:
+        raise ControllerLoadError(str(exc)) from None
+    data = graph.model_dump(mode="json")
+    return type("LoadedGraph", (GraphController,), {"name": graph.name, "graph_data": data})
 
 
 def load_controller(target: str | Path) -> Controller:

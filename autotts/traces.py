@@ -52,6 +52,10 @@ class EpisodeTrace(BaseModel):
     reason: str
     error: str | None
     steps: list[TraceStep]
+    # cross-model environments only: each branch's model (by id), the priced cost, tokens per model
+    models: list[str] | None = None
+    cost: float | None = None
+    model_tokens: dict[str, int] | None = None
 
 
 def episode_record(env, config, params: dict, result) -> dict:
@@ -66,7 +70,7 @@ def episode_record(env, config, params: dict, result) -> dict:
         }
         for a, ids, rev, done, tok in (result.trace or ())
     ]
-    return {
+    record = {
         "schema_version": SCHEMA_VERSION,
         "env": env.env_id,
         "controller": config.name,
@@ -84,6 +88,15 @@ def episode_record(env, config, params: dict, result) -> dict:
         "error": result.error,
         "steps": steps,
     }
+    if result.cost is not None:
+        models = [
+            model
+            for event, ids, model, *_ in result.actions or ()
+            if event in ("branch", "read")
+            for _ in ids
+        ]
+        record.update(models=models, cost=result.cost, model_tokens=result.model_tokens)
+    return record
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:

@@ -170,3 +170,25 @@ def test_environment_checks_unknown_model_and_budgets(cross, tmp_path):
     (tmp_path / "bad.yaml").write_text("nodes: [")
     with pytest.raises(GraphError, match="bad.yaml: not valid YAML"):
         CollabGraph.load(tmp_path / "bad.yaml")
+
+
+def test_graph_files_are_checked_evaluated_and_traced_like_controllers(env_dir, tmp_path):
+    from autotts.checker import check_controller
+    from autotts.evaluate import RunConfig, evaluate
+    from autotts.loader import ControllerLoadError
+    from autotts.store import PROJECT_ROOT
+    from autotts.traces import EpisodeTrace
+
+    path = str(PROJECT_ROOT / "agents" / "graphs" / "vote-4b-8b.yaml")
+    env_id = "Qwen3-4B+Qwen3-8B/aime24"
+    report = check_controller(path, env_id, env_dir=env_dir, questions=3, seeds=2)
+    assert report.ok, report.items
+    result = evaluate([RunConfig(path, beta=1.0)], [env_id], seeds=2, env_dir=env_dir, workers=1)
+    assert result.rows[0].status == "ok" and result.rows[0].controller == "vote-4b-8b"
+    trace = EpisodeTrace.model_validate(result.units[0].traces[0])
+    assert trace.env == env_id and trace.cost > 0
+    assert len(trace.models) == trace.branches and set(trace.models) <= {"Qwen3-4B", "Qwen3-8B"}
+    assert sum(trace.model_tokens.values()) == trace.tokens
+    (tmp_path / "broken.yaml").write_text("nodes: []\n")
+    with pytest.raises(ControllerLoadError, match=r"broken.yaml: field nodes: List should have"):
+        load_controller(tmp_path / "broken.yaml")
