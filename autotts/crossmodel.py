@@ -23,9 +23,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .contract import ActionError, Controller
+from .contract import ActionError
 from .files import read_yaml_or_json
-from .replay import DEFAULT_MAX_STEPS, EpisodeResult, ReplayEnvironment, _Episode, replay_source
+from .replay import DEFAULT_MAX_STEPS, EpisodeRunner, ReplayEnvironment, _Episode
 from .store import StoreError, list_environments
 
 # Total parameters from the Qwen3 model cards (embeddings included).
@@ -99,9 +99,10 @@ class CrossQuestion:
     index: dict[str, int]  # model -> question index in that model's store
 
 
-class CrossModelEnvironment:
+class CrossModelEnvironment(EpisodeRunner):
     """Several models' replay stores of one dataset joined into one environment (see the
-    module docstring). ``run_episode`` plays one (question, seed) episode."""
+    module docstring). ``run_episode`` plays one (question, seed) episode; its result's
+    ``cost`` and ``model_tokens`` hold the spending."""
 
     def __init__(
         self,
@@ -164,20 +165,6 @@ class CrossModelEnvironment:
         q = self.questions[question]
         orders = {m: self.stores[m]._episode_order(i, seed) for m, i in q.index.items()}
         return (_CrossEpisode, q, orders, self.rates, self.branch_limit)
-
-    def run_episode(
-        self,
-        controller: Controller,
-        params: dict,
-        question: int,
-        seed: int,
-        record_trace: bool = True,
-    ) -> EpisodeResult:
-        """Play one episode; ``result.cost`` and ``result.model_tokens`` hold its spending."""
-        source = self.episode_source(question, seed)
-        return replay_source(
-            source, controller, params, question, seed, self.max_steps, record_trace
-        )
 
 
 def load_environment(env_id: str, env_dir=None, **kwargs):

@@ -126,7 +126,32 @@ class EngineFailure(RuntimeError):
     controller's fault, but the episode cannot go on."""
 
 
-class ReplayEnvironment:
+class EpisodeRunner:
+    """What replay environments share: playing the episode ``episode_source`` describes."""
+
+    max_steps: int
+
+    def episode_source(self, question: int, seed: int) -> tuple:
+        raise NotImplementedError
+
+    def run_episode(
+        self,
+        controller: Controller,
+        params: dict,
+        question: int,
+        seed: int,
+        record_trace: bool = True,
+    ) -> EpisodeResult:
+        """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
+        source = self.episode_source(question, seed)
+        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
+        log = play(source[0](*source[1:]), controller, params, result, self.max_steps)
+        if record_trace:
+            result.actions, result.source = log, source
+        return result
+
+
+class ReplayEnvironment(EpisodeRunner):
     """A replay store made executable. ``run_episode`` plays one (question, seed) episode."""
 
     def __init__(
@@ -208,29 +233,6 @@ class ReplayEnvironment:
             self.branch_limit,
             self.model,
         )
-
-    def run_episode(
-        self,
-        controller: Controller,
-        params: dict,
-        question: int,
-        seed: int,
-        record_trace: bool = True,
-    ) -> EpisodeResult:
-        """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
-        source = self.episode_source(question, seed)
-        return replay_source(
-            source, controller, params, question, seed, self.max_steps, record_trace
-        )
-
-
-def replay_source(source, controller, params, question, seed, max_steps, record_trace):
-    """Play the episode ``source`` describes (see ``episode_source``) into a fresh result."""
-    result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
-    log = play(source[0](*source[1:]), controller, params, result, max_steps)
-    if record_trace:
-        result.actions, result.source = log, source
-    return result
 
 
 def play(episode, controller: Controller, params: dict, result: EpisodeResult, max_steps: int):
