@@ -20,6 +20,8 @@ probe=True)``               (fewer if it finishes)
 ``Prune(ids)``              stop spending on branches (their history stays visible)    ``None``
 ``Read(k, model=None)``     open ``k`` new branches and generate them to the end        new ids
 ``Note(text)``              annotate the execution trace (free)                         ``None``
+``Generate(prompt,          generate text for a prompt the controller writes (live      the text
+model=None, max_tokens)``   backends only: replay stores hold answers, not text)
 ==========================  ========================================================  ==========
 
 ``return answer`` (a ``str``, or ``Answer(value, reason)``) is the ANSWER action.
@@ -133,6 +135,24 @@ class Note(Action):
 
     def __repr__(self) -> str:
         return f"Note({self.text!r})"
+
+
+class Generate(Action):
+    """Generate up to ``max_tokens`` of text for ``prompt`` (one user turn, the environment's
+    chat template applied) with ``model``; the reply is the generated text. Live backends
+    only: a replay environment answers with an :class:`ActionError`."""
+
+    __slots__ = ("prompt", "model", "max_tokens")
+
+    def __init__(self, prompt: str, model: str | None = None, max_tokens: int = 2048):
+        self.prompt = prompt
+        self.model = model
+        self.max_tokens = max_tokens
+
+    def __repr__(self) -> str:
+        return (
+            f"Generate({self.prompt[:40]!r}…, model={self.model!r}, max_tokens={self.max_tokens})"
+        )
 
 
 class Answer:

@@ -34,6 +34,7 @@ from .contract import (
     Controller,
     ControllerFailure,
     EpisodeState,
+    Generate,
     Note,
     Probe,
     Prune,
@@ -52,6 +53,7 @@ if not os.environ.get("AUTOTTS_PURE_PYTHON"):
 
 # Trace event kinds (also the "action" field of the JSONL schema in traces/).
 BRANCH, CONTINUE, PROBE, PRUNE, READ, NOTE = "branch", "continue", "probe", "prune", "read", "note"
+GENERATE = "generate"
 
 
 @lru_cache(maxsize=4096)
@@ -283,10 +285,13 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                 append((PRUNE, ids, 0, False, episode.tokens))
             elif isinstance(action, Note):
                 append((NOTE, (), str(action.text), False, episode.tokens))
+            elif isinstance(action, Generate):
+                reply = episode.generate(action.prompt, action.model, action.max_tokens)
+                append((GENERATE, (), action.model, False, episode.tokens))
             else:
                 raise ActionError(
                     f"controller yielded {action!r}; expected an action such as Branch, "
-                    "Continue, Probe, Prune, Read or Note (from autotts)"
+                    "Continue, Probe, Prune, Read, Note or Generate (from autotts)"
                 )
     except StopIteration as stop:
         value = stop.value
@@ -529,6 +534,12 @@ class _Episode:
         self.n_finished += k
         self._charge(sum(self.totals[start:end]))
         return range(start, end)
+
+    def generate(self, prompt, model, max_tokens) -> str:
+        raise ActionError(
+            "Generate needs a live backend: replay stores hold answers, not text (run this "
+            "controller live with `autotts validate`)"
+        )
 
     def probe(self, ids) -> None:
         state = self.state

@@ -24,7 +24,7 @@ class TraceStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["branch", "continue", "probe", "prune", "read", "note"]
+    action: Literal["branch", "continue", "probe", "prune", "read", "note", "generate"]
     ids: list[int]
     revealed: list[str | None]  # answer of each id after the action (note: the note text)
     finished: list[int]  # ids whose final answer this action revealed

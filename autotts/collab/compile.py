@@ -41,6 +41,13 @@ def compile_graph(graph: CollabGraph, env, budget: float | None = None) -> Graph
     """A controller for ``graph`` after checking it against ``env``: every model exists there,
     no model is asked for more branches than a question has, and (with ``budget``, per
     question in the environment's cost unit) the full-width cost estimate fits the budget."""
+    live = graph.needs_live()
+    if live:
+        raise GraphError(
+            f"node {live[0].id!r} has role {live[0].role!r}, which needs a live backend: it "
+            "works on generated text, and replay stores hold only answers (run the graph "
+            "with `autotts validate GRAPH --backend …`)"
+        )
     facts = model_facts(env)
     for node in graph.nodes:
         if node.model is not None and node.model not in facts:

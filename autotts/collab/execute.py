@@ -23,6 +23,7 @@ from ..contract import (
     Continue,
     Controller,
     EpisodeState,
+    Generate,
     Probe,
     Prune,
     Read,
@@ -181,14 +182,6 @@ class GraphController(Controller):
             if data is None:
                 raise GraphError("GraphController needs a graph (or a graph_data class field)")
             graph = CollabGraph.from_data(json.loads(data) if isinstance(data, str) else data)
-        live = graph.needs_live()
-        if live:
-            node = live[0]
-            raise GraphError(
-                f"node {node.id!r} has role {node.role!r}, which needs a live backend: it "
-                "works on generated text, and replay stores hold only answers "
-                f"(live roles: {', '.join(LIVE_ROLES)})"
-            )
         self.graph = graph
         if type(self).name in ("", "graph"):
             self.name = graph.name
@@ -245,6 +238,9 @@ class GraphController(Controller):
                 outcomes[node.id] = yield from self._generate(state, node, scale)
             elif node.role in AGGREGATORS:
                 outcomes[node.id] = _combine(node, self._inputs[node.id], outcomes)
+            elif node.role in LIVE_ROLES:
+                merged = _combine(node, self._inputs[node.id], outcomes)
+                outcomes[node.id] = yield from _ask(state, node, merged)
             else:
                 source = inputs[0]  # a gate has exactly one input
                 confident = source.confidence >= node.threshold
@@ -273,6 +269,47 @@ class GraphController(Controller):
             except StopIteration as stop:
                 return view.outcome(stop.value)
             reply = yield from view.act(action)
+
+
+PROMPTS = {
+    "refine": "{question}\n\nA previous attempt concluded that the final answer is {answer}. "
+    "Check that reasoning step by step, correct it if needed, and put the final answer "
+    "within \\boxed{{}}.",
+    "fuse": "{question}\n\nSeveral solvers answered this problem. Each candidate final answer, "
+    "with the number of solvers that reached it:\n{candidates}\nWork out which one is correct "
+    "(or the correct answer if none is) and put the final answer within \\boxed{{}}.",
+    "verify": "{question}\n\nProposed final answer: {answer}\nIs this final answer correct? "
+    "Reply with one word: yes or no.",
+}
+
+
+def _ask(state: EpisodeState, node: Node, merged: Outcome):
+    """A live role: one or a few ``Generate`` actions about the inputs' answers."""
+    from ..live.answers import extract_boxed
+
+    ask = {"model": node.model, "max_tokens": node.max_tokens or 2048}
+    if merged.leader is None:
+        return merged
+    if node.role in ("refine", "fuse"):
+        candidates = "\n".join(f"- {a}: {v:g}" for a, v in merged.pool.most_common(5))
+        prompt = PROMPTS[node.role].format(
+            question=state.question, answer=merged.leader, candidates=candidates
+        )
+        answer = extract_boxed((yield Generate(prompt, **ask)))
+        if answer is None:  # no usable answer: keep what the inputs said
+            return merged
+        return Outcome(Counter({answer: 1}), Counter({answer: 1}), answer)
+    confirmed = Counter()
+    for answer, votes in merged.pool.most_common(3):
+        prompt = PROMPTS["verify"].format(question=state.question, answer=answer)
+        reply = (yield Generate(prompt, **ask)).strip().lower()
+        if reply.startswith("yes") or reply.rstrip(".").endswith("yes"):
+            confirmed[answer] = votes
+    if not confirmed:
+        return merged
+    return Outcome(
+        confirmed, Counter({a: merged.counts[a] for a in confirmed}), top_two(confirmed)[0]
+    )
 
 
 def _combine(node: Node, inputs: list[str], outcomes: dict[str, Outcome]) -> Outcome:

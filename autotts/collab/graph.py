@@ -14,9 +14,15 @@ Roles replay can execute:
 - ``early_exit`` (router): one input; when its confidence reaches ``threshold`` the graph
   answers with the input's leader at once, otherwise its successors run.
 
-Roles that need generated *text* (``refine``, ``fuse``, ``verify``) cannot run on replay
-stores, which hold answers only; compiling such a graph for replay raises a clear
-:class:`GraphError` ("needs live backend").
+Roles that need generated *text* run on a live backend only (replay stores hold answers, not
+text; compiling such a graph for replay raises a clear :class:`GraphError`, "needs a live
+backend"). Each asks its ``model`` one question (``max_tokens``, default 2048) about its
+inputs' answers:
+
+- ``refine``: re-check the inputs' leading answer and give a final answer (which replaces it);
+- ``fuse``: pick or derive the answer from the inputs' candidates and their vote counts;
+- ``verify``: ask, for each of the inputs' top three candidates, whether it is correct, and
+  keep the confirmed ones (all of them when none is confirmed).
 
 A node runs when it has no inputs, or when at least one input ran and no gate input is
 closed. The graph's answer is its single output node's (the only node without successors),
@@ -60,6 +66,7 @@ class Node(BaseModel):
     threshold: Fraction | None = None
     weights: dict[str, Annotated[float, Field(ge=0.0)]] | None = None
     normalize: bool = False
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _fields_of_its_role(self) -> Node:
@@ -69,12 +76,14 @@ class Node(BaseModel):
             "weighted_vote": {"weights", "normalize"},
             "escalate": {"threshold"},
             "early_exit": {"threshold"},
-        }.get(self.role, {"model", "beta", "width"})
+        }.get(self.role, {"model", "max_tokens"})
         given = {
             name
-            for name in ("model", "controller", "beta", "width", "max_depth", "threshold")
+            for name in (
+                "model", "controller", "beta", "width", "max_depth", "threshold", "max_tokens"
+            )
             if getattr(self, name) is not None
-        }
+        }  # fmt: skip
         given |= {"weights"} if self.weights is not None else set()
         given |= {"normalize"} if self.normalize else set()
         extra = given - allowed
@@ -175,6 +184,8 @@ class CollabGraph(BaseModel):
                     raise GraphError(f"node {node.id!r} ({node.role}) cannot be the output")
             if node.role in AGGREGATORS and n_in == 0:
                 raise GraphError(f"node {node.id!r} ({node.role}) has no inputs to vote over")
+            if node.role in LIVE_ROLES and n_in == 0:
+                raise GraphError(f"node {node.id!r} ({node.role}) needs inputs to work on")
             for key in node.weights or {}:
                 if key not in self.inputs(node.id):
                     raise GraphError(

@@ -176,7 +176,9 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
 
     @app.command()
     def validate(
-        controller: Annotated[str, typer.Argument(help="Controller name or .py file.")],
+        controller: Annotated[
+            str, typer.Argument(help="Controller name, .py file or collaboration graph file.")
+        ],
         questions: QuestionsOption,
         backend: BackendOption = "vllm",
         model: ModelOption = None,
@@ -191,6 +193,14 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             ),
         ] = None,
         max_branches: Annotated[int, typer.Option("--max-branches", min=1)] = 64,
+        alias: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--alias",
+                help="Another name of the served model that controllers may use (a graph's "
+                "'Qwen3-8B' for Qwen/Qwen3-8B); repeatable.",
+            ),
+        ] = None,
         delta: DeltaOption = 500,
         max_branch_tokens: MaxBranchOption = 32_768,
         probe_tokens: ProbeTokensOption = 16,
@@ -226,8 +236,9 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         )  # fmt: skip
         try:
             report = validate_live(
-                engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir
-            )
+                engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir,
+                aliases=alias or (),
+            )  # fmt: skip
         finally:
             engine.close()
         table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
@@ -249,7 +260,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                 f"{rep['accuracy']:.2f}",
                 f"{rep['tokens']:,.0f}",
                 str(rep["episodes"]),
-                f"{rep['matched']} questions matched, 100 seeds",
+                f"{rep['matched']} questions matched, 100 seeds"
+                + (f", {rep['errors']} errors: {rep['first_error']}" if rep["errors"] else ""),
             )
         console.print(table)
         if out is not None:

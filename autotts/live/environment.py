@@ -31,6 +31,7 @@ from ..contract import ActionError, Controller, EpisodeState
 from ..replay import (
     BRANCH,
     CONTINUE,
+    GENERATE,
     PROBE,
     PRUNE,
     READ,
@@ -64,8 +65,11 @@ class LiveEnvironment:
         max_branches: int = 64,
         max_steps: int = 10_000,
         env_id: str = "live",
+        aliases: Sequence[str] = (),
     ):
         self.backend = backend
+        # names a controller may use for the backend's model (e.g. a graph's "Qwen3-8B")
+        self.models = (backend.model, *[a for a in aliases if a != backend.model])
         self.questions = list(questions)
         self.settings = settings or LiveSettings()
         self.max_branches = max_branches
@@ -150,7 +154,7 @@ class LiveEpisode:
                 f"(delta={s.delta}); raise max_model_len or lower --delta"
             )
         self.state = EpisodeState(
-            env.questions[question].question, s.delta, env.max_branches, (env.backend.model,)
+            env.questions[question].question, s.delta, env.max_branches, env.models
         )
         self.branches: list[_Branch] = []
         self.live: list[bool] = []
@@ -181,18 +185,14 @@ class LiveEpisode:
         start = len(self.live)
         if type(k) is not int or k < 0:
             raise ActionError(f"branch count must be a non-negative int, got {k!r}")
-        if model is not None and model != self.state.models[0]:
-            raise ActionError(
-                f"model {model!r} is not available: this live environment runs "
-                f"{self.state.models[0]} only (state.models)"
-            )
+        self._check_model(model)
         if start + k > self.env.max_branches:
             raise ActionError(
                 f"cannot open {k} more branches: {start} of {self.env.max_branches} already "
                 "opened (state.max_branches)"
             )
         state = self.state
-        state.model.extend(state.models * k)
+        state.model.extend([model or state.models[0]] * k)
         for i in range(start, start + k):
             self.branches.append(_Branch(self.prompt, self._branch_seed(i)))
         for values, fill in (
@@ -203,6 +203,26 @@ class LiveEpisode:
         state.history.extend([] for _ in range(k))
         self._opened = tuple(range(start, start + k))  # a Branch action extends these next
         return range(start, start + k)
+
+    def _check_model(self, model) -> None:
+        if model is not None and model not in self.state.models:
+            raise ActionError(
+                f"model {model!r} is not available: this live environment runs "
+                f"{self.state.models[0]} (names: {list(self.state.models)}; add one with --alias)"
+            )
+
+    def generate(self, prompt, model, max_tokens) -> str:
+        """Free-form generation for a controller-written prompt (one batch of one)."""
+        self._check_model(model)
+        if not isinstance(prompt, str) or type(max_tokens) is not int or max_tokens < 1:
+            raise ActionError("Generate needs a str prompt and max_tokens >= 1")
+        s = self.settings
+        prefix = self.backend.prompt(prompt, s.system, s.thinking)
+        seed = self._branch_seed(len(self.trace) + 7919)
+        (g,) = self._generate([GenerationRequest(prefix, max_tokens, s.temperature, s.top_p, seed)])
+        self._charge(g.n_tokens)
+        self._record(GENERATE, (), (g.text,), ())
+        return g.text
 
     def _branch_seed(self, i: int) -> int:
         return (self.seed * 1_000_003 + self.question * 10_007 + i * 101) % (2**31 - 1)

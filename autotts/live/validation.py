@@ -33,10 +33,11 @@ def validate_live(
     max_branches: int = 64,
     replay_env: str | None = None,
     env_dir: str | Path | None = None,
+    aliases: Sequence[str] = (),
 ) -> dict:
     """Live accuracy, tokens, latency and throughput; the replay prediction when a store of
     the model holds these questions (``replay_env``, or found by model name); the traces."""
-    env = LiveEnvironment(backend, questions, settings, max_branches=max_branches)
+    env = LiveEnvironment(backend, questions, settings, max_branches=max_branches, aliases=aliases)
     config = RunConfig(controller.name or "controller", label=controller.name)
     correct = tokens = errors = 0
     first_error = None
@@ -109,12 +110,16 @@ def replay_prediction(
     if best is None:
         return None
     env, matched = best
-    correct = tokens = 0
+    correct = tokens = errors = 0
+    first_error = None
     for q in matched:
         for seed in range(REPLAY_SEEDS):
             result = env.run_episode(controller, params, q, seed, record_trace=False)
             correct += env.is_correct(q, result.answer)
             tokens += result.tokens
+            if result.error is not None:  # e.g. a graph with live-only roles
+                errors += 1
+                first_error = first_error or result.error
     n = len(matched) * REPLAY_SEEDS
     return {
         "env": env.env_id,
@@ -122,6 +127,8 @@ def replay_prediction(
         "accuracy": 100.0 * correct / n,
         "tokens": tokens / n,
         "episodes": n,
+        "errors": errors,
+        "first_error": first_error,
     }
 
 

@@ -192,3 +192,19 @@ def test_graph_files_are_checked_evaluated_and_traced_like_controllers(env_dir, 
     (tmp_path / "broken.yaml").write_text("nodes: []\n")
     with pytest.raises(ControllerLoadError, match=r"broken.yaml: field nodes: List should have"):
         load_controller(tmp_path / "broken.yaml")
+
+
+def test_live_roles_on_replay_fail_with_a_clear_error(cross):
+    graph = CollabGraph.from_data(
+        {
+            "nodes": [
+                {"id": "a", "role": "generate", "model": "Qwen3-4B", "beta": 0.0},
+                {"id": "b", "role": "fuse", "model": "Qwen3-8B"},
+            ],
+            "edges": [["a", "b"]],
+        }
+    )
+    with pytest.raises(GraphError, match="needs a live backend"):
+        compile_graph(graph, cross)
+    result = cross.run_episode(GraphController(graph), {"scale": 1.0}, 0, 0)
+    assert "Generate needs a live backend" in result.error

@@ -100,3 +100,41 @@ def test_controller_errors_are_reported_like_replay(vllm_backend, settings):
     assert "cannot open 3 more branches" in result.error
     result = env.run_episode(Scripted([Branch(1), Prune([0]), Continue([0])]), {}, 0, 0)
     assert "branch 0 is pruned" in result.error
+
+
+def test_a_graph_with_live_roles_runs_on_the_engine(vllm_backend, settings):
+    from autotts.collab import CollabGraph, GraphController
+
+    graph = CollabGraph.from_data(
+        {
+            "name": "draft-then-refine",
+            "nodes": [
+                {"id": "draft", "role": "generate", "model": "Qwen3-8B", "controller": "sc",
+                 "beta": 0.0, "width": 2},
+                {"id": "check", "role": "verify", "model": "Qwen3-8B", "max_tokens": 8},
+                {"id": "better", "role": "refine", "model": "Qwen3-8B", "max_tokens": 24},
+            ],
+            "edges": [["draft", "check"], ["check", "better"]],
+        }
+    )  # fmt: skip
+    controller = GraphController(graph)
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, aliases=["Qwen3-8B"])
+    before = vllm_backend.stats.generated_tokens
+    result = env.run_episode(controller, controller.params(1.0), 0, 0)
+    assert result.error is None, result.error
+    generated = [step for step in result.trace if step[0] == "generate"]
+    assert 2 <= len(generated) <= 3  # verify: one question per candidate; refine: one
+    assert all(isinstance(step[2][0], str) for step in generated)
+    assert result.tokens == vllm_backend.stats.generated_tokens - before
+    assert result.tokens > 2 * settings.max_branch_tokens  # the two drafts, then the questions
+    unknown = LiveEnvironment(vllm_backend, QUESTIONS, settings)
+    failed = unknown.run_episode(controller, controller.params(1.0), 0, 0)
+    assert "model 'Qwen3-8B' is not available" in failed.error and "--alias" in failed.error
+    from autotts.live.validation import validate_live
+
+    report = validate_live(
+        vllm_backend, QUESTIONS, controller, controller.params(1.0), settings, aliases=["Qwen3-8B"]
+    )
+    assert report["live"]["errors"] == 0 and report["live"]["episodes"] == 2
+    assert report["replay"] is None  # no replay store holds these questions
+    assert any(step["action"] == "generate" for step in report["traces"][0]["steps"])
