@@ -145,6 +145,12 @@ def test_partial_store_is_refused(tmp_path, env_dir):
         CrossModelEnvironment.load("aime24", ["Qwen3-8B", "Qwen3-4B"], tmp_path)
 
 
+def test_shipped_cost_table_is_the_default():
+    from autotts.store import PROJECT_ROOT
+
+    assert CostModel.load(PROJECT_ROOT / "environments" / "qwen3-flops.yaml") == CostModel()
+
+
 def test_price_table_in_dollars_and_its_errors(tmp_path):
     path = tmp_path / "prices.yaml"
     path.write_text("unit: usd\nmodels:\n  A-1B: {usd_per_million_tokens: 0.5}\n  B-2B: {}\n")
