@@ -201,6 +201,14 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                 "'Qwen3-8B' for Qwen/Qwen3-8B); repeatable.",
             ),
         ] = None,
+        serve: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--serve",
+                help="NAME=BASE_URL: a further model, served by an OpenAI-compatible server, "
+                "that controllers open branches of as NAME (multi-model graphs); repeatable.",
+            ),
+        ] = None,
         delta: DeltaOption = 500,
         max_branch_tokens: MaxBranchOption = 32_768,
         probe_tokens: ProbeTokensOption = 16,
@@ -234,13 +242,24 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed),
         )  # fmt: skip
+        from .backend import BackendError, OpenAIBackend
+
+        others = {}
         try:
+            for entry in serve or []:
+                name, sep, url = entry.partition("=")
+                if not sep or not name or not url:
+                    raise BackendError(f"--serve expects NAME=BASE_URL, got {entry!r}")
+                others[name] = OpenAIBackend(url, None, api_key)
             report = validate_live(
                 engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir,
-                aliases=alias or (),
+                aliases=alias or (), others=others,
             )  # fmt: skip
+        except BackendError as exc:
+            raise _fail(str(exc)) from None
         finally:
-            engine.close()
+            for backend in (engine, *others.values()):
+                backend.close()
         table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
         for column in ("run", "accuracy %", "tokens/question", "episodes", "extra"):
             table.add_column(column)

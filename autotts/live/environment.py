@@ -24,7 +24,7 @@ probe part. Traces have the replay's JSONL format.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..contract import ActionError, Controller, EpisodeState
@@ -66,17 +66,27 @@ class LiveEnvironment:
         max_steps: int = 10_000,
         env_id: str = "live",
         aliases: Sequence[str] = (),
+        others: Mapping[str, GenerationBackend] | None = None,
     ):
         self.backend = backend
-        # names a controller may use for the backend's model (e.g. a graph's "Qwen3-8B")
-        self.models = (backend.model, *[a for a in aliases if a != backend.model])
+        # model names a controller may use: the backend's, aliases of it (e.g. a graph's
+        # "Qwen3-8B"), and further served models (``others``: name -> backend)
+        self.backends = {backend.model: backend, **dict.fromkeys(aliases, backend)}
+        self.backends.update(others or {})
+        self.models = tuple(self.backends)
         self.questions = list(questions)
         self.settings = settings or LiveSettings()
         self.max_branches = max_branches
         self.max_steps = max_steps
         self.env_id = env_id
-        self._prompts: dict[int, tuple[int, ...] | str] = {}
-        self._suffix = backend.encode(self.settings.probe_suffix)
+        self._prompts: dict[tuple[int, int], tuple[int, ...] | str] = {}
+        self._suffixes = {id(b): b.encode(self.settings.probe_suffix) for b in self.served}
+        self._suffix = self._suffixes[id(backend)]
+
+    @property
+    def served(self) -> list[GenerationBackend]:
+        """The distinct backends (each once)."""
+        return list({id(b): b for b in self.backends.values()}.values())
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -87,13 +97,16 @@ class LiveEnvironment:
     def is_correct(self, question: int, answer: str | None) -> bool:
         return answers_match(self.questions[question].answer, answer)
 
-    def prompt(self, question: int) -> tuple[int, ...] | str:
-        """The question's prompt (token ids where the backend has them), built once."""
-        if question not in self._prompts:
+    def prompt(self, question: int, backend: GenerationBackend | None = None):
+        """The question's prompt for ``backend`` (default: the main one; token ids where the
+        backend has them), built once."""
+        backend = backend or self.backend
+        key = (question, id(backend))
+        if key not in self._prompts:
             s = self.settings
             message = s.user_message(self.questions[question].question)
-            self._prompts[question] = self.backend.prompt(message, s.system, s.thinking)
-        return self._prompts[question]
+            self._prompts[key] = backend.prompt(message, s.system, s.thinking)
+        return self._prompts[key]
 
     def run_episode(
         self, controller: Controller, params: dict, question: int, seed: int, **_
@@ -113,13 +126,14 @@ class LiveEnvironment:
 
 
 class _Branch:
-    __slots__ = ("prefix", "text", "generated", "seed")
+    __slots__ = ("prefix", "text", "generated", "seed", "backend")
 
-    def __init__(self, prefix, seed: int):
+    def __init__(self, prefix, seed: int, backend: GenerationBackend):
         self.prefix = prefix  # token ids (tuple) or text: prompt + everything generated
         self.text = ""
         self.generated = 0
         self.seed = seed
+        self.backend = backend
 
     def absorb(self, g) -> None:
         """Append a generation to the branch (token ids, or text where there are none)."""
@@ -136,25 +150,12 @@ class LiveEpisode:
 
     def __init__(self, env: LiveEnvironment, question: int, seed: int):
         self.env = env
-        self.settings = s = env.settings
-        self.backend = env.backend
-        self.prompt = env.prompt(question)
+        self.settings = env.settings
         self.seed = seed
         self.question = question
-        prompt_len = len(self.prompt) if not isinstance(self.prompt, str) else 0
-        suffix_len = len(env._suffix) if env._suffix is not None else 0
-        room = self.backend.max_model_len - prompt_len - suffix_len - s.probe_tokens
-        self.max_tokens = (
-            min(s.max_branch_tokens, room) if self.backend.max_model_len else (s.max_branch_tokens)
-        )
-        if self.max_tokens < s.delta:
-            raise BackendError(
-                f"question {question}: the prompt ({prompt_len} tokens) leaves {room} tokens of "
-                f"the model's {self.backend.max_model_len}, less than one interval "
-                f"(delta={s.delta}); raise max_model_len or lower --delta"
-            )
+        self._limits = {id(b): self._limit(b) for b in env.served}  # fails early, clearly
         self.state = EpisodeState(
-            env.questions[question].question, s.delta, env.max_branches, env.models
+            env.questions[question].question, env.settings.delta, env.max_branches, env.models
         )
         self.branches: list[_Branch] = []
         self.live: list[bool] = []
@@ -163,6 +164,22 @@ class LiveEpisode:
         self.tokens = self.probe_tokens = 0
         self.trace: list[tuple] = []
         self._opened: tuple[int, ...] = ()
+
+    def _limit(self, backend: GenerationBackend) -> int:
+        """Tokens a branch may generate on ``backend`` (its context minus prompt and probe)."""
+        s, env = self.settings, self.env
+        prompt = env.prompt(self.question, backend)
+        prompt_len = len(prompt) if not isinstance(prompt, str) else 0
+        suffix = env._suffixes[id(backend)]
+        room = backend.max_model_len - prompt_len - (len(suffix) if suffix else 0) - s.probe_tokens
+        limit = min(s.max_branch_tokens, room) if backend.max_model_len else s.max_branch_tokens
+        if limit < s.delta:
+            raise BackendError(
+                f"question {self.question}: the prompt ({prompt_len} tokens) leaves {room} "
+                f"tokens of {backend.model}'s {backend.max_model_len}, less than one interval "
+                f"(delta={s.delta}); raise max_model_len or lower --delta"
+            )
+        return limit
 
     # --- accounting -----------------------------------------------------------------------
 
@@ -193,8 +210,10 @@ class LiveEpisode:
             )
         state = self.state
         state.model.extend([model or state.models[0]] * k)
+        backend = self.env.backends[model or state.models[0]]
+        prompt = self.env.prompt(self.question, backend)
         for i in range(start, start + k):
-            self.branches.append(_Branch(self.prompt, self._branch_seed(i)))
+            self.branches.append(_Branch(prompt, self._branch_seed(i), backend))
         for values, fill in (
             (self.live, True), (self.done, False), (self.depth, 0), (state.depth, 0),
             (state.answer, None), (state.finished, False), (state.pruned, False),
@@ -217,9 +236,11 @@ class LiveEpisode:
         if not isinstance(prompt, str) or type(max_tokens) is not int or max_tokens < 1:
             raise ActionError("Generate needs a str prompt and max_tokens >= 1")
         s = self.settings
-        prefix = self.backend.prompt(prompt, s.system, s.thinking)
+        backend = self.env.backends[model or self.state.models[0]]
+        prefix = backend.prompt(prompt, s.system, s.thinking)
         seed = self._branch_seed(len(self.trace) + 7919)
-        (g,) = self._generate([GenerationRequest(prefix, max_tokens, s.temperature, s.top_p, seed)])
+        request = GenerationRequest(prefix, max_tokens, s.temperature, s.top_p, seed)
+        (g,) = self._generate([(backend, request)])
         self._charge(g.n_tokens)
         self._record(GENERATE, (), (g.text,), ())
         return g.text
@@ -240,14 +261,14 @@ class LiveEpisode:
         requests = []
         for i, n in zip(ids, steps, strict=True):
             b = self.branches[i]
-            budget = min(n * delta, self.max_tokens - b.generated)
-            requests.append(self._request(b, budget))
+            budget = min(n * delta, self._limits[id(b.backend)] - b.generated)
+            requests.append((b.backend, self._request(b, budget)))
         generations = self._generate(requests)
         finished_now = []
         for i, n, g in zip(ids, steps, generations, strict=True):
             b = self.branches[i]
             b.absorb(g)
-            if g.finished or g.n_tokens == 0 or b.generated >= self.max_tokens:
+            if g.finished or g.n_tokens == 0 or b.generated >= self._limits[id(b.backend)]:
                 self._finish(i)  # EOS, the token limit, or nothing more generated
                 finished_now.append(i)
             else:
@@ -264,11 +285,21 @@ class LiveEpisode:
         seed = (b.seed + b.generated) % (2**31 - 1)
         return GenerationRequest(b.prefix, max(1, max_tokens), s.temperature, s.top_p, seed)
 
-    def _generate(self, requests):
+    def _generate(self, requests) -> list:
+        """Run ``(backend, request)`` pairs: one batch per backend, results in order."""
+        by_backend: dict[int, list[int]] = {}
+        for n, (backend, _) in enumerate(requests):
+            by_backend.setdefault(id(backend), []).append(n)
+        results: list = [None] * len(requests)
         try:
-            return self.backend.generate(requests)
+            for positions in by_backend.values():
+                backend = requests[positions[0]][0]
+                batch = backend.generate([requests[n][1] for n in positions])
+                for n, g in zip(positions, batch, strict=True):
+                    results[n] = g
         except BackendError as exc:
             raise EngineFailure(str(exc)) from None
+        return results
 
     def _finish(self, i: int) -> None:
         b, state = self.branches[i], self.state
@@ -284,13 +315,13 @@ class LiveEpisode:
         """Reveal each listed open branch's current answer (one greedy batch)."""
         if not ids:
             return
-        suffix = self.env._suffix
         s = self.settings
         requests = []
         for i in ids:
             b = self.branches[i]
+            suffix = self.env._suffixes[id(b.backend)]
             prefix = b.prefix + (suffix if not isinstance(b.prefix, str) else s.probe_suffix)
-            requests.append(GenerationRequest(prefix, s.probe_tokens, 0.0, 1.0, 0))
+            requests.append((b.backend, GenerationRequest(prefix, s.probe_tokens, 0.0, 1.0, 0)))
         generations = self._generate(requests)
         state = self.state
         for i, g in zip(ids, generations, strict=True):
@@ -315,7 +346,10 @@ class LiveEpisode:
     def read(self, k, model=None) -> range:
         ids = self.open(k, model)
         self._opened = ()
-        requests = [self._request(self.branches[i], self.max_tokens) for i in ids]
+        requests = [
+            (b.backend, self._request(b, self._limits[id(b.backend)]))
+            for b in (self.branches[i] for i in ids)
+        ]
         generations = self._generate(requests)
         for i, g in zip(ids, generations, strict=True):
             self.branches[i].absorb(g)

@@ -8,7 +8,7 @@ loop build-env → discover → validate closes on numbers that can be compared.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..contract import Controller
@@ -34,10 +34,13 @@ def validate_live(
     replay_env: str | None = None,
     env_dir: str | Path | None = None,
     aliases: Sequence[str] = (),
+    others: Mapping[str, GenerationBackend] | None = None,
 ) -> dict:
     """Live accuracy, tokens, latency and throughput; the replay prediction when a store of
     the model holds these questions (``replay_env``, or found by model name); the traces."""
-    env = LiveEnvironment(backend, questions, settings, max_branches=max_branches, aliases=aliases)
+    env = LiveEnvironment(
+        backend, questions, settings, max_branches=max_branches, aliases=aliases, others=others
+    )
     config = RunConfig(controller.name or "controller", label=controller.name)
     correct = tokens = errors = 0
     first_error = None
@@ -54,11 +57,14 @@ def validate_live(
             traces.append(episode_record(env, config, params, result))
     seconds = time.perf_counter() - start
     episodes = len(questions) * seeds
+    stats = [b.stats for b in env.served]
+    batches = [n for s in stats for n in s.batch_sizes]
     report = {
         "controller": controller.name,
         "params": params,
         "model": backend.model,
         "backend": backend.name,
+        "models": {name: b.model for name, b in env.backends.items()},
         "settings": settings.model_dump(),
         "live": {
             "accuracy": 100.0 * correct / episodes,
@@ -67,14 +73,10 @@ def validate_live(
             "errors": errors,
             "first_error": first_error,
             "seconds_per_episode": seconds / episodes,
-            "tokens_per_s": backend.stats.generated_tokens / seconds if seconds else 0.0,
-            "engine_calls": backend.stats.calls,
-            "mean_batch": (
-                sum(backend.stats.batch_sizes) / len(backend.stats.batch_sizes)
-                if backend.stats.batch_sizes
-                else 0.0
-            ),
-            "cached_prompt_tokens": backend.stats.cached_prompt_tokens,
+            "tokens_per_s": sum(s.generated_tokens for s in stats) / seconds if seconds else 0.0,
+            "engine_calls": sum(s.calls for s in stats),
+            "mean_batch": sum(batches) / len(batches) if batches else 0.0,
+            "cached_prompt_tokens": sum(s.cached_prompt_tokens for s in stats),
         },
         "replay": replay_prediction(
             controller, params, questions, backend.model, replay_env, env_dir

@@ -120,3 +120,47 @@ def test_a_server_error_mid_episode_ends_it_with_a_clear_error(double):
     env = LiveEnvironment(OpenAIBackend(double.url), QUESTION, SETTINGS, max_branches=2)
     result = env.run_episode(Greedy(), {}, 0, 0)
     assert result.answer is None and result.error.startswith("inference backend failed")
+
+
+def test_each_models_branches_go_to_its_own_server():
+    from conftest import Scripted
+
+    from autotts import Generate, Read
+    from autotts.collab import CollabGraph, GraphController
+
+    small = CompletionsDouble([("so \\boxed{4}", [5, 6, 7], "stop")])
+    large = CompletionsDouble([("\\boxed{5}", [9], "stop")])
+    for server in (small, large):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = LiveEnvironment(
+            OpenAIBackend(small.url), QUESTION, SETTINGS, max_branches=8, aliases=["small"],
+            others={"large": OpenAIBackend(large.url)},
+        )  # fmt: skip
+        script = Scripted(
+            [Read(2, model="small"), Read(1, model="large"), Generate("Sure?", "large", 4)]
+        )
+        result = env.run_episode(script, {}, 0, 0)
+        assert result.error is None
+        assert script.state.models == ("double", "small", "large")
+        assert script.state.model == ["small", "small", "large"]
+        assert script.state.finals == ["4", "4", "5"] and script.replies[2] == "\\boxed{5}"
+        assert (len(small.requests), len(large.requests)) == (2, 2)  # 2 branches; 1 + Generate
+        assert result.tokens == 3 + 3 + 1 + 1
+        graph = CollabGraph.from_data(
+            {
+                "nodes": [
+                    {"id": "a", "role": "generate", "model": "small", "controller": "sc",
+                     "beta": 0.0, "width": 2},
+                    {"id": "b", "role": "generate", "model": "large", "controller": "sc",
+                     "beta": 0.0},
+                    {"id": "vote", "role": "vote"},
+                ],
+                "edges": [["a", "vote"], ["b", "vote"]],
+            }
+        )  # fmt: skip
+        voted = env.run_episode(GraphController(graph), {"scale": 1.0}, 0, 1)
+        assert voted.error is None and voted.answer == "4"  # two small finals outvote one
+    finally:
+        small.shutdown()
+        large.shutdown()
