@@ -271,7 +271,8 @@ class _CrossEpisode(_Episode):
             return self.totals[i]
         return max(self.totals[i], self.lengths[i] * self.delta)
 
-    def _account(self, ids, before: dict[int, int]) -> None:
+    def _account(self, before: dict[int, int]) -> None:
+        """Price what the branches in ``before`` (id -> tokens spent before) generated since."""
         models = self.state.model
         for i, spent in before.items():
             extra = self._spent(i) - spent
@@ -288,12 +289,12 @@ class _CrossEpisode(_Episode):
         n = len(self.live)
         before = {i: self._spent(i) for i in ids if type(i) is int and 0 <= i < n}
         super().extend(ids, k, probe)
-        self._account(ids, before)
+        self._account(before)
 
     def read(self, k, model=None) -> range:
         ids = super().read(k, model)
         self.was_read.extend([True] * k)
-        self._account(ids, dict.fromkeys(ids, 0))
+        self._account(dict.fromkeys(ids, 0))
         return ids
 
 

@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from ..crossmodel import CostModel, CrossModelEnvironment
+from ..evaluate import _blocks
 from .execute import GraphController
 from .graph import CollabGraph
 
@@ -109,23 +110,17 @@ class GraphEvaluator:
         return _merge(parts, n * seeds)
 
 
-def _blocks(n: int, k: int) -> list[list[int]]:
-    size = max(1, -(-n // k))
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-
-
 def _merge(parts: Sequence[tuple], episodes: int) -> Score:
     correct = sum(p[0] for p in parts)
     per_model: dict[str, float] = {}
     for p in parts:
         for model, n in p[3].items():
             per_model[model] = per_model.get(model, 0) + n
-    questions_x_seeds = episodes
     return Score(
-        accuracy=100.0 * correct / questions_x_seeds,
-        tokens=sum(p[1] for p in parts) / questions_x_seeds,
-        cost=sum(p[2] for p in parts) / questions_x_seeds,
-        model_tokens={m: n / questions_x_seeds for m, n in per_model.items()},
+        accuracy=100.0 * correct / episodes,
+        tokens=sum(p[1] for p in parts) / episodes,
+        cost=sum(p[2] for p in parts) / episodes,
+        model_tokens={m: n / episodes for m, n in per_model.items()},
         episodes=episodes,
         errors=sum(p[4] for p in parts),
         first_error=next((p[5] for p in parts if p[5]), None),

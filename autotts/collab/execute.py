@@ -28,12 +28,12 @@ from ..contract import (
     Prune,
     Read,
 )
+from ..live.answers import UNPARSABLE, extract_boxed
 from ..loader import ControllerLoadError, load_controller
-from ..replay import _inactive_message
+from ..replay import _inactive_message, _requested_intervals
 from ..voting import beta_confidence, top_two
 from .graph import AGGREGATORS, LIVE_ROLES, CollabGraph, GraphError, Node
 
-UNPARSABLE = "ERR"
 WIDTH_PARAMETERS = ("max_branches", "n")  # what a node's ``width`` overrides, first found
 
 
@@ -127,10 +127,9 @@ class NodeView:
     def _capped_continue(self, action: Continue, shared_ids) -> Continue | None:
         if self.max_depth is None:
             return Continue(shared_ids, action.steps, action.probe)
+        _requested_intervals(shared_ids, action.steps)  # bad steps: the engine's own error
         steps = action.steps
         per_id = [steps] * len(shared_ids) if isinstance(steps, int) else list(steps)
-        if len(per_id) != len(shared_ids):
-            raise ActionError(f"steps has {len(per_id)} entries for {len(shared_ids)} branch ids")
         room = [self.max_depth - self.shared.depth[i] for i in shared_ids]
         keep = [(i, min(n, r)) for i, n, r in zip(shared_ids, per_id, room, strict=True) if r > 0]
         if not keep:
@@ -285,8 +284,6 @@ PROMPTS = {
 
 def _ask(state: EpisodeState, node: Node, merged: Outcome):
     """A live role: one or a few ``Generate`` actions about the inputs' answers."""
-    from ..live.answers import extract_boxed
-
     ask = {"model": node.model, "max_tokens": node.max_tokens or 2048}
     if merged.leader is None:
         return merged

@@ -84,12 +84,8 @@ def graph_points(
 
 def envelope(points: Sequence[dict]) -> list[tuple[float, float]]:
     """The staircase of best accuracy reachable at cost ≤ c: ``[(cost, accuracy), …]`` with
-    both increasing."""
-    stairs: list[tuple[float, float]] = []
-    for p in sorted(points, key=lambda p: (p["cost"], -p["accuracy"])):
-        if not stairs or p["accuracy"] > stairs[-1][1]:
-            stairs.append((p["cost"], p["accuracy"]))
-    return stairs
+    both increasing (the :func:`pareto` front's coordinates)."""
+    return [(p["cost"], p["accuracy"]) for p in pareto(points)]
 
 
 def envelope_at(stairs: Sequence[tuple[float, float]], cost: float) -> float:

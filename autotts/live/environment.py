@@ -81,7 +81,6 @@ class LiveEnvironment:
         self.env_id = env_id
         self._prompts: dict[tuple[int, int], tuple[int, ...] | str] = {}
         self._suffixes = {id(b): b.encode(self.settings.probe_suffix) for b in self.served}
-        self._suffix = self._suffixes[id(backend)]
 
     @property
     def served(self) -> list[GenerationBackend]:
