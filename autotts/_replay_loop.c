@@ -7,7 +7,8 @@
  *
  * Advances each branch ids[j] by steps (an int, or steps[j]) intervals; returns
  * (intervals requested in all, positions of branches that reached their end). Steps that are
- * not ints >= 1 (one per id) raise ValueError before anything moves. A branch whose new
+ * not built-in ints in 1..MAX_STEPS_PER_ACTION (one per id) raise ValueError, and ids that are
+ * not built-in ints (bools and int subclasses included) raise TypeError, before anything moves. A branch whose new
  * depth stays within its probes gets depth[i] (the engine's own) and visible_depth[i] (the
  * controller's mirror) updated and, when probe is true, the probe at the new depth revealed
  * into answer[i] and appended to history[i]. Branches that would run
@@ -18,6 +19,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+/* replay.MAX_STEPS_PER_ACTION; tests check that both agree. */
+#define MAX_STEPS_PER_ACTION 1000000
 
 static int
 list_index_ok(PyObject *list, Py_ssize_t i)
@@ -61,11 +65,9 @@ advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *step_seq = NULL;
-    if (PyLong_Check(steps)) {
+    if (PyLong_CheckExact(steps)) {
         k_all = PyLong_AsSsize_t(steps);
-        if (k_all == -1 && PyErr_Occurred())
-            goto fail;
-        if (k_all < 1)
+        if (k_all < 1 || k_all > MAX_STEPS_PER_ACTION)
             goto bad_steps;
         nominal = k_all * n;
     }
@@ -75,10 +77,18 @@ advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto bad_steps;
         for (Py_ssize_t j = 0; j < n; j++) {
             PyObject *k_obj = PySequence_Fast_GET_ITEM(step_seq, j);
-            Py_ssize_t k = PyLong_Check(k_obj) ? PyLong_AsSsize_t(k_obj) : -1;
-            if (k < 1)
+            Py_ssize_t k = PyLong_CheckExact(k_obj) ? PyLong_AsSsize_t(k_obj) : -1;
+            if (k < 1 || k > MAX_STEPS_PER_ACTION)
                 goto bad_steps;
             nominal += k;
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *id_obj = PySequence_Fast_GET_ITEM(seq, j);
+        if (!PyLong_CheckExact(id_obj)) {
+            PyErr_Format(PyExc_TypeError, "branch ids must be ints, got %.50s",
+                         Py_TYPE(id_obj)->tp_name);
+            goto fail;
         }
     }
     if (!PyTuple_Check(probes)) {
@@ -90,14 +100,12 @@ advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     for (Py_ssize_t j = 0; j < n; j++) {
         PyObject *id_obj = PySequence_Fast_GET_ITEM(seq, j);
-        if (!PyLong_Check(id_obj)) {
-            PyErr_Format(PyExc_TypeError, "branch ids must be ints, got %.50s",
-                         Py_TYPE(id_obj)->tp_name);
+        Py_ssize_t i = PyLong_AsSsize_t(id_obj);
+        if (i == -1 && PyErr_Occurred()) { /* too large for an index: out of range */
+            PyErr_Clear();
+            PyErr_SetString(PyExc_IndexError, "branch index out of range");
             goto fail_list;
         }
-        Py_ssize_t i = PyLong_AsSsize_t(id_obj);
-        if (i == -1 && PyErr_Occurred())
-            goto fail_list;
         if (!list_index_ok(live, i))
             goto fail_list;
         if (PyList_GET_ITEM(live, i) != Py_True) {
@@ -180,6 +188,12 @@ fail:
     return NULL;
 }
 
+static int
+exec_module(PyObject *module)
+{
+    return PyModule_AddIntConstant(module, "MAX_STEPS_PER_ACTION", MAX_STEPS_PER_ACTION);
+}
+
 static PyMethodDef methods[] = {
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL, "Advance replay branches (see the module comment)."},
     {NULL, NULL, 0, NULL},
@@ -193,5 +207,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__replay_loop(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && exec_module(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

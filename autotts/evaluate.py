@@ -111,38 +111,39 @@ _ENVS: dict[tuple[str, str | None], ReplayEnvironment] = {}
 
 
 class EpisodeTimeout(Exception):
-    """Raised inside a controller that has not yielded for too long."""
+    """Raised inside a controller whose episode used more CPU time than allowed."""
 
 
 class Watchdog:
-    """Interrupts an episode that runs past its time limit (main thread, POSIX only): a
-    periodic timer checks when the current episode started."""
+    """Interrupts an episode that uses more than ``limit_s`` seconds of *CPU time* (main
+    thread, POSIX only): a CPU-time timer (``ITIMER_PROF``) checks when the current episode
+    started. CPU time, not wall-clock time, so a loaded machine never changes a result."""
 
     def __init__(self, limit_s: float):
         self.limit_s = limit_s
-        self.started = time.monotonic()
+        self.started = time.process_time()
         self.enabled = hasattr(signal, "setitimer") and _is_main_thread()
 
     def __enter__(self) -> Watchdog:
         if self.enabled:
-            self.previous = signal.signal(signal.SIGALRM, self._check)
-            period = min(1.0, self.limit_s / 2)
-            signal.setitimer(signal.ITIMER_REAL, period, period)
+            self.previous = signal.signal(signal.SIGPROF, self._check)
+            period = min(0.5, self.limit_s / 4)
+            signal.setitimer(signal.ITIMER_PROF, period, period)
         return self
 
     def reset(self) -> None:
         """Mark the start of the next episode."""
-        self.started = time.monotonic()
+        self.started = time.process_time()
 
     def _check(self, signum, frame) -> None:
-        if time.monotonic() - self.started > self.limit_s:
-            self.started = time.monotonic()
-            raise EpisodeTimeout(f"episode exceeded the time limit of {self.limit_s:g} s")
+        if time.process_time() - self.started > self.limit_s:
+            self.started = time.process_time()
+            raise EpisodeTimeout(f"episode exceeded the CPU-time limit of {self.limit_s:g} s")
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
-            signal.setitimer(signal.ITIMER_REAL, 0, 0)
-            signal.signal(signal.SIGALRM, self.previous)
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            signal.signal(signal.SIGPROF, self.previous)
 
 
 def _is_main_thread() -> bool:

@@ -261,37 +261,44 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                     "(does the controller loop forever?)"
                 )
             reply = None
-            if isinstance(action, Continue):
+            kind = type(action)  # exact types: a subclass could answer differently each time
+            if kind is Continue:
                 ids = tuple(action.ids)
                 k = action.steps
                 if type(k) is not int:
+                    if not isinstance(k, Sequence) or isinstance(k, str):
+                        _requested_intervals(ids, k)  # raises the clear error
                     k = tuple(k)
-                episode.extend(ids, k, action.probe)
-                append((CONTINUE, ids, k, action.probe, episode.tokens))
-            elif isinstance(action, Branch):
-                ids = tuple(episode.open(action.k, action.model))
-                episode.extend(ids, 1, action.probe)
+                probe = _flag(action.probe)
+                episode.extend(ids, k, probe)
+                append((CONTINUE, ids, k, probe, episode.tokens))
+            elif kind is Branch:
+                model, probe = _model(action.model), _flag(action.probe)
+                ids = tuple(episode.open(action.k, model))
+                episode.extend(ids, 1, probe)
                 reply = list(ids)
-                append((BRANCH, ids, action.model, action.probe, episode.tokens))
-            elif isinstance(action, Read):
-                ids = tuple(episode.read(action.k, action.model))
+                append((BRANCH, ids, model, probe, episode.tokens))
+            elif kind is Read:
+                model = _model(action.model)
+                ids = tuple(episode.read(action.k, model))
                 reply = list(ids)
-                append((READ, ids, action.model, False, episode.tokens))
-            elif isinstance(action, Probe):
+                append((READ, ids, model, False, episode.tokens))
+            elif kind is Probe:
                 episode.probe(ids := tuple(action.ids))
                 append((PROBE, ids, 0, True, episode.tokens))
-            elif isinstance(action, Prune):
+            elif kind is Prune:
                 episode.prune(ids := tuple(action.ids))
                 append((PRUNE, ids, 0, False, episode.tokens))
-            elif isinstance(action, Note):
+            elif kind is Note:
                 append((NOTE, (), str(action.text), False, episode.tokens))
-            elif isinstance(action, Generate):
-                reply = episode.generate(action.prompt, action.model, action.max_tokens)
+            elif kind is Generate:
+                reply = episode.generate(action.prompt, _model(action.model), action.max_tokens)
                 append((GENERATE, (), action.model, False, episode.tokens))
             else:
                 raise ActionError(
                     f"controller yielded {action!r}; expected an action such as Branch, "
-                    "Continue, Probe, Prune, Read, Note or Generate (from autotts)"
+                    "Continue, Probe, Prune, Read, Note or Generate (from autotts, not a "
+                    "subclass)"
                 )
     except StopIteration as stop:
         value = stop.value
@@ -458,8 +465,9 @@ class _Episode:
                     shortfall += self._finish(ids[j], k if type(k) is int else k[j])
         except IndexError:
             self._raise_bad_id(ids)
-        except ValueError:  # the compiled loop's check of steps: say what is wrong
+        except (TypeError, ValueError):  # the compiled loop's checks: say what is wrong
             _requested_intervals(ids, k)
+            _check_ids(ids)
             raise
         n_probed = len(ids) - self.n_finished + finished_before if probe else 0
         self._charge(self.delta * nominal - shortfall, n_probed * self.probe_cost)
@@ -476,6 +484,7 @@ class _Episode:
 
     def _extend_python(self, ids, k, probe: bool) -> int:
         """The pure-Python replay loop, the specification of ``autotts/_replay_loop.c``."""
+        _check_ids(ids)
         if ids and min(ids) < 0:
             raise IndexError(min(ids))
         return (self._extend_probing if probe else self._extend_silently)(ids, k)
@@ -542,6 +551,7 @@ class _Episode:
         )
 
     def probe(self, ids) -> None:
+        _check_ids(ids)
         state = self.state
         n_probed = 0
         for i in ids:
@@ -556,6 +566,7 @@ class _Episode:
         self._charge(0, n_probed * self.probe_cost)
 
     def prune(self, ids) -> None:
+        _check_ids(ids)
         state = self.state
         for i in ids:
             if not 0 <= i < len(self.depth):
@@ -569,18 +580,41 @@ def _with_steps(ids, k):
     return zip(ids, repeat(k)) if isinstance(k, int) else zip(ids, k, strict=True)
 
 
+MAX_STEPS_PER_ACTION = 1_000_000  # steps of one Continue, per branch (far past any branch's end)
+
+
+def _flag(value) -> bool:
+    if value is not True and value is not False:
+        raise ActionError(f"probe must be True or False, got {value!r}")
+    return value
+
+
+def _model(value):
+    if value is not None and type(value) is not str:
+        raise ActionError(f"model must be None or a model name (str), got {value!r}")
+    return value
+
+
+def _check_ids(ids) -> None:
+    """Branch ids must be built-in ints (not bools, not subclasses)."""
+    for i in ids:
+        if type(i) is not int:
+            raise ActionError(f"branch ids must be ints, got {i!r} ({type(i).__name__})")
+
+
 def _requested_intervals(ids, k) -> int:
     """Intervals a ``Continue(ids, steps=k)`` asks for, or a clear error for bad steps."""
-    if isinstance(k, int):
-        if k < 1:
-            raise ActionError(f"steps must be >= 1, got {k!r}")
+    bound = MAX_STEPS_PER_ACTION
+    if type(k) is int:
+        if not 1 <= k <= bound:
+            raise ActionError(f"steps must be an int in 1..{bound:,}, got {k!r}")
         return k * len(ids)
-    if not isinstance(k, Sequence):
+    if not isinstance(k, Sequence) or isinstance(k, str):
         raise ActionError(f"steps must be an int >= 1 or a list of them (one per id), got {k!r}")
     if len(k) != len(ids):
         raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
-    if not all(isinstance(s, int) and s >= 1 for s in k):
-        raise ActionError(f"steps must be ints >= 1, got {list(k)!r}")
+    if not all(type(s) is int and 1 <= s <= bound for s in k):
+        raise ActionError(f"steps must be ints in 1..{bound:,}, got {list(k)!r}")
     return sum(k)
 
 

@@ -26,7 +26,7 @@ def test_failures_are_recorded_and_other_controllers_continue(env_dir, tmp_path)
     )
     status = {row.controller: row.status for row in report.rows}
     assert "controller raised ValueError: boom" in status["raises"]
-    assert "exceeded the time limit of 0.5 s" in status["hangs"]
+    assert "exceeded the CPU-time limit of 0.5 s" in status["hangs"]
     assert status["syntax-error"].startswith("failed:") and "syntax error" in status["syntax-error"]
     assert status["sc"] == "ok" and report.row("sc", "Qwen3-8B/aime24").episodes == 60
     paths = write_outputs(report, tmp_path)

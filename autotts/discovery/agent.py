@@ -24,12 +24,12 @@ import time
 from string import Template
 from typing import Any, TypedDict
 
+from ..sandbox import SandboxLimits, static_problems
 from ..store import PROJECT_ROOT
 from .candidates import CandidateResult, evaluate_candidate
 from .family import curve_score
 from .llm import LLMClient
 from .rundir import RunDirectory
-from .sandbox import SandboxLimits, static_problems
 
 PROMPTS = PROJECT_ROOT / "agents"
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
@@ -102,8 +102,17 @@ def extract_code(reply: str | None, base: str | None = None) -> tuple[str | None
 class LLMProposer:
     """Runs rounds of LLM proposals against a run directory."""
 
-    def __init__(self, run: RunDirectory, settings, llm: dict, api_key: str | None, envs: dict):
+    def __init__(
+        self,
+        run: RunDirectory,
+        settings,
+        llm: dict,
+        api_key: str | None,
+        envs: dict,
+        isolate: bool = True,
+    ):
         self.run, self.settings, self.llm, self.envs = run, settings, llm, envs
+        self.isolate = isolate
         self.client = LLMClient(run, llm, api_key)
         self.chat = self.client.chat
         self.limits = SandboxLimits()
@@ -162,7 +171,14 @@ class LLMProposer:
     def quick_test(self, state: RoundState) -> RoundState:
         envs = dict(list(self.envs.items())[:2])
         result = evaluate_candidate(
-            state["source"], envs, QUICK_BETAS, 3, workers=2, trace_seeds=0, limits=self.limits
+            state["source"],
+            envs,
+            QUICK_BETAS,
+            3,
+            workers=2,
+            trace_seeds=0,
+            limits=self.limits,
+            isolate=self.isolate,
         )
         tests = state.get("tests", 0) + 1
         text = prompt(
@@ -184,6 +200,7 @@ class LLMProposer:
             workers=self.settings.workers or 2,
             trace_seeds=1,
             limits=self.limits,
+            isolate=self.isolate,
         )
         return {"result": _result_dict(result), "status": "ok" if result.ok else "rejected"}
 
@@ -372,13 +389,16 @@ def render_trace(t: dict, kind: str, max_steps: int = 12) -> str:
     return "\n".join(lines)
 
 
-def run_llm_discovery(run: RunDirectory, settings, config: dict, api_key, console=None) -> dict:
+def run_llm_discovery(
+    run: RunDirectory, settings, config: dict, api_key, console=None, isolate: bool = True
+) -> dict:
     """Run (or continue) LLM rounds until ``settings.trials`` rounds are recorded, then pick
-    the best candidate on the search set (recorded as the ``best`` stage)."""
+    the best candidate on the search set (recorded as the ``best`` stage). Candidates run in
+    the OS sandbox; ``isolate=False`` (``--unsafe-no-sandbox``) runs them without it."""
     from ..replay import ReplayEnvironment
 
     envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
-    proposer = LLMProposer(run, settings, config["llm"], api_key, envs)
+    proposer = LLMProposer(run, settings, config["llm"], api_key, envs, isolate)
     done = len([r for r in run.rounds() if r.get("stage") == "llm"])
     for number in range(done, settings.trials):
         outcome = proposer.run_round(number)
@@ -394,12 +414,14 @@ def run_llm_discovery(run: RunDirectory, settings, config: dict, api_key, consol
         run.finish_stage("best", candidate=best["candidate"], score=best["score"])
     best = run.stage_done("best")
     if best and not run.stage_done("judged"):
-        judge_best(run, settings, best["candidate"], config.get("name", "discovered"))
+        judge_best(run, settings, best["candidate"], config.get("name", "discovered"), isolate)
         run.finish_stage("judged")
     return {"rounds": [r for r in run.rounds() if r.get("stage") == "llm"], "best": best}
 
 
-def judge_best(run: RunDirectory, settings, candidate: str, name: str) -> None:
+def judge_best(
+    run: RunDirectory, settings, candidate: str, name: str, isolate: bool = True
+) -> None:
     """The chosen candidate's full β curve (sandboxed, ``final_seeds``) next to CMC and
     SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
     from ..evaluate import DEFAULT_BETAS
@@ -419,7 +441,8 @@ def judge_best(run: RunDirectory, settings, candidate: str, name: str) -> None:
             settings.final_seeds,
             workers=settings.workers or 2,
             trace_seeds=0,
-            limits=SandboxLimits(wall_s=1800, cpu_s=3600),
+            limits=SandboxLimits(cpu_s=3600),
+            isolate=isolate,
         )
         data = curves_with_baselines(None, name, env_ids, settings)
         data["name"] = name

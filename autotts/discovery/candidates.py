@@ -1,8 +1,9 @@
 """Judging one untrusted candidate: sandboxed β-sweep, scoring in the parent, β contract.
 
-The parent loads the stores (with gold answers), sends the sandbox gold-free questions, and
-scores the returned answers itself. A candidate is accepted when it loads, every episode ends
-without error, it is deterministic across processes, and its cost never drops as β grows.
+The parent loads the stores (with gold answers), sends the sandbox gold-free questions,
+recomputes every episode from its action log and scores the answers itself. A candidate is
+accepted when it loads, every episode ends without error, it is deterministic (on a random
+sample replayed in a fresh process), and its cost never drops as β grows.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from ..contract import ActionError
 from ..evaluate import RunConfig
 from ..replay import ReplayEnvironment
+from ..sandbox import SandboxLimits, run_sandboxed
 from ..traces import episode_record
-from .sandbox import SandboxLimits, run_sandboxed
 
 MONOTONE_TOLERANCE = 0.02
 
@@ -59,12 +59,20 @@ def evaluate_candidate(
     workers: int = 2,
     trace_seeds: int = 1,
     limits: SandboxLimits | None = None,
+    isolate: bool = True,
 ) -> CandidateResult:
-    """Sweep a candidate's β grid on ``envs`` inside the sandbox and score it here."""
-    payload = {env_id: env.questions for env_id, env in envs.items()}
+    """Sweep a candidate's β grid on ``envs`` inside the sandbox and score it here
+    (``isolate=False``: without OS isolation, ``--unsafe-no-sandbox``)."""
     configs = [(beta, {}) for beta in betas]
     outcome = run_sandboxed(
-        source, payload, configs, seeds, workers=workers, trace_seeds=trace_seeds, limits=limits
+        source,
+        envs,
+        configs,
+        seeds,
+        workers=workers,
+        trace_seeds=trace_seeds,
+        limits=limits,
+        isolate=isolate,
     )
     if not outcome.ok:
         return CandidateResult(False, outcome.reason, seconds=outcome.seconds)
@@ -87,15 +95,9 @@ def evaluate_candidate(
         correct[key] = correct.get(key, 0) + env.is_correct(question, result.answer)
         tokens[key] = tokens.get(key, 0) + result.tokens
         episodes[key] = episodes.get(key, 0) + 1
-        if result.actions is not None:  # the worker's action log, replayed here
-            result.source = env.episode_source(question, result.seed)
+        if result.actions is not None:  # replayed here from the worker's action log
             config = RunConfig("candidate", beta=betas[index])
-            try:
-                traces.append(episode_record(env, config, outcome.params[index], result))
-            except (ActionError, IndexError, TypeError, ValueError) as exc:
-                return CandidateResult(
-                    False, f"the sandbox sent an action log that does not replay: {exc}"
-                )
+            traces.append(episode_record(env, config, outcome.params[index], result))
     curve = []
     for index, beta in enumerate(betas):
         per_env = {

@@ -90,9 +90,19 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         ] = None,
         price_out: Annotated[float | None, typer.Option(help="$ per 1M completion tokens.")] = None,
         workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+        unsafe_no_sandbox: Annotated[
+            bool,
+            typer.Option(
+                "--unsafe-no-sandbox",
+                help="Run LLM-written candidates without OS isolation (separate processes and "
+                "parent-side scoring only). Only where isolation is unavailable and you trust "
+                "the model and its endpoint.",
+            ),
+        ] = False,
         env_dir: EnvDirOption = None,
     ) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
+        from ..sandbox import IsolationUnavailable, require_isolation
         from ..store import StoreError
         from .optuna_search import SearchSettings
         from .pipeline import config_for, settings_from_config
@@ -133,12 +143,22 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     }
                 if strategy not in ("optuna", "tune"):
                     raise ValueError(f"unknown --strategy {strategy!r}; use optuna or tune")
+                if llm and not unsafe_no_sandbox:
+                    require_isolation()  # before the run directory exists
                 config = config_for(settings, "llm" if llm else strategy, name=name, llm=llm)
                 path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
                 run = RunDirectory.create(path, config)
             _check_envs(settings)
-        except (RunError, StoreError, ValueError) as exc:
+            if config.get("strategy") == "llm" and not unsafe_no_sandbox:
+                require_isolation()
+        except (RunError, StoreError, ValueError, IsolationUnavailable) as exc:
             raise _fail(str(exc)) from None
+        if unsafe_no_sandbox and config.get("strategy") == "llm":
+            err_console.print(
+                "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs without "
+                "operating-system isolation; it can read and change what this user can.",
+                highlight=False,
+            )
         console.print(f"run directory: [bold]{run.path}[/]", highlight=False)
         if config.get("strategy") == "llm":
             from .agent import run_llm_discovery
@@ -148,7 +168,9 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                 or os.environ.get("AUTOTTS_LLM_API_KEY")
                 or os.environ.get("OPENAI_API_KEY")
             )
-            summary = run_llm_discovery(run, settings, config, api_key, console=err_console)
+            summary = run_llm_discovery(
+                run, settings, config, api_key, console=err_console, isolate=not unsafe_no_sandbox
+            )
             _print_llm_summary(console, summary)
             _print_comparison(console, run, config.get("name", "discovered"))
         else:

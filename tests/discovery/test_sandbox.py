@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from autotts.discovery.candidates import evaluate_candidate
-from autotts.discovery.sandbox import SandboxLimits, run_sandboxed, static_problems
 from autotts.replay import ReplayEnvironment
+from autotts.sandbox import SandboxLimits, run_sandboxed, static_problems
 from autotts.store import load_environment_records
 
 CANDIDATES = Path(__file__).parents[1] / "fixtures" / "candidates"
 ROOT = Path(__file__).parents[2]
-LIMITS = SandboxLimits(wall_s=30, memory_mb=1024, cpu_s=60, episode_s=1.0)
+LIMITS = SandboxLimits(memory_mb=1024, cpu_s=60, episode_cpu_s=1.0, idle_s=10)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_runtime_layer_blocks_what_static_checks_would(source, reason, small_env
     )
     outcome = run_sandboxed(
         module,
-        {k: v.questions for k, v in small_env.items()},
+        small_env,
         [(0.5, {})],
         1,
         limits=LIMITS,

@@ -1,0 +1,278 @@
+"""Operating-system isolation of a sandbox worker (Linux).
+
+A worker process isolates itself in two steps, both before any untrusted code is loaded:
+
+1. :func:`enter_namespaces` (in the worker, before it forks the process that will run the
+   candidate): new mount, network, PID, IPC and UTS namespaces, plus a user namespace when
+   the worker is not root. The forked child is PID 1 of the new PID namespace, so every
+   process it could ever create dies with it; its network namespace has no interface up.
+2. :func:`lock_down` (in that child): die with the worker (``PR_SET_PDEATHSIG``); drop to
+   the unprivileged uid/gid 65534 when running as root (no capabilities left otherwise);
+   resource limits (address space, CPU time, file size 0, open files, processes 0, core
+   dumps 0); no-new-privileges and not dumpable; every inherited descriptor but stdin,
+   stdout, stderr and ``keep_fd`` closed; a Landlock ruleset that grants *no* file-system
+   access at all (no read, no write, no directory listing: every module the candidate may
+   use is imported before), no TCP bind/connect (Landlock ABI ≥ 4) and no abstract Unix
+   sockets or signals outside the sandbox (ABI ≥ 6); and a seccomp filter (libseccomp through
+   ``pyseccomp``) refusing process creation and exec, sockets, ptrace and cross-process
+   memory access, signals, namespace and mount changes, kernel keyrings, BPF, io_uring and
+   the like with ``EPERM``.
+
+Every step either succeeds or raises :class:`IsolationError` naming what is missing: nothing
+degrades silently. :func:`missing_mechanisms` tells, without side effects, what this machine
+lacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import resource
+import signal
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+
+SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+
+NOBODY = 65534
+
+# Refused with EPERM (clone3 with ENOSYS, so that libc falls back to the refused clone).
+DENIED_SYSCALLS = (
+    # processes and programs
+    "fork", "vfork", "clone", "execve", "execveat", "setsid", "setpgid",
+    # network
+    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+    # other processes: tracing, memory, signals, handles
+    "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
+    "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "kill", "tkill", "tgkill",
+    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "migrate_pages", "move_pages",
+    # namespaces, mounts, privileges
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "move_mount",
+    "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+    "setfsuid", "setfsgid", "capset", "setrlimit",
+    # kernel facilities a controller never needs
+    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
+    "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon",
+    "swapoff", "acct", "syslog", "quotactl", "quotactl_fd", "open_by_handle_at",
+    "name_to_handle_at", "iopl", "ioperm", "uselib", "vhangup", "settimeofday",
+    "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "mknod",
+    "mknodat", "fanotify_init", "personality",
+)  # fmt: skip
+
+
+class IsolationError(RuntimeError):
+    """A kernel mechanism the sandbox relies on is unavailable or failed."""
+
+
+_libc = None
+
+
+def _c():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        code = ctypes.get_errno()
+        raise IsolationError(f"{what} failed: {os.strerror(code)} (errno {code})")
+    return result
+
+
+def enter_namespaces() -> None:
+    """Move this process into new mount, network, IPC, UTS and (for its children) PID
+    namespaces; as a non-root user, inside a new user namespace that maps only its own uid."""
+    if not sys.platform.startswith("linux"):
+        raise IsolationError(f"namespaces need Linux (this is {sys.platform})")
+    uid, gid = os.geteuid(), os.getegid()
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if uid != 0:
+        flags |= CLONE_NEWUSER
+    if _c().unshare(flags) == -1:
+        code = ctypes.get_errno()
+        hint = (
+            "unprivileged user namespaces are disabled here (sysctl "
+            "kernel.unprivileged_userns_clone=1, or on Ubuntu "
+            "kernel.apparmor_restrict_unprivileged_userns=0; in a container, allow the "
+            "unshare/clone syscalls)"
+            if uid != 0
+            else "the container forbids creating namespaces (allow unshare, e.g. run it privileged)"
+        )
+        raise IsolationError(f"unshare(namespaces) failed: {os.strerror(code)}: {hint}")
+    if uid != 0:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0 when Landlock is unavailable)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    version = _c().syscall(
+        SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), LANDLOCK_CREATE_RULESET_VERSION
+    )
+    return max(0, version)
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+def _restrict_with_landlock() -> None:
+    """Handle every access right the kernel knows and grant none: no file-system access
+    (and, where the ABI has them, no TCP and no abstract sockets or signals outside)."""
+    abi = landlock_abi()
+    if abi < 1:
+        raise IsolationError(
+            "Landlock is unavailable (Linux ≥ 5.13 with 'landlock' in the LSM list is needed)"
+        )
+    fs = (1 << 13) - 1
+    if abi >= 2:
+        fs |= 1 << 13  # REFER
+    if abi >= 3:
+        fs |= 1 << 14  # TRUNCATE
+    if abi >= 5:
+        fs |= 1 << 15  # IOCTL_DEV
+    attr = _RulesetAttr(fs, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    libc = _c()
+    fd = _check(
+        libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
+        "landlock_create_ruleset",
+    )
+    try:
+        _check(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0), "landlock_restrict_self")
+    finally:
+        os.close(fd)
+
+
+def _seccomp_module():
+    try:
+        import pyseccomp
+    except Exception as exc:  # the package, or libseccomp itself, is missing
+        raise IsolationError(
+            f"seccomp is unavailable: {exc} (install libseccomp2 and the pyseccomp package)"
+        ) from None
+    return pyseccomp
+
+
+def _load_seccomp_filter(pyseccomp) -> None:
+    flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    deny = pyseccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            flt.add_rule(deny, name)
+        except Exception:  # not a syscall of this architecture
+            continue
+    with contextlib.suppress(Exception):  # clone3 is unknown to older libseccomp
+        flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    # prlimit64 may read limits, never set them
+    flt.add_rule(deny, "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
+    try:
+        flt.load()
+    except OSError as exc:
+        raise IsolationError(f"loading the seccomp filter failed: {exc}") from None
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_privileges() -> None:
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)  # leaving uid 0 clears every capability
+        if os.getuid() != NOBODY:
+            raise IsolationError("could not drop to the unprivileged uid 65534")
+        return
+    # a user namespace gave this process capabilities over its own namespaces: drop them
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(_c().capset(ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+def set_limits(memory_mb: int, cpu_s: float, open_files: int = 32) -> None:
+    """Kernel-enforced limits of the calling process (CPU time in seconds: at the limit the
+    kernel kills the process, whatever the machine's load)."""
+    cpu = max(1, int(cpu_s + 0.999))
+    memory = memory_mb * 1024 * 1024
+    for limit, value in (
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_FSIZE, (0, 0)),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_NOFILE, (open_files, open_files)),
+        (resource.RLIMIT_NPROC, (0, 0)),
+        (resource.RLIMIT_MEMLOCK, (0, 0)),
+        (resource.RLIMIT_MSGQUEUE, (0, 0)),
+    ):
+        resource.setrlimit(limit, value)
+
+
+def lock_down(memory_mb: int, cpu_s: float, keep_fd: int) -> None:
+    """Confine the calling process for good (see the module docstring). Call it in the
+    child that will run untrusted code, after everything that needs files is imported."""
+    libc = _c()
+    pyseccomp = _seccomp_module()  # imported while files can still be read
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    _drop_privileges()
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 16)
+    set_limits(memory_mb, cpu_s)
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")
+    _restrict_with_landlock()
+    _load_seccomp_filter(pyseccomp)
+
+
+def missing_mechanisms() -> list[str]:
+    """What this machine lacks for :func:`enter_namespaces` and :func:`lock_down`, checked
+    without changing this process (empty when everything is there). The authoritative test
+    is a worker that isolates itself (see :func:`autotts.sandbox.runner.isolation_problems`)."""
+    if not sys.platform.startswith("linux"):
+        return [f"Linux (this is {sys.platform}): namespaces, Landlock and seccomp are Linux-only"]
+    missing = []
+    if landlock_abi() < 1:
+        missing.append("Landlock (Linux ≥ 5.13 with 'landlock' in the kernel's LSM list)")
+    try:
+        _seccomp_module()
+    except IsolationError as exc:
+        missing.append(str(exc))
+    return missing

@@ -1,0 +1,115 @@
+"""The static check: a fast first filter on untrusted controller source.
+
+It gives an LLM proposer precise feedback (which import, which name, which line) before any
+process starts. It is *not* the security boundary — a Python-level check can be walked
+around; the boundary is the operating system (:mod:`autotts.sandbox.isolation`) and the
+parent's own replay of every action log (:mod:`autotts.sandbox.protocol`).
+"""
+
+from __future__ import annotations
+
+import ast
+
+import autotts
+
+SAFE_MODULES = frozenset(
+    {
+        "__future__",
+        "abc",
+        "bisect",
+        "collections",
+        "dataclasses",
+        "enum",
+        "fractions",
+        "functools",
+        "heapq",
+        "itertools",
+        "math",
+        "operator",
+        "statistics",
+        "typing",
+    }
+)
+# the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
+AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
+FORBIDDEN_CALLS = frozenset(
+    {
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "getattr",
+        "setattr",
+        "delattr",
+        "input",
+        "breakpoint",
+        "help",
+        "memoryview",
+        "exit",
+        "quit",
+    }
+)
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "ag_frame",
+        "f_back",
+        "f_locals",
+        "f_globals",
+        "f_builtins",
+        "f_code",
+        "tb_frame",
+        "tb_next",
+        "func_globals",
+    }
+)
+ALLOWED_DUNDERS = frozenset({"__init__", "__getitem__", "__len__", "__contains__", "__name__"})
+
+
+def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
+    """Reasons the source may not run in the sandbox (empty when it passes)."""
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        return [f"{filename}:{exc.lineno}: syntax error: {exc.msg}"]
+    problems: list[str] = []
+
+    def bad(node: ast.AST, what: str) -> None:
+        problems.append(f"{filename}:{getattr(node, 'lineno', '?')}: {what}")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                root = alias.name.split(".")[0]
+                if root not in SAFE_MODULES and alias.name != "autotts":
+                    bad(node, f"import of {alias.name!r} is not allowed")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module == "autotts":
+                for alias in node.names:
+                    if alias.name not in AUTOTTS_NAMES:
+                        bad(node, f"'from autotts import {alias.name}' is not allowed")
+            elif module.split(".")[0] not in SAFE_MODULES or node.level:
+                bad(node, f"import from {module or '.'!r} is not allowed")
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_CALLS:
+            bad(node, f"use of {node.id!r} is not allowed")
+        elif isinstance(node, ast.Attribute):
+            attr = node.attr
+            if attr in ("format", "format_map"):
+                bad(node, "str.format can reach attributes from inside a string; use an f-string")
+            elif attr in FORBIDDEN_ATTRIBUTES:
+                bad(node, f"attribute {attr!r} is not allowed")
+            elif attr.startswith("__") and attr.endswith("__"):
+                if attr not in ALLOWED_DUNDERS:
+                    bad(node, f"attribute {attr!r} is not allowed")
+            elif attr.startswith("_") and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                bad(node, f"private attribute {attr!r} of another object is not allowed")
+    return problems
