@@ -62,6 +62,89 @@ def _schedule_problem(controller, betas) -> str | None:
     return None
 
 
+def _cost_drops(betas, costs, tolerance) -> list[str]:
+    return [
+        f"β {betas[i - 1]}→{betas[i]}: {costs[i - 1]:,.0f}→{costs[i]:,.0f}"
+        for i in range(1, len(costs))
+        if costs[i] < costs[i - 1] * (1 - tolerance)
+    ]
+
+
+def _check_in_sandbox(report, target, env, questions, seeds, betas, tolerance, isolate):
+    """The same checks on the sandboxed path: the file never runs in this process."""
+    from .loader import resolve_controller_path
+    from .replay import ReplayEnvironment
+    from .sandbox import run_sandboxed
+
+    if not isinstance(env, ReplayEnvironment):
+        raise ValueError(f"{env.env_id}: the sandboxed check runs on single-model environments")
+    try:
+        source = resolve_controller_path(target).read_text(encoding="utf-8")
+    except (ControllerLoadError, OSError, UnicodeDecodeError) as exc:
+        report.add("import", False, str(exc))
+        return report
+    subset = ReplayEnvironment.without_gold(env.env_id, env.questions[:questions])
+    outcome = run_sandboxed(
+        source,
+        {env.env_id: subset},
+        [(beta, {}) for beta in betas],
+        seeds,
+        trace_seeds=0,
+        isolate=isolate,
+        max_branches=None,
+        verify_fraction=1.0,
+    )
+    reason = outcome.reason
+    if not outcome.ok and reason.startswith(("does not load", "static check")):
+        report.add("import", False, f"(sandboxed) {reason}")
+        return report
+    report.add("import", True, "loads in the sandbox")
+    if not outcome.ok and reason.startswith("schedule/params failed"):
+        report.add("schedule", False, reason)
+        return report
+    keys = [sorted(p) for p in outcome.params]
+    consistent = bool(keys) and all(k == keys[0] for k in keys)
+    report.add(
+        "schedule",
+        consistent or not outcome.ok,
+        f"{len(betas)} β values, keys consistent"
+        if consistent
+        else "schedule keys differ across β",
+    )
+    if not outcome.ok:
+        name = "deterministic" if reason.startswith("non-deterministic") else "runs"
+        if name == "deterministic":
+            report.add("runs", True, "episodes ran in the sandbox")
+        report.add(name, False, reason)
+        return report
+    errors = [(i, r) for i, _, _, r in outcome.results if r.error]
+    if errors:
+        i, r = errors[0]
+        report.add(
+            "runs",
+            False,
+            f"{len(errors)} of {len(outcome.results)} episodes failed; first: β={betas[i]}, "
+            f"question {r.question}, seed {r.seed}: {r.error}",
+        )
+        return report
+    report.add("runs", True, f"{len(outcome.results)} episodes, sandboxed")
+    report.add(
+        "deterministic",
+        True,
+        f"{outcome.verified_units} episodes replayed identically in a fresh process",
+    )
+    totals = [0] * len(betas)
+    counts = [0] * len(betas)
+    for i, _, _, r in outcome.results:
+        totals[i] += r.tokens
+        counts[i] += 1
+    costs = [t / max(1, c) for t, c in zip(totals, counts, strict=True)]
+    drops = _cost_drops(betas, costs, tolerance)
+    curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
+    report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
+    return report
+
+
 def check_controller(
     target: str,
     env_id: str,
@@ -71,10 +154,21 @@ def check_controller(
     seeds: int = 4,
     betas=DEFAULT_BETAS,
     tolerance: float = 0.02,
+    sandbox: bool | None = None,
+    isolate: bool = True,
 ) -> CheckReport:
-    """Run every check; the environment must load (else :class:`StoreError` propagates)."""
+    """Run every check; the environment must load (else :class:`StoreError` propagates).
+
+    ``sandbox``: run the file in the OS sandbox (``True``), in-process (``False``), or
+    sandboxed only when ``autotts export`` marked it untrusted (``None``)."""
     report = CheckReport(str(target))
     env = load_environment(env_id, env_dir)
+    from .sandbox.evaluation import is_marked_untrusted
+
+    if sandbox or (sandbox is None and is_marked_untrusted(target)):
+        return _check_in_sandbox(
+            report, target, env, questions, seeds, list(betas), tolerance, isolate
+        )
     try:
         controller = load_controller(target)
     except ControllerLoadError as exc:
@@ -131,11 +225,7 @@ def check_controller(
             report.add("monotone cost", False, f"β={beta}: {failed[0].error}")
             return report
         costs.append(sum(r.tokens for r in results) / len(results))
-    drops = [
-        f"β {betas[i - 1]}→{betas[i]}: {costs[i - 1]:,.0f}→{costs[i]:,.0f}"
-        for i in range(1, len(costs))
-        if costs[i] < costs[i - 1] * (1 - tolerance)
-    ]
+    drops = _cost_drops(betas, costs, tolerance)
     curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
     report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
     return report

@@ -61,6 +61,24 @@ OutOption = Annotated[
 TraceSeedsOption = Annotated[
     int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
 ]
+SandboxOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--sandbox/--no-sandbox",
+        help="Run controller files in the OS sandbox (--sandbox), or in-process even when "
+        "marked untrusted (--no-sandbox). Default: files that `autotts export` marked as "
+        "LLM-written run sandboxed, others in-process.",
+        show_default=False,
+    ),
+]
+UnsafeOption = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-no-sandbox",
+        help="Where sandboxed code would run, run it in worker processes without OS isolation "
+        "(for machines without namespaces, Landlock or seccomp; only for code you trust).",
+    ),
+]
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -132,7 +150,16 @@ def _configs_and_envs(specs, env, env_dir, default_envs):
 
 
 def _run_and_report(
-    configs, env_ids, env_dir, seeds, workers, out, trace_seeds, with_reference=False
+    configs,
+    env_ids,
+    env_dir,
+    seeds,
+    workers,
+    out,
+    trace_seeds,
+    with_reference=False,
+    sandbox=None,
+    unsafe_no_sandbox=False,
 ):
     from rich.progress import (
         BarColumn,
@@ -144,6 +171,7 @@ def _run_and_report(
 
     from .evaluate import evaluate
     from .report import matches_reference, reference_for, write_outputs
+    from .sandbox import IsolationUnavailable
     from .store import StoreError
 
     out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -171,8 +199,10 @@ def _run_and_report(
                 workers=workers,
                 trace_seeds=trace_seeds,
                 progress=progress,
+                sandbox=sandbox,
+                isolate=not unsafe_no_sandbox,
             )
-        except StoreError as exc:
+        except (StoreError, IsolationUnavailable, ValueError) as exc:
             raise _fail(str(exc)) from None
     paths = write_outputs(report, out, with_reference)
     table = Table(title=f"{seeds} seeds, {report.seconds:.1f} s", show_lines=False)
@@ -322,6 +352,8 @@ def evaluate(
     workers: WorkersOption = None,
     out: OutOption = None,
     trace_seeds: TraceSeedsOption = 1,
+    sandbox: SandboxOption = None,
+    unsafe_no_sandbox: UnsafeOption = False,
     env_dir: EnvDirOption = None,
 ) -> None:
     """Evaluate one controller over a β (or parameter) grid on one or more environments."""
@@ -335,7 +367,17 @@ def evaluate(
     for item in param or []:
         spec += f"@{item}"
     configs, env_ids = _configs_and_envs([spec], env, env_dir, ["Qwen3-8B/aime24"])
-    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds)
+    _run_and_report(
+        configs,
+        env_ids,
+        env_dir,
+        seeds,
+        workers,
+        out,
+        trace_seeds,
+        sandbox=sandbox,
+        unsafe_no_sandbox=unsafe_no_sandbox,
+    )
 
 
 @app.command()
@@ -355,6 +397,8 @@ def compare(
     workers: WorkersOption = None,
     out: OutOption = None,
     trace_seeds: TraceSeedsOption = 1,
+    sandbox: SandboxOption = None,
+    unsafe_no_sandbox: UnsafeOption = False,
     env_dir: EnvDirOption = None,
 ) -> None:
     """Compare several controllers × environments: one table, one plot."""
@@ -374,6 +418,8 @@ def compare(
         out,
         trace_seeds,
         with_reference=preset == "paper",
+        sandbox=sandbox,
+        unsafe_no_sandbox=unsafe_no_sandbox,
     )
 
 
@@ -389,17 +435,27 @@ def check(
         float,
         typer.Option(min=0.0, help="Allowed relative drop of mean tokens between consecutive β."),
     ] = 0.02,
+    sandbox: SandboxOption = None,
+    unsafe_no_sandbox: UnsafeOption = False,
     env_dir: EnvDirOption = None,
 ) -> None:
     """Validate a controller: imports, β schedule, runs, determinism, cost monotone in β."""
     from .checker import check_controller
+    from .sandbox import IsolationUnavailable
     from .store import StoreError
 
     try:
         report = check_controller(
-            controller, env, env_dir=env_dir, questions=questions, seeds=seeds, tolerance=tolerance
+            controller,
+            env,
+            env_dir=env_dir,
+            questions=questions,
+            seeds=seeds,
+            tolerance=tolerance,
+            sandbox=sandbox,
+            isolate=not unsafe_no_sandbox,
         )
-    except StoreError as exc:
+    except (StoreError, IsolationUnavailable, ValueError) as exc:
         raise _fail(str(exc)) from None
     for item in report.items:
         mark = "[green]PASS[/]" if item.ok else "[red]FAIL[/]"

@@ -261,6 +261,8 @@ def evaluate(
     trace_seeds: int = 1,
     time_limit_s: float = EPISODE_TIME_LIMIT_S,
     progress: Callable[[int, int], None] | None = None,
+    sandbox: bool | None = None,
+    isolate: bool = True,
 ) -> EvaluationReport:
     """Evaluate every configuration on every environment over ``seeds`` seeds.
 
@@ -268,6 +270,11 @@ def evaluate(
     :class:`~autotts.store.StoreError`); repeated configurations are evaluated once;
     controller problems never raise: they are reported in each row's ``status``.
     ``progress(done, total)`` is called as units complete.
+
+    ``sandbox``: run every controller file in the sandbox (``True``), none (``False``), or
+    only files marked untrusted by ``autotts export`` (``None``, the default); ``isolate``
+    as in :func:`autotts.sandbox.run_sandboxed` (a machine without OS isolation raises
+    :class:`~autotts.sandbox.IsolationUnavailable`).
     """
     start = time.perf_counter()
     configs = list(dict.fromkeys(configs))
@@ -275,32 +282,54 @@ def evaluate(
     env_dir = str(env_dir) if env_dir is not None else None
     sizes = {env_id: len(_environment(env_id, env_dir)) for env_id in env_ids}
     workers = workers or min(2, os.cpu_count() or 1)
+    sandboxed = _sandboxed(configs, sandbox)
+    units: list[UnitResult] = []
+    if sandboxed:
+        from .sandbox.evaluation import evaluate_in_sandbox
+
+        envs = {env_id: _environment(env_id, env_dir) for env_id in env_ids}
+        for env_id, env in envs.items():
+            if not isinstance(env, ReplayEnvironment):
+                raise ValueError(
+                    f"{env_id}: sandboxed evaluation runs on single-model replay environments"
+                )
+        units += evaluate_in_sandbox(sandboxed, envs, seeds, trace_seeds, workers, isolate)
     blocks_per_env = 1 if workers == 1 else 2 * workers
     jobs = [
         (config, env_id, env_dir, block, seeds, trace_seeds, time_limit_s)
         for config in configs
+        if config not in sandboxed
         for env_id in env_ids
         for block in _blocks(sizes[env_id], blocks_per_env)
     ]
-    units: list[UnitResult] = []
     if progress:
         progress(0, len(jobs))
     if workers == 1:
-        for job in jobs:
+        for done, job in enumerate(jobs, 1):
             units.append(run_unit(*job))
             if progress:
-                progress(len(units), len(jobs))
-    else:
+                progress(done, len(jobs))
+    elif jobs:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_unit, *job) for job in jobs]
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), 1):
                 units.append(future.result())
                 if progress:
-                    progress(len(units), len(jobs))
+                    progress(done, len(jobs))
     units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))
     return EvaluationReport(
         _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
     )
+
+
+def _sandboxed(configs: Sequence[RunConfig], sandbox: bool | None) -> list[RunConfig]:
+    if sandbox is False:
+        return []
+    if sandbox:
+        return list(configs)
+    from .sandbox.evaluation import is_marked_untrusted
+
+    return [config for config in configs if is_marked_untrusted(config.controller)]
 
 
 __all__ = ["RunConfig", "EvaluationReport", "Row", "evaluate", "run_unit"]

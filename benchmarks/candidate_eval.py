@@ -4,18 +4,21 @@ One candidate = a β grid of 11 × the 4 AIME24 search environments × 100 seeds
 episodes for 30-question stores), on both cores. Measured two ways for a CMC-like Python
 controller (``controllers/baselines/cmc.py``):
 
-- **sandboxed**: as an untrusted LLM candidate (separate processes, limits, gold-free payload,
-  JSON reply, scoring in the parent, cross-process determinism probe);
+- **sandboxed**: as an untrusted LLM candidate (OS-isolated workers, gold-free payload, every
+  action log replayed and scored in the parent, determinism checked on a random sample);
 - **trusted**: the in-process evaluator used for the Optuna path's own composable controller.
 
-Printed: seconds, episodes/s, and the ratio to the 60-second target.
+Printed: seconds, episodes/s, the ratio to the 60-second target, and the sandboxed/trusted
+ratio (target ≤ 1.3). ``--load N`` runs N CPU-bound processes next to the measurement: limits
+are CPU time, so the candidate must still be accepted.
 
-    python benchmarks/candidate_eval.py [--seeds 100] [--workers 2] [--env-dir DIR]
+    python benchmarks/candidate_eval.py [--seeds 100] [--workers 2] [--load 0] [--env-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -25,6 +28,14 @@ from autotts.evaluate import DEFAULT_BETAS, RunConfig, evaluate
 from autotts.replay import ReplayEnvironment
 
 TARGET_S = 60.0
+TARGET_RATIO = 1.3
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
 CMC = Path(__file__).resolve().parents[1] / "controllers" / "baselines" / "cmc.py"
 
 
@@ -33,7 +44,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--env-dir", default=None)
+    parser.add_argument("--load", type=int, default=0, help="CPU-bound processes to run beside")
     args = parser.parse_args()
+    burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.load)]
+    for burner in burners:
+        burner.start()
     envs = {e: ReplayEnvironment.load(e, args.env_dir) for e in AIME24}
     betas = list(DEFAULT_BETAS)
     episodes = len(betas) * sum(len(env) for env in envs.values()) * args.seeds
@@ -70,7 +85,12 @@ def main() -> None:
             f"{label:12}{seconds:10.1f}{episodes / seconds:12,.0f}{TARGET_S:9.0f}s"
             f"{TARGET_S / seconds:14.2f}×"
         )
-    print("results identical on both paths: yes")
+    ratio = sandboxed / trusted
+    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+    print(f"sandboxed / trusted: {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {verdict})")
+    print(f"results identical on both paths: yes (machine load: {args.load} busy processes)")
+    for burner in burners:
+        burner.terminate()
 
 
 if __name__ == "__main__":

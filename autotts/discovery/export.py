@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..sandbox.evaluation import mark_untrusted
 from .family import Family, family_source
 from .rundir import RunDirectory, RunError
 from .space import RANGES
@@ -50,9 +51,10 @@ def candidate_source(run: RunDirectory, candidate: str, name: str) -> str:
         known = ", ".join(r.get("candidate", "?") for r in run.rounds()[-10:])
         raise RunError(f"{run.path}: no recorded candidate {candidate!r} (recent: {known})")
     metrics = f"search-set result: {record.get('accuracy', float('nan')):.2f}% @ {record.get('tokens', 0) / 1000:.1f}k"
-    if (folder / "controller.py").exists():
+    if (folder / "controller.py").exists():  # LLM-written: marked, so it runs sandboxed
         header = provenance_header(run, f"candidate {folder.name}", [metrics])
-        return header + "\n" + _rename((folder / "controller.py").read_text(), name)
+        source = header + "\n" + _rename((folder / "controller.py").read_text(), name)
+        return mark_untrusted(source, f"written by an LLM in {run.path.resolve()}")
     params = record["params"]
     constant = Family(
         {k: v for k, v in params.items() if k not in RANGES},

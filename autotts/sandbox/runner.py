@@ -313,6 +313,7 @@ def run_sandboxed(
     isolate: bool = True,
     max_branches: int | None = MAX_BRANCHES,
     max_steps: int = DEFAULT_MAX_STEPS,
+    verify_fraction: float = VERIFY_FRACTION,
 ) -> SandboxOutcome:
     """Run ``configs`` (β, overrides) of a candidate on every (environment, question, seed)
     of ``envs`` in isolated workers and recompute every episode here.
@@ -403,7 +404,7 @@ def run_sandboxed(
             raise _Rejected("non-deterministic: workers computed different parameters")
         verified = 0
         if check_determinism:
-            verified = _verify_sample(units, digests, job, limits, params)
+            verified = _verify_sample(units, digests, job, limits, params, verify_fraction)
     except _Rejected as exc:
         return rejected(str(exc))
     return SandboxOutcome(
@@ -415,11 +416,12 @@ def run_sandboxed(
     )
 
 
-def _verify_sample(units, digests, job, limits: SandboxLimits, params) -> int:
-    """Replay a random sample of units, in a random order, in a fresh process; every one
-    must give the very same reply."""
+def _verify_sample(units, digests, job, limits: SandboxLimits, params, fraction: float) -> int:
+    """Replay a random sample of units (``fraction`` of them, at least
+    ``VERIFY_MIN_UNITS``), in a random order, in a fresh process; every one must give the
+    very same reply."""
     rng = random.SystemRandom()
-    size = min(len(units), max(VERIFY_MIN_UNITS, math.ceil(VERIFY_FRACTION * len(units))))
+    size = min(len(units), max(VERIFY_MIN_UNITS, math.ceil(fraction * len(units))))
     sample = rng.sample(range(len(units)), size)
 
     def compare(worker: _Worker, position: int, payload: bytes) -> None:

@@ -80,8 +80,11 @@ def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
     report = render_report(run)["markdown"].read_text()
     assert "LLM usage" in report and "class ProbeConsensus" in report
     out = export_controller(run_path, tmp_path / "probe_consensus.py")
-    assert out.read_text().startswith("# Discovered by autotts (llm path)")
-    assert check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=2, seeds=1).ok
+    first, second = out.read_text().splitlines()[:2]
+    assert first.startswith("# autotts: untrusted (written by an LLM in ")
+    assert second.startswith("# Discovered by autotts (llm path)")
+    checked = check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=2, seeds=1)
+    assert checked.ok and checked.items[0].detail == "loads in the sandbox"
 
 
 def test_unreachable_endpoint_is_recorded_and_the_loop_ends_cleanly(tmp_path, env_dir):

@@ -1,0 +1,106 @@
+"""Evaluating and checking controller files in the sandbox, and the mark that asks for it.
+
+``autotts export`` puts :data:`UNTRUSTED_MARK` at the top of an LLM-written candidate;
+``autotts evaluate``/``compare``/``check`` run a file carrying it in the sandbox unless told
+``--no-sandbox`` (and any file with ``--sandbox``). The sandboxed path gives the evaluator's
+usual :class:`~autotts.evaluate.UnitResult` rows, so tables, plots and traces are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..evaluate import RunConfig, UnitResult
+from ..loader import ControllerLoadError, resolve_controller_path
+from ..replay import ReplayEnvironment
+from ..traces import episode_record
+from .runner import run_sandboxed
+
+UNTRUSTED_MARK = "# autotts: untrusted"
+
+
+def mark_untrusted(source: str, origin: str) -> str:
+    """``source`` with the mark as its first line (``origin``: who wrote it)."""
+    return (
+        f"{UNTRUSTED_MARK} ({origin}): `autotts evaluate` and `autotts check` run this file "
+        "in the sandbox; pass --no-sandbox to run it in-process\n" + source
+    )
+
+
+def is_marked_untrusted(target: str | Path) -> bool:
+    """Whether the controller file (path or built-in name) carries the mark in its first
+    lines; names that resolve to no file are not marked (loading reports them)."""
+    try:
+        path = resolve_controller_path(target)
+    except ControllerLoadError:
+        return False
+    if path.suffix != ".py":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = [handle.readline() for _ in range(5)]
+    except OSError:
+        return False
+    return any(line.startswith(UNTRUSTED_MARK) for line in head)
+
+
+def evaluate_in_sandbox(
+    configs: Sequence[RunConfig],
+    envs: dict[str, ReplayEnvironment],
+    seeds: int,
+    trace_seeds: int,
+    workers: int,
+    isolate: bool = True,
+) -> list[UnitResult]:
+    """One :class:`UnitResult` per (configuration, environment): every configuration of the
+    same controller file runs in one sandboxed evaluation per environment."""
+    units: list[UnitResult] = []
+    by_file: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        by_file.setdefault(config.controller, []).append(config)
+    for target, group in by_file.items():
+        try:
+            source = resolve_controller_path(target).read_text(encoding="utf-8")
+        except (ControllerLoadError, OSError, UnicodeDecodeError) as exc:
+            source, failure = None, str(exc)
+        for env_id, env in envs.items():
+            start = time.perf_counter()
+            outcome = None
+            if source is not None:
+                outcome = run_sandboxed(
+                    source,
+                    {env_id: env},
+                    [(config.beta, dict(config.overrides)) for config in group],
+                    seeds,
+                    workers=workers,
+                    trace_seeds=trace_seeds,
+                    isolate=isolate,
+                    max_branches=None,
+                )
+                failure = None if outcome.ok else f"sandbox: {outcome.reason}"
+            n = len(env)
+            mine = [UnitResult(c, env_id, list(range(n)), [0] * n, [0] * n) for c in group]
+            for unit in mine:
+                unit.load_error = failure
+            if failure is None:
+                for index, _, question, result in outcome.results:
+                    unit = mine[index]
+                    unit.episodes += 1
+                    unit.tokens[question] += result.tokens
+                    if result.error is not None:
+                        unit.errors += 1
+                        if unit.first_error is None:
+                            unit.first_error = (
+                                f"question {question}, seed {result.seed}: {result.error}"
+                            )
+                    elif env.is_correct(question, result.answer):
+                        unit.correct[question] += 1
+                    if result.actions is not None:
+                        params = outcome.params[index]
+                        unit.traces.append(episode_record(env, unit.config, params, result))
+            for unit in mine:
+                unit.seconds = (time.perf_counter() - start) / len(mine)
+            units.extend(mine)
+    return units

@@ -1,0 +1,106 @@
+"""Paths that run controller code say whether they sandbox it: files marked untrusted run in
+the sandbox unless told otherwise, any file with --sandbox, none with --no-sandbox."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotts.checker import check_controller
+from autotts.evaluate import RunConfig, evaluate
+from autotts.sandbox import isolation_problems
+from autotts.sandbox.evaluation import is_marked_untrusted, mark_untrusted
+
+pytestmark = pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
+
+ENV = "Qwen3-8B/aime24"
+# answers "pid1" only where it runs as PID 1 of its own PID namespace: inside the sandbox
+WHERE_AM_I = """
+import dataclasses
+from autotts import Branch, Continue, Controller
+
+
+class WhereAmI(Controller):
+    name = "where-am-i"
+
+    @staticmethod
+    def schedule(beta):
+        return {"width": 1 + round(3 * beta)}
+
+    def run(self, state, width):
+        yield Branch(width)
+        while state.active():
+            yield Continue(state.active())
+        pid = dataclasses.sys.modules["os"].getpid()
+        return "pid1" if pid == 1 else "elsewhere"
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    plain = tmp_path / "where_am_i.py"
+    plain.write_text(WHERE_AM_I)
+    marked = tmp_path / "where_am_i_marked.py"
+    marked.write_text(mark_untrusted(WHERE_AM_I, "written by an LLM in a test"))
+    return plain, marked
+
+
+def answers(path, env_dir, **kwargs):
+    report = evaluate(
+        [RunConfig(str(path), beta=0.0)], [ENV], seeds=2, env_dir=env_dir, trace_seeds=2, **kwargs
+    )
+    (row,) = report.rows
+    assert row.status == "ok", row.status
+    return {t["answer"] for unit in report.units for t in unit.traces}, row
+
+
+def test_the_mark_is_recognised(files):
+    plain, marked = files
+    assert is_marked_untrusted(marked) and not is_marked_untrusted(plain)
+    assert not is_marked_untrusted("cmc")
+
+
+def test_marked_files_run_sandboxed_unless_told_otherwise(files, env_dir):
+    plain, marked = files
+    inside, sandboxed = answers(marked, env_dir)
+    assert inside == {"pid1"}
+    outside, trusted = answers(marked, env_dir, sandbox=False)
+    assert outside == {"elsewhere"}
+    assert answers(plain, env_dir)[0] == {"elsewhere"}
+    assert answers(plain, env_dir, sandbox=True)[0] == {"pid1"}
+    # the sandboxed path gives the same numbers as the in-process one
+    assert (sandboxed.tokens, sandboxed.episodes) == (trusted.tokens, trusted.episodes)
+
+
+def test_check_runs_marked_files_sandboxed(files, env_dir):
+    plain, marked = files
+    report = check_controller(str(marked), ENV, env_dir=env_dir, questions=2, seeds=2)
+    assert report.ok, report.items
+    assert report.items[0].detail == "loads in the sandbox"
+    assert "fresh process" in next(i.detail for i in report.items if i.name == "deterministic")
+    in_process = check_controller(
+        str(marked), ENV, env_dir=env_dir, questions=2, seeds=2, sandbox=False
+    )
+    assert in_process.ok and in_process.items[0].detail != "loads in the sandbox"
+
+
+def test_the_cli_sandboxes_and_refuses_clearly(files, env_dir, tmp_path):
+    plain, marked = files
+    done = subprocess.run(
+        [sys.executable, "-m", "autotts.cli", "check", str(plain), "--sandbox", "-e", ENV,
+         "--questions", "2", "--seeds", "1", "--env-dir", str(env_dir)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loads in the sandbox" in done.stdout
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(mark_untrusted("import socket\n" + WHERE_AM_I, "test"))
+    done = subprocess.run(
+        [sys.executable, "-m", "autotts.cli", "evaluate", str(hostile), "-e", ENV, "--betas", "0",
+         "--seeds", "1", "-o", str(tmp_path / "out"), "--env-dir", str(env_dir)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "sandbox: static check" in (done.stdout + done.stderr).replace("\n", " ")
+    assert Path(tmp_path / "out" / "results.csv").exists()
