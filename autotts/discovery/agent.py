@@ -29,7 +29,7 @@ from ..store import PROJECT_ROOT
 from .candidates import CandidateResult, evaluate_candidate
 from .family import curve_score
 from .llm import LLMClient
-from .rundir import RunDirectory
+from .rundir import RunDirectory, RunError
 
 PROMPTS = PROJECT_ROOT / "agents"
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
@@ -389,6 +389,9 @@ def render_trace(t: dict, kind: str, max_steps: int = 12) -> str:
     return "\n".join(lines)
 
 
+MAX_ENDPOINT_FAILURES = 3  # consecutive rounds whose LLM request failed: the run stops
+
+
 def run_llm_discovery(
     run: RunDirectory, settings, config: dict, api_key, console=None, isolate: bool = True
 ) -> dict:
@@ -400,6 +403,7 @@ def run_llm_discovery(
     envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
     proposer = LLMProposer(run, settings, config["llm"], api_key, envs, isolate)
     done = len([r for r in run.rounds() if r.get("stage") == "llm"])
+    failures = 0
     for number in range(done, settings.trials):
         outcome = proposer.run_round(number)
         if console is not None:
@@ -407,6 +411,13 @@ def run_llm_discovery(
                 f"round {number + 1}/{settings.trials}: {outcome.get('status')} — "
                 f"{outcome.get('lesson', '')[:160]}",
                 highlight=False,
+            )
+        error = outcome.get("error") or ""
+        failures = failures + 1 if error.startswith("LLM request failed") else 0
+        if failures >= MAX_ENDPOINT_FAILURES:
+            raise RunError(
+                f"the LLM endpoint failed {failures} rounds in a row (last: {error[:300]}); "
+                f"the run stops here. Fix the endpoint, then continue with --resume {run.path}"
             )
     scored = proposer._scored()
     if scored and not run.stage_done("best"):

@@ -4,6 +4,7 @@
 commands defined inside :func:`register` at definition time.)
 """
 
+import contextlib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -109,77 +110,94 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         from .rundir import RunDirectory, RunError
 
         llm_model = llm_model or os.environ.get("AUTOTTS_LLM_MODEL")
-        try:
-            if resume is not None:
-                run = RunDirectory.open(resume)
-                config = run.config
-                settings = settings_from_config(config)
-                if env_dir is not None:
-                    settings.env_dir = str(env_dir)
-            else:
-                settings = SearchSettings(
-                    search_envs=list(search_env or AIME24),
-                    heldout_envs=list(heldout_env or AIME25),
-                    seeds=seeds,
-                    final_seeds=final_seeds,
-                    trials=trials,
-                    time_budget_s=60.0 * budget_minutes,
-                    sampler=sampler,
-                    storage=storage,
-                    study_name=study,
-                    workers=workers,
-                    env_dir=str(env_dir) if env_dir else None,
-                )
-                llm = None
-                if llm_model:
-                    llm = {
-                        "model": llm_model,
-                        "base_url": llm_base_url
-                        or os.environ.get("AUTOTTS_LLM_BASE_URL")
-                        or os.environ.get("OPENAI_BASE_URL"),
-                        "temperature": temperature,
-                        "price_in": price_in,
-                        "price_out": price_out,
-                    }
-                if strategy not in ("optuna", "tune"):
-                    raise ValueError(f"unknown --strategy {strategy!r}; use optuna or tune")
-                if llm and not unsafe_no_sandbox:
-                    require_isolation()  # before the run directory exists
-                config = config_for(settings, "llm" if llm else strategy, name=name, llm=llm)
-                path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-                run = RunDirectory.create(path, config)
-            _check_envs(settings)
-            if config.get("strategy") == "llm" and not unsafe_no_sandbox:
-                require_isolation()
-        except (RunError, StoreError, ValueError, IsolationUnavailable) as exc:
-            raise _fail(str(exc)) from None
-        if unsafe_no_sandbox and config.get("strategy") == "llm":
-            err_console.print(
-                "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs without "
-                "operating-system isolation; it can read and change what this user can.",
-                highlight=False,
-            )
-        console.print(f"run directory: [bold]{run.path}[/]", highlight=False)
-        if config.get("strategy") == "llm":
-            from .agent import run_llm_discovery
+        stack = contextlib.ExitStack()
+        with stack:
+            try:
+                if resume is not None:
+                    run = RunDirectory.open(resume)
+                    stack.enter_context(run.lock())
+                    RunDirectory.open(run.path)  # re-checked under the lock
+                    config = run.config
+                    settings = settings_from_config(config)
+                    if env_dir is not None:
+                        settings.env_dir = str(env_dir)
+                else:
+                    settings = SearchSettings(
+                        search_envs=list(search_env or AIME24),
+                        heldout_envs=list(heldout_env or AIME25),
+                        seeds=seeds,
+                        final_seeds=final_seeds,
+                        trials=trials,
+                        time_budget_s=60.0 * budget_minutes,
+                        sampler=sampler,
+                        storage=storage,
+                        study_name=study,
+                        workers=workers,
+                        env_dir=str(env_dir) if env_dir else None,
+                    )
+                    llm = None
+                    if llm_model:
+                        llm = {
+                            "model": llm_model,
+                            "base_url": llm_base_url
+                            or os.environ.get("AUTOTTS_LLM_BASE_URL")
+                            or os.environ.get("OPENAI_BASE_URL"),
+                            "temperature": temperature,
+                            "price_in": price_in,
+                            "price_out": price_out,
+                        }
+                    if strategy not in ("optuna", "tune"):
+                        raise ValueError(f"unknown --strategy {strategy!r}; use optuna or tune")
+                    if llm and not unsafe_no_sandbox:
+                        require_isolation()  # before the run directory exists
+                    config = config_for(settings, "llm" if llm else strategy, name=name, llm=llm)
+                    path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+                    run = RunDirectory.create(path, config)
+                    stack.enter_context(run.lock())
+                _check_envs(settings)
+                if config.get("strategy") == "llm" and not unsafe_no_sandbox:
+                    require_isolation()
+            except (RunError, StoreError, ValueError, IsolationUnavailable) as exc:
+                raise _fail(str(exc)) from None
+            try:
+                if unsafe_no_sandbox and config.get("strategy") == "llm":
+                    err_console.print(
+                        "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs without "
+                        "operating-system isolation; it can read and change what this user can.",
+                        highlight=False,
+                    )
+                console.print(f"run directory: [bold]{run.path}[/]", highlight=False)
+                if config.get("strategy") == "llm":
+                    from .agent import run_llm_discovery
 
-            api_key = (
-                llm_api_key
-                or os.environ.get("AUTOTTS_LLM_API_KEY")
-                or os.environ.get("OPENAI_API_KEY")
-            )
-            summary = run_llm_discovery(
-                run, settings, config, api_key, console=err_console, isolate=not unsafe_no_sandbox
-            )
-            _print_llm_summary(console, summary)
-            _print_comparison(console, run, config.get("name", "discovered"))
-        else:
-            verdict = _run_optuna(run, settings, config.get("name", "discovered"), err_console)
-            _print_comparison(console, run, config.get("name", "discovered"))
-            if verdict is not None and not (
-                verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"]
-            ):
-                err_console.print("[yellow]the discovered family met neither held-out target[/]")
+                    api_key = (
+                        llm_api_key
+                        or os.environ.get("AUTOTTS_LLM_API_KEY")
+                        or os.environ.get("OPENAI_API_KEY")
+                    )
+                    summary = run_llm_discovery(
+                        run,
+                        settings,
+                        config,
+                        api_key,
+                        console=err_console,
+                        isolate=not unsafe_no_sandbox,
+                    )
+                    _print_llm_summary(console, summary)
+                    _print_comparison(console, run, config.get("name", "discovered"))
+                else:
+                    verdict = _run_optuna(
+                        run, settings, config.get("name", "discovered"), err_console
+                    )
+                    _print_comparison(console, run, config.get("name", "discovered"))
+                    if verdict is not None and not (
+                        verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"]
+                    ):
+                        err_console.print(
+                            "[yellow]the discovered family met neither held-out target[/]"
+                        )
+            except RunError as exc:  # a full disk, a failing LLM endpoint, a broken study
+                raise _fail(str(exc), code=1) from None
         console.print(
             f"export: autotts export {run.path} -o controllers/discovered/{name.replace('-', '_')}.py"
             f"   report: autotts report {run.path}",

@@ -23,7 +23,7 @@ from ..evaluate import RunConfig, evaluate
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, Point, curve_score
-from .rundir import RunDirectory
+from .rundir import RunDirectory, RunError
 from .space import COMPOSABLE_PATH, RANGES, cmc_point, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -45,6 +45,21 @@ class SearchSettings:
     study_name: str = "structural"
     workers: int | None = None
     env_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse bad values before anything is created (the message names the option)."""
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown --sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
+        for name in ("seeds", "final_seeds", "trials"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.time_budget_s <= 0:
+            raise ValueError("--budget-minutes must be positive")
+        if not self.search_envs:
+            raise ValueError("at least one --search-env is needed")
+
+
+SAMPLERS = ("tpe", "nsga2")
 
 
 def composable_config(params: dict, label: str = "candidate", beta=None) -> RunConfig:
@@ -85,10 +100,8 @@ def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if settings.sampler == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed)
-    elif settings.sampler == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed, n_startup_trials=12)
     else:
-        raise ValueError(f"unknown sampler {settings.sampler!r}; use 'tpe' or 'nsga2'")
+        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed, n_startup_trials=12)
     return optuna.create_study(
         study_name=settings.study_name,
         storage=storage_url(run, settings),
@@ -109,6 +122,36 @@ def _reconcile(study, run: RunDirectory, recorded: dict[int, dict]) -> None:
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params)
             shutil.rmtree(run.candidate_dir(trial.number), ignore_errors=True)
+
+
+def _check_consistent(study, run, settings, stage: str, recorded: dict[int, dict]) -> None:
+    """Refuse to resume when the study and the history disagree about finished trials
+    (one of the two files was deleted, emptied or replaced): resuming would re-run or
+    double-count trials."""
+    from optuna.trial import TrialState
+
+    finished = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    lost_study = sorted(set(recorded) - finished - _running(study))
+    if lost_study:
+        raise RunError(
+            f"{storage_url(run, settings)}: the Optuna study lacks {len(lost_study)} trial(s) "
+            f"that {run.path / 'history.jsonl'} records as finished (first: {lost_study[0]}); "
+            "was optuna.db deleted or replaced? Restore it, or start a new run with --out"
+        )
+    if settings.storage is None:  # a run-local study holds this run's trials only
+        lost_history = sorted(finished - set(recorded))
+        if lost_history:
+            raise RunError(
+                f"{run.path / 'history.jsonl'}: {len(lost_history)} finished trial(s) of the "
+                f"Optuna study are not recorded (first: {lost_history[0]}); was history.jsonl "
+                "truncated or replaced? Restore it, or start a new run with --out"
+            )
+
+
+def _running(study) -> set[int]:
+    from optuna.trial import TrialState
+
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
 
 def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
@@ -132,6 +175,7 @@ def _run_trials(
     """Ask → evaluate → record → tell until the trial count or the time budget is reached.
     ``trial_fn(trial)`` returns ``(values, record_fields, traces)``."""
     recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == stage}
+    _check_consistent(study, run, settings, stage, recorded)
     _reconcile(study, run, recorded)
     if not study.trials:
         for params in warm_start:

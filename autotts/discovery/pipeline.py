@@ -29,8 +29,12 @@ FAMILY_FILE = "family/controller.py"
 
 
 def settings_from_config(config: dict) -> SearchSettings:
+    """The search settings recorded in a run's ``config.json`` (bad ones raise ValueError)."""
     known = SearchSettings.__dataclass_fields__
-    return SearchSettings(**{k: v for k, v in config.get("search", {}).items() if k in known})
+    try:
+        return SearchSettings(**{k: v for k, v in config.get("search", {}).items() if k in known})
+    except TypeError as exc:
+        raise ValueError(f"config.json: the run's search settings are incomplete ({exc})") from None
 
 
 def config_for(settings: SearchSettings, strategy: str = "optuna", **extra) -> dict:

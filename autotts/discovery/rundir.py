@@ -15,18 +15,25 @@ Layout::
       report.md / report.html  ``autotts report RUN``
 
 ``history.jsonl`` is the source of truth: a round counts once its line is written (with
-``fsync``); a line cut short by a kill is ignored on read, and that round is simply redone.
-Files of a candidate are written atomically before its history line, so nothing recorded is
-ever lost or duplicated.
+``fsync``); a line cut short by a kill is ignored on read and cut off before the next append,
+and that round is simply redone. Files of a candidate are written atomically before its
+history line, so nothing recorded is ever lost or duplicated.
+
+One process at a time: :meth:`RunDirectory.lock` holds an exclusive lock on ``RUN/.lock``
+while a run is created or resumed, so a second ``--resume`` of the same run is refused. A
+``history.jsonl`` that disappeared or was emptied is refused on resume, and so is an Optuna
+study that disagrees with it (see ``optuna_search``). A full disk is reported with the path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +60,9 @@ class RunDirectory:
                 f"{run.path} already holds a run; continue it with --resume {run.path} "
                 "or choose another --out"
             )
-        run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.path / "config.json", json.dumps(config, indent=2) + "\n")
+        with disk_errors(run.path):
+            run.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.path / "config.json", json.dumps(config, indent=2) + "\n")
         run.append({"event": "created", "time": time.time()})
         return run
 
@@ -63,7 +71,35 @@ class RunDirectory:
         run = cls(path)
         if not (run.path / "config.json").is_file():
             raise RunError(f"{run.path}: not a discovery run (no config.json)")
+        if not any(r.get("event") == "created" for r in run.records()):
+            raise RunError(
+                f"{run.path / 'history.jsonl'} is missing or empty, so the run's record is "
+                "gone; resuming would redo or double-count its work. Restore the file, or "
+                "start a new run with --out"
+            )
         return run
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[RunDirectory]:
+        """Hold the run for this process; another process holding it raises RunError."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as handle:  # closing it releases the lock
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                raise RunError(
+                    f"{self.path} is in use by another autotts process (pid {owner}); wait for "
+                    "it to finish or stop it before resuming"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield self
 
     @property
     def config(self) -> dict:
@@ -75,14 +111,12 @@ class RunDirectory:
     # --- the append-only history -------------------------------------------------------
 
     def append(self, record: dict, log: str = "history.jsonl") -> None:
-        """Append one JSON line and flush it to disk."""
-        line = json.dumps(record, default=_jsonable) + "\n"
+        """Append one JSON line and flush it to disk. A partial last line (left by a kill
+        in the middle of a write) is cut off first: it never held a complete record."""
+        line = (json.dumps(record, default=_jsonable) + "\n").encode("utf-8")
         path = self.path / log
-        # a previous kill may have left a partial last line: start on a fresh line
-        needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
-        with open(path, "a", encoding="utf-8") as handle:
-            if needs_newline:
-                handle.write("\n")
+        with disk_errors(path), open(path, "ab") as handle:
+            _cut_partial_line(handle)
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
@@ -129,6 +163,10 @@ class RunDirectory:
         traces: Iterable[dict] = (),
     ) -> Path:
         folder = self.candidate_dir(number)
+        with disk_errors(folder):
+            return self._write_candidate(folder, source, params, result, traces)
+
+    def _write_candidate(self, folder: Path, source, params, result, traces) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         if source is not None:
             atomic_write_text(folder / "controller.py", source)
@@ -147,18 +185,49 @@ class RunDirectory:
         return folder
 
     def write_json(self, relative: str, data: Any) -> Path:
-        return atomic_write_text(
-            self.path / relative, json.dumps(data, indent=2, default=_jsonable) + "\n"
-        )
+        with disk_errors(self.path / relative):
+            return atomic_write_text(
+                self.path / relative, json.dumps(data, indent=2, default=_jsonable) + "\n"
+            )
 
     def read_json(self, relative: str) -> Any:
         return json.loads((self.path / relative).read_text())
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) into a RunError that names the path."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RunError(
+                f"{path}: no space left on the device ({exc.strerror}); free some space and "
+                "continue with --resume (everything recorded so far is kept)"
+            ) from None
+        raise
+
+
+def _cut_partial_line(handle) -> None:
+    """Truncate an append-mode binary file back to just after its last newline."""
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    with open(handle.name, "rb") as reader:
+        reader.seek(max(0, size - 1))
+        if reader.read(1) == b"\n":
+            return
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            reader.seek(position - step)
+            chunk = reader.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                handle.truncate(position - step + newline + 1)
+                return
+            position -= step
+    handle.truncate(0)
 
 
 def _jsonable(value: Any) -> Any:
