@@ -19,6 +19,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 /* replay.MAX_STEPS_PER_ACTION; tests check that both agree. */
 #define MAX_STEPS_PER_ACTION 1000000
@@ -188,6 +189,448 @@ fail:
     return NULL;
 }
 
+
+/* ---- the sandbox's action strings (autotts/sandbox/protocol.py is the specification) ----
+ *
+ * replay_log(lengths, totals, delta, probe_cost, max_branches, actions, wide, max_steps)
+ *     -> (tokens, probe_tokens, opened, steps) or None
+ *
+ * Replays an action string for its cost only. None means "not handled here": a malformed
+ * entry, an action the engine would refuse, a note or a named model; the caller then runs
+ * the Python specification, which gives the exact error (or the result).
+ *
+ * encode_log(log, wide) -> str or None: the action string of an action log (None for logs
+ * with notes or named models, which the Python encoder handles).
+ */
+
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Parses up to 7 decimal digits at *p; -1 when there are none or more than 7. */
+static long long
+read_decimal(const char **p, const char *end)
+{
+    long long v = 0;
+    int n = 0;
+    while (*p < end && **p >= '0' && **p <= '9') {
+        if (++n > 7)
+            return -1;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    return n ? v : -1;
+}
+
+typedef struct {
+    Py_ssize_t n, opened, max_branches;
+    long long delta, probe_cost, tokens, probe_tokens;
+    long long *length, *total, *depth;
+    char *live, *done;
+} replay_state;
+
+/* Advance ids (hex text [h, h_end)) by steps; steps_list (may be NULL) holds one per id. */
+static int
+replay_extend(replay_state *st, const char *h, const char *h_end, int width, long long k_all,
+              const long long *steps_list, Py_ssize_t n_steps, int probe)
+{
+    Py_ssize_t n_ids = (h_end - h) / width;
+    if ((h_end - h) % width || (steps_list != NULL && n_steps != n_ids))
+        return -1;
+    long long nominal = 0, shortfall = 0, finished = 0;
+    for (Py_ssize_t j = 0; j < n_ids; j++) {
+        long long i = 0;
+        for (int c = 0; c < width; c++) {
+            int v = hex_value(h[j * width + c]);
+            if (v < 0)
+                return -1;
+            i = i * 16 + v;
+        }
+        long long k = steps_list ? steps_list[j] : k_all;
+        if (k < 1 || k > MAX_STEPS_PER_ACTION || i >= st->opened || !st->live[i])
+            return -1;
+        nominal += k;
+        long long d = st->depth[i] + k;
+        if (d > st->length[i]) {
+            long long intervals = st->length[i] - st->depth[i];
+            long long rest = st->total[i] - st->delta * st->length[i];
+            shortfall += (k - intervals) * st->delta - (rest > 0 ? rest : 0);
+            st->depth[i] = st->length[i] + 1;
+            st->live[i] = 0;
+            st->done[i] = 1;
+            finished++;
+        }
+        else
+            st->depth[i] = d;
+    }
+    long long probe_part = probe ? (n_ids - finished) * st->probe_cost : 0;
+    st->tokens += st->delta * nominal - shortfall + probe_part;
+    st->probe_tokens += probe_part;
+    return 0;
+}
+
+static int
+replay_open(replay_state *st, long long k, Py_ssize_t *start)
+{
+    if (k < 0 || st->opened + k > st->max_branches)
+        return -1;
+    *start = st->opened;
+    for (Py_ssize_t i = st->opened; i < st->opened + k; i++) {
+        st->depth[i] = 0;
+        st->live[i] = 1;
+        st->done[i] = 0;
+    }
+    st->opened += k;
+    return 0;
+}
+
+/* Probe (prune=0) or prune (prune=1) the ids of [h, h_end). */
+static int
+replay_mark(replay_state *st, const char *h, const char *h_end, int width, int prune)
+{
+    if ((h_end - h) % width)
+        return -1;
+    long long probed = 0;
+    for (const char *q = h; q < h_end; q += width) {
+        long long i = 0;
+        for (int c = 0; c < width; c++) {
+            int v = hex_value(q[c]);
+            if (v < 0)
+                return -1;
+            i = i * 16 + v;
+        }
+        if (i >= st->opened)
+            return -1;
+        if (prune)
+            st->live[i] = 0;
+        else if (!st->done[i] && st->depth[i] != 0)
+            probed++;
+    }
+    st->tokens += probed * st->probe_cost;
+    st->probe_tokens += probed * st->probe_cost;
+    return 0;
+}
+
+static int
+replay_entry(replay_state *st, const char *p, const char *end, int width, long long *steps_buf,
+             Py_ssize_t steps_cap)
+{
+    char code = *p++;
+    if (code == 'c') {
+        if (p >= end || (*p != '0' && *p != '1'))
+            return -1;
+        int probe = *p++ == '1';
+        long long k_all = 0;
+        Py_ssize_t n_steps = 0;
+        const long long *list = NULL;
+        if (p < end && *p == '[') {
+            p++;
+            for (;;) {
+                long long v = read_decimal(&p, end);
+                if (v < 0 || n_steps >= steps_cap)
+                    return -1;
+                steps_buf[n_steps++] = v;
+                if (p < end && *p == ',') {
+                    p++;
+                    continue;
+                }
+                if (p < end && *p == ']') {
+                    p++;
+                    break;
+                }
+                return -1;
+            }
+            list = steps_buf;
+        }
+        else if ((k_all = read_decimal(&p, end)) < 0)
+            return -1;
+        if (p >= end || *p != ':')
+            return -1;
+        p++;
+        return replay_extend(st, p, end, width, k_all, list, n_steps, probe);
+    }
+    if (code == 'b' || code == 'r') {
+        int probe = 0;
+        if (code == 'b') {
+            if (p >= end || (*p != '0' && *p != '1'))
+                return -1;
+            probe = *p++ == '1';
+        }
+        long long k = read_decimal(&p, end);
+        Py_ssize_t start;
+        if (k < 0 || p != end || replay_open(st, k, &start) < 0)
+            return -1;
+        if (code == 'r') {
+            for (Py_ssize_t i = start; i < start + k; i++) {
+                st->depth[i] = st->length[i] + 1;
+                st->live[i] = 0;
+                st->done[i] = 1;
+                st->tokens += st->total[i];
+            }
+            return 0;
+        }
+        /* the new ids, as hex, are start..start+k: advance them one interval each */
+        long long nominal = k, shortfall = 0, finished = 0;
+        for (Py_ssize_t i = start; i < start + k; i++) {
+            if (1 > st->length[i]) { /* no probes: the first interval finishes it */
+                long long rest = st->total[i] - st->delta * st->length[i];
+                shortfall += (1 - st->length[i]) * st->delta - (rest > 0 ? rest : 0);
+                st->depth[i] = st->length[i] + 1;
+                st->live[i] = 0;
+                st->done[i] = 1;
+                finished++;
+            }
+            else
+                st->depth[i] = 1;
+        }
+        long long probe_part = probe ? (k - finished) * st->probe_cost : 0;
+        st->tokens += st->delta * nominal - shortfall + probe_part;
+        st->probe_tokens += probe_part;
+        return 0;
+    }
+    if ((code == 'p' || code == 'x') && p < end && *p == ':')
+        return replay_mark(st, p + 1, end, width, code == 'x');
+    return -1; /* notes, named models, anything else: the Python specification decides */
+}
+
+static int
+tuple_of_longs(PyObject *t, Py_ssize_t n, long long *out)
+{
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < n)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, i));
+        if (out[i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+replay_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "replay_log() takes exactly 8 arguments");
+        return NULL;
+    }
+    replay_state st = {0};
+    st.max_branches = PyLong_AsSsize_t(args[4]);
+    st.delta = PyLong_AsLongLong(args[2]);
+    st.probe_cost = PyLong_AsLongLong(args[3]);
+    Py_ssize_t max_steps = PyLong_AsSsize_t(args[7]);
+    int wide = PyObject_IsTrue(args[6]);
+    if (PyErr_Occurred() || wide < 0)
+        return NULL;
+    Py_ssize_t size;
+    const char *text = PyUnicode_Check(args[5]) ? PyUnicode_AsUTF8AndSize(args[5], &size) : NULL;
+    if (text == NULL) {
+        PyErr_SetString(PyExc_TypeError, "actions must be a str");
+        return NULL;
+    }
+    Py_ssize_t n = st.max_branches;
+    if (n < 0 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) < n)
+        Py_RETURN_NONE;
+    long long *numbers = PyMem_Calloc(4 * (size_t)n + (size_t)size + 1, sizeof(long long));
+    char *flags = PyMem_Calloc(2 * (size_t)n + 1, 1);
+    PyObject *result = NULL;
+    if (numbers == NULL || flags == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    st.length = numbers;
+    st.total = numbers + n;
+    st.depth = numbers + 2 * n;
+    long long *steps_buf = numbers + 3 * n;
+    st.live = flags;
+    st.done = flags + n;
+    if (tuple_of_longs(args[0], n, st.length) < 0 || tuple_of_longs(args[1], n, st.total) < 0) {
+        PyErr_Clear();
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    const char *p = text, *end = text + size;
+    Py_ssize_t steps = 0;
+    int width = wide ? 4 : 2;
+    while (p < end) {
+        const char *stop = memchr(p, ';', end - p);
+        if (stop == NULL)
+            stop = end;
+        if (stop == p || ++steps > max_steps ||
+            replay_entry(&st, p, stop, width, steps_buf, n + size + 1) < 0) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
+        }
+        p = stop;
+        if (p < end) {
+            p++;
+            if (p == end) { /* a trailing separator: malformed */
+                result = Py_None;
+                Py_INCREF(result);
+                goto done;
+            }
+        }
+    }
+    result = Py_BuildValue("LLnn", st.tokens, st.probe_tokens, st.opened, steps);
+done:
+    PyMem_Free(numbers);
+    PyMem_Free(flags);
+    return result;
+}
+
+typedef struct {
+    char *data;
+    Py_ssize_t size, cap;
+} text_buffer;
+
+static int
+put(text_buffer *b, const char *text, Py_ssize_t n)
+{
+    if (n < 0)
+        n = (Py_ssize_t)strlen(text);
+    if (b->size + n > b->cap) {
+        Py_ssize_t cap = (b->cap + n) * 2 + 64;
+        char *data = PyMem_Realloc(b->data, (size_t)cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->size, text, (size_t)n);
+    b->size += n;
+    return 0;
+}
+
+/* 0 written, 1 not encodable here (the Python encoder decides), -1 error. */
+static int
+put_hex_ids(text_buffer *b, PyObject *ids, int wide)
+{
+    static const char digits[] = "0123456789abcdef";
+    char buf[4];
+    int n = wide ? 4 : 2;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ids); j++) {
+        PyObject *item = PyTuple_GET_ITEM(ids, j);
+        if (!PyLong_CheckExact(item))
+            return 1;
+        long v = PyLong_AsLong(item);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (v < 0 || v >= (wide ? 65536 : 256))
+            return 1;
+        for (int c = n - 1; c >= 0; c--) {
+            buf[c] = digits[v & 15];
+            v >>= 4;
+        }
+        if (put(b, buf, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+put_number(text_buffer *b, const char *format, PyObject *number)
+{
+    char buf[32];
+    if (!PyLong_CheckExact(number))
+        return 1;
+    long v = PyLong_AsLong(number);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    snprintf(buf, sizeof buf, format, v);
+    return put(b, buf, -1);
+}
+
+static int
+encode_entry(text_buffer *b, PyObject *entry, int wide)
+{
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 5)
+        return 1;
+    PyObject *event = PyTuple_GET_ITEM(entry, 0), *ids = PyTuple_GET_ITEM(entry, 1),
+             *arg = PyTuple_GET_ITEM(entry, 2), *flag = PyTuple_GET_ITEM(entry, 3);
+    if (!PyUnicode_Check(event) || !PyTuple_Check(ids) || (flag != Py_True && flag != Py_False))
+        return 1;
+    const char *probe = flag == Py_True ? "1" : "0";
+    int r;
+    if (PyUnicode_CompareWithASCIIString(event, "continue") == 0) {
+        if (put(b, "c", 1) < 0 || put(b, probe, 1) < 0)
+            return -1;
+        if (PyLong_CheckExact(arg))
+            r = put_number(b, "%ld", arg);
+        else if (PyTuple_Check(arg) && PyTuple_GET_SIZE(arg) > 0) {
+            r = put(b, "[", 1);
+            for (Py_ssize_t j = 0; r == 0 && j < PyTuple_GET_SIZE(arg); j++)
+                r = put_number(b, j ? ",%ld" : "%ld", PyTuple_GET_ITEM(arg, j));
+            if (r == 0)
+                r = put(b, "]", 1);
+        }
+        else
+            return 1;
+        if (r != 0 || (r = put(b, ":", 1)) != 0)
+            return r;
+        return put_hex_ids(b, ids, wide);
+    }
+    int branch = PyUnicode_CompareWithASCIIString(event, "branch") == 0;
+    if (branch || PyUnicode_CompareWithASCIIString(event, "read") == 0) {
+        if (arg != Py_None)
+            return 1; /* a named model */
+        char buf[40];
+        if (branch)
+            snprintf(buf, sizeof buf, "b%s%zd", probe, PyTuple_GET_SIZE(ids));
+        else
+            snprintf(buf, sizeof buf, "r%zd", PyTuple_GET_SIZE(ids));
+        return put(b, buf, -1);
+    }
+    int prune = PyUnicode_CompareWithASCIIString(event, "prune") == 0;
+    if (prune || PyUnicode_CompareWithASCIIString(event, "probe") == 0) {
+        if (put(b, prune ? "x:" : "p:", 2) < 0)
+            return -1;
+        return put_hex_ids(b, ids, wide);
+    }
+    return 1; /* notes */
+}
+
+static PyObject *
+encode_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !(PyList_Check(args[0]) || PyTuple_Check(args[0]))) {
+        PyErr_SetString(PyExc_TypeError, "encode_log(log, wide)");
+        return NULL;
+    }
+    int wide = PyObject_IsTrue(args[1]);
+    if (wide < 0)
+        return NULL;
+    PyObject *log = PySequence_Fast(args[0], "log");
+    if (log == NULL)
+        return NULL;
+    text_buffer b = {NULL, 0, 0};
+    PyObject *result = NULL;
+    int r = 0;
+    for (Py_ssize_t a = 0; r == 0 && a < PySequence_Fast_GET_SIZE(log); a++) {
+        if (a > 0 && put(&b, ";", 1) < 0)
+            r = -1;
+        else
+            r = encode_entry(&b, PySequence_Fast_GET_ITEM(log, a), wide);
+    }
+    if (r == 0)
+        result = PyUnicode_DecodeASCII(b.data ? b.data : "", b.size, NULL);
+    else if (r > 0) {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyMem_Free(b.data);
+    Py_DECREF(log);
+    return result;
+}
+
 static int
 exec_module(PyObject *module)
 {
@@ -196,6 +639,8 @@ exec_module(PyObject *module)
 
 static PyMethodDef methods[] = {
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL, "Advance replay branches (see the module comment)."},
+    {"replay_log", (PyCFunction)(void (*)(void))replay_log, METH_FASTCALL, "Cost of a sandbox action string (see above)."},
+    {"encode_log", (PyCFunction)(void (*)(void))encode_log, METH_FASTCALL, "Action string of an action log (see above)."},
     {NULL, NULL, 0, NULL},
 };
 

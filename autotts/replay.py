@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
+from operator import itemgetter
 
 from .contract import (
     ActionError,
@@ -62,6 +63,14 @@ def branch_order(seed: int, n: int) -> tuple[int, ...]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return tuple(order)
+
+
+@lru_cache(maxsize=4096)
+def _picker(order: tuple[int, ...]):
+    """A function taking the items of a sequence in ``order``, as a tuple (fast: C)."""
+    if len(order) > 1:
+        return itemgetter(*order)
+    return lambda seq: tuple(seq[i] for i in order)
 
 
 @dataclass(frozen=True)
@@ -206,14 +215,9 @@ class ReplayEnvironment(EpisodeRunner):
         cached = self._orders.get(key)
         if cached is None:
             q = self.questions[question]
-            order = branch_order(seed, len(q.tokens))
-            probes = tuple(q.probes[j] for j in order)
-            cached = (
-                probes,
-                tuple(len(p) for p in probes),
-                tuple(q.tokens[j] for j in order),
-                tuple(q.finals[j] for j in order),
-            )
+            pick = _picker(branch_order(seed, len(q.tokens)))
+            probes = pick(q.probes)
+            cached = (probes, tuple(map(len, probes)), pick(q.tokens), pick(q.finals))
             if len(self._orders) < self.order_cache_size:
                 self._orders[key] = cached
         return cached

@@ -6,10 +6,23 @@ A worker writes one line per message, ASCII only, never pickle:
 - ``E<TAB>"message"``: the candidate could not be loaded (nothing else follows);
 - ``<n><TAB>[answer, error, reason, actions]``: unit ``n`` of the worker's job, in job order.
 
-``actions`` is the episode's action log, one list per executed action: ``["c", ids, steps,
-probe]`` (Continue), ``["b", k, model, probe]`` (Branch), ``["r", k, model]`` (Read),
-``["p", ids]`` (Probe), ``["x", ids]`` (Prune), ``["n", text]`` (Note); ``ids`` is a hex
-string, two digits per branch id (four where an episode can open more than 256 branches).
+``actions`` is the episode's action log as one ASCII string, one entry per executed action,
+entries separated by ``;``:
+
+=====================  ==================================================================
+``c<P><S>:<ids>``      Continue; ``P`` is ``1``/``0`` (probe), ``S`` the steps: a decimal,
+                       or ``[s1,s2,...]`` one per id
+``b<P><K>``            Branch of ``K`` branches (``B<P><K>:<model>`` names the model)
+``r<K>``               Read of ``K`` branches (``R<K>:<model>`` names the model)
+``p:<ids>``            Probe
+``x:<ids>``            Prune
+``n<text>``            Note
+=====================  ==================================================================
+
+``ids`` are lowercase hex, two digits per branch id (four where an episode can open more
+than 256 branches); ``model`` and ``text`` are the UTF-8 bytes in lowercase hex; decimals
+have at most 7 digits. The compiled loop (``autotts/_replay_loop.c``) encodes and replays
+this string; the Python functions here are its specification.
 
 The parent (:func:`decode_unit`) accepts a line only if it fits the schema exactly (types,
 lengths, finite numbers, small integers), then replays the actions on its own engine: the
@@ -20,7 +33,10 @@ replay marks the reply as forged.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 from hashlib import blake2b
 
 from ..replay import (
@@ -32,6 +48,14 @@ from ..replay import (
     READ,
     EpisodeResult,
 )
+
+# The compiled encoder and replayer (autotts/_replay_loop.c); the functions below are their
+# specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
+_compiled_encode = _compiled_replay = None
+if not os.environ.get("AUTOTTS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        from .._replay_loop import encode_log as _compiled_encode
+        from .._replay_loop import replay_log as _compiled_replay
 
 MAX_ANSWER_CHARS = 1000
 MAX_TEXT_CHARS = 1000  # error, reason and note texts
@@ -56,21 +80,37 @@ def _hex(ids, wide: bool) -> str:
     return b"".join(i.to_bytes(2, "big") for i in ids).hex() if wide else bytes(ids).hex()
 
 
+def encode_actions(log, wide: bool) -> str:
+    """The action string of an action log (the specification of the compiled encoder)."""
+    parts = []
+    for event, ids, arg, probe, _tokens in log:
+        flag = "1" if probe else "0"
+        if event == CONTINUE:
+            if type(arg) is int:
+                steps = str(arg)
+            else:  # one per id; with no ids, any steps mean the same
+                steps = "[" + ",".join(map(str, arg)) + "]" if arg else "1"
+            parts.append(f"c{flag}{steps}:{_hex(ids, wide)}")
+        elif event in (BRANCH, READ):
+            code = "b" if event == BRANCH else "r"
+            head = f"{code}{flag}" if event == BRANCH else code
+            if arg is None:
+                parts.append(f"{head}{len(ids)}")
+            else:
+                parts.append(f"{head.upper()}{len(ids)}:{arg.encode().hex()}")
+        elif event in (PROBE, PRUNE):
+            parts.append(f"{_CODES[event]}:{_hex(ids, wide)}")
+        elif event == NOTE:
+            parts.append("n" + str(arg)[:MAX_TEXT_CHARS].encode("utf-8", "replace").hex())
+    return ";".join(parts)
+
+
 def encode_unit(result: EpisodeResult, wide: bool) -> bytes:
     """The payload of a unit line for an episode played with ``record_trace=True``."""
-    actions = []
-    for event, ids, arg, probe, _tokens in result.actions or ():
-        if event == CONTINUE:
-            steps = arg if type(arg) is int else list(arg)
-            actions.append(["c", _hex(ids, wide), steps, probe])
-        elif event == BRANCH:
-            actions.append(["b", len(ids), arg, probe])
-        elif event == READ:
-            actions.append(["r", len(ids), arg])
-        elif event in (PROBE, PRUNE):
-            actions.append([_CODES[event], _hex(ids, wide)])
-        elif event == NOTE:
-            actions.append(["n", str(arg)[:MAX_TEXT_CHARS]])
+    log = result.actions or ()
+    actions = _compiled_encode(log, wide) if _compiled_encode else None
+    if actions is None:  # not built, or a note or a named model in the log
+        actions = encode_actions(log, wide)
     answer, error = result.answer, result.error
     if error is None and len(answer) > MAX_ANSWER_CHARS:
         answer, error = None, f"the answer is longer than {MAX_ANSWER_CHARS} characters"
@@ -100,15 +140,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_STRICT_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_small_int, parse_float=_finite_float
+)
+
+
 def strict_json(data: bytes):
     """Parse JSON refusing NaN/Infinity, overflowing floats and integers over 12 digits."""
     try:
-        return json.loads(
-            data,
-            parse_constant=_reject_constant,
-            parse_int=_small_int,
-            parse_float=_finite_float,
-        )
+        return _STRICT_DECODER.decode(data.decode("utf-8"))
     except ProtocolError:
         raise
     except Exception as exc:  # malformed, too deep, not UTF-8 ...
@@ -126,15 +166,15 @@ def _text(value, what: str, limit: int) -> str:
     return value
 
 
-def _ids(value, wide: bool) -> tuple[int, ...]:
-    if type(value) is not str:
-        raise ProtocolError("branch ids must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ProtocolError("branch ids must be a hex string") from None
-    if 2 * len(raw) != len(value):  # fromhex skips whitespace; the wire has none
-        raise ProtocolError("branch ids must be a hex string without spaces")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_CONTINUE = re.compile(r"c([01])([0-9]{1,7}|\[[0-9]{1,7}(?:,[0-9]{1,7})*\]):((?:[0-9a-f]{2})*)")
+_COUNT = re.compile(
+    r"([bB])([01])([0-9]{1,7})(?::((?:[0-9a-f]{2})+))?|([rR])([0-9]{1,7})(?::((?:[0-9a-f]{2})+))?"
+)
+
+
+def _ids(text: str, wide: bool) -> tuple[int, ...]:
+    raw = bytes.fromhex(text)
     if not wide:
         return tuple(raw)
     if len(raw) % 2:
@@ -142,62 +182,74 @@ def _ids(value, wide: bool) -> tuple[int, ...]:
     return tuple(int.from_bytes(raw[j : j + 2], "big") for j in range(0, len(raw), 2))
 
 
-def _flag(value) -> bool:
-    if type(value) is not bool:
-        raise ProtocolError("probe must be true or false")
-    return value
+def _model(hex_text: str | None, upper: bool):
+    if hex_text is None:
+        if upper:
+            raise ProtocolError("a named model is missing")
+        return None
+    if not upper or len(hex_text) > 400:
+        raise ProtocolError("a model name where none belongs, or one too long")
+    try:
+        return bytes.fromhex(hex_text).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("a model name that is not UTF-8") from None
 
 
-def _model(value):
-    if value is not None and (type(value) is not str or len(value) > 200):
-        raise ProtocolError("model must be null or a short string")
-    return value
-
-
-def _replay(episode, actions, wide: bool, keep_log: bool) -> list | None:
-    """Execute the decoded actions on ``episode`` (the parent's engine)."""
-    log: list | None = [] if keep_log else None
-    for position, action in enumerate(actions):
-        if type(action) is not list or not action:
-            raise ProtocolError("each action must be a non-empty list")
-        code, args = action[0], action[1:]
+def _entry(text: str, wide: bool) -> tuple:
+    """One entry of the action string as ``(event, ids_or_count, arg, probe)``."""
+    code = text[:1]
+    if code == "c":
+        match = _CONTINUE.fullmatch(text)
+        if match is None:
+            raise ProtocolError("a malformed Continue entry")
+        probe, steps, ids = match.groups()
+        k = int(steps) if steps[0] != "[" else tuple(int(s) for s in steps[1:-1].split(","))
+        return CONTINUE, _ids(ids, wide), k, probe == "1"
+    if code and code in "bBrR":
+        match = _COUNT.fullmatch(text)
+        if match is None:
+            raise ProtocolError("a malformed Branch/Read entry")
+        b, probe, k, model, r, rk, rmodel = match.groups()
+        if b:
+            return BRANCH, int(k), _model(model, b == "B"), probe == "1"
+        return READ, int(rk), _model(rmodel, r == "R"), False
+    if code in ("p", "x") and text[1:2] == ":" and _HEX.fullmatch(text, 2):
+        return (PROBE if code == "p" else PRUNE), _ids(text[2:], wide), 0, code == "p"
+    if code == "n" and _HEX.fullmatch(text, 1) and len(text) <= 1 + 8 * MAX_TEXT_CHARS:
         try:
-            if code == "c" and len(args) == 3:
-                ids, steps, probe = _ids(args[0], wide), args[1], _flag(args[2])
-                if type(steps) is list:
-                    steps = tuple(steps)
-                episode.extend(ids, steps, probe)
-                entry = (CONTINUE, ids, steps, probe)
-            elif code == "b" and len(args) == 3:
-                model, probe = _model(args[1]), _flag(args[2])
-                ids = tuple(episode.open(args[0], model))
+            return NOTE, (), bytes.fromhex(text[1:]).decode("utf-8"), False
+        except UnicodeDecodeError:
+            raise ProtocolError("a note that is not UTF-8") from None
+    raise ProtocolError(f"unknown action entry {text[:12]!r}")
+
+
+def replay_actions(episode, actions: str, wide: bool, keep_log: bool) -> tuple[int, list | None]:
+    """Execute the action string on ``episode`` (the parent's engine); returns the number of
+    actions and, with ``keep_log``, the action log. The specification of the compiled
+    ``replay_log``."""
+    log: list | None = [] if keep_log else None
+    entries = actions.split(";") if actions else []
+    for position, text in enumerate(entries):
+        event, ids, arg, probe = _entry(text, wide)
+        try:
+            if event == CONTINUE:
+                episode.extend(ids, arg, probe)
+            elif event == BRANCH:
+                ids = tuple(episode.open(ids, arg))
                 episode.extend(ids, 1, probe)
-                entry = (BRANCH, ids, model, probe)
-            elif code == "r" and len(args) == 2:
-                model = _model(args[1])
-                ids = tuple(episode.read(args[0], model))
-                entry = (READ, ids, model, False)
-            elif code in ("p", "x") and len(args) == 1:
-                ids = _ids(args[0], wide)
-                if code == "p":
-                    episode.probe(ids)
-                    entry = (PROBE, ids, 0, True)
-                else:
-                    episode.prune(ids)
-                    entry = (PRUNE, ids, 0, False)
-            elif code == "n" and len(args) == 1:
-                entry = (NOTE, (), _text(args[0], "a note", MAX_TEXT_CHARS), False)
-            else:
-                raise ProtocolError(f"unknown action {str(code)[:10]!r} with {len(args)} fields")
-        except ProtocolError:
-            raise
+            elif event == READ:
+                ids = tuple(episode.read(ids, arg))
+            elif event == PROBE:
+                episode.probe(ids)
+            elif event == PRUNE:
+                episode.prune(ids)
         except Exception as exc:  # the engine refused it: an honest log never holds that
             raise ProtocolError(
-                f"action {position} ({str(code)[:10]}) does not replay: {type(exc).__name__}: {exc}"
+                f"action {position} ({event}) does not replay: {type(exc).__name__}: {exc}"
             ) from None
         if log is not None:
-            log.append((*entry, episode.tokens))
-    return log
+            log.append((event, ids, arg, probe, episode.tokens))
+    return len(entries), log
 
 
 def decode_unit(
@@ -223,20 +275,29 @@ def decode_unit(
     else:
         error = _text(error, "the error", MAX_TEXT_CHARS)
     reason = _text(reason, "the reason", MAX_TEXT_CHARS)
-    if type(actions) is not list or len(actions) > max_steps:
-        raise ProtocolError(f"actions must be a list of at most {max_steps} actions")
-    episode = source[0](*source[1:])
-    log = _replay(episode, actions, wide, keep_log)
+    if type(actions) is not str or not actions.isascii():
+        raise ProtocolError("actions must be an ASCII string")
+    if actions.count(";") >= max_steps:
+        raise ProtocolError(f"more than {max_steps} actions")
+    fast = None
+    if _compiled_replay is not None and not keep_log:
+        _, order, probe_cost, limit, _model_name = source[1:]
+        _, lengths, totals, _ = order
+        n_branches = len(lengths) if limit is None else min(len(lengths), limit)
+        fast = _compiled_replay(
+            lengths, totals, source[1].delta, probe_cost, n_branches, actions, wide, max_steps
+        )
+    if fast is not None:
+        tokens, probe_tokens, opened, steps = fast
+        log = None
+    else:
+        episode = source[0](*source[1:])
+        steps, log = replay_actions(episode, actions, wide, keep_log)
+        if steps > max_steps:
+            raise ProtocolError(f"more than {max_steps} actions")
+        tokens, probe_tokens, opened = episode.tokens, episode.probe_tokens, len(episode.live)
     result = EpisodeResult(
-        question,
-        seed,
-        answer,
-        episode.tokens,
-        episode.probe_tokens,
-        len(episode.live),
-        len(actions),
-        reason,
-        error,
+        question, seed, answer, tokens, probe_tokens, opened, steps, reason, error
     )
     if keep_log:
         result.actions, result.source = log, source

@@ -25,6 +25,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import random
 import selectors
 import signal
@@ -151,7 +152,7 @@ class _Worker:
         self.params = None
         self.next = 0
 
-    def start(self, job: dict, workdir: str) -> None:
+    def start(self, workdir: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-m", "autotts.sandbox.worker"],
             stdin=subprocess.PIPE,
@@ -161,9 +162,11 @@ class _Worker:
             env=_worker_environment(),
             start_new_session=True,
         )
-        assert self.process.stdin is not None
+
+    def send(self, job: dict) -> None:
+        """Hand the worker its job (it reads all of it before writing anything)."""
         try:
-            self.process.stdin.write(__import__("pickle").dumps(job, protocol=5))
+            self.process.stdin.write(pickle.dumps(job, protocol=5))
             self.process.stdin.close()
         except BrokenPipeError:
             pass
@@ -256,8 +259,10 @@ def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits) -> N
     selector = selectors.DefaultSelector()
     with tempfile.TemporaryDirectory(prefix="autotts-sandbox-") as workdir:
         try:
+            for worker in workers:  # all start at once; each imports while the others do
+                worker.start(workdir)
             for worker, job in zip(workers, jobs, strict=True):
-                worker.start(job, workdir)
+                worker.send(job)
                 for stream, kind in (
                     (worker.process.stdout, "out"),
                     (worker.process.stderr, "err"),
@@ -404,7 +409,9 @@ def run_sandboxed(
             raise _Rejected("non-deterministic: workers computed different parameters")
         verified = 0
         if check_determinism:
-            verified = _verify_sample(units, digests, job, limits, params, verify_fraction)
+            verified = _verify_sample(
+                units, digests, job, limits, params, verify_fraction, n_workers
+            )
     except _Rejected as exc:
         return rejected(str(exc))
     return SandboxOutcome(
@@ -416,9 +423,11 @@ def run_sandboxed(
     )
 
 
-def _verify_sample(units, digests, job, limits: SandboxLimits, params, fraction: float) -> int:
+def _verify_sample(
+    units, digests, job, limits: SandboxLimits, params, fraction: float, workers: int
+) -> int:
     """Replay a random sample of units (``fraction`` of them, at least
-    ``VERIFY_MIN_UNITS``), in a random order, in a fresh process; every one must give the
+    ``VERIFY_MIN_UNITS``), in a random order, in fresh processes; every one must give the
     very same reply."""
     rng = random.SystemRandom()
     size = min(len(units), max(VERIFY_MIN_UNITS, math.ceil(fraction * len(units))))
@@ -434,8 +443,9 @@ def _verify_sample(units, digests, job, limits: SandboxLimits, params, fraction:
                 "(randomness, clocks, set iteration order, or state kept across episodes?)"
             )
 
-    checker = _Worker(sample, compare, limits)
-    _drive([checker], [job(sample)], limits)
-    if checker.params != params:
+    parts = [sample[i::workers] for i in range(workers) if sample[i::workers]]
+    checkers = [_Worker(part, compare, limits) for part in parts]
+    _drive(checkers, [job(part) for part in parts], limits)
+    if any(checker.params != params for checker in checkers):
         raise _Rejected("non-deterministic: a fresh process computed different parameters")
     return size

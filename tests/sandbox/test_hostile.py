@@ -310,7 +310,8 @@ FORGERIES = {
     + ', null, true]]]\\n")',
     "some-units-only": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", []]\\n")\nos._exit(0)',
     "unit-out-of-order": 'os.write(1, b"P\\t[{}, {}]\\n3\\t[\\"1\\", null, \\"\\", []]\\n")',
-    "actions-that-do-not-replay": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", [[\\"c\\", \\"05\\", 1, true]]]\\n")',
+    "actions-that-do-not-replay": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", \\"b11;c11:05\\"]\\n")',
+    "actions-as-a-list": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", [[\\"c\\", \\"05\\", 1, true]]]\\n")',
     "non-string-answer": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[7, null, \\"\\", []]\\n")',
     "pickle-payload": 'os.write(1, b"\\x80\\x05\\x95junk\\n")',
 }
