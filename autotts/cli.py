@@ -367,17 +367,8 @@ def evaluate(
     for item in param or []:
         spec += f"@{item}"
     configs, env_ids = _configs_and_envs([spec], env, env_dir, ["Qwen3-8B/aime24"])
-    _run_and_report(
-        configs,
-        env_ids,
-        env_dir,
-        seeds,
-        workers,
-        out,
-        trace_seeds,
-        sandbox=sandbox,
-        unsafe_no_sandbox=unsafe_no_sandbox,
-    )
+    options = dict(sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
+    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
 @app.command()
@@ -409,18 +400,9 @@ def compare(
         raise _fail("give at least one controller spec, or --preset paper")
     default_envs = ["all"] if preset == "paper" else ["Qwen3-8B/aime24"]
     configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
-    _run_and_report(
-        configs,
-        env_ids,
-        env_dir,
-        seeds,
-        workers,
-        out,
-        trace_seeds,
-        with_reference=preset == "paper",
-        sandbox=sandbox,
-        unsafe_no_sandbox=unsafe_no_sandbox,
-    )
+    options = dict(sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
+    options["with_reference"] = preset == "paper"
+    _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
 @app.command()

@@ -56,6 +56,28 @@ def tiny_store(path: Path, branches, gold="7", delta=500, question="What is 3+4?
     return path
 
 
+@pytest.fixture(scope="module")
+def toy_env(tmp_path_factory):
+    """Six hand-made branches of one question (probes charged 3 tokens each): small enough
+    for property tests to explore every edge (no probes, short and long branches)."""
+    from autotts.replay import ReplayEnvironment
+    from autotts.store import load_records
+
+    path = tiny_store(
+        tmp_path_factory.mktemp("toy") / "Toy" / "t.json",
+        [
+            [["1", "2", "3"], 1700, "3"],
+            [["5", "5"], 900, "5"],
+            [["7"], 800, "7"],
+            [[], 300, "9"],
+            [["1", "1", "1", "1"], 2600, "1"],
+            [["2"], 450, "2"],
+        ],
+        gold="3",
+    )
+    return ReplayEnvironment("Toy/t", load_records(path), probe_cost=3)
+
+
 # a discovery run small enough for a test: one search and one held-out environment, 2 seeds
 SMALL_DISCOVERY = [
     "--search-env",

@@ -62,7 +62,16 @@ def evaluate_in_sandbox(
         by_file.setdefault(config.controller, []).append(config)
     for target, group in by_file.items():
         try:
-            source = resolve_controller_path(target).read_text(encoding="utf-8")
+            path = resolve_controller_path(target)
+            source = path.read_text(encoding="utf-8")
+            if path.suffix != ".py":
+                source, failure = (
+                    None,
+                    (
+                        f"{path}: graph files do not run in the sandbox (their node controllers "
+                        "are files you chose); evaluate an untrusted node controller file instead"
+                    ),
+                )
         except (ControllerLoadError, OSError, UnicodeDecodeError) as exc:
             source, failure = None, str(exc)
         for env_id, env in envs.items():

@@ -2,35 +2,21 @@
 specification on every log, and on every string, however malformed."""
 
 import pytest
-from conftest import Scripted, tiny_store
+from conftest import Scripted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autotts import Branch, Continue, Note, Probe, Prune, Read
-from autotts.replay import ReplayEnvironment
 from autotts.sandbox import protocol
-from autotts.store import load_records
 
 compiled = pytest.mark.skipif(
     protocol._compiled_replay is None, reason="the compiled replay loop is not built"
 )
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    path = tiny_store(
-        tmp_path_factory.mktemp("protocol") / "Toy" / "t.json",
-        [
-            [["1", "2", "3"], 1700, "3"],
-            [["5", "5"], 900, "5"],
-            [["7"], 800, "7"],
-            [[], 300, "9"],
-            [["1", "1", "1", "1"], 2600, "1"],
-            [["2"], 450, "2"],
-        ],
-        gold="3",
-    )
-    return ReplayEnvironment("Toy/t", load_records(path), probe_cost=3)
+@pytest.fixture
+def toy(toy_env):
+    return toy_env
 
 
 ids = st.lists(st.integers(0, 5), max_size=4)
