@@ -4,7 +4,9 @@ A worker writes one line per message, ASCII only, never pickle:
 
 - ``P<TAB>[params, ...]``: the ``run`` parameters of each configuration (display only);
 - ``E<TAB>"message"``: the candidate could not be loaded (nothing else follows);
-- ``<n><TAB>[answer, error, reason, actions]``: unit ``n`` of the worker's job, in job order.
+- ``<n><TAB><answer><TAB><error><TAB><reason><TAB><actions>``: unit ``n`` of the worker's
+  job, in job order; ``answer``, ``error`` and ``reason`` are UTF-8 in lowercase hex, ``-``
+  for none (an episode has an answer or an error, never both).
 
 ``actions`` is the episode's action log as one ASCII string, one entry per executed action,
 entries separated by ``;``:
@@ -24,11 +26,11 @@ than 256 branches); ``model`` and ``text`` are the UTF-8 bytes in lowercase hex;
 have at most 7 digits. The compiled loop (``autotts/_replay_loop.c``) encodes and replays
 this string; the Python functions here are its specification.
 
-The parent (:func:`decode_unit`) accepts a line only if it fits the schema exactly (types,
-lengths, finite numbers, small integers), then replays the actions on its own engine: the
-tokens, the validity of every action and the revealed answers are its own, never the
-worker's. An honest worker logs only the actions that executed, so an action that does not
-replay marks the reply as forged.
+The parent (:func:`decode_unit`) accepts a line only if it fits this schema exactly (fields,
+hex digits, UTF-8, lengths; the header is strict JSON: finite numbers, small integers), then
+replays the actions on its own engine: the tokens, the validity of every action and the
+revealed answers are its own, never the worker's. An honest worker logs only the actions that
+executed, so an action that does not replay marks the reply as forged.
 """
 
 from __future__ import annotations
@@ -105,8 +107,13 @@ def encode_actions(log, wide: bool) -> str:
     return ";".join(parts)
 
 
+def _hex_field(text: str | None) -> bytes:
+    return b"-" if text is None else text.encode("utf-8", "replace").hex().encode("ascii")
+
+
 def encode_unit(result: EpisodeResult, wide: bool) -> bytes:
-    """The payload of a unit line for an episode played with ``record_trace=True``."""
+    """The payload of a unit line (after ``<n><TAB>``) for an episode played with
+    ``record_trace=True``."""
     log = result.actions or ()
     actions = _compiled_encode(log, wide) if _compiled_encode else None
     if actions is None:  # not built, or a note or a named model in the log
@@ -116,8 +123,9 @@ def encode_unit(result: EpisodeResult, wide: bool) -> bytes:
         answer, error = None, f"the answer is longer than {MAX_ANSWER_CHARS} characters"
     if error is not None:
         answer, error = None, error[:MAX_TEXT_CHARS]
-    payload = [answer, error, (result.reason or "")[:MAX_TEXT_CHARS], actions]
-    return json.dumps(payload, separators=(",", ":")).encode("ascii")
+    reason = (result.reason or "")[:MAX_TEXT_CHARS]
+    fields = (_hex_field(answer), _hex_field(error), _hex_field(reason), actions.encode("ascii"))
+    return b"\t".join(fields)
 
 
 # --- parent side -----------------------------------------------------------------------
@@ -160,10 +168,22 @@ def payload_digest(payload: bytes) -> bytes:
     return blake2b(payload, digest_size=16).digest()
 
 
-def _text(value, what: str, limit: int) -> str:
-    if type(value) is not str or len(value) > limit:
-        raise ProtocolError(f"{what} must be a string of at most {limit} characters")
-    return value
+def _text(field: bytes, what: str, limit: int) -> str | None:
+    """A hex field: ``-`` for none, else UTF-8 text of at most ``limit`` characters."""
+    if field == b"-":
+        return None
+    if len(field) > 8 * limit:
+        raise ProtocolError(f"{what} is longer than {limit} characters")
+    try:
+        raw = bytes.fromhex(field.decode("ascii"))
+        if 2 * len(raw) != len(field):  # fromhex skips whitespace; the wire has none
+            raise ValueError
+        text = raw.decode("utf-8")
+    except ValueError:  # UnicodeDecodeError included
+        raise ProtocolError(f"{what} is not UTF-8 in hex") from None
+    if len(text) > limit:
+        raise ProtocolError(f"{what} is longer than {limit} characters")
+    return text
 
 
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
@@ -264,19 +284,18 @@ def decode_unit(
 ) -> EpisodeResult:
     """Check one unit's payload and recompute its episode from the actions on ``source``
     (:meth:`~autotts.replay.EpisodeRunner.episode_source`); raises :class:`ProtocolError`."""
-    fields = strict_json(payload)
-    if type(fields) is not list or len(fields) != 4:
-        raise ProtocolError("a unit must be [answer, error, reason, actions]")
-    answer, error, reason, actions = fields
-    if error is None:
-        answer = _text(answer, "the answer", MAX_ANSWER_CHARS)
-    elif answer is not None:
-        raise ProtocolError("a failed episode has no answer")
-    else:
-        error = _text(error, "the error", MAX_TEXT_CHARS)
-    reason = _text(reason, "the reason", MAX_TEXT_CHARS)
-    if type(actions) is not str or not actions.isascii():
-        raise ProtocolError("actions must be an ASCII string")
+    fields = payload.split(b"\t")
+    if len(fields) != 4:
+        raise ProtocolError(f"a unit has 4 fields after its number, not {len(fields)}")
+    answer = _text(fields[0], "the answer", MAX_ANSWER_CHARS)
+    error = _text(fields[1], "the error", MAX_TEXT_CHARS)
+    reason = _text(fields[2], "the reason", MAX_TEXT_CHARS) or ""
+    if (answer is None) == (error is None):
+        raise ProtocolError("an episode has either an answer or an error")
+    try:
+        actions = fields[3].decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("actions must be ASCII") from None
     if actions.count(";") >= max_steps:
         raise ProtocolError(f"more than {max_steps} actions")
     fast = None

@@ -189,14 +189,17 @@ class _Worker:
         if self.params is None:
             if len(line) > MAX_HEADER_BYTES:
                 raise _Rejected("malformed reply: the header line is too long")
-            if tag == b"E":
+            try:
                 message = strict_json(payload)
+            except ProtocolError as exc:
+                raise _Rejected(f"malformed reply: the header line: {exc}") from None
+            if tag == b"E":
                 if type(message) is not str:
                     raise _Rejected("malformed reply: the load error is not a string")
                 raise _Rejected(message[:MAX_TEXT_CHARS])
             if tag != b"P":
                 raise _Rejected("malformed reply: it does not start with the parameters")
-            params = strict_json(payload)
+            params = message
             if type(params) is not list or not all(type(p) is dict for p in params):
                 raise _Rejected("malformed reply: parameters must be a list of objects")
             self.params = params
@@ -223,7 +226,11 @@ class _Worker:
                 f"the worker stopped computing for {self.limits.idle_s:g} s (sleeping or blocked)"
             )
         if code > 128:
-            raise _Rejected(f"sandbox worker killed by {signal.Signals(code - 128).name}")
+            try:
+                name = signal.Signals(code - 128).name
+            except ValueError:
+                name = f"signal {code - 128}"
+            raise _Rejected(f"sandbox worker killed by {name}")
         if code != 0:
             if "MemoryError" in last:
                 raise _Rejected(f"memory limit exceeded ({self.limits.memory_mb} MB)")

@@ -303,16 +303,19 @@ def test_hostile_action_arguments_are_refused(action, envs):
 
 # --- the reply: the worker process lies ------------------------------------------------------
 
+HEADER = 'os.write(1, b"P\\t[{}, {}]\\n")\n'
 FORGERIES = {
-    "nan-tokens": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", NaN]\\n")',
-    "huge-int": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", [[\\"b\\", '
-    + "9" * 40
-    + ', null, true]]]\\n")',
-    "some-units-only": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", []]\\n")\nos._exit(0)',
-    "unit-out-of-order": 'os.write(1, b"P\\t[{}, {}]\\n3\\t[\\"1\\", null, \\"\\", []]\\n")',
-    "actions-that-do-not-replay": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", \\"b11;c11:05\\"]\\n")',
-    "actions-as-a-list": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[\\"1\\", null, \\"\\", [[\\"c\\", \\"05\\", 1, true]]]\\n")',
-    "non-string-answer": 'os.write(1, b"P\\t[{}, {}]\\n0\\t[7, null, \\"\\", []]\\n")',
+    "nan-in-the-header": 'os.write(1, b"P\\t[{}, {\\"n\\": NaN}]\\n")',
+    "huge-int-in-the-header": 'os.write(1, b"P\\t[{}, {\\"n\\": ' + "9" * 40 + '}]\\n")',
+    "some-units-only": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11\\n")',
+    "unit-out-of-order": HEADER + 'os.write(1, b"3\\t31\\t-\\t\\tb11\\n")',
+    "actions-that-do-not-replay": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11;c11:05\\n")',
+    "answer-and-error": HEADER + 'os.write(1, b"0\\t31\\t31\\t\\tb11\\n")',
+    "answer-not-hex": HEADER + 'os.write(1, b"0\\t3 1\\t-\\t\\tb11\\n")',
+    "answer-not-utf8": HEADER + 'os.write(1, b"0\\tff\\t-\\t\\tb11\\n")',
+    "answer-too-long": HEADER + 'os.write(1, b"0\\t" + b"31" * 1001 + b"\\t-\\t\\tb11\\n")',
+    "extra-field": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11\\tx\\n")',
+    "non-ascii-actions": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb\\xc3\\xa911\\n")',
     "pickle-payload": 'os.write(1, b"\\x80\\x05\\x95junk\\n")',
 }
 
