@@ -436,8 +436,10 @@ replay_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = st.max_branches;
     if (n < 0 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) < n)
         Py_RETURN_NONE;
-    long long *numbers = PyMem_Calloc(4 * (size_t)n + (size_t)size + 1, sizeof(long long));
-    char *flags = PyMem_Calloc(2 * (size_t)n + 1, 1);
+    /* no zeroing needed: a branch's depth and flags are set when it opens, and ids at or
+     * past `opened` are refused before they are read */
+    long long *numbers = PyMem_Malloc((3 * (size_t)n + (size_t)size / 2 + 2) * sizeof(long long));
+    char *flags = PyMem_Malloc(2 * (size_t)n + 1);
     PyObject *result = NULL;
     if (numbers == NULL || flags == NULL) {
         PyErr_NoMemory();
@@ -463,7 +465,7 @@ replay_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (stop == NULL)
             stop = end;
         if (stop == p || ++steps > max_steps ||
-            replay_entry(&st, p, stop, width, steps_buf, n + size + 1) < 0) {
+            replay_entry(&st, p, stop, width, steps_buf, size / 2 + 2) < 0) {
             result = Py_None;
             Py_INCREF(result);
             goto done;

@@ -259,55 +259,53 @@ class _Worker:
             time.sleep(0.01)
 
 
-def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits) -> None:
-    """Run the workers to the end, feeding their output to their handlers; every process
-    is killed on the way out, whatever happened."""
+def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits, workdir: str) -> None:
+    """Run the workers to the end (starting those not started yet), feeding their output to
+    their handlers; every process is killed on the way out, whatever happened."""
     deadline = time.monotonic() + limits.backstop_s
     selector = selectors.DefaultSelector()
-    with tempfile.TemporaryDirectory(prefix="autotts-sandbox-") as workdir:
-        try:
-            for worker in workers:  # all start at once; each imports while the others do
+    try:
+        for worker in workers:  # all start at once; each imports while the others do
+            if worker.process is None:
                 worker.start(workdir)
-            for worker, job in zip(workers, jobs, strict=True):
-                worker.send(job)
-                for stream, kind in (
-                    (worker.process.stdout, "out"),
-                    (worker.process.stderr, "err"),
-                ):
-                    os.set_blocking(stream.fileno(), False)
-                    selector.register(stream, selectors.EVENT_READ, (worker, kind))
-            open_streams = 2 * len(workers)
-            while open_streams:
-                if time.monotonic() > deadline:
-                    raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
-                for key, _ in selector.select(timeout=0.5):
-                    worker, kind = key.data
-                    chunk = os.read(key.fd, 1 << 16)
-                    if not chunk:
-                        selector.unregister(key.fileobj)
-                        open_streams -= 1
-                    elif kind == "err":
-                        worker.stderr = (worker.stderr + chunk)[-4096:]
-                    else:
-                        worker.feed(chunk)
-            for worker in workers:
-                try:
-                    worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    raise _Rejected(
-                        f"wall-time backstop exceeded ({limits.backstop_s:g} s)"
-                    ) from None
-                worker.finish()
-        finally:
-            selector.close()
-            for worker in workers:
-                worker.kill()
-                for stream in (
-                    worker.process and worker.process.stdout,
-                    worker.process and worker.process.stderr,
-                ):
-                    if stream is not None:
-                        stream.close()
+        for worker, job in zip(workers, jobs, strict=True):
+            worker.send(job)
+            for stream, kind in (
+                (worker.process.stdout, "out"),
+                (worker.process.stderr, "err"),
+            ):
+                os.set_blocking(stream.fileno(), False)
+                selector.register(stream, selectors.EVENT_READ, (worker, kind))
+        open_streams = 2 * len(workers)
+        while open_streams:
+            if time.monotonic() > deadline:
+                raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
+            for key, _ in selector.select(timeout=0.5):
+                worker, kind = key.data
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    open_streams -= 1
+                elif kind == "err":
+                    worker.stderr = (worker.stderr + chunk)[-4096:]
+                else:
+                    worker.feed(chunk)
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)") from None
+            worker.finish()
+    finally:
+        selector.close()
+        for worker in workers:
+            worker.kill()
+            for stream in (
+                worker.process and worker.process.stdout,
+                worker.process and worker.process.stderr,
+            ):
+                if stream is not None:
+                    stream.close()
 
 
 def run_sandboxed(
@@ -408,19 +406,28 @@ def run_sandboxed(
         digests[global_index] = payload_digest(payload)
         results.append((index, env_id, question, result))
 
+    checkers: list[_Worker] = []
     try:
-        main = [_Worker(share, collect, limits) for share in shares]
-        _drive(main, [job(share) for share in shares], limits)
-        params = main[0].params
-        if any(worker.params != params for worker in main) or len(params) != len(configs):
-            raise _Rejected("non-deterministic: workers computed different parameters")
-        verified = 0
-        if check_determinism:
-            verified = _verify_sample(
-                units, digests, job, limits, params, verify_fraction, n_workers
-            )
+        with tempfile.TemporaryDirectory(prefix="autotts-sandbox-") as workdir:
+            main = [_Worker(share, collect, limits) for share in shares]
+            if check_determinism:  # started now, so that they are ready when the sample is
+                checkers = [_Worker([], None, limits) for _ in range(n_workers)]
+                for checker in checkers:
+                    checker.start(workdir)
+            _drive(main, [job(share) for share in shares], limits, workdir)
+            params = main[0].params
+            if any(worker.params != params for worker in main) or len(params) != len(configs):
+                raise _Rejected("non-deterministic: workers computed different parameters")
+            verified = 0
+            if check_determinism:
+                verified = _verify_sample(
+                    units, digests, job, limits, params, verify_fraction, checkers, workdir
+                )
     except _Rejected as exc:
         return rejected(str(exc))
+    finally:
+        for checker in checkers:
+            checker.kill()
     return SandboxOutcome(
         True,
         results=results,
@@ -431,11 +438,12 @@ def run_sandboxed(
 
 
 def _verify_sample(
-    units, digests, job, limits: SandboxLimits, params, fraction: float, workers: int
+    units, digests, job, limits: SandboxLimits, params, fraction: float, checkers, workdir
 ) -> int:
     """Replay a random sample of units (``fraction`` of them, at least
-    ``VERIFY_MIN_UNITS``), in a random order, in fresh processes; every one must give the
-    very same reply."""
+    ``VERIFY_MIN_UNITS``), drawn now that every reply is in, in a random order, in the
+    fresh (already started) processes ``checkers``; every one must give the very same
+    reply."""
     rng = random.SystemRandom()
     size = min(len(units), max(VERIFY_MIN_UNITS, math.ceil(fraction * len(units))))
     sample = rng.sample(range(len(units)), size)
@@ -450,9 +458,11 @@ def _verify_sample(
                 "(randomness, clocks, set iteration order, or state kept across episodes?)"
             )
 
-    parts = [sample[i::workers] for i in range(workers) if sample[i::workers]]
-    checkers = [_Worker(part, compare, limits) for part in parts]
-    _drive(checkers, [job(part) for part in parts], limits)
+    parts = [sample[i :: len(checkers)] for i in range(len(checkers))]
+    busy = [checker for checker, part in zip(checkers, parts, strict=True) if part]
+    for checker, part in zip(busy, parts, strict=False):
+        checker.units, checker.handle = part, compare
+    _drive(busy, [job(part) for part in parts if part], limits, workdir)
     if any(checker.params != params for checker in checkers):
         raise _Rejected("non-deterministic: a fresh process computed different parameters")
     return size
