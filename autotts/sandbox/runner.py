@@ -282,7 +282,7 @@ def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits, work
                 raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
             for key, _ in selector.select(timeout=0.5):
                 worker, kind = key.data
-                chunk = os.read(key.fd, 1 << 16)
+                chunk = os.read(key.fd, 1 << 20)
                 if not chunk:
                     selector.unregister(key.fileobj)
                     open_streams -= 1
