@@ -62,12 +62,15 @@ def _schedule_problem(controller, betas) -> str | None:
     return None
 
 
-def _cost_drops(betas, costs, tolerance) -> list[str]:
-    return [
+def _add_monotone_cost(report: CheckReport, betas, costs, tolerance) -> None:
+    """The last check: mean tokens never drop (beyond ``tolerance``) as β grows."""
+    drops = [
         f"β {betas[i - 1]}→{betas[i]}: {costs[i - 1]:,.0f}→{costs[i]:,.0f}"
         for i in range(1, len(costs))
         if costs[i] < costs[i - 1] * (1 - tolerance)
     ]
+    curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
+    report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
 
 
 def _check_in_sandbox(report, target, env, questions, seeds, betas, tolerance, isolate):
@@ -139,9 +142,7 @@ def _check_in_sandbox(report, target, env, questions, seeds, betas, tolerance, i
         totals[i] += r.tokens
         counts[i] += 1
     costs = [t / max(1, c) for t, c in zip(totals, counts, strict=True)]
-    drops = _cost_drops(betas, costs, tolerance)
-    curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
-    report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
+    _add_monotone_cost(report, betas, costs, tolerance)
     return report
 
 
@@ -225,7 +226,5 @@ def check_controller(
             report.add("monotone cost", False, f"β={beta}: {failed[0].error}")
             return report
         costs.append(sum(r.tokens for r in results) / len(results))
-    drops = _cost_drops(betas, costs, tolerance)
-    curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
-    report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
+    _add_monotone_cost(report, betas, costs, tolerance)
     return report

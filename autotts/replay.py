@@ -296,8 +296,9 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
             elif kind is Note:
                 append((NOTE, (), str(action.text), False, episode.tokens))
             elif kind is Generate:
-                reply = episode.generate(action.prompt, _model(action.model), action.max_tokens)
-                append((GENERATE, (), action.model, False, episode.tokens))
+                model = _model(action.model)
+                reply = episode.generate(action.prompt, model, action.max_tokens)
+                append((GENERATE, (), model, False, episode.tokens))
             else:
                 raise ActionError(
                     f"controller yielded {action!r}; expected an action such as Branch, "

@@ -118,6 +118,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     stack.enter_context(run.lock())
                     RunDirectory.open(run.path)  # re-checked under the lock
                     config = run.config
+                    if config.get("strategy") == "llm" and not unsafe_no_sandbox:
+                        require_isolation()
                     settings = settings_from_config(config)
                     if env_dir is not None:
                         settings.env_dir = str(env_dir)
@@ -155,8 +157,6 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     run = RunDirectory.create(path, config)
                     stack.enter_context(run.lock())
                 _check_envs(settings)
-                if config.get("strategy") == "llm" and not unsafe_no_sandbox:
-                    require_isolation()
             except (RunError, StoreError, ValueError, IsolationUnavailable) as exc:
                 raise _fail(str(exc)) from None
             try:

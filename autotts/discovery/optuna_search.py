@@ -124,7 +124,7 @@ def _reconcile(study, run: RunDirectory, recorded: dict[int, dict]) -> None:
             shutil.rmtree(run.candidate_dir(trial.number), ignore_errors=True)
 
 
-def _check_consistent(study, run, settings, stage: str, recorded: dict[int, dict]) -> None:
+def _check_consistent(study, run, settings, recorded: dict[int, dict]) -> None:
     """Refuse to resume when the study and the history disagree about finished trials
     (one of the two files was deleted, emptied or replaced): resuming would re-run or
     double-count trials."""
@@ -175,7 +175,7 @@ def _run_trials(
     """Ask → evaluate → record → tell until the trial count or the time budget is reached.
     ``trial_fn(trial)`` returns ``(values, record_fields, traces)``."""
     recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == stage}
-    _check_consistent(study, run, settings, stage, recorded)
+    _check_consistent(study, run, settings, recorded)
     _reconcile(study, run, recorded)
     if not study.trials:
         for params in warm_start:

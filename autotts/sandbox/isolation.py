@@ -19,8 +19,8 @@ A worker process isolates itself in two steps, both before any untrusted code is
    the like with ``EPERM``.
 
 Every step either succeeds or raises :class:`IsolationError` naming what is missing: nothing
-degrades silently. :func:`missing_mechanisms` tells, without side effects, what this machine
-lacks.
+degrades silently (``autotts.sandbox.isolation_problems`` runs both in a probe worker to tell
+what this machine lacks).
 """
 
 from __future__ import annotations
@@ -260,19 +260,3 @@ def lock_down(memory_mb: int, cpu_s: float, keep_fd: int) -> None:
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")
     _restrict_with_landlock()
     _load_seccomp_filter(pyseccomp)
-
-
-def missing_mechanisms() -> list[str]:
-    """What this machine lacks for :func:`enter_namespaces` and :func:`lock_down`, checked
-    without changing this process (empty when everything is there). The authoritative test
-    is a worker that isolates itself (see :func:`autotts.sandbox.runner.isolation_problems`)."""
-    if not sys.platform.startswith("linux"):
-        return [f"Linux (this is {sys.platform}): namespaces, Landlock and seccomp are Linux-only"]
-    missing = []
-    if landlock_abi() < 1:
-        missing.append("Landlock (Linux ≥ 5.13 with 'landlock' in the kernel's LSM list)")
-    try:
-        _seccomp_module()
-    except IsolationError as exc:
-        missing.append(str(exc))
-    return missing

@@ -416,7 +416,12 @@ def run_sandboxed(
                     checker.start(workdir)
             _drive(main, [job(share) for share in shares], limits, workdir)
             params = main[0].params
-            if any(worker.params != params for worker in main) or len(params) != len(configs):
+            if len(params) != len(configs):
+                raise _Rejected(
+                    f"malformed reply: {len(params)} parameter sets for {len(configs)} "
+                    "configurations"
+                )
+            if any(worker.params != params for worker in main):
                 raise _Rejected("non-deterministic: workers computed different parameters")
             verified = 0
             if check_determinism:
@@ -458,11 +463,12 @@ def _verify_sample(
                 "(randomness, clocks, set iteration order, or state kept across episodes?)"
             )
 
-    parts = [sample[i :: len(checkers)] for i in range(len(checkers))]
-    busy = [checker for checker, part in zip(checkers, parts, strict=True) if part]
-    for checker, part in zip(busy, parts, strict=False):
-        checker.units, checker.handle = part, compare
-    _drive(busy, [job(part) for part in parts if part], limits, workdir)
-    if any(checker.params != params for checker in checkers):
+    busy = []
+    for n, checker in enumerate(checkers):
+        checker.units, checker.handle = sample[n :: len(checkers)], compare
+        if checker.units:
+            busy.append(checker)
+    _drive(busy, [job(checker.units) for checker in busy], limits, workdir)
+    if any(checker.params != params for checker in busy):
         raise _Rejected("non-deterministic: a fresh process computed different parameters")
     return size
