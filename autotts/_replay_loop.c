@@ -192,12 +192,10 @@ fail:
 
 /* ---- the sandbox's action strings (autotts/sandbox/protocol.py is the specification) ----
  *
- * replay_log(lengths, totals, delta, probe_cost, max_branches, actions, wide, max_steps)
- *     -> (tokens, probe_tokens, opened, steps) or None
- *
- * Replays an action string for its cost only. None means "not handled here": a malformed
- * entry, an action the engine would refuse, a note or a named model; the caller then runs
- * the Python specification, which gives the exact error (or the result).
+ * decode_unit (below) replays an action string for its cost (and, on request, its action
+ * log). "Not handled here" is a malformed entry, an action the engine would refuse, a note or
+ * a named model; the caller then runs the Python specification, which gives the exact error
+ * (or the result).
  *
  * encode_log(log, wide) -> str or None: the action string of an action log (None for logs
  * with notes or named models, which the Python encoder handles).
@@ -317,11 +315,27 @@ replay_mark(replay_state *st, const char *h, const char *h_end, int width, int p
     return 0;
 }
 
+/* What one replayed entry was, for the action log: its code, probe flag, ids (a hex span, or
+ * the k new ids from start) and steps (k_all, or steps[0..n_steps)). */
+typedef struct {
+    char code;
+    int probe;
+    const char *h, *h_end;
+    Py_ssize_t start, k;
+    long long k_all;
+    const long long *steps;
+    Py_ssize_t n_steps;
+} entry_info;
+
 static int
 replay_entry(replay_state *st, const char *p, const char *end, int width, long long *steps_buf,
-             Py_ssize_t steps_cap)
+             Py_ssize_t steps_cap, entry_info *e)
 {
     char code = *p++;
+    e->code = code;
+    e->probe = 0;
+    e->h = e->h_end = NULL;
+    e->steps = NULL;
     if (code == 'c') {
         if (p >= end || (*p != '0' && *p != '1'))
             return -1;
@@ -353,6 +367,12 @@ replay_entry(replay_state *st, const char *p, const char *end, int width, long l
         if (p >= end || *p != ':')
             return -1;
         p++;
+        e->probe = probe;
+        e->h = p;
+        e->h_end = end;
+        e->k_all = k_all;
+        e->steps = list;
+        e->n_steps = n_steps;
         return replay_extend(st, p, end, width, k_all, list, n_steps, probe);
     }
     if (code == 'b' || code == 'r') {
@@ -366,6 +386,9 @@ replay_entry(replay_state *st, const char *p, const char *end, int width, long l
         Py_ssize_t start;
         if (k < 0 || p != end || replay_open(st, k, &start) < 0)
             return -1;
+        e->probe = probe;
+        e->start = start;
+        e->k = k;
         if (code == 'r') {
             for (Py_ssize_t i = start; i < start + k; i++) {
                 st->depth[i] = st->length[i] + 1;
@@ -394,8 +417,12 @@ replay_entry(replay_state *st, const char *p, const char *end, int width, long l
         st->probe_tokens += probe_part;
         return 0;
     }
-    if ((code == 'p' || code == 'x') && p < end && *p == ':')
+    if ((code == 'p' || code == 'x') && p < end && *p == ':') {
+        e->probe = code == 'p';
+        e->h = p + 1;
+        e->h_end = end;
         return replay_mark(st, p + 1, end, width, code == 'x');
+    }
     return -1; /* notes, named models, anything else: the Python specification decides */
 }
 
@@ -413,36 +440,97 @@ tuple_of_longs(PyObject *t, Py_ssize_t n, long long *out)
 }
 
 static PyObject *
-replay_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+hex_ids(const char *h, const char *h_end, int width)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "replay_log() takes exactly 8 arguments");
-        return NULL;
+    PyObject *ids = PyTuple_New((h_end - h) / width);
+    for (Py_ssize_t j = 0; ids != NULL && h < h_end; j++, h += width) {
+        long long i = 0;
+        for (int c = 0; c < width; c++)
+            i = i * 16 + hex_value(h[c]); /* checked by the replay */
+        PyObject *id = PyLong_FromLongLong(i);
+        if (id == NULL)
+            Py_CLEAR(ids);
+        else
+            PyTuple_SET_ITEM(ids, j, id);
     }
+    return ids;
+}
+
+static PyObject *
+tuple_of_range(Py_ssize_t start, Py_ssize_t k)
+{
+    PyObject *t = PyTuple_New(k);
+    for (Py_ssize_t j = 0; t != NULL && j < k; j++) {
+        PyObject *v = PyLong_FromSsize_t(start + j);
+        if (v == NULL)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, j, v);
+    }
+    return t;
+}
+
+/* The log entry (event, ids, arg, probe, tokens_after) of protocol.replay_actions. */
+static PyObject *
+log_entry(const entry_info *e, int width, long long tokens)
+{
+    const char *event;
+    PyObject *ids, *arg;
+    if (e->code == 'b' || e->code == 'r') {
+        event = e->code == 'b' ? "branch" : "read";
+        ids = tuple_of_range(e->start, e->k);
+        arg = Py_None;
+        Py_INCREF(arg);
+    }
+    else {
+        event = e->code == 'c' ? "continue" : e->code == 'p' ? "probe" : "prune";
+        ids = hex_ids(e->h, e->h_end, width);
+        if (e->code != 'c')
+            arg = PyLong_FromLong(0);
+        else if (e->steps == NULL)
+            arg = PyLong_FromLongLong(e->k_all);
+        else {
+            arg = PyTuple_New(e->n_steps);
+            for (Py_ssize_t j = 0; arg != NULL && j < e->n_steps; j++) {
+                PyObject *k = PyLong_FromLongLong(e->steps[j]);
+                if (k == NULL)
+                    Py_CLEAR(arg);
+                else
+                    PyTuple_SET_ITEM(arg, j, k);
+            }
+        }
+    }
+    PyObject *entry = NULL;
+    if (ids != NULL && arg != NULL)
+        entry = Py_BuildValue("sOOOL", event, ids, arg, e->probe ? Py_True : Py_False, tokens);
+    Py_XDECREF(ids);
+    Py_XDECREF(arg);
+    return entry;
+}
+
+/* Replays the action string [text, text + size) on branches of the given lengths and totals
+ * (tuples, at least n entries), appending each action's log entry to log (a list) unless it
+ * is NULL. Returns 1 with out = tokens, probe_tokens, opened, steps; 0 when the string is
+ * not handled here (see above); -1 with a Python error set. */
+static int
+replay_core(PyObject *lengths, PyObject *totals, long long delta, long long probe_cost,
+            Py_ssize_t n, const char *text, Py_ssize_t size, int wide, Py_ssize_t max_steps,
+            PyObject *log, long long out[4])
+{
+    if (n < 0 || !PyTuple_Check(lengths) || PyTuple_GET_SIZE(lengths) < n)
+        return 0;
     replay_state st = {0};
-    st.max_branches = PyLong_AsSsize_t(args[4]);
-    st.delta = PyLong_AsLongLong(args[2]);
-    st.probe_cost = PyLong_AsLongLong(args[3]);
-    Py_ssize_t max_steps = PyLong_AsSsize_t(args[7]);
-    int wide = PyObject_IsTrue(args[6]);
-    if (PyErr_Occurred() || wide < 0)
-        return NULL;
-    Py_ssize_t size;
-    const char *text = PyUnicode_Check(args[5]) ? PyUnicode_AsUTF8AndSize(args[5], &size) : NULL;
-    if (text == NULL) {
-        PyErr_SetString(PyExc_TypeError, "actions must be a str");
-        return NULL;
-    }
-    Py_ssize_t n = st.max_branches;
-    if (n < 0 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) < n)
-        Py_RETURN_NONE;
+    st.max_branches = n;
+    st.delta = delta;
+    st.probe_cost = probe_cost;
     /* no zeroing needed: a branch's depth and flags are set when it opens, and ids at or
      * past `opened` are refused before they are read */
     long long *numbers = PyMem_Malloc((3 * (size_t)n + (size_t)size / 2 + 2) * sizeof(long long));
     char *flags = PyMem_Malloc(2 * (size_t)n + 1);
-    PyObject *result = NULL;
+    int handled = 0;
     if (numbers == NULL || flags == NULL) {
         PyErr_NoMemory();
+        handled = -1;
         goto done;
     }
     st.length = numbers;
@@ -451,39 +539,153 @@ replay_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     long long *steps_buf = numbers + 3 * n;
     st.live = flags;
     st.done = flags + n;
-    if (tuple_of_longs(args[0], n, st.length) < 0 || tuple_of_longs(args[1], n, st.total) < 0) {
+    if (tuple_of_longs(lengths, n, st.length) < 0 || tuple_of_longs(totals, n, st.total) < 0) {
         PyErr_Clear();
-        result = Py_None;
-        Py_INCREF(result);
         goto done;
     }
     const char *p = text, *end = text + size;
     Py_ssize_t steps = 0;
     int width = wide ? 4 : 2;
+    entry_info e;
     while (p < end) {
         const char *stop = memchr(p, ';', end - p);
         if (stop == NULL)
             stop = end;
         if (stop == p || ++steps > max_steps ||
-            replay_entry(&st, p, stop, width, steps_buf, size / 2 + 2) < 0) {
-            result = Py_None;
-            Py_INCREF(result);
+            replay_entry(&st, p, stop, width, steps_buf, size / 2 + 2, &e) < 0)
             goto done;
-        }
-        p = stop;
-        if (p < end) {
-            p++;
-            if (p == end) { /* a trailing separator: malformed */
-                result = Py_None;
-                Py_INCREF(result);
+        if (log != NULL) {
+            PyObject *entry = log_entry(&e, width, st.tokens);
+            if (entry == NULL || PyList_Append(log, entry) < 0) {
+                Py_XDECREF(entry);
+                handled = -1;
                 goto done;
             }
+            Py_DECREF(entry);
         }
+        p = stop;
+        if (p < end && ++p == end) /* a trailing separator: malformed */
+            goto done;
     }
-    result = Py_BuildValue("LLnn", st.tokens, st.probe_tokens, st.opened, steps);
+    out[0] = st.tokens;
+    out[1] = st.probe_tokens;
+    out[2] = st.opened;
+    out[3] = steps;
+    handled = 1;
 done:
     PyMem_Free(numbers);
     PyMem_Free(flags);
+    return handled;
+}
+
+/* A hex field of a unit line: NULL with *none = 1 for "-"; NULL with *none = 0 when it is not
+ * lowercase hex of UTF-8 text of at most limit characters (or on a Python error, which the
+ * caller checks); else the text. */
+static PyObject *
+hex_text(const char *f, Py_ssize_t len, Py_ssize_t limit, int *none)
+{
+    *none = len == 1 && f[0] == '-';
+    if (*none || len % 2 || len > 8 * limit)
+        return NULL;
+    char small[512];
+    char *raw = len / 2 <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc(len / 2 + 1);
+    if (raw == NULL)
+        return PyErr_NoMemory();
+    PyObject *text = NULL;
+    for (Py_ssize_t i = 0; i < len; i += 2) {
+        int hi = hex_value(f[i]), lo = hex_value(f[i + 1]);
+        if (hi < 0 || lo < 0)
+            goto done;
+        raw[i / 2] = (char)(hi * 16 + lo);
+    }
+    text = PyUnicode_DecodeUTF8(raw, len / 2, NULL);
+    if (text == NULL)
+        PyErr_Clear();
+    else if (PyUnicode_GET_LENGTH(text) > limit)
+        Py_CLEAR(text);
+done:
+    if (raw != small)
+        PyMem_Free(raw);
+    return text;
+}
+
+/* decode_unit(payload, lengths, totals, delta, probe_cost, n_branches, wide, max_steps,
+ *             answer_limit, text_limit, keep_log)
+ *     -> (answer, error, reason, tokens, probe_tokens, opened, steps, log) or None
+ *
+ * One unit line after its number (protocol.decode_unit is the specification): four tab-
+ * separated fields, answer/error/reason as hex UTF-8 or "-", then the action string, which
+ * is replayed for its cost; log is its action log with keep_log, else None. None: not
+ * handled here (malformed, notes, named models); the caller runs the specification for the
+ * exact error. */
+static PyObject *
+decode_unit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "decode_unit() takes a bytes payload and 10 more arguments");
+        return NULL;
+    }
+    long long delta = PyLong_AsLongLong(args[3]);
+    long long probe_cost = PyLong_AsLongLong(args[4]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[5]);
+    int wide = PyObject_IsTrue(args[6]);
+    Py_ssize_t max_steps = PyLong_AsSsize_t(args[7]);
+    Py_ssize_t answer_limit = PyLong_AsSsize_t(args[8]);
+    Py_ssize_t text_limit = PyLong_AsSsize_t(args[9]);
+    int keep_log = PyObject_IsTrue(args[10]);
+    if (PyErr_Occurred() || wide < 0 || keep_log < 0)
+        return NULL;
+    const char *data = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    const char *field[4];
+    Py_ssize_t length[4];
+    const char *p = data, *end = data + size;
+    for (int i = 0; i < 4; i++) {
+        const char *tab = i < 3 ? memchr(p, '\t', end - p) : NULL;
+        if (i < 3 && tab == NULL)
+            Py_RETURN_NONE;
+        field[i] = p;
+        length[i] = (i < 3 ? tab : end) - p;
+        p = i < 3 ? tab + 1 : end;
+    }
+    /* No scan of the action string here: the replay refuses any byte outside its grammar (a
+     * tab, non-ASCII) and more than max_steps entries, which is when the specification
+     * refuses it too. */
+    PyObject *texts[3] = {NULL, NULL, NULL}, *log = NULL;
+    Py_ssize_t limits[3] = {answer_limit, text_limit, text_limit};
+    PyObject *result = NULL;
+    for (int i = 0; i < 3; i++) {
+        int none;
+        texts[i] = hex_text(field[i], length[i], limits[i], &none);
+        if (texts[i] == NULL && PyErr_Occurred())
+            goto done;
+        if (texts[i] == NULL && !none)
+            goto not_handled;
+    }
+    if ((texts[0] == NULL) == (texts[1] == NULL))
+        goto not_handled;
+    if (texts[2] == NULL && (texts[2] = PyUnicode_New(0, 0)) == NULL)
+        goto done;
+    if (keep_log && (log = PyList_New(0)) == NULL)
+        goto done;
+    long long out[4];
+    int r = replay_core(args[1], args[2], delta, probe_cost, n, field[3], length[3], wide,
+                        max_steps, log, out);
+    if (r < 0)
+        goto done;
+    if (r == 0)
+        goto not_handled;
+    result = Py_BuildValue("OOOLLLLO", texts[0] ? texts[0] : Py_None,
+                           texts[1] ? texts[1] : Py_None, texts[2], out[0], out[1], out[2],
+                           out[3], log ? log : Py_None);
+    goto done;
+not_handled:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(texts[i]);
+    Py_XDECREF(log);
     return result;
 }
 
@@ -641,7 +843,7 @@ exec_module(PyObject *module)
 
 static PyMethodDef methods[] = {
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL, "Advance replay branches (see the module comment)."},
-    {"replay_log", (PyCFunction)(void (*)(void))replay_log, METH_FASTCALL, "Cost of a sandbox action string (see above)."},
+    {"decode_unit", (PyCFunction)(void (*)(void))decode_unit, METH_FASTCALL, "One sandbox unit line, replayed (see above)."},
     {"encode_log", (PyCFunction)(void (*)(void))encode_log, METH_FASTCALL, "Action string of an action log (see above)."},
     {NULL, NULL, 0, NULL},
 };

@@ -8,17 +8,24 @@ controller (``controllers/baselines/cmc.py``):
   action log replayed and scored in the parent, determinism checked on a random sample);
 - **trusted**: the in-process evaluator used for the Optuna path's own composable controller.
 
-Printed: seconds, episodes/s, the ratio to the 60-second target, and the sandboxed/trusted
-ratio (target ≤ 1.3). ``--load N`` runs N CPU-bound processes next to the measurement: limits
-are CPU time, so the candidate must still be accepted.
+Both run ``--repeat`` times, interleaved (sandboxed first, then trusted first, ...), because
+wall time on a shared machine drifts between runs. Printed per path: the median wall seconds,
+episodes/s and the ratio to the 60-second target, and the CPU seconds of the run (parent and
+its workers); then the sandboxed/trusted ratio of each back-to-back pair and their median, wall (target
+≤ 1.3) and CPU. The sandbox's isolation self-test runs once per process (≈ 0.6 s, cached) and is timed
+on its own, before the runs. ``--load N`` runs N CPU-bound processes next to the
+measurement: limits are CPU time, so the candidate must still be accepted.
 
-    python benchmarks/candidate_eval.py [--seeds 100] [--workers 2] [--load 0] [--env-dir DIR]
+    python benchmarks/candidate_eval.py [--seeds 100] [--workers 2] [--repeat 3] [--load 0]
+                                        [--env-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -26,9 +33,25 @@ from autotts.discovery.candidates import evaluate_candidate
 from autotts.discovery.commands import AIME24
 from autotts.evaluate import DEFAULT_BETAS, RunConfig, evaluate
 from autotts.replay import ReplayEnvironment
+from autotts.sandbox import isolation_problems
 
 TARGET_S = 60.0
 TARGET_RATIO = 1.3
+
+
+def _timed(run):
+    """Wall and CPU seconds (this process and the workers it waited for) of ``run()``."""
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    output = run()
+    return time.perf_counter() - wall, _cpu_seconds() - cpu, output
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _burn() -> None:
@@ -43,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--env-dir", default=None)
     parser.add_argument("--load", type=int, default=0, help="CPU-bound processes to run beside")
     args = parser.parse_args()
@@ -57,37 +81,65 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    result = evaluate_candidate(
-        CMC.read_text(), envs, betas, args.seeds, workers=args.workers, trace_seeds=1
-    )
-    sandboxed = time.perf_counter() - start
-    assert result.ok, result.reason
+    problems = isolation_problems()
+    assert not problems, problems
+    print(f"isolation self-test (once per process): {time.perf_counter() - start:.2f} s")
 
-    start = time.perf_counter()
-    report = evaluate(
-        [RunConfig(str(CMC), beta=b) for b in betas],
-        AIME24,
-        seeds=args.seeds,
-        workers=args.workers,
-        env_dir=args.env_dir,
-        trace_seeds=1,
-    )
-    trusted = time.perf_counter() - start
+    def sandboxed():
+        result = evaluate_candidate(
+            CMC.read_text(), envs, betas, args.seeds, workers=args.workers, trace_seeds=1
+        )
+        assert result.ok, result.reason
+        return result
+
+    def trusted():
+        return evaluate(
+            [RunConfig(str(CMC), beta=b) for b in betas],
+            AIME24,
+            seeds=args.seeds,
+            workers=args.workers,
+            env_dir=args.env_dir,
+            trace_seeds=1,
+        )
+
+    timings: dict[str, list[tuple[float, float]]] = {"sandboxed": [], "trusted": []}
+    outputs = {}
+    for repeat in range(args.repeat):
+        order = ("sandboxed", "trusted") if repeat % 2 == 0 else ("trusted", "sandboxed")
+        for label in order:
+            wall, cpu, outputs[label] = _timed({"sandboxed": sandboxed, "trusted": trusted}[label])
+            timings[label].append((wall, cpu))
+    result, report = outputs["sandboxed"], outputs["trusted"]
     # both paths must agree on every number
     for point in result.curve:
         for env_id, (accuracy, tokens) in point["per_env"].items():
             row = report.row("cmc", env_id, f"β={point['beta']:g}")
             assert abs(row.accuracy - accuracy) < 1e-9 and abs(row.tokens - tokens) < 1e-6
 
-    print(f"{'path':12}{'seconds':>10}{'episodes/s':>12}{'target':>10}{'target/actual':>15}")
-    for label, seconds in (("sandboxed", sandboxed), ("trusted", trusted)):
+    median = {
+        label: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        for label, runs in timings.items()
+    }
+    print(
+        f"{'path':12}{'seconds':>10}{'episodes/s':>12}{'target':>10}{'target/actual':>15}"
+        f"{'CPU s':>9}   (medians of {args.repeat}; every wall time: seconds)"
+    )
+    for label, (wall, cpu) in median.items():
+        every = ", ".join(f"{w:.1f}" for w, _ in timings[label])
         print(
-            f"{label:12}{seconds:10.1f}{episodes / seconds:12,.0f}{TARGET_S:9.0f}s"
-            f"{TARGET_S / seconds:14.2f}×"
+            f"{label:12}{wall:10.1f}{episodes / wall:12,.0f}{TARGET_S:9.0f}s"
+            f"{TARGET_S / wall:14.2f}×{cpu:9.1f}   ({every})"
         )
-    ratio = sandboxed / trusted
+    pairs = list(zip(timings["sandboxed"], timings["trusted"], strict=True))
+    ratios = [s[0] / t[0] for s, t in pairs]
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(s[1] / t[1] for s, t in pairs)
     verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
-    print(f"sandboxed / trusted: {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {verdict})")
+    print(
+        f"sandboxed / trusted: {ratio:.2f}× wall (median of the {len(pairs)} back-to-back "
+        f"pairs: {', '.join(f'{r:.2f}' for r in ratios)}; target ≤ {TARGET_RATIO}×: "
+        f"{verdict}), {cpu_ratio:.2f}× CPU"
+    )
     print(f"results identical on both paths: yes (machine load: {args.load} busy processes)")
     for burner in burners:
         burner.terminate()

@@ -26,7 +26,7 @@ than 256 branches); ``model`` and ``text`` are the UTF-8 bytes in lowercase hex;
 have at most 7 digits. The compiled loop (``autotts/_replay_loop.c``) encodes and replays
 this string; the Python functions here are its specification.
 
-The parent (:func:`decode_unit`) accepts a line only if it fits this schema exactly (fields,
+The parent (:class:`UnitDecoder`) accepts a line only if it fits this schema exactly (fields,
 hex digits, UTF-8, lengths; the header is strict JSON: finite numbers, small integers), then
 replays the actions on its own engine: the tokens, the validity of every action and the
 revealed answers are its own, never the worker's. An honest worker logs only the actions that
@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 from hashlib import blake2b
 
 from ..replay import (
@@ -53,11 +54,11 @@ from ..replay import (
 
 # The compiled encoder and replayer (autotts/_replay_loop.c); the functions below are their
 # specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
-_compiled_encode = _compiled_replay = None
+_compiled_encode = _compiled_decode = None
 if not os.environ.get("AUTOTTS_PURE_PYTHON"):
     with contextlib.suppress(ImportError):
+        from .._replay_loop import decode_unit as _compiled_decode
         from .._replay_loop import encode_log as _compiled_encode
-        from .._replay_loop import replay_log as _compiled_replay
 
 MAX_ANSWER_CHARS = 1000
 MAX_TEXT_CHARS = 1000  # error, reason and note texts
@@ -163,8 +164,12 @@ def strict_json(data: bytes):
         raise ProtocolError(f"unreadable JSON ({type(exc).__name__})") from None
 
 
-def payload_digest(payload: bytes) -> bytes:
-    """What the determinism check compares between two runs of the same unit."""
+def payload_digest(payload: bytes) -> int | bytes:
+    """What the determinism check compares between two runs of the same unit: Python's own
+    hash of the bytes (SipHash keyed with this process's random secret, which a worker never
+    sees), or a BLAKE2b digest where hash randomisation is off (``PYTHONHASHSEED=0``)."""
+    if sys.flags.hash_randomization:
+        return hash(payload)
     return blake2b(payload, digest_size=16).digest()
 
 
@@ -246,7 +251,7 @@ def _entry(text: str, wide: bool) -> tuple:
 def replay_actions(episode, actions: str, wide: bool, keep_log: bool) -> tuple[int, list | None]:
     """Execute the action string on ``episode`` (the parent's engine); returns the number of
     actions and, with ``keep_log``, the action log. The specification of the compiled
-    ``replay_log``."""
+    decoder's replay."""
     log: list | None = [] if keep_log else None
     entries = actions.split(";") if actions else []
     for position, text in enumerate(entries):
@@ -272,7 +277,43 @@ def replay_actions(episode, actions: str, wide: bool, keep_log: bool) -> tuple[i
     return len(entries), log
 
 
-def decode_unit(
+class UnitDecoder:
+    """Reads the unit lines of one environment's episodes: ``decoder(payload, question, seed,
+    keep_log)`` checks the payload (the line after its number) and recomputes the episode
+    from its actions on ``replayer`` (a gold-free
+    :class:`~autotts.replay.ReplayEnvironment`); raises :class:`ProtocolError`. The compiled
+    decoder does it in one call where it can; anything it does not handle (malformed,
+    notes, named models) goes through the Python specification,
+    :func:`decode_unit_python`, which gives the exact error."""
+
+    def __init__(self, replayer, *, max_steps: int, wide: bool):
+        self.replayer, self.max_steps, self.wide = replayer, max_steps, wide
+
+    def __call__(self, payload: bytes, question: int, seed: int, keep_log: bool) -> EpisodeResult:
+        source = self.replayer.episode_source(question, seed)
+        if _compiled_decode is not None:
+            _, q, order, probe_cost, limit, _model = source
+            lengths = order[1]
+            fast = _compiled_decode(
+                payload, lengths, order[2], q.delta, probe_cost,
+                len(lengths) if limit is None or limit > len(lengths) else limit,
+                self.wide, self.max_steps, MAX_ANSWER_CHARS, MAX_TEXT_CHARS, keep_log,
+            )  # fmt: skip
+            if fast is not None:
+                answer, error, reason, tokens, probe_tokens, opened, steps, log = fast
+                result = EpisodeResult(
+                    question, seed, answer, tokens, probe_tokens, opened, steps, reason, error
+                )
+                if keep_log:
+                    result.actions, result.source = log, source
+                return result
+        return decode_unit_python(
+            payload, source, question, seed, max_steps=self.max_steps, wide=self.wide,
+            keep_log=keep_log,
+        )  # fmt: skip
+
+
+def decode_unit_python(
     payload: bytes,
     source: tuple,
     question: int,
@@ -282,8 +323,9 @@ def decode_unit(
     wide: bool,
     keep_log: bool,
 ) -> EpisodeResult:
-    """Check one unit's payload and recompute its episode from the actions on ``source``
-    (:meth:`~autotts.replay.EpisodeRunner.episode_source`); raises :class:`ProtocolError`."""
+    """One unit's payload, checked and replayed on ``source``
+    (:meth:`~autotts.replay.EpisodeRunner.episode_source`) in Python: the specification of
+    the compiled decoder behind :class:`UnitDecoder`."""
     fields = payload.split(b"\t")
     if len(fields) != 4:
         raise ProtocolError(f"a unit has 4 fields after its number, not {len(fields)}")
@@ -298,25 +340,20 @@ def decode_unit(
         raise ProtocolError("actions must be ASCII") from None
     if actions.count(";") >= max_steps:
         raise ProtocolError(f"more than {max_steps} actions")
-    fast = None
-    if _compiled_replay is not None and not keep_log:
-        _, order, probe_cost, limit, _model_name = source[1:]
-        _, lengths, totals, _ = order
-        n_branches = len(lengths) if limit is None else min(len(lengths), limit)
-        fast = _compiled_replay(
-            lengths, totals, source[1].delta, probe_cost, n_branches, actions, wide, max_steps
-        )
-    if fast is not None:
-        tokens, probe_tokens, opened, steps = fast
-        log = None
-    else:
-        episode = source[0](*source[1:])
-        steps, log = replay_actions(episode, actions, wide, keep_log)
-        if steps > max_steps:
-            raise ProtocolError(f"more than {max_steps} actions")
-        tokens, probe_tokens, opened = episode.tokens, episode.probe_tokens, len(episode.live)
+    episode = source[0](*source[1:])
+    steps, log = replay_actions(episode, actions, wide, keep_log)
+    if steps > max_steps:
+        raise ProtocolError(f"more than {max_steps} actions")
     result = EpisodeResult(
-        question, seed, answer, tokens, probe_tokens, opened, steps, reason, error
+        question,
+        seed,
+        answer,
+        episode.tokens,
+        episode.probe_tokens,
+        len(episode.live),
+        steps,
+        reason,
+        error,
     )
     if keep_log:
         result.actions, result.source = log, source

@@ -45,15 +45,15 @@ from .protocol import (
     MAX_LINE_BYTES,
     MAX_TEXT_CHARS,
     ProtocolError,
-    decode_unit,
+    UnitDecoder,
     payload_digest,
     strict_json,
 )
 from .static import static_problems
 
 MAX_BRANCHES = 64  # what an untrusted candidate may open per episode (the β contract)
-VERIFY_FRACTION = 0.05
-VERIFY_MIN_UNITS = 32
+VERIFY_FRACTION = 0.02
+VERIFY_MIN_UNITS = 64
 
 
 class IsolationUnavailable(RuntimeError):
@@ -244,13 +244,16 @@ class _Worker:
 
     def kill(self) -> None:
         """Kill every process of the worker's session (the supervisor and the runner, which
-        is PID 1 of its own PID namespace), and wait until none is left."""
+        is PID 1 of its own PID namespace), close its pipes, and wait until none is left."""
         if self.process is None:
             return
         group = self.process.pid
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
         self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
         for _ in range(200):
             try:
                 os.killpg(group, 0)
@@ -259,16 +262,28 @@ class _Worker:
             time.sleep(0.01)
 
 
-def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits, workdir: str) -> None:
+def _drive(
+    workers: list[_Worker],
+    jobs: list[dict],
+    limits: SandboxLimits,
+    workdir: str,
+    then=None,
+) -> None:
     """Run the workers to the end (starting those not started yet), feeding their output to
-    their handlers; every process is killed on the way out, whatever happened."""
+    their handlers; every process is killed on the way out, whatever happened. ``then(worker)``
+    is called as each worker ends well and may return more (worker, job) pairs to run."""
     deadline = time.monotonic() + limits.backstop_s
     selector = selectors.DefaultSelector()
-    try:
-        for worker in workers:  # all start at once; each imports while the others do
+    running: dict[_Worker, int] = {}  # open output streams per worker
+    everyone: list[_Worker] = []
+
+    def launch(pairs) -> None:
+        pairs = list(pairs)
+        for worker, _ in pairs:  # all start at once; each imports while the others do
             if worker.process is None:
                 worker.start(workdir)
-        for worker, job in zip(workers, jobs, strict=True):
+        for worker, job in pairs:
+            everyone.append(worker)
             worker.send(job)
             for stream, kind in (
                 (worker.process.stdout, "out"),
@@ -276,36 +291,40 @@ def _drive(workers: list[_Worker], jobs: list[dict], limits: SandboxLimits, work
             ):
                 os.set_blocking(stream.fileno(), False)
                 selector.register(stream, selectors.EVENT_READ, (worker, kind))
-        open_streams = 2 * len(workers)
-        while open_streams:
+            running[worker] = 2
+
+    try:
+        launch(zip(workers, jobs, strict=True))
+        while running:
             if time.monotonic() > deadline:
                 raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
             for key, _ in selector.select(timeout=0.5):
                 worker, kind = key.data
                 chunk = os.read(key.fd, 1 << 20)
-                if not chunk:
-                    selector.unregister(key.fileobj)
-                    open_streams -= 1
-                elif kind == "err":
-                    worker.stderr = (worker.stderr + chunk)[-4096:]
-                else:
-                    worker.feed(chunk)
-        for worker in workers:
-            try:
-                worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise _Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)") from None
-            worker.finish()
+                if chunk:
+                    if kind == "err":
+                        worker.stderr = (worker.stderr + chunk)[-4096:]
+                    else:
+                        worker.feed(chunk)
+                    continue
+                selector.unregister(key.fileobj)
+                running[worker] -= 1
+                if running[worker]:
+                    continue
+                del running[worker]
+                try:
+                    worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise _Rejected(
+                        f"wall-time backstop exceeded ({limits.backstop_s:g} s)"
+                    ) from None
+                worker.finish()
+                if then is not None:
+                    launch(then(worker))
     finally:
         selector.close()
-        for worker in workers:
+        for worker in everyone:
             worker.kill()
-            for stream in (
-                worker.process and worker.process.stdout,
-                worker.process and worker.process.stderr,
-            ):
-                if stream is not None:
-                    stream.close()
 
 
 def run_sandboxed(
@@ -365,7 +384,7 @@ def run_sandboxed(
     shares: list[list[int]] = [[] for _ in range(n_workers)]
     for block, first in enumerate(range(0, len(units), per_question)):
         shares[block % n_workers].extend(range(first, first + per_question))
-    digests: list[bytes | None] = [None] * len(units)
+    digests: list[int | bytes | None] = [None] * len(units)
     results: list = []
 
     def job(share: list[int]) -> dict:
@@ -386,48 +405,49 @@ def run_sandboxed(
             "audit_hook": audit_hook,
         }
 
-    def decode(global_index: int, payload: bytes, keep_log: bool):
-        index, env_id, question, seed = units[global_index]
-        source_ = replayers[env_id].episode_source(question, seed)
-        try:
-            return decode_unit(
-                payload, source_, question, seed, max_steps=max_steps, wide=wide,
-                keep_log=keep_log,
-            )  # fmt: skip
-        except ProtocolError as exc:
-            raise _Rejected(
-                f"malformed reply for {env_id} question {question} seed {seed}: {exc}"
-            ) from None
+    decoders = {
+        env_id: UnitDecoder(replayer, max_steps=max_steps, wide=wide)
+        for env_id, replayer in replayers.items()
+    }
 
     def collect(worker: _Worker, position: int, payload: bytes) -> None:
         global_index = worker.units[position]
         index, env_id, question, seed = units[global_index]
-        result = decode(global_index, payload, seed < trace_seeds)
+        try:
+            result = decoders[env_id](payload, question, seed, seed < trace_seeds)
+        except ProtocolError as exc:
+            raise _Rejected(
+                f"malformed reply for {env_id} question {question} seed {seed}: {exc}"
+            ) from None
         digests[global_index] = payload_digest(payload)
         results.append((index, env_id, question, result))
 
     checkers: list[_Worker] = []
+    verified: list[int] = []
     try:
         with tempfile.TemporaryDirectory(prefix="autotts-sandbox-") as workdir:
             main = [_Worker(share, collect, limits) for share in shares]
-            if check_determinism:  # started now, so that they are ready when the sample is
+            if check_determinism:  # started now, so that they are ready when their sample is
                 checkers = [_Worker([], None, limits) for _ in range(n_workers)]
                 for checker in checkers:
                     checker.start(workdir)
-            _drive(main, [job(share) for share in shares], limits, workdir)
+            sampler = _Sampler(units, digests, job, verify_fraction, main, checkers)
+            _drive(
+                main,
+                [job(share) for share in shares],
+                limits,
+                workdir,
+                then=sampler.after if check_determinism else None,
+            )
             params = main[0].params
             if len(params) != len(configs):
                 raise _Rejected(
                     f"malformed reply: {len(params)} parameter sets for {len(configs)} "
                     "configurations"
                 )
-            if any(worker.params != params for worker in main):
+            if any(worker.params not in (None, params) for worker in [*main, *checkers]):
                 raise _Rejected("non-deterministic: workers computed different parameters")
-            verified = 0
-            if check_determinism:
-                verified = _verify_sample(
-                    units, digests, job, limits, params, verify_fraction, checkers, workdir
-                )
+            verified = sampler.verified
     except _Rejected as exc:
         return rejected(str(exc))
     finally:
@@ -438,37 +458,45 @@ def run_sandboxed(
         results=results,
         params=params,
         seconds=time.monotonic() - start,
-        verified_units=verified,
+        verified_units=sum(verified),
     )
 
 
-def _verify_sample(
-    units, digests, job, limits: SandboxLimits, params, fraction: float, checkers, workdir
-) -> int:
-    """Replay a random sample of units (``fraction`` of them, at least
-    ``VERIFY_MIN_UNITS``), drawn now that every reply is in, in a random order, in the
-    fresh (already started) processes ``checkers``; every one must give the very same
-    reply."""
-    rng = random.SystemRandom()
-    size = min(len(units), max(VERIFY_MIN_UNITS, math.ceil(fraction * len(units))))
-    sample = rng.sample(range(len(units)), size)
+class _Sampler:
+    """The determinism check. As each main worker ends, a random sample is drawn, with an
+    unpredictable generator, from every unit whose reply is in by then (its own and what the
+    others have sent so far): ``fraction`` of all units over the checkers, in all at least
+    ``VERIFY_MIN_UNITS``. A fresh, already started process (the checker paired with that
+    worker) replays the sample in a random order while the other workers still run; every
+    sampled unit must give the very same reply. Samples mix units of different workers, so
+    state carried from one episode to the next shows up as well as randomness."""
 
-    def compare(worker: _Worker, position: int, payload: bytes) -> None:
+    def __init__(self, units, digests, job, fraction: float, main, checkers):
+        self.units, self.digests, self.job = units, digests, job
+        self.checker_of = dict(zip(main, checkers, strict=False))
+        n = max(1, len(main))
+        self.size = max(math.ceil(VERIFY_MIN_UNITS / n), math.ceil(fraction * len(units) / n))
+        self.sampled: set[int] = set()
+        self.verified: list[int] = []
+        self.rng = random.SystemRandom()
+
+    def after(self, worker: _Worker) -> list[tuple[_Worker, dict]]:
+        checker = self.checker_of.pop(worker, None)
+        if checker is None:  # a checker ended, or a worker without one
+            return []
+        replied = [u for u, d in enumerate(self.digests) if d is not None and u not in self.sampled]
+        sample = self.rng.sample(replied, min(len(replied), self.size))
+        self.sampled.update(sample)
+        self.verified.append(len(sample))
+        checker.units, checker.handle = sample, self.compare
+        return [(checker, self.job(sample))] if sample else []
+
+    def compare(self, worker: _Worker, position: int, payload: bytes) -> None:
         global_index = worker.units[position]
-        if payload_digest(payload) != digests[global_index]:
-            index, env_id, question, seed = units[global_index]
+        if payload_digest(payload) != self.digests[global_index]:
+            index, env_id, question, seed = self.units[global_index]
             raise _Rejected(
                 f"non-deterministic: {env_id} question {question} seed {seed} (configuration "
                 f"{index}) gave a different episode when replayed in another process "
                 "(randomness, clocks, set iteration order, or state kept across episodes?)"
             )
-
-    busy = []
-    for n, checker in enumerate(checkers):
-        checker.units, checker.handle = sample[n :: len(checkers)], compare
-        if checker.units:
-            busy.append(checker)
-    _drive(busy, [job(checker.units) for checker in busy], limits, workdir)
-    if any(checker.params != params for checker in busy):
-        raise _Rejected("non-deterministic: a fresh process computed different parameters")
-    return size
