@@ -324,7 +324,17 @@ def _combine(node: Node, inputs: list[str], outcomes: dict[str, Outcome]) -> Out
 
 
 def _node_controller(node: Node) -> Controller:
+    """The node's controller, loaded in this process: never a file marked as LLM-written
+    (those run only in the sandbox, one controller at a time)."""
+    from ..sandbox.evaluation import is_marked_untrusted
+
     name = node.controller or "cmc"
+    if is_marked_untrusted(name):
+        raise GraphError(
+            f"node {node.id!r}: {name} is marked as LLM-written (untrusted); a graph runs its "
+            "node controllers in-process, so it cannot use it. Evaluate the file on its own "
+            "(in the sandbox), or review it and remove the mark to trust it."
+        )
     try:
         controller = load_controller(name)
     except ControllerLoadError as exc:

@@ -104,3 +104,20 @@ def test_the_cli_sandboxes_and_refuses_clearly(files, env_dir, tmp_path):
     assert done.returncode == 1
     assert "sandbox: static check" in (done.stdout + done.stderr).replace("\n", " ")
     assert Path(tmp_path / "out" / "results.csv").exists()
+
+
+def test_a_graph_never_runs_a_marked_file_in_process(files, env_dir):
+    from autotts.collab import CollabGraph, GraphError, compile_graph
+    from autotts.crossmodel import CrossModelEnvironment
+
+    plain, marked = files
+    env = CrossModelEnvironment.load("aime24", ["Qwen3-8B"], env_dir)
+
+    def graph(controller):
+        node = {"id": "g", "role": "generate", "model": "Qwen3-8B", "controller": str(controller)}
+        return CollabGraph.from_data({"nodes": [node]})
+
+    controller = compile_graph(graph(plain), env)
+    assert env.run_episode(controller, controller.params(0.0), 0, 0).answer == "elsewhere"
+    with pytest.raises(GraphError, match="marked as LLM-written"):
+        compile_graph(graph(marked), env)
