@@ -319,7 +319,7 @@ replay_mark(replay_state *st, const char *h, const char *h_end, int width, int p
  * the k new ids from start) and steps (k_all, or steps[0..n_steps)). */
 typedef struct {
     char code;
-    int probe;
+    int probe, width;
     const char *h, *h_end;
     Py_ssize_t start, k;
     long long k_all;
@@ -333,6 +333,7 @@ replay_entry(replay_state *st, const char *p, const char *end, int width, long l
 {
     char code = *p++;
     e->code = code;
+    e->width = width;
     e->probe = 0;
     e->h = e->h_end = NULL;
     e->steps = NULL;
@@ -439,29 +440,13 @@ tuple_of_longs(PyObject *t, Py_ssize_t n, long long *out)
     return 0;
 }
 
+/* A tuple of n ints, the j-th being value(e, j). */
 static PyObject *
-hex_ids(const char *h, const char *h_end, int width)
+int_tuple(Py_ssize_t n, long long (*value)(const entry_info *, Py_ssize_t), const entry_info *e)
 {
-    PyObject *ids = PyTuple_New((h_end - h) / width);
-    for (Py_ssize_t j = 0; ids != NULL && h < h_end; j++, h += width) {
-        long long i = 0;
-        for (int c = 0; c < width; c++)
-            i = i * 16 + hex_value(h[c]); /* checked by the replay */
-        PyObject *id = PyLong_FromLongLong(i);
-        if (id == NULL)
-            Py_CLEAR(ids);
-        else
-            PyTuple_SET_ITEM(ids, j, id);
-    }
-    return ids;
-}
-
-static PyObject *
-tuple_of_range(Py_ssize_t start, Py_ssize_t k)
-{
-    PyObject *t = PyTuple_New(k);
-    for (Py_ssize_t j = 0; t != NULL && j < k; j++) {
-        PyObject *v = PyLong_FromSsize_t(start + j);
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t j = 0; t != NULL && j < n; j++) {
+        PyObject *v = PyLong_FromLongLong(value(e, j));
         if (v == NULL)
             Py_CLEAR(t);
         else
@@ -470,35 +455,48 @@ tuple_of_range(Py_ssize_t start, Py_ssize_t k)
     return t;
 }
 
+static long long
+hex_id(const entry_info *e, Py_ssize_t j)
+{
+    long long i = 0;
+    for (int c = 0; c < e->width; c++)
+        i = i * 16 + hex_value(e->h[j * e->width + c]); /* checked by the replay */
+    return i;
+}
+
+static long long
+new_id(const entry_info *e, Py_ssize_t j)
+{
+    return e->start + j;
+}
+
+static long long
+step_of(const entry_info *e, Py_ssize_t j)
+{
+    return e->steps[j];
+}
+
 /* The log entry (event, ids, arg, probe, tokens_after) of protocol.replay_actions. */
 static PyObject *
-log_entry(const entry_info *e, int width, long long tokens)
+log_entry(const entry_info *e, long long tokens)
 {
     const char *event;
     PyObject *ids, *arg;
     if (e->code == 'b' || e->code == 'r') {
         event = e->code == 'b' ? "branch" : "read";
-        ids = tuple_of_range(e->start, e->k);
+        ids = int_tuple(e->k, new_id, e);
         arg = Py_None;
         Py_INCREF(arg);
     }
     else {
         event = e->code == 'c' ? "continue" : e->code == 'p' ? "probe" : "prune";
-        ids = hex_ids(e->h, e->h_end, width);
+        ids = int_tuple((e->h_end - e->h) / width, hex_id, e);
         if (e->code != 'c')
             arg = PyLong_FromLong(0);
         else if (e->steps == NULL)
             arg = PyLong_FromLongLong(e->k_all);
-        else {
-            arg = PyTuple_New(e->n_steps);
-            for (Py_ssize_t j = 0; arg != NULL && j < e->n_steps; j++) {
-                PyObject *k = PyLong_FromLongLong(e->steps[j]);
-                if (k == NULL)
-                    Py_CLEAR(arg);
-                else
-                    PyTuple_SET_ITEM(arg, j, k);
-            }
-        }
+        else
+            arg = int_tuple(e->n_steps, step_of, e);
     }
     PyObject *entry = NULL;
     if (ids != NULL && arg != NULL)
@@ -555,7 +553,7 @@ replay_core(PyObject *lengths, PyObject *totals, long long delta, long long prob
             replay_entry(&st, p, stop, width, steps_buf, size / 2 + 2, &e) < 0)
             goto done;
         if (log != NULL) {
-            PyObject *entry = log_entry(&e, width, st.tokens);
+            PyObject *entry = log_entry(&e, st.tokens);
             if (entry == NULL || PyList_Append(log, entry) < 0) {
                 Py_XDECREF(entry);
                 handled = -1;
