@@ -490,7 +490,7 @@ log_entry(const entry_info *e, long long tokens)
     }
     else {
         event = e->code == 'c' ? "continue" : e->code == 'p' ? "probe" : "prune";
-        ids = int_tuple((e->h_end - e->h) / width, hex_id, e);
+        ids = int_tuple((e->h_end - e->h) / e->width, hex_id, e);
         if (e->code != 'c')
             arg = PyLong_FromLong(0);
         else if (e->steps == NULL)
