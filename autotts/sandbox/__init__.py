@@ -2,19 +2,17 @@
 
 The boundary is the operating system (:mod:`.isolation`: namespaces, an unprivileged uid,
 Landlock, seccomp, resource limits) and the parent's own recomputation of every episode from
-the worker's action log (:mod:`.protocol`, :mod:`.runner`). The static check (:mod:`.static`)
+the worker's action log (:mod:`.protocol`, :mod:`.runner`, :mod:`.processes`). The static check (:mod:`.static`)
 and the worker's audit hook only give early, readable feedback.
 """
 
-from .runner import (
-    MAX_BRANCHES,
+from .processes import (
     IsolationUnavailable,
     SandboxLimits,
-    SandboxOutcome,
     isolation_problems,
     require_isolation,
-    run_sandboxed,
 )
+from .runner import MAX_BRANCHES, SandboxOutcome, run_sandboxed
 from .static import SAFE_MODULES, static_problems
 
 __all__ = [
