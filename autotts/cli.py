@@ -27,8 +27,9 @@ envs_app = typer.Typer(help="List and fetch replay environments.", invoke_withou
 trace_app = typer.Typer(help="Read execution traces.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 app.add_typer(trace_app, name="trace")
-console = Console()
-err_console = Console(stderr=True)
+# Lines never wrap (paths and messages stay whole when piped); tables still fit the width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")

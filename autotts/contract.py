@@ -6,7 +6,7 @@ a Python *generator*: it ``yield``\\ s actions, receives each action's result ba
 reference to the environment, only to an :class:`EpisodeState` the environment keeps up to
 date, which contains nothing a real run could not know: no gold answer, no probe that was not
 revealed, no branch that was not opened, no future depth. The same generator runs unchanged
-against replay stores and (later) live inference backends: every action that names branches
+against replay stores and live inference backends: every action that names branches
 takes a list of ids, so a live backend can batch all of them into one engine call.
 
 Actions (each ``yield`` returns the value shown):

@@ -11,12 +11,12 @@ import sys
 import types
 from pathlib import Path
 
+from .bundled import project_dir
 from .contract import Controller
-from .store import PROJECT_ROOT
 
 CONTROLLER_DIRS = (
-    PROJECT_ROOT / "controllers" / "baselines",
-    PROJECT_ROOT / "controllers" / "discovered",
+    project_dir("controllers") / "baselines",
+    project_dir("controllers") / "discovered",
 )
 
 

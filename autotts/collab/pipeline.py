@@ -19,15 +19,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..bundled import project_dir
 from ..discovery.rundir import RunDirectory, RunError
-from ..store import PROJECT_ROOT
 from .compile import export_graph
 from .evaluate import CrossSpec, GraphEvaluator, environment
 from .frontier import graph_points, on_envelope, pareto, single_model_points, with_gains
 from .graph import CollabGraph
 from .search import AgentSettings, GraphSearch, agent_search, optuna_search
 
-FIXED_GRAPHS = PROJECT_ROOT / "agents" / "graphs"
+FIXED_GRAPHS = project_dir("agents") / "graphs"
 FIXED_BETAS = (0.25, 0.5, 0.75, 1.0)
 
 

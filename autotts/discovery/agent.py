@@ -24,14 +24,14 @@ import time
 from string import Template
 from typing import Any, TypedDict
 
+from ..bundled import project_dir
 from ..sandbox import SandboxLimits, static_problems
-from ..store import PROJECT_ROOT
 from .candidates import CandidateResult, evaluate_candidate
 from .family import curve_score
 from .llm import LLMClient
 from .rundir import RunDirectory, RunError
 
-PROMPTS = PROJECT_ROOT / "agents"
+PROMPTS = project_dir("agents")
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
 MAX_TESTS = 2
 QUICK_BETAS = [0.0, 0.5, 1.0]

@@ -1,5 +1,5 @@
 # Discovered by autotts (optuna path): β-family (Optuna + compression)
-# run: /tmp/run2
+# run: `autotts discover` (Optuna path); its run directory was not kept
 # search environments: Qwen3-0.6B/aime24, Qwen3-1.7B/aime24, Qwen3-4B/aime24, Qwen3-8B/aime24
 # search set (means): β=0 55.17%@30k, β=0.1 61.12%@104k, β=0.2 61.23%@105k, β=0.3 61.23%@106k, β=0.4 61.72%@117k, β=0.5 62.85%@170k, β=0.6 63.42%@215k, β=0.7 63.68%@253k, β=0.8 63.92%@291k, β=0.9 64.45%@382k, β=1 65.03%@497k
 # held-out (means): β=0 48.88%@33k, β=0.1 53.58%@119k, β=0.2 53.71%@121k, β=0.3 53.71%@121k, β=0.4 54.17%@134k, β=0.5 55.75%@198k, β=0.6 56.47%@252k, β=0.7 56.83%@300k, β=0.8 57.08%@346k, β=0.9 57.49%@459k, β=1 57.81%@607k

@@ -100,12 +100,12 @@ def test_a_run_directory_is_not_overwritten(tmp_path, env_dir):
         discover("-o", str(run), *SMALL, env_dir=env_dir), capture_output=True, text=True
     )
     assert done.returncode == 2 and "--resume" in done.stderr
+    nothing = tmp_path / ("a-long-directory-name-" * 6) / "nothing"  # past 80 columns
     missing = subprocess.run(
-        discover("--resume", str(tmp_path / "nothing"), env_dir=env_dir),
-        capture_output=True,
-        text=True,
+        discover("--resume", str(nothing), env_dir=env_dir), capture_output=True, text=True
     )
-    assert missing.returncode == 2 and "not a discovery run" in missing.stderr
+    # piped, the message is never wrapped: the path and the reason stay on one line
+    assert missing.returncode == 2 and f"{nothing}: not a discovery run" in missing.stderr
 
 
 def test_truncated_history_line_is_ignored_and_appends_stay_readable(tmp_path):
