@@ -31,9 +31,9 @@ _LAZY = {
     "list_environments": "store",
     "load_controller": "loader",
     "ControllerLoadError": "loader",
-    "evaluate": "evaluate",
-    "RunConfig": "evaluate",
-    "EvaluationReport": "evaluate",
+    "evaluate": "evaluation",
+    "RunConfig": "evaluation",
+    "EvaluationReport": "evaluation",
 }
 
 __all__ = [

@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from .crossmodel import load_environment
-from .evaluate import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
+from .evaluation import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
 from .loader import ControllerLoadError, load_controller
 
 

@@ -102,7 +102,7 @@ def _parse_value(text: str):
 def parse_spec(spec: str, default_betas=None):
     """``NAME_OR_PATH[@key=v1,v2...][@key=v...]`` → RunConfigs (cartesian product of lists);
     ``beta`` is the β knob, other keys override parameters. No ``@``: the β grid."""
-    from .evaluate import DEFAULT_BETAS, RunConfig
+    from .evaluation import DEFAULT_BETAS, RunConfig
 
     target, *assignments = spec.split("@")
     axes: list[list[tuple[str, object]]] = []
@@ -170,7 +170,7 @@ def _run_and_report(
         TimeRemainingColumn,
     )
 
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .report import matches_reference, reference_for, write_outputs
     from .sandbox import IsolationUnavailable
     from .store import StoreError

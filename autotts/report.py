@@ -10,7 +10,7 @@ import math
 from functools import cache
 from pathlib import Path
 
-from .evaluate import EvaluationReport, Row
+from .evaluation import EvaluationReport, Row
 from .files import atomic_write_text
 from .traces import write_jsonl
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from autotts.discovery.candidates import evaluate_candidate
 from autotts.discovery.commands import AIME24
-from autotts.evaluate import DEFAULT_BETAS, RunConfig, evaluate
+from autotts.evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from autotts.replay import ReplayEnvironment
 from autotts.sandbox import isolation_problems
 

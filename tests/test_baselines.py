@@ -3,7 +3,7 @@
 import pytest
 
 from autotts.cli import PAPER_PRESET, parse_spec
-from autotts.evaluate import evaluate
+from autotts.evaluation import evaluate
 from autotts.report import matches_reference, reference_cells, reference_for
 
 PAPER_CONFIGS = [c for spec in PAPER_PRESET for c in parse_spec(spec)]

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from ..crossmodel import CostModel, CrossModelEnvironment
-from ..evaluate import _blocks
+from ..evaluation import _blocks
 from .execute import GraphController
 from .graph import CollabGraph
 

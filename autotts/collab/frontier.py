@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ..evaluate import RunConfig, evaluate
+from ..evaluation import RunConfig, evaluate
 from .evaluate import CrossSpec, GraphEvaluator, environment
 from .graph import CollabGraph
 

@@ -435,7 +435,7 @@ def judge_best(
 ) -> None:
     """The chosen candidate's full β curve (sandboxed, ``final_seeds``) next to CMC and
     SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
-    from ..evaluate import DEFAULT_BETAS
+    from ..evaluation import DEFAULT_BETAS
     from ..replay import ReplayEnvironment
     from .pipeline import curves_with_baselines, write_judgement
 

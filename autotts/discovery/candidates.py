@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from ..evaluate import RunConfig
+from ..evaluation import RunConfig
 from ..replay import ReplayEnvironment
 from ..sandbox import SandboxLimits, run_sandboxed
 from ..traces import episode_record

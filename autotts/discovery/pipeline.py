@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from itertools import pairwise
 
-from ..evaluate import DEFAULT_BETAS, RunConfig, evaluate
+from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from .family import Family, family_source, fit_family
 from .optuna_search import (
     SearchSettings,

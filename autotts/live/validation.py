@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..contract import Controller
-from ..evaluate import RunConfig
+from ..evaluation import RunConfig
 from ..replay import ReplayEnvironment
 from ..store import StoreError, list_environments
 from ..traces import episode_record

@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 
-from ..evaluate import Watchdog
+from ..evaluation import Watchdog
 from ..loader import ControllerLoadError, controller_class_from_source
 from ..replay import ReplayEnvironment
 from . import isolation

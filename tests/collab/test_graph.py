@@ -174,7 +174,7 @@ def test_environment_checks_unknown_model_and_budgets(cross, tmp_path):
 
 def test_graph_files_are_checked_evaluated_and_traced_like_controllers(env_dir, tmp_path):
     from autotts.checker import check_controller
-    from autotts.evaluate import RunConfig, evaluate
+    from autotts.evaluation import RunConfig, evaluate
     from autotts.loader import ControllerLoadError
     from autotts.store import PROJECT_ROOT
     from autotts.traces import EpisodeTrace

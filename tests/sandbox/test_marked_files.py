@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autotts.checker import check_controller
-from autotts.evaluate import RunConfig, evaluate
+from autotts.evaluation import RunConfig, evaluate
 from autotts.sandbox import isolation_problems
 from autotts.sandbox.evaluation import is_marked_untrusted, mark_untrusted
 

@@ -3,7 +3,7 @@ import json
 from conftest import fixture_controller
 
 from autotts.cli import parse_spec
-from autotts.evaluate import evaluate
+from autotts.evaluation import evaluate
 from autotts.report import write_outputs
 from autotts.traces import read_traces
 
@@ -72,3 +72,11 @@ def test_a_repeated_configuration_is_evaluated_once(env_dir):
         parse_spec("sc@n=8") * 2, ["Qwen3-8B/aime24"] * 2, env_dir=env_dir, seeds=5, trace_seeds=0
     )
     assert len(report.rows) == 1 and report.rows[0].episodes == 150
+
+
+def test_the_package_exports_the_evaluate_function_not_a_module():
+    import autotts
+    import autotts.evaluation  # importing the implementation must not shadow the function
+    from autotts import evaluate as exported
+
+    assert exported is autotts.evaluation.evaluate and autotts.evaluate is exported
