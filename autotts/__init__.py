@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ReplayEnvironment": "replay",
-    "EpisodeResult": "replay",
+    "EpisodeResult": "engine",
     "StoreError": "store",
     "list_environments": "store",
     "load_controller": "loader",

@@ -21,7 +21,7 @@
 #include <Python.h>
 #include <string.h>
 
-/* replay.MAX_STEPS_PER_ACTION; tests check that both agree. */
+/* engine.MAX_STEPS_PER_ACTION; tests check that both agree. */
 #define MAX_STEPS_PER_ACTION 1000000
 
 static int

@@ -24,8 +24,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .contract import ActionError
+from .engine import DEFAULT_MAX_STEPS, EpisodeRunner
 from .files import read_yaml_or_json
-from .replay import DEFAULT_MAX_STEPS, EpisodeRunner, ReplayEnvironment, _Episode
+from .replay import ReplayEnvironment, _Episode
 from .store import StoreError, list_environments
 
 # Total parameters from the Qwen3 model cards (embeddings included).

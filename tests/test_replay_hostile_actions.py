@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autotts import Branch, Continue, Note, Probe, Prune, Read, replay
-from autotts.replay import MAX_STEPS_PER_ACTION
+from autotts.engine import MAX_STEPS_PER_ACTION
 
 
 class Lying(int):

@@ -28,9 +28,9 @@ from ..contract import (
     Prune,
     Read,
 )
+from ..engine import inactive_message, requested_intervals
 from ..live.answers import UNPARSABLE, extract_boxed
 from ..loader import ControllerLoadError, load_controller
-from ..replay import _inactive_message, _requested_intervals
 from ..voting import beta_confidence, top_two
 from .graph import AGGREGATORS, LIVE_ROLES, CollabGraph, GraphError, Node
 
@@ -69,7 +69,7 @@ class NodeView:
         for i in ids:
             if type(i) is not int or not 0 <= i < len(self.ids):
                 live = [not (f or p) for f, p in zip(s.finished, s.pruned, strict=True)]
-                raise ActionError(_inactive_message(i, live, s.pruned))
+                raise ActionError(inactive_message(i, live, s.pruned))
         return [self.ids[i] for i in ids]
 
     def _adopt(self, shared_ids) -> list[int]:
@@ -127,7 +127,7 @@ class NodeView:
     def _capped_continue(self, action: Continue, shared_ids) -> Continue | None:
         if self.max_depth is None:
             return Continue(shared_ids, action.steps, action.probe)
-        _requested_intervals(shared_ids, action.steps)  # bad steps: the engine's own error
+        requested_intervals(shared_ids, action.steps)  # bad steps: the engine's own error
         steps = action.steps
         per_id = [steps] * len(shared_ids) if isinstance(steps, int) else list(steps)
         room = [self.max_depth - self.shared.depth[i] for i in shared_ids]

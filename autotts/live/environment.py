@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..contract import ActionError, Controller, EpisodeState
-from ..replay import (
+from ..engine import (
     BRANCH,
     CONTINUE,
     GENERATE,
@@ -37,9 +37,9 @@ from ..replay import (
     READ,
     EngineFailure,
     EpisodeResult,
-    _inactive_message,
-    _requested_intervals,
+    inactive_message,
     play,
+    requested_intervals,
 )
 from .answers import LiveSettings, answers_match, final_answer, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
@@ -142,7 +142,7 @@ class _Branch:
 
 
 class LiveEpisode:
-    """Engine side of one live episode (the interface :func:`autotts.replay.play` drives).
+    """Engine side of one live episode (the interface :func:`autotts.engine.play` drives).
     Accounting is private; ``state`` is the controller's mirror."""
 
     cost = model_tokens = None  # tokens are the cost
@@ -193,7 +193,7 @@ class LiveEpisode:
     def _check_ids(self, ids) -> None:
         for i in ids:
             if type(i) is not int or not 0 <= i < len(self.live):
-                raise ActionError(_inactive_message(i, self.live, self.state.pruned))
+                raise ActionError(inactive_message(i, self.live, self.state.pruned))
 
     # --- actions --------------------------------------------------------------------------
 
@@ -248,12 +248,12 @@ class LiveEpisode:
         return (self.seed * 1_000_003 + self.question * 10_007 + i * 101) % (2**31 - 1)
 
     def extend(self, ids, k, probe: bool) -> None:
-        _requested_intervals(ids, k)
+        requested_intervals(ids, k)
         self._check_ids(ids)
         steps = [k] * len(ids) if isinstance(k, int) else list(k)
         for i in ids:
             if not self.live[i]:
-                raise ActionError(_inactive_message(i, self.live, self.state.pruned))
+                raise ActionError(inactive_message(i, self.live, self.state.pruned))
         if len(set(ids)) != len(ids):
             raise ActionError(f"branch ids repeat in {list(ids)}; list each branch once")
         delta = self.settings.delta

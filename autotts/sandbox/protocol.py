@@ -42,7 +42,7 @@ import re
 import sys
 from hashlib import blake2b
 
-from ..replay import (
+from ..engine import (
     BRANCH,
     CONTINUE,
     NOTE,
@@ -324,7 +324,7 @@ def decode_unit_python(
     keep_log: bool,
 ) -> EpisodeResult:
     """One unit's payload, checked and replayed on ``source``
-    (:meth:`~autotts.replay.EpisodeRunner.episode_source`) in Python: the specification of
+    (:meth:`~autotts.engine.EpisodeRunner.episode_source`) in Python: the specification of
     the compiled decoder behind :class:`UnitDecoder`."""
     fields = payload.split(b"\t")
     if len(fields) != 4:

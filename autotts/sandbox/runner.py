@@ -27,7 +27,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..replay import DEFAULT_MAX_STEPS, ReplayEnvironment
+from ..engine import DEFAULT_MAX_STEPS
+from ..replay import ReplayEnvironment
 from .processes import Rejected, SandboxLimits, WorkerProcess, drive, require_isolation
 from .protocol import ProtocolError, UnitDecoder, payload_digest
 from .static import static_problems

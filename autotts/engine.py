@@ -1,0 +1,272 @@
+"""The episode engine every environment shares: the action interpreter :func:`play` (which
+drives a controller's generator, validates each action and hands it to an episode engine),
+the action log and :class:`EpisodeResult`, and :class:`EpisodeRunner`, the base of the
+environments that play an episode from its ``episode_source``.
+
+An *episode engine* (replay's ``_Episode``, the cross-model and live episodes) implements
+``state``, ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``,
+``probe_tokens``, ``live`` and ``cost``/``model_tokens``; :func:`play` checks every action's
+arguments (exact built-in ints in range, flags, model names) before the engine sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .contract import (
+    ActionError,
+    Answer,
+    Branch,
+    Continue,
+    Controller,
+    ControllerFailure,
+    Generate,
+    Note,
+    Probe,
+    Prune,
+    Read,
+)
+
+DEFAULT_MAX_STEPS = 20_000
+
+# Trace event kinds (also the "action" field of the JSONL schema in traces/).
+BRANCH, CONTINUE, PROBE, PRUNE, READ, NOTE = "branch", "continue", "probe", "prune", "read", "note"
+GENERATE = "generate"
+
+
+@dataclass(slots=True)
+class EpisodeResult:
+    """Outcome of one episode.
+
+    ``actions`` is the episode's action log (recorded with ``record_trace=True``): one entry
+    per executed action, from which :attr:`trace` rebuilds, on first access, the readable trace
+    of tuples ``(action, ids, revealed, finished, tokens_after)`` (see
+    :func:`autotts.traces.episode_record` for its JSON form). Logging actions and replaying
+    them on demand keeps recording cheap in the hot loop while every trace stays available.
+    """
+
+    question: int
+    seed: int
+    answer: str | None
+    tokens: int
+    probe_tokens: int
+    opened: int
+    steps: int
+    reason: str = ""
+    error: str | None = None
+    actions: list[tuple] | None = field(default=None, repr=False)
+    source: tuple | None = field(default=None, repr=False, compare=False)
+    trace_cache: list[tuple] | None = field(default=None, repr=False, compare=False)
+    seconds: float = field(default=0.0, repr=False, compare=False)  # wall clock (live runs)
+    cost: float | None = None  # priced spending (cross-model environments: FLOPs or $)
+    model_tokens: dict[str, int] | None = field(default=None, compare=False)
+
+    @property
+    def trace(self) -> list[tuple] | None:
+        """The readable trace (``None`` when the episode ran with ``record_trace=False``).
+        Replay rebuilds it from ``actions`` and ``source``; live episodes record it as they go
+        (in ``trace_cache``)."""
+        if self.trace_cache is None and self.actions is not None and self.source is not None:
+            self.trace_cache = _rebuild_trace(self.source, self.actions)
+        return self.trace_cache
+
+
+class EngineFailure(RuntimeError):
+    """The engine behind an episode (e.g. a live inference backend) failed; not the
+    controller's fault, but the episode cannot go on."""
+
+
+class EpisodeRunner:
+    """What replay environments share: playing the episode ``episode_source`` describes."""
+
+    max_steps: int
+
+    def episode_source(self, question: int, seed: int) -> tuple:
+        raise NotImplementedError
+
+    def run_episode(
+        self,
+        controller: Controller,
+        params: dict,
+        question: int,
+        seed: int,
+        record_trace: bool = True,
+    ) -> EpisodeResult:
+        """Play one episode; controller failures are returned in ``EpisodeResult.error``."""
+        source = self.episode_source(question, seed)
+        result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
+        log = play(source[0](*source[1:]), controller, params, result, self.max_steps)
+        if record_trace:
+            result.actions, result.source = log, source
+        return result
+
+
+def play(episode, controller: Controller, params: dict, result: EpisodeResult, max_steps: int):
+    """Run ``controller`` on ``episode`` (a replay or live episode engine: ``state``,
+    ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``, ``probe_tokens``,
+    ``live``, and ``cost``/``model_tokens``, ``None`` where tokens are the cost), fill
+    ``result`` and return the action log. Failures of the controller or of the
+    engine end the episode with ``result.error`` set."""
+    state = episode.state
+    log: list[tuple] = []
+    append = log.append
+    steps = 0
+    try:
+        gen = controller.run(state, **params)
+        send = gen.send
+        reply = None
+        while True:
+            action = send(reply)
+            steps += 1
+            if steps > max_steps:
+                gen.close()
+                raise ControllerFailure(
+                    f"step limit exceeded: {max_steps} actions without an answer "
+                    "(does the controller loop forever?)"
+                )
+            reply = None
+            kind = type(action)  # exact types: a subclass could answer differently each time
+            if kind is Continue:
+                ids = tuple(action.ids)
+                k = action.steps
+                if type(k) is not int:
+                    if not isinstance(k, Sequence) or isinstance(k, str):
+                        requested_intervals(ids, k)  # raises the clear error
+                    k = tuple(k)
+                probe = flag(action.probe)
+                episode.extend(ids, k, probe)
+                append((CONTINUE, ids, k, probe, episode.tokens))
+            elif kind is Branch:
+                model, probe = model_name(action.model), flag(action.probe)
+                ids = tuple(episode.open(action.k, model))
+                episode.extend(ids, 1, probe)
+                reply = list(ids)
+                append((BRANCH, ids, model, probe, episode.tokens))
+            elif kind is Read:
+                model = model_name(action.model)
+                ids = tuple(episode.read(action.k, model))
+                reply = list(ids)
+                append((READ, ids, model, False, episode.tokens))
+            elif kind is Probe:
+                episode.probe(ids := tuple(action.ids))
+                append((PROBE, ids, 0, True, episode.tokens))
+            elif kind is Prune:
+                episode.prune(ids := tuple(action.ids))
+                append((PRUNE, ids, 0, False, episode.tokens))
+            elif kind is Note:
+                append((NOTE, (), str(action.text), False, episode.tokens))
+            elif kind is Generate:
+                model = model_name(action.model)
+                reply = episode.generate(action.prompt, model, action.max_tokens)
+                append((GENERATE, (), model, False, episode.tokens))
+            else:
+                raise ActionError(
+                    f"controller yielded {action!r}; expected an action such as Branch, "
+                    "Continue, Probe, Prune, Read, Note or Generate (from autotts, not a "
+                    "subclass)"
+                )
+    except StopIteration as stop:
+        value = stop.value
+        if isinstance(value, Answer):
+            result.reason = value.reason
+            value = value.value
+        if isinstance(value, str):
+            result.answer = value
+        else:
+            result.error = (
+                f"controller returned {type(value).__name__} {value!r}; it must return the "
+                "answer as a str (or Answer(value, reason))"
+            )
+    except (ActionError, ControllerFailure) as exc:
+        result.error = str(exc)
+    except EngineFailure as exc:
+        result.error = f"inference backend failed: {exc}"
+    except (IndexError, TypeError) as exc:
+        result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the controller's own code raised
+        result.error = f"controller raised {type(exc).__name__}: {exc}"
+    result.tokens = episode.tokens
+    result.probe_tokens = episode.probe_tokens
+    if episode.cost is not None:  # priced environments (cross-model replay)
+        result.cost = episode.cost
+        result.model_tokens = dict(episode.model_tokens)
+    result.opened = len(episode.live)
+    result.steps = steps
+    return log
+
+
+def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
+    """Replay an action log on a fresh episode and record what each action revealed (the log
+    keeps a ``Branch``/``Read``'s model where the step count of a ``Continue`` goes)."""
+    episode = source[0](*source[1:])
+    state = episode.state
+    finished, finals, answer = state.finished, state.finals, state.answer
+    trace = []
+    for event, ids, k, probe, tokens in actions:
+        n_finals = len(finals)
+        if event == CONTINUE:
+            episode.extend(ids, k, probe)
+        elif event == BRANCH:
+            ids = tuple(episode.open(len(ids), k))
+            episode.extend(ids, 1, probe)
+        elif event == READ:
+            ids = tuple(episode.read(len(ids), k))
+            trace.append((READ, ids, tuple(finals[n_finals:]), ids, tokens))
+            continue
+        elif event == PROBE:
+            episode.probe(ids)
+        elif event == PRUNE:
+            episode.prune(ids)
+        else:
+            trace.append((NOTE, (), (k,), (), tokens))
+            continue
+        done = tuple(i for i in ids if finished[i]) if len(finals) != n_finals else ()
+        revealed = () if event == PRUNE else tuple(map(answer.__getitem__, ids))
+        trace.append((event, ids, revealed, done, tokens))
+    return trace
+
+
+MAX_STEPS_PER_ACTION = 1_000_000  # steps of one Continue, per branch (far past any branch's end)
+
+
+def flag(value) -> bool:
+    if value is not True and value is not False:
+        raise ActionError(f"probe must be True or False, got {value!r}")
+    return value
+
+
+def model_name(value):
+    if value is not None and type(value) is not str:
+        raise ActionError(f"model must be None or a model name (str), got {value!r}")
+    return value
+
+
+def check_ids(ids) -> None:
+    """Branch ids must be built-in ints (not bools, not subclasses)."""
+    for i in ids:
+        if type(i) is not int:
+            raise ActionError(f"branch ids must be ints, got {i!r} ({type(i).__name__})")
+
+
+def requested_intervals(ids, k) -> int:
+    """Intervals a ``Continue(ids, steps=k)`` asks for, or a clear error for bad steps."""
+    bound = MAX_STEPS_PER_ACTION
+    if type(k) is int:
+        if not 1 <= k <= bound:
+            raise ActionError(f"steps must be an int in 1..{bound:,}, got {k!r}")
+        return k * len(ids)
+    if not isinstance(k, Sequence) or isinstance(k, str):
+        raise ActionError(f"steps must be an int >= 1 or a list of them (one per id), got {k!r}")
+    if len(k) != len(ids):
+        raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
+    if not all(type(s) is int and 1 <= s <= bound for s in k):
+        raise ActionError(f"steps must be ints in 1..{bound:,}, got {list(k)!r}")
+    return sum(k)
+
+
+def inactive_message(i, live, pruned) -> str:
+    if not isinstance(i, int) or i < 0 or i >= len(live):
+        return f"branch id {i!r} was never opened ({len(live)} branches are open)"
+    status = "pruned" if pruned[i] else "finished"
+    return f"branch {i} is {status}; only active branches can be continued"
