@@ -2,8 +2,8 @@
 
 The boundary is the operating system (:mod:`.isolation`: namespaces, an unprivileged uid,
 Landlock, seccomp, resource limits) and the parent's own recomputation of every episode from
-the worker's action log (:mod:`.protocol`, :mod:`.runner`, :mod:`.processes`). The static check (:mod:`.static`)
-and the worker's audit hook only give early, readable feedback.
+the worker's action log (:mod:`.protocol`, :mod:`.runner`, :mod:`.processes`). The static
+check (:mod:`.static`) and the worker's audit hook only give early, readable feedback.
 """
 
 from .processes import (

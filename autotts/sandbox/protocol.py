@@ -294,9 +294,9 @@ class UnitDecoder:
         if _compiled_decode is not None:
             _, q, order, probe_cost, limit, _model = source
             lengths = order[1]
+            n_branches = len(lengths) if limit is None else min(len(lengths), limit)
             fast = _compiled_decode(
-                payload, lengths, order[2], q.delta, probe_cost,
-                len(lengths) if limit is None or limit > len(lengths) else limit,
+                payload, lengths, order[2], q.delta, probe_cost, n_branches,
                 self.wide, self.max_steps, MAX_ANSWER_CHARS, MAX_TEXT_CHARS, keep_log,
             )  # fmt: skip
             if fast is not None:
