@@ -20,6 +20,8 @@ from .contract import (
     Prune,
     Read,
 )
+from .environment import Environment, make, register
+from .errors import AutoTTSError, BadInput, RunFailure
 from .voting import beta_confidence, majority, top_two, vote_confidence
 
 __version__ = "0.1.0"
@@ -32,11 +34,17 @@ _LAZY = {
     "load_controller": "loader",
     "ControllerLoadError": "loader",
     "evaluate": "evaluation",
-    "RunConfig": "evaluation",
+    "RunConfig": "specs",
     "EvaluationReport": "evaluation",
 }
 
 __all__ = [
+    "AutoTTSError",
+    "BadInput",
+    "RunFailure",
+    "Environment",
+    "make",
+    "register",
     "Action",
     "ActionError",
     "Answer",

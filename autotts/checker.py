@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .crossmodel import load_environment
+from .environment import make
 from .evaluation import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
 from .loader import ControllerLoadError, load_controller
 
@@ -163,7 +163,7 @@ def check_controller(
     ``sandbox``: run the file in the OS sandbox (``True``), in-process (``False``), or
     sandboxed only when ``autotts export`` marked it untrusted (``None``)."""
     report = CheckReport(str(target))
-    env = load_environment(env_id, env_dir)
+    env = make(env_id, env_dir)
     from .sandbox.evaluation import is_marked_untrusted
 
     if sandbox or (sandbox is None and is_marked_untrusted(target)):

@@ -41,12 +41,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from typing import Any, ClassVar
 
+from .errors import AutoTTSError
 
-class ActionError(RuntimeError):
+
+class ActionError(AutoTTSError, RuntimeError):
     """A controller asked for something the environment cannot do (the message says what)."""
 
 
-class ControllerFailure(RuntimeError):
+class ControllerFailure(AutoTTSError, RuntimeError):
     """A controller crashed, misbehaved or ran out of steps during an episode."""
 
 
@@ -184,6 +186,10 @@ class EpisodeState:
     - ``models``: the models branches can be opened with; ``model[i]``: branch ``i``'s model;
     - ``cost_per_token``: each model's price of one generated token (FLOPs or $) and ``cost``
       the total so far, in multi-model environments; both ``None`` where tokens are the cost.
+    - ``signals``: extra observations an environment type offers, by name (e.g.
+      ``signals["confidence"][i]``: one value per generated interval of branch ``i``); empty in
+      the built-in environments. Read them with ``state.signals.get(name)`` so a controller
+      also runs where the signal does not exist.
     """
 
     __slots__ = (
@@ -202,6 +208,7 @@ class EpisodeState:
         "model",
         "cost",
         "cost_per_token",
+        "signals",
     )
 
     def __init__(self, question: str, delta: int, max_branches: int, models: tuple = ()):
@@ -220,6 +227,7 @@ class EpisodeState:
         self.model: list[str] = []
         self.cost: float | None = None
         self.cost_per_token: dict[str, float] | None = None
+        self.signals: dict[str, Any] = {}
 
     @property
     def opened(self) -> int:

@@ -138,10 +138,7 @@ class CrossModelEnvironment(EpisodeRunner):
     ) -> CrossModelEnvironment:
         """The stores ``MODEL/dataset`` of ``models`` (default: every model that has one)."""
         if models is None:
-            ids = [info.env_id.split("/") for info in list_environments(env_dir)]
-            models = [model for model, name in ids if name == dataset]
-            if not models:
-                raise StoreError(f"no store of dataset {dataset!r} found")
+            models = dataset_models(dataset, env_dir)
         stores = [ReplayEnvironment.load(f"{m}/{dataset}", env_dir) for m in models]
         return cls(dataset, stores, cost_model, **kwargs)
 
@@ -168,13 +165,13 @@ class CrossModelEnvironment(EpisodeRunner):
         return (_CrossEpisode, q, orders, self.rates, self.branch_limit)
 
 
-def load_environment(env_id: str, env_dir=None, **kwargs):
-    """The environment of an id: ``MODEL/DATASET`` (one store) or ``M1+M2+…/DATASET`` (a
-    cross-model environment of those models' stores, priced with the default cost table)."""
-    models, _, dataset = env_id.rpartition("/")
-    if "+" in models and dataset:
-        return CrossModelEnvironment.load(dataset, models.split("+"), env_dir, **kwargs)
-    return ReplayEnvironment.load(env_id, env_dir, **kwargs)
+def dataset_models(dataset: str, env_dir=None) -> list[str]:
+    """Every model with a store of ``dataset``."""
+    ids = [info.env_id.split("/") for info in list_environments(env_dir)]
+    models = [model for model, name in ids if name == dataset]
+    if not models:
+        raise StoreError(f"no store of dataset {dataset!r} found")
+    return models
 
 
 def _match_questions(stores: Sequence[ReplayEnvironment]) -> list[CrossQuestion]:
@@ -304,5 +301,4 @@ __all__ = [
     "CrossModelEnvironment",
     "ModelPrice",
     "QWEN3_PARAMETERS",
-    "load_environment",
 ]

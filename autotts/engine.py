@@ -27,6 +27,8 @@ from .contract import (
     Prune,
     Read,
 )
+from .environment import Environment
+from .errors import RunFailure
 
 DEFAULT_MAX_STEPS = 20_000
 
@@ -72,13 +74,15 @@ class EpisodeResult:
         return self.trace_cache
 
 
-class EngineFailure(RuntimeError):
+class EngineFailure(RunFailure):
     """The engine behind an episode (e.g. a live inference backend) failed; not the
     controller's fault, but the episode cannot go on."""
 
 
-class EpisodeRunner:
-    """What replay environments share: playing the episode ``episode_source`` describes."""
+class EpisodeRunner(Environment):
+    """What replay environments share: playing the episode ``episode_source`` describes
+    (an episode engine class and its arguments), so an action log recorded elsewhere (a
+    sandbox worker) rebuilds into the same trace."""
 
     max_steps: int
 

@@ -11,42 +11,24 @@ number of branch-intervals the controller generates (see the README's "Evaluatio
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .crossmodel import load_environment
+from .environment import resolve_ids, shared
+from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
 from .replay import ReplayEnvironment
+from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, run_configs
 
 DEFAULT_SEEDS = 100
-DEFAULT_BETAS = tuple(round(0.1 * i, 1) for i in range(11))
 EPISODE_TIME_LIMIT_S = 10.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One controller at one point of its sweep: ``beta`` and/or explicit parameter overrides."""
-
-    controller: str
-    label: str = ""
-    beta: float | None = None
-    overrides: tuple[tuple[str, object], ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.label or Path(self.controller).stem.replace("_", "-")
-
-    @property
-    def setting(self) -> str:
-        """Short human form of the sweep point, e.g. ``β=0.5`` or ``n=64``."""
-        parts = [f"β={self.beta:g}"] if self.beta is not None else []
-        parts += [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.overrides]
-        return ", ".join(parts) or "default"
 
 
 @dataclass
@@ -91,7 +73,12 @@ class Row:
 
 @dataclass
 class EvaluationReport:
-    """All results of one evaluation: rows, per-question detail, traces."""
+    """All results of one evaluation: ``rows`` (one per configuration × environment),
+    ``units`` (per-question detail and traces), the seeds and the wall time.
+
+    In a notebook: ``report`` displays as a table; ``report.per_question()`` gives the
+    per-question accuracies; ``report.to_csv(path)``, ``report.plot(path)`` and
+    ``report.save(directory)`` write the same files ``autotts evaluate`` writes."""
 
     rows: list[Row]
     units: list[UnitResult]
@@ -104,10 +91,60 @@ class EvaluationReport:
                 return row
         raise KeyError(f"no result for {name} {setting or ''} on {env_id}")
 
+    def per_question(self) -> list[dict]:
+        """One dict per (configuration, environment, question): ``accuracy`` (percent of
+        seeds correct) and ``mean_tokens``."""
+        return [
+            {
+                "controller": unit.config.name,
+                "setting": unit.config.setting,
+                "env": unit.env_id,
+                "question": q,
+                "accuracy": 100 * correct / self.seeds,
+                "mean_tokens": tokens / self.seeds,
+            }
+            for unit in self.units
+            if not unit.load_error
+            for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True)
+        ]
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The results table as CSV text, also written (atomically) to ``path`` if given."""
+        from .files import atomic_write_text
+        from .report import results_csv
+
+        text = results_csv(self)
+        if path is not None:
+            atomic_write_text(Path(path), text)
+        return text
+
+    def to_markdown(self, with_reference: bool = False) -> str:
+        from .report import markdown_table
+
+        return markdown_table(self, with_reference)
+
+    def plot(self, path: str | Path | None = None):
+        """The accuracy-vs-tokens figure (a matplotlib ``Figure``); with ``path``, also saved
+        there (``.png``/``.svg``/``.pdf`` by its suffix)."""
+        from .report import curves_figure
+
+        figure = curves_figure(self)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=150)
+        return figure
+
+    def save(self, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
+        """Write every output (tables, per-question CSV, traces, plots) into ``out_dir``."""
+        from .report import write_outputs
+
+        return write_outputs(self, out_dir, with_reference)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
 
 # --- worker side -------------------------------------------------------------------------
-
-_ENVS: dict[tuple[str, str | None], ReplayEnvironment] = {}
 
 
 class EpisodeTimeout(Exception):
@@ -152,13 +189,6 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _environment(env_id: str, env_dir: str | None) -> ReplayEnvironment:
-    key = (env_id, env_dir)
-    if key not in _ENVS:
-        _ENVS[key] = load_environment(env_id, env_dir)
-    return _ENVS[key]
-
-
 def run_unit(
     config: RunConfig,
     env_id: str,
@@ -182,7 +212,7 @@ def run_unit(
     except Exception as exc:
         unit.load_error = f"schedule() failed: {type(exc).__name__}: {exc}"
         return unit
-    env = _environment(env_id, env_dir)
+    env = shared(env_id, env_dir)
     with Watchdog(time_limit_s) as watchdog:
         for slot, question in enumerate(questions):
             correct = tokens = 0
@@ -252,9 +282,10 @@ def _rows(
 
 
 def evaluate(
-    configs: Sequence[RunConfig],
-    env_ids: Sequence[str],
+    controllers: ControllerLike | RunConfig | Iterable[ControllerLike | RunConfig],
+    envs: str | Iterable[str],
     *,
+    betas: Sequence[float] | None = None,
     seeds: int = DEFAULT_SEEDS,
     env_dir: str | Path | None = None,
     workers: int | None = None,
@@ -263,8 +294,16 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     sandbox: bool | None = None,
     isolate: bool = True,
+    **grid: Sequence[object],
 ) -> EvaluationReport:
-    """Evaluate every configuration on every environment over ``seeds`` seeds.
+    """Evaluate controllers on environments over ``seeds`` seeds each.
+
+    ``controllers``: one or a list of short names, spec strings or paths (``"cmc"``,
+    ``"sc@n=8,64"``, ``"mine.py"``), ``Controller`` subclasses or instances, or
+    :class:`RunConfig` objects; ``betas`` is the β grid of those given without a sweep
+    (default 0, 0.1, …, 1), ``grid`` sweeps a parameter instead (``n=[8, 64]``).
+    ``envs``: environment ids or patterns (``"Qwen3-*/aime24"``, ``"all"``; see
+    :func:`autotts.make`).
 
     Environments are validated up front (a bad id or store raises
     :class:`~autotts.store.StoreError`); repeated configurations are evaluated once;
@@ -277,23 +316,23 @@ def evaluate(
     :class:`~autotts.sandbox.IsolationUnavailable`).
     """
     start = time.perf_counter()
-    configs = list(dict.fromkeys(configs))
-    env_ids = list(dict.fromkeys(env_ids))
+    configs = run_configs(controllers, betas, **grid)
+    env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
-    sizes = {env_id: len(_environment(env_id, env_dir)) for env_id in env_ids}
+    sizes = {env_id: len(shared(env_id, env_dir)) for env_id in env_ids}
     workers = workers or min(2, os.cpu_count() or 1)
     sandboxed = _sandboxed(configs, sandbox)
     units: list[UnitResult] = []
     if sandboxed:
         from .sandbox.evaluation import evaluate_in_sandbox
 
-        envs = {env_id: _environment(env_id, env_dir) for env_id in env_ids}
-        for env_id, env in envs.items():
+        envs_by_id = {env_id: shared(env_id, env_dir) for env_id in env_ids}
+        for env_id, env in envs_by_id.items():
             if not isinstance(env, ReplayEnvironment):
-                raise ValueError(
+                raise BadInput(
                     f"{env_id}: sandboxed evaluation runs on single-model replay environments"
                 )
-        units += evaluate_in_sandbox(sandboxed, envs, seeds, trace_seeds, workers, isolate)
+        units += evaluate_in_sandbox(sandboxed, envs_by_id, seeds, trace_seeds, workers, isolate)
     blocks_per_env = 1 if workers == 1 else 2 * workers
     jobs = [
         (config, env_id, env_dir, block, seeds, trace_seeds, time_limit_s)
@@ -302,24 +341,45 @@ def evaluate(
         for env_id in env_ids
         for block in _blocks(sizes[env_id], blocks_per_env)
     ]
+    # Controllers defined in this process run in forked workers where they can be pickled
+    # by reference, else here.
+    here = [job for job in jobs if workers == 1 or not _can_fork(job[0])]
+    pooled = [job for job in jobs if job not in here]
+    total = len(jobs)
     if progress:
-        progress(0, len(jobs))
-    if workers == 1:
-        for done, job in enumerate(jobs, 1):
-            units.append(run_unit(*job))
-            if progress:
-                progress(done, len(jobs))
-    elif jobs:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_unit, *job) for job in jobs]
-            for done, future in enumerate(as_completed(futures), 1):
+        progress(0, total)
+    for job in here:
+        units.append(run_unit(*job))
+        if progress:
+            progress(len(units), total)
+    if pooled:
+        context = multiprocessing.get_context("fork") if _in_memory(pooled) else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(run_unit, *job) for job in pooled]
+            for future in as_completed(futures):
                 units.append(future.result())
                 if progress:
-                    progress(done, len(jobs))
+                    progress(len(units), total)
     units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))
     return EvaluationReport(
         _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
     )
+
+
+def _in_memory(jobs) -> bool:
+    return any(job[0].in_memory for job in jobs)
+
+
+def _can_fork(config: RunConfig) -> bool:
+    if not config.in_memory:
+        return True
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        pickle.dumps(config)
+    except Exception:
+        return False
+    return True
 
 
 def _sandboxed(configs: Sequence[RunConfig], sandbox: bool | None) -> list[RunConfig]:
@@ -329,7 +389,11 @@ def _sandboxed(configs: Sequence[RunConfig], sandbox: bool | None) -> list[RunCo
         return list(configs)
     from .sandbox.evaluation import is_marked_untrusted
 
-    return [config for config in configs if is_marked_untrusted(config.controller)]
+    return [
+        config
+        for config in configs
+        if not config.in_memory and is_marked_untrusted(config.controller)
+    ]
 
 
-__all__ = ["RunConfig", "EvaluationReport", "Row", "evaluate", "run_unit"]
+__all__ = ["DEFAULT_BETAS", "EvaluationReport", "Row", "RunConfig", "evaluate", "run_unit"]

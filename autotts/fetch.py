@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from http.client import HTTPException, IncompleteRead
 from pathlib import Path
 
+from .errors import RunFailure
 from .store import user_cache_dir
 
 MANIFEST_FILE = Path(__file__).with_name("data") / "manifest.json"
 CHUNK = 1 << 16
 
 
-class FetchError(RuntimeError):
+class FetchError(RunFailure):
     """A store that could not be downloaded or verified; the message names it."""
 
 

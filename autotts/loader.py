@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .bundled import project_dir
 from .contract import Controller
+from .errors import BadInput
 
 CONTROLLER_DIRS = (
     project_dir("controllers") / "baselines",
@@ -20,7 +21,7 @@ CONTROLLER_DIRS = (
 )
 
 
-class ControllerLoadError(ValueError):
+class ControllerLoadError(BadInput):
     """A controller file that cannot be used; the message names the file and the problem."""
 
 
@@ -116,8 +117,18 @@ def _graph_controller_class(path: Path) -> type[Controller]:
     return type("LoadedGraph", (GraphController,), {"name": graph.name, "graph_data": data})
 
 
-def load_controller(target: str | Path) -> Controller:
-    """Import a controller file and instantiate its controller."""
+def load_controller(target: str | Path | type[Controller] | Controller) -> Controller:
+    """The controller of a file or short name (imported and instantiated), of a
+    ``Controller`` subclass (instantiated), or an instance (returned as it is)."""
+    if isinstance(target, Controller):
+        return target
+    if isinstance(target, type) and issubclass(target, Controller):
+        try:
+            return target()
+        except Exception as exc:
+            raise ControllerLoadError(
+                f"{target.__name__}() failed: {type(exc).__name__}: {exc}"
+            ) from None
     cls = load_controller_class(target)
     try:
         return cls()

@@ -124,19 +124,17 @@ def per_question_csv(report: EvaluationReport) -> str:
     return out.getvalue()
 
 
-def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
-    """Accuracy vs mean tokens (log x), one curve per controller, one panel per environment.
-    Writes ``stem.png`` and ``stem.svg``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def curves_figure(report: EvaluationReport):
+    """Accuracy vs mean tokens (log x), one curve per controller, one panel per environment,
+    as a matplotlib ``Figure`` (not attached to pyplot: close nothing, show it or save it)."""
+    from matplotlib.figure import Figure
 
     env_ids = list(dict.fromkeys(r.env_id for r in report.rows))
     controllers = list(dict.fromkeys(r.controller for r in report.rows))
     cols = min(4, len(env_ids))
     nrows = math.ceil(len(env_ids) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     markers = "osD^vP*Xh<>"
     for ax, env_id in zip(axes.flat, env_ids, strict=False):
         for k, name in enumerate(controllers):
@@ -161,13 +159,18 @@ def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
     fig.tight_layout(rect=(0, 0.07 if nrows == 1 else 0.04, 1, 1))
+    return fig
+
+
+def plot_curves(report: EvaluationReport, stem: Path) -> list[Path]:
+    """Write :func:`curves_figure` as ``stem.png`` and ``stem.svg``."""
+    fig = curves_figure(report)
     paths = []
     for ext in ("png", "svg"):
         path = stem.with_suffix(f".{ext}")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150)
         paths.append(path)
-    plt.close(fig)
     return paths
 
 

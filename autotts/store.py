@@ -26,11 +26,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .errors import BadInput
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_DIR_VARIABLE = "AUTOTTS_ENV_DIR"
 
 
-class StoreError(ValueError):
+class StoreError(BadInput):
     """A replay store (or an environment id) that cannot be used; the message says why."""
 
 

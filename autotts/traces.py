@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .errors import BadInput
 from .files import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -106,7 +107,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     )
 
 
-class TraceFileError(ValueError):
+class TraceFileError(BadInput):
     """A trace file that does not follow the schema; the message names file and line."""
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from autotts.cli import PAPER_PRESET, parse_spec
 from autotts.evaluation import evaluate
 from autotts.report import matches_reference, reference_cells, reference_for
+from autotts.specs import PAPER_PRESET, parse_spec
 
 PAPER_CONFIGS = [c for spec in PAPER_PRESET for c in parse_spec(spec)]
 

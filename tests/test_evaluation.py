@@ -1,10 +1,11 @@
 import json
 
+import pytest
 from conftest import fixture_controller
 
-from autotts.cli import parse_spec
 from autotts.evaluation import evaluate
 from autotts.report import write_outputs
+from autotts.specs import parse_spec
 from autotts.traces import read_traces
 
 
@@ -80,3 +81,62 @@ def test_the_package_exports_the_evaluate_function_not_a_module():
     from autotts import evaluate as exported
 
     assert exported is autotts.evaluation.evaluate and autotts.evaluate is exported
+
+
+def test_classes_instances_and_names_give_the_same_numbers(env_dir, tmp_path):
+    """The notebook path: a Controller class or instance (even one defined inside a function,
+    which cannot be pickled and so runs in this process) evaluates exactly like its file."""
+    import autotts
+    from autotts.loader import load_controller_class
+
+    cmc = load_controller_class("cmc")
+
+    class LocalCMC(cmc):  # local: not picklable, evaluated in-process
+        name = "local-cmc"
+
+    kwargs = dict(betas=[0.2, 0.8], seeds=4, env_dir=env_dir, workers=2)
+    by_name = autotts.evaluate("cmc", "Qwen3-4B/aime24", **kwargs)
+    by_class = autotts.evaluate(cmc, "Qwen3-4B/aime24", **kwargs)
+    by_instance = autotts.evaluate(LocalCMC(), "Qwen3-4B/aime24", **kwargs)
+    numbers = [
+        [(r.setting, r.accuracy, r.tokens, r.status) for r in report.rows]
+        for report in (by_name, by_class, by_instance)
+    ]
+    assert numbers[0] == numbers[1] == numbers[2]
+    assert by_instance.rows[0].controller == "local-cmc"
+
+    grid = autotts.evaluate("sc", "Qwen3-4B/aime24", n=[2, 8], seeds=3, env_dir=env_dir)
+    assert [r.setting for r in grid.rows] == ["n=2", "n=8"]
+
+
+def test_a_report_writes_what_the_cli_writes(env_dir, tmp_path):
+    import autotts
+
+    report = autotts.evaluate(
+        ["sc@n=4", "cmc@beta=0.5"], "Qwen3-8B/aime24", seeds=2, env_dir=env_dir, workers=1
+    )
+    per_question = report.per_question()
+    assert len(per_question) == 2 * 30 and set(per_question[0]) == {
+        "controller",
+        "setting",
+        "env",
+        "question",
+        "accuracy",
+        "mean_tokens",
+    }
+    text = report.to_csv(tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_bytes() == text.encode() and text.startswith("controller,")
+    figure = report.plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000 and figure.axes
+    paths = report.save(tmp_path / "out")
+    assert paths["csv"].read_bytes() == text.encode()
+    assert "| sc | n=4 |" in report._repr_markdown_()
+
+
+def test_bad_controllers_and_envs_are_bad_input(env_dir):
+    import autotts
+
+    with pytest.raises(autotts.BadInput, match="cannot evaluate 42"):
+        autotts.evaluate(42, "Qwen3-8B/aime24", env_dir=env_dir)
+    with pytest.raises(autotts.BadInput, match="no environment matches"):
+        autotts.evaluate("sc", "Nope-*/aime24", env_dir=env_dir)

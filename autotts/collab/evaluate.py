@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ..crossmodel import CostModel, CrossModelEnvironment
+from ..crossmodel import CostModel, CrossModelEnvironment, dataset_models
+from ..environment import shared
 from ..evaluation import _blocks
 from .execute import GraphController
 from .graph import CollabGraph
@@ -23,9 +24,16 @@ class CrossSpec:
     env_dir: str | None = None
     cost_table: str | None = None  # JSON of a CostModel
 
+    @property
+    def env_id(self) -> str:
+        """``M1+M2+…/DATASET`` (every model with a store of the dataset when none are named)."""
+        models = self.models or dataset_models(self.dataset, self.env_dir)
+        return f"{'+'.join(models)}/{self.dataset}"
+
     def build(self) -> CrossModelEnvironment:
+        """The environment, shared within this process (workers load the stores once)."""
         cost = CostModel.model_validate_json(self.cost_table) if self.cost_table else None
-        return CrossModelEnvironment.load(self.dataset, self.models, self.env_dir, cost)
+        return shared(self.env_id, self.env_dir, cost_model=cost)
 
     def on(self, dataset: str) -> CrossSpec:
         return CrossSpec(dataset, self.models, self.env_dir, self.cost_table)
@@ -47,13 +55,8 @@ class Score:
         return asdict(self)
 
 
-_ENVS: dict[CrossSpec, CrossModelEnvironment] = {}
-
-
 def environment(spec: CrossSpec) -> CrossModelEnvironment:
-    if spec not in _ENVS:
-        _ENVS[spec] = spec.build()
-    return _ENVS[spec]
+    return spec.build()
 
 
 def _score_block(graph_json: str, beta: float, spec: CrossSpec, questions, seeds: int) -> tuple:

@@ -39,6 +39,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..errors import BadInput
+
 REPLAY_ROLES = ("generate", "vote", "weighted_vote", "escalate", "early_exit")
 LIVE_ROLES = ("refine", "fuse", "verify")
 GATES = ("escalate", "early_exit")
@@ -47,7 +49,7 @@ AGGREGATORS = ("vote", "weighted_vote")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class GraphError(ValueError):
+class GraphError(BadInput):
     """A collaboration graph that cannot be used; the message names the node or edge."""
 
 

@@ -37,10 +37,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadInput
 from ..files import atomic_write_text
 
 
-class RunError(ValueError):
+class RunError(BadInput):
     """A run directory that cannot be created or resumed (the message says why)."""
 
 

@@ -21,8 +21,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..errors import RunFailure
 
-class BackendError(RuntimeError):
+
+class BackendError(RunFailure):
     """The inference backend could not be reached or answered something unusable."""
 
 

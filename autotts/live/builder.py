@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..errors import RunFailure
 from ..files import atomic_write_text
 from ..store import QuestionRecord
 from .answers import LiveSettings
@@ -29,7 +30,7 @@ from .backend import GenerationBackend
 from .environment import LiveEnvironment, LiveEpisode, LiveQuestion
 
 
-class BuildError(RuntimeError):
+class BuildError(RunFailure):
     """A build that cannot go on (message says why and what to do)."""
 
 

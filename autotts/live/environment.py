@@ -41,6 +41,7 @@ from ..engine import (
     play,
     requested_intervals,
 )
+from ..environment import Environment
 from .answers import LiveSettings, answers_match, final_answer, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
 
@@ -53,7 +54,7 @@ class LiveQuestion:
     answer: str
 
 
-class LiveEnvironment:
+class LiveEnvironment(Environment):
     """Questions × a backend × settings. ``run_episode`` plays one (question, seed) episode;
     the seed decides every branch's sampling seed, so a rerun on the same engine repeats it."""
 

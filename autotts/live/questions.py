@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import BadInput
 from ..store import StoreError, load_environment_records
 from .environment import LiveQuestion
 
@@ -18,7 +19,7 @@ QUESTION_KEYS = ("question", "problem")
 ANSWER_KEYS = ("answer", "gold_answer")
 
 
-class QuestionsError(ValueError):
+class QuestionsError(BadInput):
     """A question source that cannot be read; the message names the file, line and field."""
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from ..errors import RunFailure
 from .protocol import (
     EXIT_CPU,
     EXIT_IDLE,
@@ -31,7 +32,7 @@ from .protocol import (
 )
 
 
-class IsolationUnavailable(RuntimeError):
+class IsolationUnavailable(RunFailure):
     """This machine cannot contain untrusted code; the message says what is missing and how
     to proceed."""
 

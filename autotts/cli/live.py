@@ -62,7 +62,7 @@ EagerOption = Annotated[
 
 def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, eager, seed):
     """The backend the options describe (raises BackendError with a clear message)."""
-    from .backend import BackendError, OpenAIBackend, VLLMBackend
+    from ..live.backend import BackendError, OpenAIBackend, VLLMBackend
 
     if backend == "vllm":
         if not model:
@@ -82,7 +82,7 @@ def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, 
 
 
 def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p):
-    from .answers import LiveSettings
+    from ..live.answers import LiveSettings
 
     extra = {"probe_suffix": probe_suffix} if probe_suffix is not None else {}
     return LiveSettings(
@@ -98,8 +98,8 @@ def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, te
 
 def _open_live(_fail, questions, env_dir, limit, settings_args, backend_args):
     """Questions, settings and a started backend for a live command, or a clear exit."""
-    from .backend import BackendError
-    from .questions import QuestionsError, load_questions
+    from ..live.backend import BackendError
+    from ..live.questions import QuestionsError, load_questions
 
     try:
         items = load_questions(questions, env_dir, limit)
@@ -145,8 +145,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         env_dir: EnvDirOption = None,
     ) -> None:
         """Sample N branches per question live and write a replay store (resumable)."""
-        from .backend import BackendError
-        from .builder import BuildError, build_environment
+        from ..live.backend import BackendError
+        from ..live.builder import BuildError, build_environment
 
         if out.suffix != ".json":
             raise _fail(f"--out {out}: give the store file, e.g. ENV_DIR/MyModel/mydata.json")
@@ -228,8 +228,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         env_dir: EnvDirOption = None,
     ) -> None:
         """Run a controller live and compare with its replay prediction on the same questions."""
+        from ..live.validation import validate_live
         from ..loader import ControllerLoadError, load_controller
-        from .validation import validate_live
 
         try:
             policy = load_controller(controller)
@@ -242,7 +242,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed),
         )  # fmt: skip
-        from .backend import BackendError, OpenAIBackend
+        from ..live.backend import BackendError, OpenAIBackend
 
         others = {}
         try:

@@ -103,11 +103,11 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         env_dir: EnvDirOption = None,
     ) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
+        from ..discovery.optuna_search import SearchSettings
+        from ..discovery.pipeline import config_for, settings_from_config
+        from ..discovery.rundir import RunDirectory, RunError
         from ..sandbox import IsolationUnavailable, require_isolation
         from ..store import StoreError
-        from .optuna_search import SearchSettings
-        from .pipeline import config_for, settings_from_config
-        from .rundir import RunDirectory, RunError
 
         llm_model = llm_model or os.environ.get("AUTOTTS_LLM_MODEL")
         stack = contextlib.ExitStack()
@@ -168,7 +168,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                     )
                 console.print(f"run directory: [bold]{run.path}[/]", highlight=False)
                 if config.get("strategy") == "llm":
-                    from .agent import run_llm_discovery
+                    from ..discovery.agent import run_llm_discovery
 
                     api_key = (
                         llm_api_key
@@ -213,8 +213,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         ] = None,
     ) -> None:
         """Write a run's winner (or a candidate) as a self-contained controller file."""
-        from .export import export_controller
-        from .rundir import RunError
+        from ..discovery.export import export_controller
+        from ..discovery.rundir import RunError
 
         try:
             path = export_controller(run, out, candidate)
@@ -229,8 +229,8 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         """Render a run: a discovery run as report.md / report.html with its trajectory and
         scaling curves; a collaboration run (``autotts collab search``) as report.md with the
         accuracy-vs-FLOPs frontier on the search and held-out datasets."""
-        from .report import render_report
-        from .rundir import RunDirectory, RunError
+        from ..discovery.report import render_report
+        from ..discovery.rundir import RunDirectory, RunError
 
         try:
             directory = RunDirectory.open(run)
@@ -255,7 +255,7 @@ def _check_envs(settings) -> None:
 def _run_optuna(run, settings, name: str, err_console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from .pipeline import run_optuna_discovery
+    from ..discovery.pipeline import run_optuna_discovery
 
     columns = (
         "[progress.description]{task.description}",
@@ -286,7 +286,7 @@ def _run_optuna(run, settings, name: str, err_console):
 
 
 def _print_comparison(console, run, name: str) -> None:
-    from .report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
+    from ..discovery.report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
 
     for stage_file, title in (("search.json", "search set"), ("heldout.json", "held-out")):
         if not (run.path / stage_file).exists():

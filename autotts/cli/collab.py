@@ -64,10 +64,10 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         env_dir: EnvDirOption = None,
     ) -> None:
         """Evaluate a collaboration graph: accuracy, tokens, cost and tokens per model."""
+        from ..collab.compile import compile_graph, export_graph
+        from ..collab.evaluate import CrossSpec, GraphEvaluator
+        from ..collab.graph import CollabGraph, GraphError
         from ..store import StoreError
-        from .compile import compile_graph, export_graph
-        from .evaluate import CrossSpec, GraphEvaluator
-        from .graph import CollabGraph, GraphError
 
         try:
             spec = CrossSpec(
@@ -156,11 +156,11 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
     ) -> None:
         """Search collaboration graphs under a cost budget, evaluate the Pareto set and the
         single-model baselines on the search and held-out datasets, export the best graph."""
+        from ..collab.evaluate import environment
+        from ..collab.graph import GraphError
+        from ..collab.pipeline import CollabSettings, run_collab, run_path
         from ..discovery.rundir import RunDirectory, RunError
         from ..store import StoreError
-        from .evaluate import environment
-        from .graph import GraphError
-        from .pipeline import CollabSettings, run_collab, run_path
 
         try:
             if resume is not None:
@@ -201,7 +201,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             )
         except (RunError, StoreError, GraphError) as exc:
             raise _fail(str(exc)) from None
-        from .report import render_collab_report, verdict
+        from ..collab.report import render_collab_report, verdict
 
         paths = render_collab_report(run)
         for line in verdict(final):

@@ -7,8 +7,6 @@ store, unreadable controller spec or trace file).
 
 from __future__ import annotations
 
-import fnmatch
-import itertools
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +14,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ..environment import resolve_ids
+from ..specs import PAPER_PRESET, parse_spec
 
 app = typer.Typer(
     help="autotts: discover, evaluate and compare test-time-scaling controllers on replay environments.",
@@ -32,7 +33,6 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
-PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")
 
 EnvDirOption = Annotated[
     Path | None,
@@ -87,65 +87,11 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _parse_value(text: str):
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
-
-def parse_spec(spec: str, default_betas=None):
-    """``NAME_OR_PATH[@key=v1,v2...][@key=v...]`` → RunConfigs (cartesian product of lists);
-    ``beta`` is the β knob, other keys override parameters. No ``@``: the β grid."""
-    from .evaluation import DEFAULT_BETAS, RunConfig
-
-    target, *assignments = spec.split("@")
-    axes: list[list[tuple[str, object]]] = []
-    for assignment in assignments:
-        key, sep, values = assignment.partition("=")
-        if not sep or not key or not values:
-            raise ValueError(
-                f"controller spec {spec!r}: expected key=value after '@', got {assignment!r}"
-            )
-        axes.append([(key.strip(), _parse_value(v)) for v in values.split(",")])
-    if not axes:
-        axes = [[("beta", b) for b in (default_betas or DEFAULT_BETAS)]]
-    configs = []
-    for combo in itertools.product(*axes):
-        beta = next((float(v) for k, v in combo if k == "beta"), None)
-        overrides = tuple((k, v) for k, v in combo if k != "beta")
-        configs.append(RunConfig(controller=target, beta=beta, overrides=overrides))
-    return configs
-
-
-def _resolve_envs(patterns: list[str] | None, env_dir, default: list[str]) -> list[str]:
-    from .store import list_environments
-
-    known = [info.env_id for info in list_environments(env_dir)]
-    chosen: list[str] = []
-    for pattern in patterns or default:
-        if pattern == "all":
-            matched = known
-        elif any(ch in pattern for ch in "*?["):
-            matched = fnmatch.filter(known, pattern)
-        else:
-            matched = [pattern]
-        if not matched:
-            raise ValueError(f"no environment matches {pattern!r} (known: {', '.join(known)})")
-        chosen += [m for m in matched if m not in chosen]
-    return chosen
-
-
 def _configs_and_envs(specs, env, env_dir, default_envs):
     """Parse controller specs and environment patterns; bad input exits with code 2."""
     try:
         configs = [config for spec in specs for config in parse_spec(spec)]
-        return configs, _resolve_envs(env, env_dir, default_envs)
+        return configs, resolve_ids(env or default_envs, env_dir)
     except ValueError as exc:
         raise _fail(str(exc)) from None
 
@@ -170,10 +116,10 @@ def _run_and_report(
         TimeRemainingColumn,
     )
 
-    from .evaluation import evaluate
-    from .report import matches_reference, reference_for, write_outputs
-    from .sandbox import IsolationUnavailable
-    from .store import StoreError
+    from ..evaluation import evaluate
+    from ..report import matches_reference, reference_for, write_outputs
+    from ..sandbox import IsolationUnavailable
+    from ..store import StoreError
 
     out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
     columns = (
@@ -247,7 +193,7 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
     """List the replay environments with their statistics."""
     if ctx.invoked_subcommand is not None:
         return
-    from .store import StoreError, list_environments, load_environment_records, resolve_env_dir
+    from ..store import StoreError, list_environments, load_environment_records, resolve_env_dir
 
     try:
         root = resolve_env_dir(env_dir)
@@ -313,7 +259,7 @@ def envs_fetch(
     ] = None,
 ) -> None:
     """Download the public replay stores, verify their sha256, resume interrupted downloads."""
-    from .fetch import FetchError, fetch_environments
+    from ..fetch import FetchError, fetch_environments
 
     def show(outcome) -> None:
         colour = "red" if outcome.status.startswith("failed") else "green"
@@ -423,9 +369,9 @@ def check(
     env_dir: EnvDirOption = None,
 ) -> None:
     """Validate a controller: imports, β schedule, runs, determinism, cost monotone in β."""
-    from .checker import check_controller
-    from .sandbox import IsolationUnavailable
-    from .store import StoreError
+    from ..checker import check_controller
+    from ..sandbox import IsolationUnavailable
+    from ..store import StoreError
 
     try:
         report = check_controller(
@@ -461,7 +407,7 @@ def trace_show(
     ] = False,
 ) -> None:
     """Show one episode's action-by-action trace in a readable form."""
-    from .traces import TraceFileError, read_traces, render_episode, render_index
+    from ..traces import TraceFileError, read_traces, render_episode, render_index
 
     try:
         episodes = list(read_traces(path))
@@ -485,22 +431,19 @@ def trace_schema() -> None:
     """Print the JSON Schema of a trace line."""
     import json
 
-    from .traces import EpisodeTrace
+    from ..traces import EpisodeTrace
 
     console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
 
 
-from .discovery.commands import register as _register_discovery  # noqa: E402
+from .discover import register as _register_discovery  # noqa: E402
 
 _register_discovery(app, console, err_console, _fail, EnvDirOption)
 
-from .live.commands import register as _register_live  # noqa: E402
+from .live import register as _register_live  # noqa: E402
 
 _register_live(app, console, err_console, _fail, EnvDirOption)
 
-from .collab.commands import register as _register_collab  # noqa: E402
+from .collab import register as _register_collab  # noqa: E402
 
 _register_collab(app, console, err_console, _fail, EnvDirOption)
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,5 @@
+"""``python -m autotts.cli``."""
+
+from .main import app
+
+app()

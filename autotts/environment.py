@@ -1,0 +1,204 @@
+"""The environment contract, and the registry that turns an environment id into one.
+
+An *environment* is a set of questions a controller can play episodes on; each
+``(question, seed)`` episode is deterministic. The built-in types:
+
+- ``MODEL/DATASET``: a replay store of one model (:class:`~autotts.replay.ReplayEnvironment`);
+- ``M1+M2+…/DATASET``: several models' stores of one dataset joined and priced
+  (:class:`~autotts.crossmodel.CrossModelEnvironment`);
+- live environments (:class:`~autotts.live.LiveEnvironment`) are built from a backend, not
+  from an id.
+
+A new environment type is one subclass plus one :func:`register` call: ``make`` then builds
+it from its ids everywhere an id is accepted (``evaluate``, ``check``, discovery, the CLI)::
+
+    autotts.register("noisy", lambda env_id, env_dir=None, **kw: NoisyEnv(env_id, env_dir))
+    env = autotts.make("noisy:Qwen3-8B/aime24")
+
+Extra observations an environment type offers controllers go in
+``EpisodeState.signals`` (see :class:`~autotts.contract.EpisodeState`), so controllers that
+read them run unchanged wherever the signal exists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .contract import Controller
+    from .engine import EpisodeResult
+
+
+class Environment(ABC):
+    """The contract every environment implements (replay, cross-model, live, user types).
+
+    - ``env_id``: the id it was made from (tables, traces and plots use it);
+    - ``len(env)``: the number of questions, addressed ``0 … len(env) - 1``;
+    - ``run_episode(controller, params, question, seed, record_trace=True)``: play one
+      episode and return an :class:`~autotts.engine.EpisodeResult`. The controller sees only
+      the :class:`~autotts.contract.EpisodeState` the environment updates (never the gold
+      answer, never unrevealed branch data); controller failures are returned in
+      ``result.error``, never raised. The same ``(question, seed)`` gives the same episode.
+    - ``gold(question)``, ``is_correct(question, answer)``: scoring, for the evaluator only;
+    - ``unit``: what ``result.cost`` counts (``"tokens"`` where tokens are the cost).
+    """
+
+    env_id: str
+    unit: str = "tokens"
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The number of questions."""
+
+    @abstractmethod
+    def run_episode(
+        self,
+        controller: Controller,
+        params: dict,
+        question: int,
+        seed: int,
+        record_trace: bool = True,
+    ) -> EpisodeResult:
+        """Play one episode (see the class docstring)."""
+
+    @abstractmethod
+    def gold(self, question: int) -> str:
+        """The gold answer of ``question`` (scoring and reports only)."""
+
+    def is_correct(self, question: int, answer: str | None) -> bool:
+        """Exact string match with the gold answer (override for semantic equivalence)."""
+        return answer is not None and answer == self.gold(question)
+
+
+EnvironmentFactory = Callable[..., Environment]
+
+
+@dataclass(frozen=True)
+class EnvironmentType:
+    """A registered environment type: which ids it claims and how to build one."""
+
+    name: str
+    factory: EnvironmentFactory
+    matches: Callable[[str], bool]
+
+
+_TYPES: dict[str, EnvironmentType] = {}
+
+
+def register(
+    name: str, factory: EnvironmentFactory, matches: Callable[[str], bool] | None = None
+) -> None:
+    """Register an environment type. ``factory(env_id, env_dir=None, **kwargs)`` builds an
+    :class:`Environment`; ``matches(env_id)`` says whether an id is of this type (default:
+    ids starting with ``"NAME:"``). Types registered later are tried first, so a user type
+    can claim ids a built-in one would take; registering a name again replaces it."""
+    if not name or not callable(factory):
+        raise ValueError("register(name, factory): a non-empty name and a callable factory")
+    _TYPES.pop(name, None)
+    _TYPES[name] = EnvironmentType(
+        name, factory, matches or (lambda env_id: env_id.startswith(f"{name}:"))
+    )
+
+
+def registered_types() -> list[str]:
+    """Names of the registered environment types, most recently registered first."""
+    _register_builtins()
+    return list(reversed(_TYPES))
+
+
+def environment_type(env_id: str) -> EnvironmentType:
+    """The registered type that claims ``env_id``."""
+    from .errors import BadInput
+
+    _register_builtins()
+    for kind in reversed(_TYPES.values()):
+        if kind.matches(env_id):
+            return kind
+    raise BadInput(
+        f"environment id {env_id!r} is of no registered type; ids look like MODEL/DATASET "
+        f"(e.g. Qwen3-8B/aime24) or M1+M2/DATASET (registered: {', '.join(registered_types())})"
+    )
+
+
+def make(env_id: str, env_dir=None, **kwargs) -> Environment:
+    """Build the environment of ``env_id`` (stores are read from ``env_dir``, see
+    :func:`autotts.store.resolve_env_dir`); keyword arguments go to the type's factory."""
+    kind = environment_type(env_id)
+    env = kind.factory(env_id, env_dir, **kwargs)
+    if not isinstance(env, Environment):
+        raise TypeError(
+            f"environment type {kind.name!r} built a {type(env).__name__} for {env_id!r}, "
+            "not an autotts.Environment subclass"
+        )
+    return env
+
+
+_SHARED: dict[tuple, Environment] = {}
+
+
+def shared(env_id: str, env_dir=None, **kwargs) -> Environment:
+    """The process-wide instance of ``make(env_id, env_dir, **kwargs)``: worker processes
+    load each store once and reuse it for every unit of work."""
+    key = (env_id, None if env_dir is None else str(env_dir), repr(sorted(kwargs.items())))
+    if key not in _SHARED:
+        _SHARED[key] = make(env_id, env_dir, **kwargs)
+    return _SHARED[key]
+
+
+def resolve_ids(patterns: Iterable[str], env_dir=None) -> list[str]:
+    """Environment ids from ids and shell patterns over the stores found (``Qwen3-*/aime24``,
+    ``all``), in order, each once. A plain id is passed through (``make`` checks it)."""
+    from .errors import BadInput
+    from .store import list_environments
+
+    chosen: list[str] = []
+    known: list[str] | None = None
+    for pattern in patterns:
+        if pattern == "all" or any(ch in pattern for ch in "*?["):
+            if known is None:
+                known = [info.env_id for info in list_environments(env_dir)]
+            matched = known if pattern == "all" else fnmatch.filter(known, pattern)
+            if not matched:
+                raise BadInput(f"no environment matches {pattern!r} (known: {', '.join(known)})")
+        else:
+            matched = [pattern]
+        chosen += [m for m in matched if m not in chosen]
+    return chosen
+
+
+def _cross_model(env_id: str, env_dir=None, **kwargs):
+    from .crossmodel import CrossModelEnvironment
+
+    models, _, dataset = env_id.rpartition("/")
+    return CrossModelEnvironment.load(dataset, models.split("+"), env_dir, **kwargs)
+
+
+def _replay(env_id: str, env_dir=None, **kwargs):
+    from .replay import ReplayEnvironment
+
+    return ReplayEnvironment.load(env_id, env_dir, **kwargs)
+
+
+def _register_builtins() -> None:
+    if "replay" not in _TYPES:
+        _TYPES["replay"] = EnvironmentType("replay", _replay, lambda env_id: "/" in env_id)
+        register("cross-model", _cross_model, lambda env_id: "+" in env_id.rpartition("/")[0])
+        # keep user types registered before the built-ins ahead of them
+        for name in [n for n in _TYPES if n not in ("replay", "cross-model")]:
+            _TYPES[name] = _TYPES.pop(name)
+
+
+__all__ = [
+    "Environment",
+    "EnvironmentType",
+    "environment_type",
+    "make",
+    "register",
+    "registered_types",
+    "resolve_ids",
+    "shared",
+]

@@ -1,0 +1,152 @@
+"""What to evaluate: :class:`RunConfig` (one controller at one point of its sweep) and the
+ways to name controllers — spec strings, paths, short names, ``Controller`` classes and
+instances — turned into run configurations.
+
+A spec string is ``NAME_OR_PATH[@key=v1,v2,...][@key=v...]``: ``beta`` is the β knob, other
+keys override parameters, comma lists sweep (cartesian product); without ``@`` the β grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .contract import Controller
+from .errors import BadInput
+
+DEFAULT_BETAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+# A controller as the Python API accepts it: a short name, spec string or path; a Controller
+# subclass; or an instance.
+ControllerLike = str | Path | type[Controller] | Controller
+
+# The paper's Table 1 (``compare --preset paper``).
+PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One controller at one point of its sweep: ``beta`` and/or explicit parameter overrides.
+    ``controller`` is a path or short name, or a ``Controller`` class or instance (those run in
+    worker processes forked from this one, or in this process when they cannot)."""
+
+    controller: str | type[Controller] | Controller
+    label: str = ""
+    beta: float | None = None
+    overrides: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        target = self.controller
+        if isinstance(target, Controller):
+            target = type(target)
+        if isinstance(target, type):
+            return target.name or target.__name__
+        return Path(target).stem.replace("_", "-")
+
+    @property
+    def setting(self) -> str:
+        """Short human form of the sweep point, e.g. ``β=0.5`` or ``n=64``."""
+        parts = [f"β={self.beta:g}"] if self.beta is not None else []
+        parts += [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.overrides]
+        return ", ".join(parts) or "default"
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the controller is a Python object rather than a file."""
+        return not isinstance(self.controller, str | Path)
+
+
+def parse_value(text: str):
+    """A spec value: ``true``/``false``, an int, a float, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_spec(spec: str, default_betas: Sequence[float] | None = None) -> list[RunConfig]:
+    """``NAME_OR_PATH[@key=v1,v2...][@key=v...]`` → RunConfigs (cartesian product of lists);
+    ``beta`` is the β knob, other keys override parameters. No ``@``: the β grid."""
+    target, *assignments = spec.split("@")
+    axes: list[list[tuple[str, object]]] = []
+    for assignment in assignments:
+        key, sep, values = assignment.partition("=")
+        if not sep or not key or not values:
+            raise BadInput(
+                f"controller spec {spec!r}: expected key=value after '@', got {assignment!r}"
+            )
+        axes.append([(key.strip(), parse_value(v)) for v in values.split(",")])
+    return _sweep(target, axes, default_betas)
+
+
+def _sweep(target, axes, default_betas) -> list[RunConfig]:
+    if not axes:
+        axes = [[("beta", b) for b in (default_betas or DEFAULT_BETAS)]]
+    configs = []
+    for combo in itertools.product(*axes):
+        beta = next((float(v) for k, v in combo if k == "beta"), None)
+        overrides = tuple((k, v) for k, v in combo if k != "beta")
+        configs.append(RunConfig(controller=target, beta=beta, overrides=overrides))
+    return configs
+
+
+def run_configs(
+    controllers: ControllerLike | RunConfig | Iterable[ControllerLike | RunConfig],
+    betas: Sequence[float] | None = None,
+    **grid: Sequence[object],
+) -> list[RunConfig]:
+    """Run configurations for ``controllers``: one, or a list of, spec strings / paths / short
+    names (``"cmc"``, ``"sc@n=8,64"``, ``"mine.py"``), ``Controller`` classes or instances,
+    or ready :class:`RunConfig` objects. ``betas`` is the β grid of controllers given without
+    an explicit sweep (default 0, 0.1, …, 1); ``grid`` sweeps parameters instead
+    (``n=[8, 64]``), as ``@n=8,64`` does in a spec."""
+    if isinstance(controllers, str | Path | RunConfig | Controller) or (
+        isinstance(controllers, type) and issubclass(controllers, Controller)
+    ):
+        controllers = [controllers]
+    elif not isinstance(controllers, Iterable):
+        controllers = [controllers]  # reported below as something that cannot be evaluated
+    axes = [[(key, value) for value in values] for key, values in grid.items()]
+    configs: list[RunConfig] = []
+    for item in controllers:
+        if isinstance(item, RunConfig):
+            configs.append(item)
+        elif isinstance(item, str) and "@" in item:
+            if axes:
+                raise BadInput(f"controller spec {item!r} sweeps already; drop the grid")
+            configs += parse_spec(item, betas)
+        elif isinstance(item, str | Path):
+            configs += _sweep(str(item), axes, betas)
+        elif isinstance(item, Controller) or (
+            isinstance(item, type) and issubclass(item, Controller)
+        ):
+            configs += _sweep(item, axes, betas)
+        else:
+            raise BadInput(
+                f"cannot evaluate {item!r}: give a controller name, spec or path, a "
+                "Controller subclass or instance, or a RunConfig"
+            )
+    if not configs:
+        raise BadInput("no controllers to evaluate")
+    return list(dict.fromkeys(configs))
+
+
+__all__ = [
+    "DEFAULT_BETAS",
+    "PAPER_PRESET",
+    "ControllerLike",
+    "RunConfig",
+    "parse_spec",
+    "parse_value",
+    "run_configs",
+]
