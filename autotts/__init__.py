@@ -35,6 +35,17 @@ _LAZY = {
     "ControllerLoadError": "loader",
     "evaluate": "evaluation",
     "RunConfig": "specs",
+    "parse_spec": "specs",
+    "check": "checker",
+    "CheckReport": "checker",
+    "resolve_ids": "environment",
+    "discover": "discovery.runs",
+    "load_run": "discovery.runs",
+    "DiscoveryRun": "discovery.runs",
+    "Strategy": "discovery.strategies",
+    "OptunaStrategy": "discovery.strategies",
+    "TuneStrategy": "discovery.strategies",
+    "LLMStrategy": "discovery.strategies",
     "EvaluationReport": "evaluation",
 }
 

@@ -16,8 +16,10 @@ import inspect
 from dataclasses import dataclass, field
 
 from .environment import make
+from .errors import BadInput
 from .evaluation import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
 from .loader import ControllerLoadError, load_controller
+from .specs import ControllerLike, RunConfig
 
 
 @dataclass
@@ -147,8 +149,8 @@ def _check_in_sandbox(report, target, env, questions, seeds, betas, tolerance, i
 
 
 def check_controller(
-    target: str,
-    env_id: str,
+    target: ControllerLike,
+    env_id: str = "Qwen3-8B/aime24",
     *,
     env_dir=None,
     questions: int = 8,
@@ -158,14 +160,19 @@ def check_controller(
     sandbox: bool | None = None,
     isolate: bool = True,
 ) -> CheckReport:
-    """Run every check; the environment must load (else :class:`StoreError` propagates).
+    """Check a controller (a file or short name, a ``Controller`` subclass or instance):
+    it imports, its β schedule is deterministic with consistent keys, it runs without errors,
+    it is deterministic, its cost grows with β. The environment must load (else
+    :class:`~autotts.store.StoreError` propagates); ``report.ok`` says whether all passed.
 
     ``sandbox``: run the file in the OS sandbox (``True``), in-process (``False``), or
     sandboxed only when ``autotts export`` marked it untrusted (``None``)."""
-    report = CheckReport(str(target))
+    report = CheckReport(RunConfig(target).name if RunConfig(target).in_memory else str(target))
     env = make(env_id, env_dir)
     from .sandbox.evaluation import is_marked_untrusted
 
+    if sandbox and RunConfig(target).in_memory:
+        raise BadInput("the sandbox runs controller files; write the controller to a file first")
     if sandbox or (sandbox is None and is_marked_untrusted(target)):
         return _check_in_sandbox(
             report, target, env, questions, seeds, list(betas), tolerance, isolate
@@ -228,3 +235,6 @@ def check_controller(
         costs.append(sum(r.tokens for r in results) / len(results))
     _add_monotone_cost(report, betas, costs, tolerance)
     return report
+
+
+check = check_controller

@@ -65,7 +65,7 @@ class CostModel(BaseModel):
         if price is None:
             raise StoreError(
                 f"model {model!r} has no entry in the cost table (known: "
-                f"{', '.join(sorted(self.models)) or 'none'}); add it with --model-table"
+                f"{', '.join(sorted(self.models)) or 'none'}); add it to the cost table"
             )
         if self.unit == "flops":
             if price.parameters is None:

@@ -144,7 +144,7 @@ def resolve_env_dir(env_dir: str | Path | None = None) -> Path:
     tried = ", ".join(str(d) for d in dirs)
     raise StoreError(
         f"no environment directory found (tried {tried}); set ${ENV_DIR_VARIABLE}, "
-        "pass --env-dir, or download the public stores with `autotts envs fetch`"
+        "give an environment directory, or download the public stores (autotts envs fetch)"
     )
 
 

@@ -26,7 +26,7 @@ from autotts.collab.search import (
     evaluations_to_reach,
     optuna_search,
 )
-from autotts.discovery.rundir import RunDirectory
+from autotts.rundir import RunDirectory
 
 
 def main() -> None:

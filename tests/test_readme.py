@@ -35,3 +35,21 @@ def test_readme_collaboration_graph_compiles_and_runs(env_dir):
     controller = compile_graph(graph, env)
     result = env.run_episode(controller, controller.params(1.0), 0, 0)
     assert result.error is None and result.model_tokens["Qwen3-4B"] > 0
+
+
+def test_readme_notebook_example_runs(tmp_path):
+    """The README's notebook example, run as a script from another directory."""
+    import subprocess
+    import sys
+
+    section = README.read_text().split("## From Python (a notebook)", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = tmp_path / "notebook.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rounds recorded in" in done.stdout
+    for name in ("curves.png", "results.csv", "first_discovered.py"):
+        assert (tmp_path / name).stat().st_size > 0

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -113,8 +113,13 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         resume: Annotated[
             Path | None, typer.Option(help="Continue the run in this directory (its settings).")
         ] = None,
-        method: Annotated[
-            str, typer.Option(help="optuna (multi-objective TPE) or agent (Agent-REINFORCE).")
+        strategy: Annotated[
+            Literal["optuna", "agent"],
+            typer.Option(
+                "--strategy",
+                "--method",
+                help="optuna (multi-objective TPE) or agent (Agent-REINFORCE).",
+            ),
         ] = "optuna",
         objective: Annotated[
             str,
@@ -159,13 +164,13 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         from ..collab.evaluate import environment
         from ..collab.graph import GraphError
         from ..collab.pipeline import CollabSettings, run_collab, run_path
-        from ..discovery.rundir import RunDirectory, RunError
+        from ..rundir import RunDirectory, RunError
         from ..store import StoreError
 
         try:
             if resume is not None:
                 run = RunDirectory.open(resume)
-                settings = CollabSettings(**run.config["settings"])
+                settings = CollabSettings.recorded(run.config["settings"])
             else:
                 llm = None
                 if llm_model:
@@ -174,7 +179,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
                         "base_url": llm_base_url or os.environ.get("OPENAI_BASE_URL"),
                     }
                 settings = CollabSettings(
-                    method=method,
+                    strategy=strategy,
                     objective=objective,
                     dataset=dataset,
                     heldout=heldout,

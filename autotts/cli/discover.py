@@ -4,17 +4,18 @@
 commands defined inside :func:`register` at definition time.)
 """
 
-import contextlib
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
-AIME24 = [f"Qwen3-{m}/aime24" for m in ("0.6B", "1.7B", "4B", "8B")]
-AIME25 = [f"Qwen3-{m}/aime25" for m in ("0.6B", "1.7B", "4B", "8B")]
+from ..discovery.runs import AIME24, AIME25
+from ..errors import BadInput
+from ..rundir import RunDirectory
+from ..sandbox import IsolationUnavailable
 
 
 def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
@@ -51,13 +52,15 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
         ] = 100,
         strategy: Annotated[
-            str,
+            Literal["optuna", "tune"],
             typer.Option(
                 help="Without an LLM: 'optuna' (structural search + β-family compression) or "
                 "'tune' (tune CMC's β-schedule constants)."
             ),
         ] = "optuna",
-        sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe or nsga2.")] = "tpe",
+        sampler: Annotated[
+            Literal["tpe", "nsga2"], typer.Option(help="Optuna sampler: tpe or nsga2.")
+        ] = "tpe",
         storage: Annotated[
             str | None,
             typer.Option(
@@ -103,101 +106,83 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         env_dir: EnvDirOption = None,
     ) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
-        from ..discovery.optuna_search import SearchSettings
-        from ..discovery.pipeline import config_for, settings_from_config
-        from ..discovery.rundir import RunDirectory, RunError
-        from ..sandbox import IsolationUnavailable, require_isolation
-        from ..store import StoreError
+        from ..discovery.runs import discover as run_discovery
+        from ..discovery.strategies import LLMStrategy, OptunaStrategy, strategy_from
+        from ..errors import AutoTTSError
 
         llm_model = llm_model or os.environ.get("AUTOTTS_LLM_MODEL")
-        stack = contextlib.ExitStack()
-        with stack:
-            try:
-                if resume is not None:
-                    run = RunDirectory.open(resume)
-                    stack.enter_context(run.lock())
-                    RunDirectory.open(run.path)  # re-checked under the lock
-                    config = run.config
-                    if config.get("strategy") == "llm" and not unsafe_no_sandbox:
-                        require_isolation()
-                    settings = settings_from_config(config)
-                    if env_dir is not None:
-                        settings.env_dir = str(env_dir)
-                else:
-                    settings = SearchSettings(
-                        search_envs=list(search_env or AIME24),
-                        heldout_envs=list(heldout_env or AIME25),
-                        seeds=seeds,
-                        final_seeds=final_seeds,
-                        trials=trials,
-                        time_budget_s=60.0 * budget_minutes,
-                        sampler=sampler,
-                        storage=storage,
-                        study_name=study,
-                        workers=workers,
-                        env_dir=str(env_dir) if env_dir else None,
+        isolate = not unsafe_no_sandbox
+        api_key = (
+            llm_api_key or os.environ.get("AUTOTTS_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        )
+        try:
+            if resume is not None:
+                # the recorded strategy is used; only the secrets come from here
+                chosen = LLMStrategy("?", api_key=api_key, isolate=isolate)
+                path = RunDirectory.open(resume).path  # a run must be there
+            else:
+                if llm_model:
+                    chosen = LLMStrategy(
+                        llm_model,
+                        llm_base_url
+                        or os.environ.get("AUTOTTS_LLM_BASE_URL")
+                        or os.environ.get("OPENAI_BASE_URL"),
+                        temperature,
+                        price_in,
+                        price_out,
+                        api_key=api_key,
+                        isolate=isolate,
                     )
-                    llm = None
-                    if llm_model:
-                        llm = {
-                            "model": llm_model,
-                            "base_url": llm_base_url
-                            or os.environ.get("AUTOTTS_LLM_BASE_URL")
-                            or os.environ.get("OPENAI_BASE_URL"),
-                            "temperature": temperature,
-                            "price_in": price_in,
-                            "price_out": price_out,
-                        }
-                    if strategy not in ("optuna", "tune"):
-                        raise ValueError(f"unknown --strategy {strategy!r}; use optuna or tune")
-                    if llm and not unsafe_no_sandbox:
-                        require_isolation()  # before the run directory exists
-                    config = config_for(settings, "llm" if llm else strategy, name=name, llm=llm)
-                    path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-                    run = RunDirectory.create(path, config)
-                    stack.enter_context(run.lock())
-                _check_envs(settings)
-            except (RunError, StoreError, ValueError, IsolationUnavailable) as exc:
-                raise _fail(str(exc)) from None
-            try:
-                if unsafe_no_sandbox and config.get("strategy") == "llm":
+                elif strategy == "optuna":
+                    chosen = OptunaStrategy(sampler, storage=storage, study_name=study)
+                else:
+                    chosen = strategy_from(strategy)
+                path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+                if (path / "config.json").exists():
+                    raise _fail(
+                        f"{path} holds a run already; continue it with --resume {path}, "
+                        "or choose another --out"
+                    )
+            with _Progress(err_console, trials) as bar:
+                if unsafe_no_sandbox:
                     err_console.print(
-                        "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs without "
-                        "operating-system isolation; it can read and change what this user can.",
+                        "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs "
+                        "without operating-system isolation; it can read and change what this "
+                        "user can.",
                         highlight=False,
                     )
-                console.print(f"run directory: [bold]{run.path}[/]", highlight=False)
-                if config.get("strategy") == "llm":
-                    from ..discovery.agent import run_llm_discovery
-
-                    api_key = (
-                        llm_api_key
-                        or os.environ.get("AUTOTTS_LLM_API_KEY")
-                        or os.environ.get("OPENAI_API_KEY")
-                    )
-                    summary = run_llm_discovery(
-                        run,
-                        settings,
-                        config,
-                        api_key,
-                        console=err_console,
-                        isolate=not unsafe_no_sandbox,
-                    )
-                    _print_llm_summary(console, summary)
-                    _print_comparison(console, run, config.get("name", "discovered"))
-                else:
-                    verdict = _run_optuna(
-                        run, settings, config.get("name", "discovered"), err_console
-                    )
-                    _print_comparison(console, run, config.get("name", "discovered"))
-                    if verdict is not None and not (
-                        verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"]
-                    ):
-                        err_console.print(
-                            "[yellow]the discovered family met neither held-out target[/]"
-                        )
-            except RunError as exc:  # a full disk, a failing LLM endpoint, a broken study
-                raise _fail(str(exc), code=1) from None
+                console.print(f"run directory: [bold]{path}[/]", highlight=False)
+                run = run_discovery(
+                    list(search_env or AIME24),
+                    list(heldout_env or AIME25),
+                    strategy=chosen,
+                    run_dir=path,
+                    name=name,
+                    seeds=seeds,
+                    final_seeds=final_seeds,
+                    trials=trials,
+                    budget_minutes=budget_minutes,
+                    workers=workers,
+                    env_dir=env_dir,
+                    progress=bar.progress,
+                    log=bar.log,
+                )
+        except AutoTTSError as exc:
+            if isinstance(exc, BadInput | IsolationUnavailable):
+                raise _fail(str(exc)) from None
+            hint = f" (continue with: autotts discover --resume {path})"
+            raise _fail(f"{exc}{hint}", code=1) from None
+        name = run.config.get("name", name)
+        if run.config.get("strategy") == "llm":
+            _print_llm_summary(console, run.result or {})
+        _print_comparison(console, run.store, name)
+        verdict = (run.judgement() or {}).get("verdict")
+        if (
+            run.config.get("strategy") != "llm"
+            and verdict is not None
+            and not (verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"])
+        ):
+            err_console.print("[yellow]the discovered family met neither held-out target[/]")
         console.print(
             f"export: autotts export {run.path} -o controllers/discovered/{name.replace('-', '_')}.py"
             f"   report: autotts report {run.path}",
@@ -214,7 +199,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
     ) -> None:
         """Write a run's winner (or a candidate) as a self-contained controller file."""
         from ..discovery.export import export_controller
-        from ..discovery.rundir import RunError
+        from ..rundir import RunError
 
         try:
             path = export_controller(run, out, candidate)
@@ -230,7 +215,7 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         scaling curves; a collaboration run (``autotts collab search``) as report.md with the
         accuracy-vs-FLOPs frontier on the search and held-out datasets."""
         from ..discovery.report import render_report
-        from ..discovery.rundir import RunDirectory, RunError
+        from ..rundir import RunDirectory, RunError
 
         try:
             directory = RunDirectory.open(run)
@@ -245,44 +230,41 @@ def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> Non
         console.print("  ".join(str(p) for p in paths.values()), highlight=False)
 
 
-def _check_envs(settings) -> None:
-    from ..store import find_environment
+class _Progress:
+    """The discovery progress bar: search trials, then each later stage; LLM rounds as lines."""
 
-    for env_id in settings.search_envs + settings.heldout_envs:
-        find_environment(env_id, settings.env_dir)
+    def __init__(self, err_console, trials: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        self.console = err_console
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        )
+        self.trials = trials
 
-def _run_optuna(run, settings, name: str, err_console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task("search", total=self.trials)
+        return self
 
-    from ..discovery.pipeline import run_optuna_discovery
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
 
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console) as bar:
-        task = bar.add_task("search", total=settings.trials)
+    def progress(self, done: int, total: int, point) -> None:
+        text = "search"
+        if point is not None:
+            text = f"search (last: {point.accuracy:.2f}% @ {point.tokens / 1000:.0f}k)"
+        self.bar.update(self.task, completed=done, total=total, description=text)
 
-        def progress(done: int, total: int, point) -> None:
-            text = "search"
-            if point is not None:
-                text = f"search (last: {point.accuracy:.2f}% @ {point.tokens / 1000:.0f}k)"
-            bar.update(task, completed=done, total=total, description=text)
-
-        def stage(name_: str) -> None:
-            if name_ != "search":
-                bar.update(
-                    task,
-                    description=f"{name_}: 11 β × {settings.final_seeds} seeds",
-                    completed=0,
-                    total=None,
-                )
-
-        result = run_optuna_discovery(run, settings, name, progress, stage)
-    return result.get("verdict")
+    def log(self, text: str) -> None:
+        if text in ("family", "heldout"):
+            self.bar.update(self.task, description=f"{text}: 11 β sweeps", completed=0, total=None)
+        elif text != "search":
+            self.console.print(text, highlight=False)
 
 
 def _print_comparison(console, run, name: str) -> None:

@@ -46,7 +46,7 @@ def compile_graph(graph: CollabGraph, env, budget: float | None = None) -> Graph
         raise GraphError(
             f"node {live[0].id!r} has role {live[0].role!r}, which needs a live backend: it "
             "works on generated text, and replay stores hold only answers (run the graph "
-            "with `autotts validate GRAPH --backend …`)"
+            "on a live backend instead)"
         )
     facts = model_facts(env)
     for node in graph.nodes:

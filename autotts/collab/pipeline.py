@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..bundled import project_dir
-from ..discovery.rundir import RunDirectory, RunError
+from ..rundir import RunDirectory, RunError
 from .compile import export_graph
 from .evaluate import CrossSpec, GraphEvaluator, environment
 from .frontier import graph_points, on_envelope, pareto, single_model_points, with_gains
@@ -33,7 +33,7 @@ FIXED_BETAS = (0.25, 0.5, 0.75, 1.0)
 
 @dataclass
 class CollabSettings:
-    method: str = "optuna"  # optuna | agent
+    strategy: str = "optuna"  # optuna (multi-objective TPE) | agent (Agent-REINFORCE)
     objective: str = "pareto"  # optuna: pareto (accuracy, cost) | budget (accuracy within budget)
     dataset: str = "aime24"
     heldout: str = "aime25"
@@ -52,12 +52,20 @@ class CollabSettings:
     llm: dict | None = field(default=None)
 
     def __post_init__(self) -> None:
-        if self.method not in ("optuna", "agent"):
-            raise RunError(f"unknown search method {self.method!r}; use optuna or agent")
+        if self.strategy not in ("optuna", "agent"):
+            raise RunError(f"unknown collaboration strategy {self.strategy!r}; use optuna or agent")
         if self.objective not in ("pareto", "budget"):
             raise RunError(f"unknown objective {self.objective!r}; use pareto or budget")
         if self.budget <= 0:
             raise RunError(f"the budget must be positive, got {self.budget:g}")
+
+    @classmethod
+    def recorded(cls, data: dict) -> CollabSettings:
+        """The settings a run recorded (runs before the rename call the strategy "method")."""
+        data = dict(data)
+        if "method" in data:
+            data["strategy"] = data.pop("method")
+        return cls(**data)
 
     def spec(self, dataset: str | None = None) -> CrossSpec:
         models = tuple(self.models) if self.models else None
@@ -82,7 +90,7 @@ def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_ke
                     highlight=False,
                 ),
             )
-            if settings.method == "optuna":
+            if settings.strategy == "optuna":
                 pareto_front = settings.objective == "pareto"
                 records = optuna_search(search, settings.trials, settings.seed, pareto_front)
             else:
@@ -105,7 +113,7 @@ def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_ke
             graph = CollabGraph.model_validate(best["graph"])
             graph.dump(run.path / "best_graph.yaml")
             header = (
-                f"search: {settings.method} on {settings.dataset}, budget {settings.budget:.3g}"
+                f"search: {settings.strategy} on {settings.dataset}, budget {settings.budget:.3g}"
                 f"\n{settings.dataset}: {best['accuracy']:.2f}% at {best['cost']:.3g}"
             )
             export_graph(graph, run.path / "best_graph.py", header)

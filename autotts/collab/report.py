@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..discovery.rundir import RunDirectory, RunError
 from ..files import atomic_write_text
+from ..rundir import RunDirectory, RunError
 from .frontier import envelope
 from .pipeline import best_gain
 
@@ -108,15 +108,14 @@ def render_collab_report(run: RunDirectory) -> dict[str, Path]:
         final = run.read_json("final.json")
     except FileNotFoundError:
         raise RunError(
-            f"{run.path}: the final evaluation has not run yet; finish the run with "
-            f"`autotts collab search --resume {run.path}`"
+            f"{run.path}: the final evaluation has not run yet; resume the run to finish it"
         ) from None
     settings = final["settings"]
     unit = "FLOPs" if final.get("unit", "flops") == "flops" else "$"
     figure = _plot(final, run.path / "frontier.png", unit)
     evaluations = run.records("evaluations.jsonl")
     lines = [
-        f"# Collaboration search: {settings['method']} on {settings['dataset']}",
+        f"# Collaboration search: {settings.get('strategy', settings.get('method'))} on {settings['dataset']}",
         "",
         f"Budget {settings['budget']:.3g} {unit} per question; {len(evaluations)} graphs "
         f"evaluated at {settings['seeds']} seeds while searching; final numbers at "

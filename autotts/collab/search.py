@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..discovery.rundir import RunDirectory
+from ..rundir import RunDirectory
 from .compile import compile_graph
 from .evaluate import GraphEvaluator
 from .graph import GraphError
@@ -59,13 +59,13 @@ class GraphSearch:
         self.cache = {r["label"]: r for r in run.records("evaluations.jsonl")}
         self.count = 0  # evaluations of this search, cached ones included
 
-    def evaluate(self, choices: dict, method: str) -> dict:
+    def evaluate(self, choices: dict, strategy: str) -> dict:
         choices = {k: choices[k] for k in self.space.used(choices["structure"])}
         label = self.space.label(choices)
         self.count += 1
         record = self.cache.get(label)
         if record is None:
-            record = {"label": label, "method": method, "choices": choices}
+            record = {"label": label, "strategy": strategy, "choices": choices}
             try:
                 graph = self.space.build(choices)
                 compile_graph(graph, self.evaluator.env)

@@ -25,11 +25,11 @@ from string import Template
 from typing import Any, TypedDict
 
 from ..bundled import project_dir
+from ..rundir import RunDirectory, RunError
 from ..sandbox import SandboxLimits, static_problems
 from .candidates import CandidateResult, evaluate_candidate
 from .family import curve_score
 from .llm import LLMClient
-from .rundir import RunDirectory, RunError
 
 PROMPTS = project_dir("agents")
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
@@ -417,7 +417,7 @@ def run_llm_discovery(
         if failures >= MAX_ENDPOINT_FAILURES:
             raise RunError(
                 f"the LLM endpoint failed {failures} rounds in a row (last: {error[:300]}); "
-                f"the run stops here. Fix the endpoint, then continue with --resume {run.path}"
+                f"the run stops here. Fix the endpoint, then resume the run in {run.path}"
             )
     scored = proposer._scored()
     if scored and not run.stage_done("best"):

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..rundir import RunDirectory, RunError
 from ..sandbox.evaluation import mark_untrusted
 from .family import Family, family_source
-from .rundir import RunDirectory, RunError
 from .space import RANGES
 
 
@@ -84,7 +84,7 @@ def winner_source(run: RunDirectory, name: str) -> str:
     if best is None:
         raise RunError(
             f"{run.path}: the run has no winner yet (no family and no best candidate); "
-            "finish it with autotts discover --resume, or pick one with --candidate"
+            "finish the run first, or export one of its candidates by round id"
         )
     return candidate_source(run, best["candidate"], name)
 

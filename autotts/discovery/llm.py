@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .rundir import RunDirectory
+from ..rundir import RunDirectory
 
 
 class LLMClient:

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import BadInput
 from ..evaluation import RunConfig, evaluate
+from ..rundir import RunDirectory, RunError
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, Point, curve_score
-from .rundir import RunDirectory, RunError
 from .space import COMPOSABLE_PATH, RANGES, cmc_point, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -47,16 +48,16 @@ class SearchSettings:
     env_dir: str | None = None
 
     def __post_init__(self) -> None:
-        """Refuse bad values before anything is created (the message names the option)."""
+        """Refuse bad values before anything is created (the message names the setting)."""
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown --sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
+            raise BadInput(f"unknown Optuna sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
         for name in ("seeds", "final_seeds", "trials"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.time_budget_s <= 0:
-            raise ValueError("--budget-minutes must be positive")
+            raise BadInput("the search's time budget must be positive")
         if not self.search_envs:
-            raise ValueError("at least one --search-env is needed")
+            raise BadInput("at least one search environment is needed")
 
 
 SAMPLERS = ("tpe", "nsga2")
@@ -136,7 +137,7 @@ def _check_consistent(study, run, settings, recorded: dict[int, dict]) -> None:
         raise RunError(
             f"{storage_url(run, settings)}: the Optuna study lacks {len(lost_study)} trial(s) "
             f"that {run.path / 'history.jsonl'} records as finished (first: {lost_study[0]}); "
-            "was optuna.db deleted or replaced? Restore it, or start a new run with --out"
+            "was optuna.db deleted or replaced? Restore it, or start a new run elsewhere"
         )
     if settings.storage is None:  # a run-local study holds this run's trials only
         lost_history = sorted(finished - set(recorded))
@@ -144,7 +145,7 @@ def _check_consistent(study, run, settings, recorded: dict[int, dict]) -> None:
             raise RunError(
                 f"{run.path / 'history.jsonl'}: {len(lost_history)} finished trial(s) of the "
                 f"Optuna study are not recorded (first: {lost_history[0]}); was history.jsonl "
-                "truncated or replaced? Restore it, or start a new run with --out"
+                "truncated or replaced? Restore it, or start a new run elsewhere"
             )
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from itertools import pairwise
 
 from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
+from ..rundir import RunDirectory, RunError
 from .family import Family, family_source, fit_family
 from .optuna_search import (
     SearchSettings,
@@ -23,7 +24,6 @@ from .optuna_search import (
     structural_search,
     tune_schedule,
 )
-from .rundir import RunDirectory
 
 FAMILY_FILE = "family/controller.py"
 
@@ -34,7 +34,7 @@ def settings_from_config(config: dict) -> SearchSettings:
     try:
         return SearchSettings(**{k: v for k, v in config.get("search", {}).items() if k in known})
     except TypeError as exc:
-        raise ValueError(f"config.json: the run's search settings are incomplete ({exc})") from None
+        raise RunError(f"config.json: the run's search settings are incomplete ({exc})") from None
 
 
 def config_for(settings: SearchSettings, strategy: str = "optuna", **extra) -> dict:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from ..files import atomic_write_text
-from .rundir import RunDirectory
+from ..rundir import RunDirectory
 
 
 def _plot_trajectory(rounds: list[dict], path: Path) -> Path:

@@ -257,7 +257,7 @@ class OpenAIBackend(GenerationBackend):
             ) from None
         if model is None:
             if not models:
-                raise BackendError(f"{self.base_url} serves no model; pass --model")
+                raise BackendError(f"{self.base_url} serves no model; name the model to use")
             model = models[0].id
         self.model = model
         card = next((m for m in models if m.id == model), None)

@@ -177,7 +177,7 @@ class LiveEpisode:
             raise BackendError(
                 f"question {self.question}: the prompt ({prompt_len} tokens) leaves {room} "
                 f"tokens of {backend.model}'s {backend.max_model_len}, less than one interval "
-                f"(delta={s.delta}); raise max_model_len or lower --delta"
+                f"(delta={s.delta}); raise max_model_len or lower delta"
             )
         return limit
 
@@ -227,7 +227,7 @@ class LiveEpisode:
         if model is not None and model not in self.state.models:
             raise ActionError(
                 f"model {model!r} is not available: this live environment runs "
-                f"{self.state.models[0]} (names: {list(self.state.models)}; add one with --alias)"
+                f"{self.state.models[0]} (names: {list(self.state.models)}; add one as an alias)"
             )
 
     def generate(self, prompt, model, max_tokens) -> str:

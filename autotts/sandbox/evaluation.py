@@ -25,13 +25,16 @@ def mark_untrusted(source: str, origin: str) -> str:
     """``source`` with the mark as its first line (``origin``: who wrote it)."""
     return (
         f"{UNTRUSTED_MARK} ({origin}): `autotts evaluate` and `autotts check` run this file "
-        "in the sandbox; pass --no-sandbox to run it in-process\n" + source
+        "in the sandbox unless told to trust it\n" + source
     )
 
 
 def is_marked_untrusted(target: str | Path) -> bool:
     """Whether the controller file (path or built-in name) carries the mark in its first
-    lines; names that resolve to no file are not marked (loading reports them)."""
+    lines; names that resolve to no file are not marked (loading reports them), and
+    controllers given as Python objects are not files."""
+    if not isinstance(target, str | Path):
+        return False
     try:
         path = resolve_controller_path(target)
     except ControllerLoadError:

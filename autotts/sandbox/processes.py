@@ -92,8 +92,8 @@ def require_isolation() -> None:
             "untrusted controller code needs operating-system isolation, which this machine "
             f"does not provide: {'; '.join(problems)}. Run it on Linux ≥ 5.13 with user "
             "namespaces, Landlock and libseccomp (root, or unprivileged user namespaces "
-            "allowed), or pass --unsafe-no-sandbox to run it without containment (only for "
-            "code you trust)."
+            "allowed), or turn isolation off to run it without containment (only for code "
+            "you trust)."
         )
 
 

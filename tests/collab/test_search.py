@@ -19,8 +19,8 @@ from autotts.collab.search import (
 )
 from autotts.collab.space import GraphSpace
 from autotts.discovery.llm import LLMClient
-from autotts.discovery.rundir import RunDirectory
 from autotts.loader import load_controller
+from autotts.rundir import RunDirectory
 
 MODELS = ("Qwen3-1.7B", "Qwen3-4B")
 
@@ -67,7 +67,7 @@ def test_searches_record_every_evaluation_and_resume_without_rework(tmp_path, ev
     lines = (run.path / "evaluations.jsonl").read_text().splitlines()
     assert len(first) == 6 and 0 < len(lines) <= 6
     for record in first:
-        assert record["method"] == method
+        assert record["strategy"] == method
         assert 0 <= record["accuracy"] <= 100 and record["tokens"] > 0
         assert set(record["model_tokens"]) == set(MODELS)
         assert record["objective"] == objective(record["accuracy"], record["cost"], 3e15)
@@ -119,7 +119,7 @@ def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
     common = ["--model", "Qwen3-4B", "--model", "Qwen3-8B", "--env-dir", str(env_dir)]
     result = runner.invoke(
         app,
-        ["collab", "search", "-o", str(run), "--method", "agent", "--trials", "4",
+        ["collab", "search", "-o", str(run), "--strategy", "agent", "--trials", "4",
          "--seeds", "2", "--final-seeds", "2", "--final-graphs", "2", "--workers", "1",
          *common],
     )  # fmt: skip

@@ -13,7 +13,7 @@ from autotts.checker import check_controller
 from autotts.discovery.agent import extract_code, select_failure_traces
 from autotts.discovery.export import export_controller
 from autotts.discovery.report import render_report
-from autotts.discovery.rundir import RunDirectory
+from autotts.rundir import RunDirectory
 
 REPLIES = json.loads((Path(__file__).parents[1] / "fixtures" / "llm_replies.json").read_text())
 SMALL = [*SMALL_DISCOVERY, "--workers", "2"]

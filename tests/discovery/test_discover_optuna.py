@@ -14,7 +14,7 @@ from conftest import SMALL_DISCOVERY
 from autotts.checker import check_controller
 from autotts.discovery.export import export_controller
 from autotts.discovery.report import render_report
-from autotts.discovery.rundir import RunDirectory
+from autotts.rundir import RunDirectory
 
 SMALL = [*SMALL_DISCOVERY, "--workers", "1"]
 

@@ -3,7 +3,7 @@
 Layout::
 
     RUN/
-      config.json              settings of the run (written once; --resume reads it back)
+      config.json              settings of the run (written once; resuming reads it back)
       history.jsonl            append-only log, one JSON object per line: rounds, stages
       candidates/NNNN/         one folder per candidate (round)
         controller.py          its source (LLM candidates) or params.json (Optuna trials)
@@ -37,8 +37,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
-from ..files import atomic_write_text
+from .errors import BadInput
+from .files import atomic_write_text
 
 
 class RunError(BadInput):
@@ -58,8 +58,7 @@ class RunDirectory:
         run = cls(path)
         if (run.path / "config.json").exists():
             raise RunError(
-                f"{run.path} already holds a run; continue it with --resume {run.path} "
-                "or choose another --out"
+                f"{run.path} already holds a run; resume it, or choose another run directory"
             )
         with disk_errors(run.path):
             run.path.mkdir(parents=True, exist_ok=True)
@@ -76,7 +75,7 @@ class RunDirectory:
             raise RunError(
                 f"{run.path / 'history.jsonl'} is missing or empty, so the run's record is "
                 "gone; resuming would redo or double-count its work. Restore the file, or "
-                "start a new run with --out"
+                "start a new run elsewhere"
             )
         return run
 
@@ -204,7 +203,7 @@ def disk_errors(path: Path) -> Iterator[None]:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise RunError(
                 f"{path}: no space left on the device ({exc.strerror}); free some space and "
-                "continue with --resume (everything recorded so far is kept)"
+                "resume the run (everything recorded so far is kept)"
             ) from None
         raise
 
