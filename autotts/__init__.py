@@ -20,8 +20,9 @@ from .contract import (
     Prune,
     Read,
 )
-from .environment import Environment, make, register
+from .engine import Environment
 from .errors import AutoTTSError, BadInput, RunFailure
+from .registry import make, register
 from .voting import beta_confidence, majority, top_two, vote_confidence
 
 __version__ = "0.1.0"
@@ -38,7 +39,7 @@ _LAZY = {
     "parse_spec": "specs",
     "check": "checker",
     "CheckReport": "checker",
-    "resolve_ids": "environment",
+    "resolve_ids": "registry",
     "discover": "discovery.runs",
     "load_run": "discovery.runs",
     "DiscoveryRun": "discovery.runs",

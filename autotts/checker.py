@@ -15,11 +15,12 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .environment import make
+from .episodes import play_episodes
 from .errors import BadInput
-from .evaluation import DEFAULT_BETAS, EPISODE_TIME_LIMIT_S, Watchdog
 from .loader import ControllerLoadError, load_controller
-from .specs import ControllerLike, RunConfig
+from .registry import make
+from .report import cost_drops
+from .specs import DEFAULT_BETAS, ControllerLike, RunConfig
 
 
 @dataclass
@@ -66,11 +67,7 @@ def _schedule_problem(controller, betas) -> str | None:
 
 def _add_monotone_cost(report: CheckReport, betas, costs, tolerance) -> None:
     """The last check: mean tokens never drop (beyond ``tolerance``) as β grows."""
-    drops = [
-        f"β {betas[i - 1]}→{betas[i]}: {costs[i - 1]:,.0f}→{costs[i]:,.0f}"
-        for i in range(1, len(costs))
-        if costs[i] < costs[i - 1] * (1 - tolerance)
-    ]
+    drops = cost_drops(betas, costs, tolerance)
     curve = ", ".join(f"{b:g}:{c / 1000:.1f}k" for b, c in zip(betas, costs, strict=True))
     report.add("monotone cost", not drops, ("cost falls: " + "; ".join(drops)) if drops else curve)
 
@@ -193,12 +190,7 @@ def check_controller(
 
     def sweep_point(beta: float):
         params = controller.params(beta)
-        with Watchdog(EPISODE_TIME_LIMIT_S) as watchdog:
-            results = []
-            for q, s in episodes:
-                watchdog.reset()
-                results.append(env.run_episode(controller, params, q, s))
-        return results
+        return list(play_episodes(controller, ((env, params, q, s) for q, s in episodes)))
 
     middle = betas[len(betas) // 2]
     first = sweep_point(middle)

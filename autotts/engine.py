@@ -1,7 +1,8 @@
-"""The episode engine every environment shares: the action interpreter :func:`play` (which
-drives a controller's generator, validates each action and hands it to an episode engine),
-the action log and :class:`EpisodeResult`, and :class:`EpisodeRunner`, the base of the
-environments that play an episode from its ``episode_source``.
+"""The episode engine every environment shares: the :class:`Environment` contract, the
+action interpreter :func:`play` (which drives a controller's generator, validates each
+action and hands it to an episode engine), the action log and :class:`EpisodeResult`, and
+:class:`EpisodeRunner`, the base of the environments that play an episode from its
+``episode_source``. :mod:`autotts.registry` turns environment ids into environments.
 
 An *episode engine* (replay's ``_Episode``, the cross-model and live episodes) implements
 ``state``, ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``,
@@ -11,6 +12,7 @@ arguments (exact built-in ints in range, flags, model names) before the engine s
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +29,6 @@ from .contract import (
     Prune,
     Read,
 )
-from .environment import Environment
 from .errors import RunFailure
 
 DEFAULT_MAX_STEPS = 20_000
@@ -72,6 +73,47 @@ class EpisodeResult:
         if self.trace_cache is None and self.actions is not None and self.source is not None:
             self.trace_cache = _rebuild_trace(self.source, self.actions)
         return self.trace_cache
+
+
+class Environment(ABC):
+    """The contract every environment implements (replay, cross-model, live, user types).
+
+    - ``env_id``: the id it was made from (tables, traces and plots use it);
+    - ``len(env)``: the number of questions, addressed ``0 … len(env) - 1``;
+    - ``run_episode(controller, params, question, seed, record_trace=True)``: play one
+      episode and return an :class:`~autotts.engine.EpisodeResult`. The controller sees only
+      the :class:`~autotts.contract.EpisodeState` the environment updates (never the gold
+      answer, never unrevealed branch data); controller failures are returned in
+      ``result.error``, never raised. The same ``(question, seed)`` gives the same episode.
+    - ``gold(question)``, ``is_correct(question, answer)``: scoring, for the evaluator only;
+    - ``unit``: what ``result.cost`` counts (``"tokens"`` where tokens are the cost).
+    """
+
+    env_id: str
+    unit: str = "tokens"
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The number of questions."""
+
+    @abstractmethod
+    def run_episode(
+        self,
+        controller: Controller,
+        params: dict,
+        question: int,
+        seed: int,
+        record_trace: bool = True,
+    ) -> EpisodeResult:
+        """Play one episode (see the class docstring)."""
+
+    @abstractmethod
+    def gold(self, question: int) -> str:
+        """The gold answer of ``question`` (scoring and reports only)."""
+
+    def is_correct(self, question: int, answer: str | None) -> bool:
+        """Exact string match with the gold answer (override for semantic equivalence)."""
+        return answer is not None and answer == self.gold(question)
 
 
 class EngineFailure(RunFailure):

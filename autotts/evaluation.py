@@ -14,179 +14,23 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .environment import resolve_ids, shared
+from .episodes import EPISODE_TIME_LIMIT_S, Tally, play_episodes
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
+from .registry import resolve_ids, shared
 from .replay import ReplayEnvironment
+from .report import EvaluationReport, Row, UnitResult
 from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, run_configs
 
 DEFAULT_SEEDS = 100
-EPISODE_TIME_LIMIT_S = 10.0
-
-
-@dataclass
-class UnitResult:
-    """Per-question aggregates of one (config, environment, question block) unit."""
-
-    config: RunConfig
-    env_id: str
-    questions: list[int]
-    correct: list[int]  # per question: number of correct seeds
-    tokens: list[int]  # per question: summed tokens over seeds
-    episodes: int = 0
-    errors: int = 0
-    first_error: str | None = None
-    load_error: str | None = None
-    traces: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclass
-class Row:
-    """One line of the results table."""
-
-    controller: str
-    setting: str
-    env_id: str
-    accuracy: float  # percent, averaged over questions and seeds
-    tokens: float  # mean tokens per question
-    episodes: int
-    errors: int
-    status: str
-    seconds: float
-    config: RunConfig
-
-    @property
-    def tokens_k(self) -> str:
-        """Mean tokens in k as the paper prints them (rounded to whole tokens first)."""
-        if self.tokens != self.tokens:  # NaN: nothing ran
-            return "-"
-        return "%.1fk" % (round(self.tokens) / 1000)
-
-
-@dataclass
-class EvaluationReport:
-    """All results of one evaluation: ``rows`` (one per configuration × environment),
-    ``units`` (per-question detail and traces), the seeds and the wall time.
-
-    In a notebook: ``report`` displays as a table; ``report.per_question()`` gives the
-    per-question accuracies; ``report.to_csv(path)``, ``report.plot(path)`` and
-    ``report.save(directory)`` write the same files ``autotts evaluate`` writes."""
-
-    rows: list[Row]
-    units: list[UnitResult]
-    seeds: int
-    seconds: float
-
-    def row(self, name: str, env_id: str, setting: str | None = None) -> Row:
-        for row in self.rows:
-            if row.controller == name and row.env_id == env_id and setting in (None, row.setting):
-                return row
-        raise KeyError(f"no result for {name} {setting or ''} on {env_id}")
-
-    def per_question(self) -> list[dict]:
-        """One dict per (configuration, environment, question): ``accuracy`` (percent of
-        seeds correct) and ``mean_tokens``."""
-        return [
-            {
-                "controller": unit.config.name,
-                "setting": unit.config.setting,
-                "env": unit.env_id,
-                "question": q,
-                "accuracy": 100 * correct / self.seeds,
-                "mean_tokens": tokens / self.seeds,
-            }
-            for unit in self.units
-            if not unit.load_error
-            for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True)
-        ]
-
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """The results table as CSV text, also written (atomically) to ``path`` if given."""
-        from .files import atomic_write_text
-        from .report import results_csv
-
-        text = results_csv(self)
-        if path is not None:
-            atomic_write_text(Path(path), text)
-        return text
-
-    def to_markdown(self, with_reference: bool = False) -> str:
-        from .report import markdown_table
-
-        return markdown_table(self, with_reference)
-
-    def plot(self, path: str | Path | None = None):
-        """The accuracy-vs-tokens figure (a matplotlib ``Figure``); with ``path``, also saved
-        there (``.png``/``.svg``/``.pdf`` by its suffix)."""
-        from .report import curves_figure
-
-        figure = curves_figure(self)
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(path, dpi=150)
-        return figure
-
-    def save(self, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
-        """Write every output (tables, per-question CSV, traces, plots) into ``out_dir``."""
-        from .report import write_outputs
-
-        return write_outputs(self, out_dir, with_reference)
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
 
 
 # --- worker side -------------------------------------------------------------------------
-
-
-class EpisodeTimeout(Exception):
-    """Raised inside a controller whose episode used more CPU time than allowed."""
-
-
-class Watchdog:
-    """Interrupts an episode that uses more than ``limit_s`` seconds of *CPU time* (main
-    thread, POSIX only): a CPU-time timer (``ITIMER_PROF``) checks when the current episode
-    started. CPU time, not wall-clock time, so a loaded machine never changes a result."""
-
-    def __init__(self, limit_s: float):
-        self.limit_s = limit_s
-        self.started = time.process_time()
-        self.enabled = hasattr(signal, "setitimer") and _is_main_thread()
-
-    def __enter__(self) -> Watchdog:
-        if self.enabled:
-            self.previous = signal.signal(signal.SIGPROF, self._check)
-            period = min(0.5, self.limit_s / 4)
-            signal.setitimer(signal.ITIMER_PROF, period, period)
-        return self
-
-    def reset(self) -> None:
-        """Mark the start of the next episode."""
-        self.started = time.process_time()
-
-    def _check(self, signum, frame) -> None:
-        if time.process_time() - self.started > self.limit_s:
-            self.started = time.process_time()
-            raise EpisodeTimeout(f"episode exceeded the CPU-time limit of {self.limit_s:g} s")
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            signal.setitimer(signal.ITIMER_PROF, 0, 0)
-            signal.signal(signal.SIGPROF, self.previous)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def run_unit(
@@ -213,24 +57,16 @@ def run_unit(
         unit.load_error = f"schedule() failed: {type(exc).__name__}: {exc}"
         return unit
     env = shared(env_id, env_dir)
-    with Watchdog(time_limit_s) as watchdog:
-        for slot, question in enumerate(questions):
-            correct = tokens = 0
-            for seed in range(seeds):
-                watchdog.reset()
-                result = env.run_episode(controller, params, question, seed)
-                if result.error is not None:
-                    unit.errors += 1
-                    if unit.first_error is None:
-                        unit.first_error = f"question {question}, seed {seed}: {result.error}"
-                elif env.is_correct(question, result.answer):
-                    correct += 1
-                tokens += result.tokens
-                if seed < trace_seeds:
-                    unit.traces.append(episode_record(env, config, params, result))
-            unit.correct[slot] = correct
-            unit.tokens[slot] = tokens
-            unit.episodes += seeds
+    slots = {question: slot for slot, question in enumerate(questions)}
+    tally = Tally()
+    episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
+    for result in play_episodes(controller, episodes, time_limit_s=time_limit_s):
+        slot = slots[result.question]
+        unit.correct[slot] += tally.add(env, result)
+        unit.tokens[slot] += result.tokens
+        if result.seed < trace_seeds:
+            unit.traces.append(episode_record(env, config, params, result))
+    unit.episodes, unit.errors, unit.first_error = tally.episodes, tally.errors, tally.first_error
     unit.seconds = time.perf_counter() - start
     return unit
 
@@ -396,4 +232,12 @@ def _sandboxed(configs: Sequence[RunConfig], sandbox: bool | None) -> list[RunCo
     ]
 
 
-__all__ = ["DEFAULT_BETAS", "EvaluationReport", "Row", "RunConfig", "evaluate", "run_unit"]
+__all__ = [
+    "DEFAULT_BETAS",
+    "EvaluationReport",
+    "Row",
+    "RunConfig",
+    "UnitResult",
+    "evaluate",
+    "run_unit",
+]

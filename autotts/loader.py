@@ -7,6 +7,7 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 from __future__ import annotations
 
 import hashlib
+import importlib
 import sys
 import types
 from pathlib import Path
@@ -38,7 +39,7 @@ def builtin_controllers() -> dict[str, Path]:
 def resolve_controller_path(target: str | Path) -> Path:
     """A controller path or short name (``cmc``, ``parallel-probe``) → its file."""
     path = Path(target)
-    if path.suffix in (".py", *GRAPH_SUFFIXES) or path.exists():
+    if path.suffix in (".py", *CONTROLLER_FILE_TYPES) or path.exists():
         if not path.is_file():
             raise ControllerLoadError(f"{path}: controller file not found")
         return path.resolve()
@@ -51,15 +52,30 @@ def resolve_controller_path(target: str | Path) -> Path:
     )
 
 
-GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+# Controller files other than Python, by suffix: "module:function" entry points (as in
+# Gymnasium's registry) taking the file's path and returning its Controller subclass. Loaded
+# on first use, so this module depends on none of them.
+CONTROLLER_FILE_TYPES: dict[str, str] = dict.fromkeys(
+    (".yaml", ".yml", ".json"), "autotts.collab.execute:graph_file_controller"
+)
+GRAPH_SUFFIXES = tuple(CONTROLLER_FILE_TYPES)
+
+
+def register_controller_file_type(suffix: str, entry_point: str) -> None:
+    """Let files ending in ``suffix`` be controllers: ``entry_point`` (``"module:function"``)
+    maps such a file's path to its Controller subclass (raising ControllerLoadError)."""
+    if not suffix.startswith(".") or ":" not in entry_point:
+        raise ValueError("register_controller_file_type('.ext', 'package.module:function')")
+    CONTROLLER_FILE_TYPES[suffix] = entry_point
 
 
 def load_controller_class(target: str | Path) -> type[Controller]:
     """Import a controller file and return its single :class:`Controller` subclass (a
     collaboration graph file, ``.yaml``/``.yml``/``.json``, gives its graph controller)."""
     path = resolve_controller_path(target)
-    if path.suffix in GRAPH_SUFFIXES:
-        return _graph_controller_class(path)
+    if path.suffix in CONTROLLER_FILE_TYPES:
+        module, _, function = CONTROLLER_FILE_TYPES[path.suffix].partition(":")
+        return getattr(importlib.import_module(module), function)(path)
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -103,18 +119,6 @@ def controller_class_from_source(source: str, origin: str | Path) -> type[Contro
     if not cls.name:
         cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
-
-
-def _graph_controller_class(path: Path) -> type[Controller]:
-    from .collab.execute import GraphController
-    from .collab.graph import CollabGraph, GraphError
-
-    try:
-        graph = CollabGraph.load(path)
-    except GraphError as exc:
-        raise ControllerLoadError(str(exc)) from None
-    data = graph.model_dump(mode="json")
-    return type("LoadedGraph", (GraphController,), {"name": graph.name, "graph_data": data})
 
 
 def load_controller(target: str | Path | type[Controller] | Controller) -> Controller:

@@ -1,5 +1,6 @@
-"""Evaluation outputs: results table (CSV + Markdown), per-question detail, traces, and the
-accuracy-vs-tokens plot (log-x, one curve per controller, one panel per environment)."""
+"""Evaluation results and their outputs: :class:`EvaluationReport` (rows, per-question detail,
+traces), the results table (CSV + Markdown), and the accuracy-vs-tokens plot (log-x, one curve
+per controller, one panel per environment)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,157 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .evaluation import EvaluationReport, Row
 from .files import atomic_write_text
+from .specs import RunConfig
 from .traces import write_jsonl
+
+
+@dataclass
+class UnitResult:
+    """Per-question aggregates of one (config, environment, question block) unit."""
+
+    config: RunConfig
+    env_id: str
+    questions: list[int]
+    correct: list[int]  # per question: number of correct seeds
+    tokens: list[int]  # per question: summed tokens over seeds
+    episodes: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    load_error: str | None = None
+    traces: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    controller: str
+    setting: str
+    env_id: str
+    accuracy: float  # percent, averaged over questions and seeds
+    tokens: float  # mean tokens per question
+    episodes: int
+    errors: int
+    status: str
+    seconds: float
+    config: RunConfig
+
+    @property
+    def tokens_k(self) -> str:
+        """Mean tokens in k as the paper prints them (rounded to whole tokens first)."""
+        if self.tokens != self.tokens:  # NaN: nothing ran
+            return "-"
+        return "%.1fk" % (round(self.tokens) / 1000)
+
+
+@dataclass
+class EvaluationReport:
+    """All results of one evaluation: ``rows`` (one per configuration × environment),
+    ``units`` (per-question detail and traces), the seeds and the wall time.
+
+    In a notebook: ``report`` displays as a table; ``report.per_question()`` gives the
+    per-question accuracies; ``report.to_csv(path)``, ``report.plot(path)`` and
+    ``report.save(directory)`` write the same files ``autotts evaluate`` writes."""
+
+    rows: list[Row]
+    units: list[UnitResult]
+    seeds: int
+    seconds: float
+
+    def row(self, name: str, env_id: str, setting: str | None = None) -> Row:
+        for row in self.rows:
+            if row.controller == name and row.env_id == env_id and setting in (None, row.setting):
+                return row
+        raise KeyError(f"no result for {name} {setting or ''} on {env_id}")
+
+    def per_question(self) -> list[dict]:
+        """One dict per (configuration, environment, question): ``accuracy`` (percent of
+        seeds correct) and ``mean_tokens``."""
+        return [
+            {
+                "controller": unit.config.name,
+                "setting": unit.config.setting,
+                "env": unit.env_id,
+                "question": q,
+                "accuracy": 100 * correct / self.seeds,
+                "mean_tokens": tokens / self.seeds,
+            }
+            for unit in self.units
+            if not unit.load_error
+            for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True)
+        ]
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The results table as CSV text, also written (atomically) to ``path`` if given."""
+        text = results_csv(self)
+        if path is not None:
+            atomic_write_text(Path(path), text)
+        return text
+
+    def to_markdown(self, with_reference: bool = False) -> str:
+        return markdown_table(self, with_reference)
+
+    def plot(self, path: str | Path | None = None):
+        """The accuracy-vs-tokens figure (a matplotlib ``Figure``); with ``path``, also saved
+        there (``.png``/``.svg``/``.pdf`` by its suffix)."""
+        figure = curves_figure(self)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=150)
+        return figure
+
+    def save(self, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
+        """Write every output (tables, per-question CSV, traces, plots) into ``out_dir``."""
+        return write_outputs(self, out_dir, with_reference)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def mean_over_envs(points: Iterable[Sequence[float]]) -> tuple[float, float]:
+    """Mean accuracy and mean tokens of per-environment ``(accuracy, tokens)`` points: every
+    environment weighs the same, as in the paper's averages."""
+    points = list(points)
+    return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
+
+
+def mean_curve(rows: Iterable[Row]) -> list[dict]:
+    """One point per configuration (in order) averaged over its environments: ``setting``,
+    ``beta``, ``accuracy``, ``tokens``, ``per_env`` (``[accuracy, tokens]`` by id), ``status``."""
+    groups: dict[RunConfig, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.config, []).append(row)
+    curve = []
+    for config, mine in groups.items():
+        accuracy, tokens = mean_over_envs((r.accuracy, r.tokens) for r in mine)
+        curve.append(
+            {
+                "setting": config.setting,
+                "beta": config.beta,
+                "accuracy": accuracy,
+                "tokens": tokens,
+                "per_env": {r.env_id: [r.accuracy, r.tokens] for r in mine},
+                "status": sorted({r.status for r in mine}),
+            }
+        )
+    return curve
+
+
+def cost_drops(betas: Sequence[float], tokens: Sequence[float], tolerance: float) -> list[str]:
+    """The β contract: where mean tokens fall (beyond ``tolerance``, relative) as β grows."""
+    return [
+        f"β {betas[i - 1]:g}→{betas[i]:g}: {tokens[i - 1]:,.0f}→{tokens[i]:,.0f} tokens"
+        for i in range(1, len(tokens))
+        if tokens[i] < tokens[i - 1] * (1 - tolerance)
+    ]
+
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference.json"
 

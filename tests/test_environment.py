@@ -8,7 +8,7 @@ import pytest
 
 import autotts
 from autotts import Continue, Controller, Environment
-from autotts.environment import _TYPES, make, register, registered_types, resolve_ids, shared
+from autotts.registry import _TYPES, make, register, registered_types, resolve_ids, shared
 from autotts.replay import ReplayEnvironment, _Episode
 from autotts.store import load_records
 

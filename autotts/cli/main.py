@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..environment import resolve_ids
+from ..registry import resolve_ids
 from ..specs import PAPER_PRESET, parse_spec
 
 app = typer.Typer(

@@ -9,8 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from ..crossmodel import CostModel, CrossModelEnvironment, dataset_models
-from ..environment import shared
+from ..episodes import Tally, play_episodes
 from ..evaluation import _blocks
+from ..registry import shared
 from .execute import GraphController
 from .graph import CollabGraph
 
@@ -63,22 +64,12 @@ def _score_block(graph_json: str, beta: float, spec: CrossSpec, questions, seeds
     env = environment(spec)
     controller = GraphController(CollabGraph.model_validate_json(graph_json))
     params = controller.params(beta)
-    correct = tokens = errors = 0
-    cost = 0.0
-    per_model = dict.fromkeys(env.models, 0)
-    first_error = None
-    for question in questions:
-        for seed in range(seeds):
-            r = env.run_episode(controller, params, question, seed, record_trace=False)
-            if r.error is not None:
-                errors += 1
-                first_error = first_error or f"question {question}, seed {seed}: {r.error}"
-            correct += env.is_correct(question, r.answer)
-            tokens += r.tokens
-            cost += r.cost
-            for model, n in r.model_tokens.items():
-                per_model[model] += n
-    return correct, tokens, cost, per_model, errors, first_error
+    tally = Tally(model_tokens=dict.fromkeys(env.models, 0))
+    episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
+    for result in play_episodes(controller, episodes, time_limit_s=None, record_trace=False):
+        tally.add(env, result)
+    t = tally
+    return t.correct, t.tokens, t.cost, t.model_tokens, t.errors, t.first_error
 
 
 class GraphEvaluator:

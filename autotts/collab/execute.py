@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..contract import (
@@ -344,4 +345,15 @@ def _node_controller(node: Node) -> Controller:
     return controller
 
 
-__all__ = ["GraphController", "NodeView", "Outcome"]
+def graph_file_controller(path: Path) -> type[GraphController]:
+    """The controller class of a graph file (``.yaml``/``.yml``/``.json``; the loader's entry
+    point for those suffixes)."""
+    try:
+        graph = CollabGraph.load(path)
+    except GraphError as exc:
+        raise ControllerLoadError(str(exc)) from None
+    data = graph.model_dump(mode="json")
+    return type("LoadedGraph", (GraphController,), {"name": graph.name, "graph_data": data})
+
+
+__all__ = ["GraphController", "NodeView", "Outcome", "graph_file_controller"]

@@ -9,11 +9,11 @@ sample replayed in a fresh process), and its cost never drops as β grows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import pairwise
 
-from ..evaluation import RunConfig
 from ..replay import ReplayEnvironment
+from ..report import cost_drops, mean_over_envs
 from ..sandbox import SandboxLimits, run_sandboxed
+from ..specs import RunConfig
 from ..traces import episode_record
 
 MONOTONE_TOLERANCE = 0.02
@@ -41,13 +41,9 @@ class CandidateResult:
         )
 
 
-def cost_drops(curve: list[dict], tolerance: float = MONOTONE_TOLERANCE) -> list[str]:
-    """Where mean tokens fall (beyond ``tolerance``) as β grows."""
-    return [
-        f"β {a['beta']:g}→{b['beta']:g}: {a['tokens']:,.0f}→{b['tokens']:,.0f} tokens"
-        for a, b in pairwise(curve)
-        if b["tokens"] < a["tokens"] * (1 - tolerance)
-    ]
+def curve_cost_drops(curve: list[dict], tolerance: float = MONOTONE_TOLERANCE) -> list[str]:
+    """Where a curve's mean tokens fall (beyond ``tolerance``) as β grows."""
+    return cost_drops([p["beta"] for p in curve], [p["tokens"] for p in curve], tolerance)
 
 
 def evaluate_candidate(
@@ -107,15 +103,11 @@ def evaluate_candidate(
             ]
             for env_id in envs
         }
+        accuracy, tokens_mean = mean_over_envs(per_env.values())
         curve.append(
-            {
-                "beta": beta,
-                "accuracy": sum(a for a, _ in per_env.values()) / len(per_env),
-                "tokens": sum(t for _, t in per_env.values()) / len(per_env),
-                "per_env": per_env,
-            }
+            {"beta": beta, "accuracy": accuracy, "tokens": tokens_mean, "per_env": per_env}
         )
-    drops = cost_drops(curve)
+    drops = curve_cost_drops(curve)
     if drops:
         return CandidateResult(
             False,

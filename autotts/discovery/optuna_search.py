@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BadInput
 from ..evaluation import RunConfig, evaluate
+from ..report import mean_curve, mean_over_envs
 from ..rundir import RunDirectory, RunError
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
@@ -85,8 +86,7 @@ def evaluate_point(
         row.env_id: {"accuracy": row.accuracy, "tokens": row.tokens, "status": row.status}
         for row in report.rows
     }
-    accuracy = sum(r["accuracy"] for r in per_env.values()) / len(per_env)
-    tokens = sum(r["tokens"] for r in per_env.values()) / len(per_env)
+    accuracy, tokens = mean_over_envs((r["accuracy"], r["tokens"]) for r in per_env.values())
     traces = [t for unit in report.units for t in unit.traces]
     return accuracy, tokens, per_env, traces
 
@@ -261,17 +261,11 @@ def family_curve(
     """Mean accuracy / tokens of a family at each β (trusted in-process evaluation)."""
     configs = [composable_config(family.params(b), label=f"b{b}") for b in betas]
     report = evaluate(configs, envs, seeds=seeds, workers=workers, env_dir=env_dir, trace_seeds=0)
-    curve = []
-    for beta, config in zip(betas, configs, strict=True):
-        rows = [r for r in report.rows if r.config == config]
-        curve.append(
-            {
-                "beta": beta,
-                "accuracy": sum(r.accuracy for r in rows) / len(rows),
-                "tokens": sum(r.tokens for r in rows) / len(rows),
-            }
-        )
-    return curve
+    points = mean_curve(report.rows)
+    return [
+        {"beta": beta, "accuracy": p["accuracy"], "tokens": p["tokens"]}
+        for beta, p in zip(betas, points, strict=True)
+    ]
 
 
 def tune_schedule(

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from itertools import pairwise
 
 from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
+from ..report import mean_curve
 from ..rundir import RunDirectory, RunError
 from .family import Family, family_source, fit_family
 from .optuna_search import (
@@ -60,23 +61,7 @@ def provenance_header(run: RunDirectory, settings: SearchSettings, family: Famil
 
 def _curve(report, name: str, env_ids: list[str]) -> list[dict]:
     """Per-setting mean accuracy/tokens over ``env_ids`` (plus per-environment detail)."""
-    settings: dict[str, list] = {}
-    for row in report.rows:
-        if row.controller == name and row.env_id in env_ids:
-            settings.setdefault(row.setting, []).append(row)
-    curve = []
-    for setting, rows in settings.items():
-        curve.append(
-            {
-                "setting": setting,
-                "beta": rows[0].config.beta,
-                "accuracy": sum(r.accuracy for r in rows) / len(rows),
-                "tokens": sum(r.tokens for r in rows) / len(rows),
-                "per_env": {r.env_id: [r.accuracy, r.tokens] for r in rows},
-                "status": sorted({r.status for r in rows}),
-            }
-        )
-    return curve
+    return mean_curve(r for r in report.rows if r.controller == name and r.env_id in env_ids)
 
 
 def curves_with_baselines(

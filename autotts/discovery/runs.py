@@ -109,7 +109,7 @@ def discover(
     ``progress(done, total, point)`` is called after each search trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
-    from ..environment import resolve_ids
+    from ..registry import resolve_ids
     from ..sandbox import require_isolation
     from ..store import find_environment
     from .optuna_search import SearchSettings

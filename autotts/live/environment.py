@@ -36,12 +36,12 @@ from ..engine import (
     PRUNE,
     READ,
     EngineFailure,
+    Environment,
     EpisodeResult,
     inactive_message,
     play,
     requested_intervals,
 )
-from ..environment import Environment
 from .answers import LiveSettings, answers_match, final_answer, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
 

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..contract import Controller
-from ..evaluation import RunConfig
+from ..episodes import Tally, play_episodes
 from ..replay import ReplayEnvironment
+from ..specs import RunConfig
 from ..store import StoreError, list_environments
 from ..traces import episode_record
 from .answers import LiveSettings
@@ -42,19 +43,19 @@ def validate_live(
         backend, questions, settings, max_branches=max_branches, aliases=aliases, others=others
     )
     config = RunConfig(controller.name or "controller", label=controller.name)
-    correct = tokens = errors = 0
-    first_error = None
+    tally = Tally()
     traces = []
     start = time.perf_counter()
-    for q in range(len(questions)):
-        for seed in range(seeds):
-            result = env.run_episode(controller, params, q, seed)
-            if result.error is not None:
-                errors += 1
-                first_error = first_error or f"question {q}, seed {seed}: {result.error}"
-            correct += env.is_correct(q, result.answer)
-            tokens += result.tokens
-            traces.append(episode_record(env, config, params, result))
+    episodes = ((env, params, q, seed) for q in range(len(questions)) for seed in range(seeds))
+    for result in play_episodes(controller, episodes, time_limit_s=None):
+        tally.add(env, result)
+        traces.append(episode_record(env, config, params, result))
+    correct, tokens, errors, first_error = (
+        tally.correct,
+        tally.tokens,
+        tally.errors,
+        tally.first_error,
+    )
     seconds = time.perf_counter() - start
     episodes = len(questions) * seeds
     stats = [b.stats for b in env.served]
@@ -112,25 +113,19 @@ def replay_prediction(
     if best is None:
         return None
     env, matched = best
-    correct = tokens = errors = 0
-    first_error = None
-    for q in matched:
-        for seed in range(REPLAY_SEEDS):
-            result = env.run_episode(controller, params, q, seed, record_trace=False)
-            correct += env.is_correct(q, result.answer)
-            tokens += result.tokens
-            if result.error is not None:  # e.g. a graph with live-only roles
-                errors += 1
-                first_error = first_error or result.error
-    n = len(matched) * REPLAY_SEEDS
+    tally = Tally()  # errors: e.g. a graph with live-only roles
+    episodes = ((env, params, q, seed) for q in matched for seed in range(REPLAY_SEEDS))
+    for result in play_episodes(controller, episodes, record_trace=False):
+        tally.add(env, result)
+    n = tally.episodes
     return {
         "env": env.env_id,
         "matched": len(matched),
-        "accuracy": 100.0 * correct / n,
-        "tokens": tokens / n,
+        "accuracy": 100.0 * tally.correct / n,
+        "tokens": tally.tokens / n,
         "episodes": n,
-        "errors": errors,
-        "first_error": first_error,
+        "errors": tally.errors,
+        "first_error": tally.first_error,
     }
 
 

@@ -3,7 +3,7 @@
 ``autotts export`` puts :data:`UNTRUSTED_MARK` at the top of an LLM-written candidate;
 ``autotts evaluate``/``compare``/``check`` run a file carrying it in the sandbox unless told
 ``--no-sandbox`` (and any file with ``--sandbox``). The sandboxed path gives the evaluator's
-usual :class:`~autotts.evaluation.UnitResult` rows, so tables, plots and traces are the same.
+usual :class:`~autotts.report.UnitResult` rows, so tables, plots and traces are the same.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..evaluation import RunConfig, UnitResult
 from ..loader import ControllerLoadError, resolve_controller_path
 from ..replay import ReplayEnvironment
+from ..report import UnitResult
+from ..specs import RunConfig
 from ..traces import episode_record
 from .runner import run_sandboxed
 

@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 
-from ..evaluation import Watchdog
+from ..episodes import play_episodes
 from ..loader import ControllerLoadError, controller_class_from_source
 from ..replay import ReplayEnvironment
 from . import isolation
@@ -121,11 +121,10 @@ def _run_job(job: dict, out) -> None:
         return
     out.write(b"P\t" + header.encode("ascii") + b"\n")
     wide = job["wide"]
-    with Watchdog(job["episode_cpu_s"]) as watchdog:
-        for n, (index, env_id, question, seed) in enumerate(job["units"]):
-            watchdog.reset()
-            result = envs[env_id].run_episode(controller, params[index], question, seed)
-            out.write(b"%d\t" % n + encode_unit(result, wide) + b"\n")
+    episodes = ((envs[e], params[i], question, seed) for i, e, question, seed in job["units"])
+    results = play_episodes(controller, episodes, time_limit_s=job["episode_cpu_s"])
+    for n, result in enumerate(results):
+        out.write(b"%d\t" % n + encode_unit(result, wide) + b"\n")
 
 
 def _self_test() -> list[str]:

@@ -1,4 +1,4 @@
-"""The environment contract, and the registry that turns an environment id into one.
+"""The environment registry: environment ids to :class:`~autotts.engine.Environment` objects.
 
 An *environment* is a set of questions a controller can play episodes on; each
 ``(question, seed)`` episode is deterministic. The built-in types:
@@ -23,56 +23,10 @@ read them run unchanged wherever the signal exists.
 from __future__ import annotations
 
 import fnmatch
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .contract import Controller
-    from .engine import EpisodeResult
-
-
-class Environment(ABC):
-    """The contract every environment implements (replay, cross-model, live, user types).
-
-    - ``env_id``: the id it was made from (tables, traces and plots use it);
-    - ``len(env)``: the number of questions, addressed ``0 … len(env) - 1``;
-    - ``run_episode(controller, params, question, seed, record_trace=True)``: play one
-      episode and return an :class:`~autotts.engine.EpisodeResult`. The controller sees only
-      the :class:`~autotts.contract.EpisodeState` the environment updates (never the gold
-      answer, never unrevealed branch data); controller failures are returned in
-      ``result.error``, never raised. The same ``(question, seed)`` gives the same episode.
-    - ``gold(question)``, ``is_correct(question, answer)``: scoring, for the evaluator only;
-    - ``unit``: what ``result.cost`` counts (``"tokens"`` where tokens are the cost).
-    """
-
-    env_id: str
-    unit: str = "tokens"
-
-    @abstractmethod
-    def __len__(self) -> int:
-        """The number of questions."""
-
-    @abstractmethod
-    def run_episode(
-        self,
-        controller: Controller,
-        params: dict,
-        question: int,
-        seed: int,
-        record_trace: bool = True,
-    ) -> EpisodeResult:
-        """Play one episode (see the class docstring)."""
-
-    @abstractmethod
-    def gold(self, question: int) -> str:
-        """The gold answer of ``question`` (scoring and reports only)."""
-
-    def is_correct(self, question: int, answer: str | None) -> bool:
-        """Exact string match with the gold answer (override for semantic equivalence)."""
-        return answer is not None and answer == self.gold(question)
-
+from .engine import Environment
 
 EnvironmentFactory = Callable[..., Environment]
 
