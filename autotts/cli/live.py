@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .common import EnvDirOption, _fail, console, err_console
+
 BackendOption = Annotated[
     str, typer.Option("--backend", help="vllm (engine in this process) or openai (a server).")
 ]
@@ -112,7 +114,7 @@ def _open_live(_fail, questions, env_dir, limit, settings_args, backend_args):
         raise _fail(str(exc), 1) from None
 
 
-def register(app: typer.Typer, console, err_console, _fail, EnvDirOption) -> None:  # noqa: N803
+def register(app: typer.Typer) -> None:
     """Add the live commands to the ``autotts`` app (called by :mod:`autotts.cli`)."""
 
     @app.command("build-env")

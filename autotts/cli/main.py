@@ -12,11 +12,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..registry import resolve_ids
 from ..specs import PAPER_PRESET, parse_spec
+from .common import (
+    EXIT_FAILED,
+    EnvDirOption,
+    EnvOption,
+    OutOption,
+    SandboxOption,
+    SeedsOption,
+    TraceSeedsOption,
+    UnsafeOption,
+    WorkersOption,
+    _fail,
+    console,
+    err_console,
+)
 
 app = typer.Typer(
     help="autotts: discover, evaluate and compare test-time-scaling controllers on replay environments.",
@@ -24,67 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-envs_app = typer.Typer(help="List and fetch replay environments.", invoke_without_command=True)
-trace_app = typer.Typer(help="Read execution traces.", no_args_is_help=True)
-app.add_typer(envs_app, name="envs")
-app.add_typer(trace_app, name="trace")
-# Lines never wrap (paths and messages stay whole when piped); tables still fit the width.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
-
-EnvDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--env-dir",
-        help="Directory of MODEL/DATASET.json stores (default: $AUTOTTS_ENV_DIR, ../shared/environments, the fetch cache).",
-    ),
-]
-EnvOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--env",
-        "-e",
-        help="Environment id MODEL/DATASET; repeatable; glob patterns and 'all' allowed.",
-    ),
-]
-SeedsOption = Annotated[
-    int, typer.Option("--seeds", min=1, help="Seeds per question (seed s shuffles the branches).")
-]
-WorkersOption = Annotated[
-    int | None, typer.Option("--workers", min=1, help="Worker processes (default: both cores).")
-]
-OutOption = Annotated[
-    Path | None,
-    typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>)."),
-]
-TraceSeedsOption = Annotated[
-    int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
-]
-SandboxOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--sandbox/--no-sandbox",
-        help="Run controller files in the OS sandbox (--sandbox), or in-process even when "
-        "marked untrusted (--no-sandbox). Default: files that `autotts export` marked as "
-        "LLM-written run sandboxed, others in-process.",
-        show_default=False,
-    ),
-]
-UnsafeOption = Annotated[
-    bool,
-    typer.Option(
-        "--unsafe-no-sandbox",
-        help="Where sandboxed code would run, run it in worker processes without OS isolation "
-        "(for machines without namespaces, Landlock or seccomp; only for code you trust).",
-    ),
-]
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _configs_and_envs(specs, env, env_dir, default_envs):
@@ -185,94 +137,6 @@ def _run_and_report(
         reference_for(r) is not None and not matches_reference(r) for r in report.rows
     )
     if failed or mismatched:
-        raise typer.Exit(EXIT_FAILED)
-
-
-@envs_app.callback()
-def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
-    """List the replay environments with their statistics."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from ..store import StoreError, list_environments, load_environment_records, resolve_env_dir
-
-    try:
-        root = resolve_env_dir(env_dir)
-        infos = list_environments(root)
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    table = Table(title=f"replay environments in {root}")
-    for column in (
-        "id",
-        "questions",
-        "branches",
-        "Δ",
-        "mean branch tokens",
-        "mean probes",
-        "pass@all %",
-        "status",
-    ):
-        table.add_column(column)
-    bad = False
-    for info in infos:
-        try:
-            records = load_environment_records(info.env_id, root)
-        except StoreError as exc:
-            table.add_row(info.env_id, "", "", "", "", "", "", f"[red]{exc}[/]")
-            bad = True
-            continue
-        branches = [b for r in records for b in r.each_branch]
-        passed = sum(any(b[2] == r.gold_answer for b in r.each_branch) for r in records)
-        table.add_row(
-            info.env_id,
-            str(len(records)),
-            str(len(records[0].each_branch)),
-            str(records[0].probe_freq),
-            f"{sum(b[1] for b in branches) / len(branches):,.0f}",
-            f"{sum(len(b[0]) for b in branches) / len(branches):.1f}",
-            f"{100 * passed / len(records):.1f}",
-            "[green]ok[/]",
-        )
-    console.print(table)
-    if not infos:
-        raise _fail(f"no MODEL/DATASET.json stores in {root}")
-    if bad:
-        raise typer.Exit(EXIT_FAILED)
-
-
-@envs_app.command("fetch")
-def envs_fetch(
-    dest: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where to store them (default: the user cache, searched by every command)."
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Mirror to download from (default: the pinned AutoTTS commit on GitHub)."
-        ),
-    ] = None,
-    only: Annotated[
-        list[str] | None,
-        typer.Option("--only", help="Environment id to fetch; repeatable (default: all)."),
-    ] = None,
-) -> None:
-    """Download the public replay stores, verify their sha256, resume interrupted downloads."""
-    from ..fetch import FetchError, fetch_environments
-
-    def show(outcome) -> None:
-        colour = "red" if outcome.status.startswith("failed") else "green"
-        console.print(
-            f"[{colour}]{outcome.status}[/] {outcome.name} ({outcome.bytes:,} bytes)",
-            highlight=False,
-        )
-
-    try:
-        outcomes = fetch_environments(dest, base_url, only, on_file=show)
-    except FetchError as exc:
-        raise _fail(str(exc)) from None
-    if any(o.status.startswith("failed") for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -393,57 +257,19 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
-@trace_app.command("show")
-def trace_show(
-    path: Annotated[
-        Path, typer.Argument(help="A traces/*.jsonl file written by evaluate/compare.")
-    ],
-    question: Annotated[
-        int | None, typer.Option(help="Question index to show (default: the first episode).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed to show.")] = None,
-    list_: Annotated[
-        bool, typer.Option("--list", help="List the episodes in the file instead.")
-    ] = False,
-) -> None:
-    """Show one episode's action-by-action trace in a readable form."""
-    from ..traces import TraceFileError, read_traces, render_episode, render_index
-
-    try:
-        episodes = list(read_traces(path))
-    except TraceFileError as exc:
-        raise _fail(str(exc)) from None
-    if list_:
-        console.print(render_index(episodes))
-        return
-    chosen = [
-        e
-        for e in episodes
-        if (question is None or e.question == question) and (seed is None or e.seed == seed)
-    ]
-    if not chosen:
-        raise _fail(f"{path}: no episode with question={question} seed={seed}")
-    console.print(render_episode(chosen[0]))
-
-
-@trace_app.command("schema")
-def trace_schema() -> None:
-    """Print the JSON Schema of a trace line."""
-    import json
-
-    from ..traces import EpisodeTrace
-
-    console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
-
-
 from .discover import register as _register_discovery  # noqa: E402
 
-_register_discovery(app, console, err_console, _fail, EnvDirOption)
+_register_discovery(app)
 
 from .live import register as _register_live  # noqa: E402
 
-_register_live(app, console, err_console, _fail, EnvDirOption)
+_register_live(app)
 
 from .collab import register as _register_collab  # noqa: E402
 
-_register_collab(app, console, err_console, _fail, EnvDirOption)
+_register_collab(app)
+
+from .data import envs_app, trace_app  # noqa: E402
+
+app.add_typer(envs_app, name="envs")
+app.add_typer(trace_app, name="trace")

@@ -10,8 +10,8 @@ from conftest import SMALL_DISCOVERY
 from llm_double import RecordedChatServer
 
 from autotts.checker import check_controller
-from autotts.discovery.agent import extract_code, select_failure_traces
 from autotts.discovery.export import export_controller
+from autotts.discovery.replies import extract_code, select_failure_traces
 from autotts.discovery.report import render_report
 from autotts.rundir import RunDirectory
 

@@ -129,7 +129,7 @@ def test_a_graph_with_live_roles_runs_on_the_engine(vllm_backend, settings):
     assert result.tokens > 2 * settings.max_branch_tokens  # the two drafts, then the questions
     unknown = LiveEnvironment(vllm_backend, QUESTIONS, settings)
     failed = unknown.run_episode(controller, controller.params(1.0), 0, 0)
-    assert "model 'Qwen3-8B' is not available" in failed.error and "--alias" in failed.error
+    assert "model 'Qwen3-8B' is not available" in failed.error and "as an alias" in failed.error
     from autotts.live.validation import validate_live
 
     report = validate_live(

@@ -1,0 +1,68 @@
+"""What every ``autotts`` command shares: the consoles, exit codes, the error exit, and the
+common options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+# Lines never wrap (paths and messages stay whole when piped); tables still fit the width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+EnvDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-dir",
+        help="Directory of MODEL/DATASET.json stores (default: $AUTOTTS_ENV_DIR, ../shared/environments, the fetch cache).",
+    ),
+]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        "-e",
+        help="Environment id MODEL/DATASET; repeatable; glob patterns and 'all' allowed.",
+    ),
+]
+SeedsOption = Annotated[
+    int, typer.Option("--seeds", min=1, help="Seeds per question (seed s shuffles the branches).")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Worker processes (default: both cores).")
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>)."),
+]
+TraceSeedsOption = Annotated[
+    int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
+]
+SandboxOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--sandbox/--no-sandbox",
+        help="Run controller files in the OS sandbox (--sandbox), or in-process even when "
+        "marked untrusted (--no-sandbox). Default: files that `autotts export` marked as "
+        "LLM-written run sandboxed, others in-process.",
+        show_default=False,
+    ),
+]
+UnsafeOption = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-no-sandbox",
+        help="Where sandboxed code would run, run it in worker processes without OS isolation "
+        "(for machines without namespaces, Landlock or seccomp; only for code you trust).",
+    ),
+]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
