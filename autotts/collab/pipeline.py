@@ -22,10 +22,10 @@ from pathlib import Path
 from ..bundled import project_dir
 from ..rundir import RunDirectory, RunError
 from .compile import export_graph
-from .evaluate import CrossSpec, GraphEvaluator, environment
+from .evaluate import CrossSpec, environment
 from .frontier import graph_points, on_envelope, pareto, single_model_points, with_gains
 from .graph import CollabGraph
-from .search import AgentSettings, GraphSearch, agent_search, optuna_search
+from .strategies import collab_strategy
 
 FIXED_GRAPHS = project_dir("agents") / "graphs"
 FIXED_BETAS = (0.25, 0.5, 0.75, 1.0)
@@ -80,27 +80,8 @@ def fixed_graphs() -> list[CollabGraph]:
 def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_key=None) -> dict:
     say = console.print if console else (lambda *a, **k: None)
     if not run.stage_done("search"):
-        with GraphEvaluator(settings.spec(), settings.seeds, settings.workers) as evaluator:
-            search = GraphSearch(
-                run,
-                evaluator,
-                settings.budget,
-                lambda r: say(
-                    f"  {r['n']:>4} {r['label'][:70]:<70} {r['accuracy']:6.2f}%  {r['cost']:.3g}",
-                    highlight=False,
-                ),
-            )
-            if settings.strategy == "optuna":
-                pareto_front = settings.objective == "pareto"
-                records = optuna_search(search, settings.trials, settings.seed, pareto_front)
-            else:
-                llm = None
-                if settings.llm:
-                    from ..discovery.llm import LLMClient
-
-                    llm = LLMClient(run, settings.llm, api_key)
-                agent = AgentSettings(settings.trials, settings.batch, settings.lr, settings.seed)
-                records = agent_search(search, agent, llm)
+        strategy = collab_strategy(settings, api_key)
+        records = strategy.search(run, settings, log=lambda line: say(line, highlight=False))
         run.finish_stage("search", evaluations=[r["label"] for r in records])
     if not run.stage_done("final"):
         say("final evaluation (search and held-out datasets)…")
