@@ -19,8 +19,8 @@ from .episodes import play_episodes
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
 from .registry import make
-from .report import cost_drops
 from .specs import DEFAULT_BETAS, ControllerLike, RunConfig
+from .stats import cost_drops
 
 
 @dataclass

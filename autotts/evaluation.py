@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
+
 from .episodes import EPISODE_TIME_LIMIT_S, Tally, play_episodes
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
@@ -26,6 +28,7 @@ from .registry import resolve_ids, shared
 from .replay import ReplayEnvironment
 from .report import EvaluationReport, Row, UnitResult
 from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, run_configs
+from .stats import estimate
 
 DEFAULT_SEEDS = 100
 
@@ -46,7 +49,7 @@ def run_unit(
     from .traces import episode_record
 
     start = time.perf_counter()
-    unit = UnitResult(config, env_id, list(questions), [0] * len(questions), [0] * len(questions))
+    unit = UnitResult.empty(config, env_id, questions, seeds)
     try:
         controller = load_controller(config.controller)
         params = controller.params(config.beta, **dict(config.overrides))
@@ -61,9 +64,7 @@ def run_unit(
     tally = Tally()
     episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
     for result in play_episodes(controller, episodes, time_limit_s=time_limit_s):
-        slot = slots[result.question]
-        unit.correct[slot] += tally.add(env, result)
-        unit.tokens[slot] += result.tokens
+        unit.record(slots[result.question], result.seed, tally.add(env, result), result.tokens)
         if result.seed < trace_seeds:
             unit.traces.append(episode_record(env, config, params, result))
     unit.episodes, unit.errors, unit.first_error = tally.episodes, tally.errors, tally.first_error
@@ -100,6 +101,7 @@ def _rows(
                 100.0 * sum(sum(u.correct) for u in mine) / episodes if episodes else float("nan")
             )
             tokens = sum(sum(u.tokens) for u in mine) / episodes if episodes else float("nan")
+            estimates = _estimates(mine) if episodes and not load_error else (None, None)
             rows.append(
                 Row(
                     config.name,
@@ -112,9 +114,21 @@ def _rows(
                     status,
                     sum(u.seconds for u in mine),
                     config,
+                    *estimates,
                 )
             )
     return rows
+
+
+def _estimates(units: list[UnitResult]) -> tuple:
+    """Accuracy (percent) and tokens of a configuration on one environment with their
+    two-level bootstrap uncertainty (questions, then seeds within question)."""
+    correct = [row for u in units for row in u.seed_correct]
+    tokens = [row for u in units for row in u.seed_tokens]
+    if not correct or not correct[0]:
+        return None, None
+    accuracy = estimate([100.0 * np.asarray(correct, dtype=float)])
+    return accuracy, estimate([np.asarray(tokens, dtype=float)])
 
 
 def evaluate(

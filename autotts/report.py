@@ -8,13 +8,15 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from .files import atomic_write_text
 from .specs import RunConfig
+from .stats import Estimate, Verdict, paired_difference, superiority
 from .traces import write_jsonl
 
 
@@ -33,6 +35,24 @@ class UnitResult:
     load_error: str | None = None
     traces: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    # per question slot, per seed (in seed order): 1/0 correct, and tokens — for intervals
+    seed_correct: list[list[int]] = field(default_factory=list)
+    seed_tokens: list[list[int]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, config: RunConfig, env_id: str, questions, seeds: int) -> UnitResult:
+        n = len(questions)
+        unit = cls(config, env_id, list(questions), [0] * n, [0] * n)
+        unit.seed_correct = [[0] * seeds for _ in range(n)]
+        unit.seed_tokens = [[0] * seeds for _ in range(n)]
+        return unit
+
+    def record(self, slot: int, seed: int, correct: bool, tokens: int) -> None:
+        """Count one finished episode of question ``questions[slot]``."""
+        self.correct[slot] += correct
+        self.tokens[slot] += tokens
+        self.seed_correct[slot][seed] = int(correct)
+        self.seed_tokens[slot][seed] = tokens
 
 
 @dataclass
@@ -49,6 +69,21 @@ class Row:
     status: str
     seconds: float
     config: RunConfig
+    accuracy_estimate: Estimate | None = None  # percent: mean, standard error, 95 % interval
+    tokens_estimate: Estimate | None = None
+
+    @property
+    def accuracy_text(self) -> str:
+        """``84.27 ± 0.52`` (accuracy and its standard error)."""
+        if self.accuracy_estimate is None:
+            return f"{self.accuracy:.2f}"
+        return f"{self.accuracy:.2f} ± {self.accuracy_estimate.se:.2f}"
+
+    @property
+    def interval_text(self) -> str:
+        """The accuracy's 95 % interval, ``[83.2, 85.3]``."""
+        e = self.accuracy_estimate
+        return "-" if e is None else f"[{e.low:.1f}, {e.high:.1f}]"
 
     @property
     def tokens_k(self) -> str:
@@ -77,6 +112,25 @@ class EvaluationReport:
             if row.controller == name and row.env_id == env_id and setting in (None, row.setting):
                 return row
         raise KeyError(f"no result for {name} {setting or ''} on {env_id}")
+
+    def outcomes(self, row: Row) -> tuple[list[list[int]], list[list[int]]]:
+        """Per question, per seed: whether the episode was correct (1/0), and its tokens."""
+        mine = [u for u in self.units if u.config == row.config and u.env_id == row.env_id]
+        return (
+            [seeds for u in mine for seeds in u.seed_correct],
+            [seeds for u in mine for seeds in u.seed_tokens],
+        )
+
+    def compare(self, candidate: Row, baseline: Row) -> Verdict:
+        """Paired comparison of two rows' accuracies on the same environment (same questions,
+        same seeds): ``beats`` / ``worse`` only when the 95 % interval of the difference
+        excludes zero, else ``no significant difference``."""
+        if candidate.env_id != baseline.env_id:
+            raise ValueError("a paired comparison needs both rows on the same environment")
+        a, b = self.outcomes(candidate)[0], self.outcomes(baseline)[0]
+        return superiority(
+            paired_difference([100.0 * np.asarray(a, float)], [100.0 * np.asarray(b, float)])
+        )
 
     def per_question(self) -> list[dict]:
         """One dict per (configuration, environment, question): ``accuracy`` (percent of
@@ -122,44 +176,6 @@ class EvaluationReport:
         return self.to_markdown()
 
 
-def mean_over_envs(points: Iterable[Sequence[float]]) -> tuple[float, float]:
-    """Mean accuracy and mean tokens of per-environment ``(accuracy, tokens)`` points: every
-    environment weighs the same, as in the paper's averages."""
-    points = list(points)
-    return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
-
-
-def mean_curve(rows: Iterable[Row]) -> list[dict]:
-    """One point per configuration (in order) averaged over its environments: ``setting``,
-    ``beta``, ``accuracy``, ``tokens``, ``per_env`` (``[accuracy, tokens]`` by id), ``status``."""
-    groups: dict[RunConfig, list[Row]] = {}
-    for row in rows:
-        groups.setdefault(row.config, []).append(row)
-    curve = []
-    for config, mine in groups.items():
-        accuracy, tokens = mean_over_envs((r.accuracy, r.tokens) for r in mine)
-        curve.append(
-            {
-                "setting": config.setting,
-                "beta": config.beta,
-                "accuracy": accuracy,
-                "tokens": tokens,
-                "per_env": {r.env_id: [r.accuracy, r.tokens] for r in mine},
-                "status": sorted({r.status for r in mine}),
-            }
-        )
-    return curve
-
-
-def cost_drops(betas: Sequence[float], tokens: Sequence[float], tolerance: float) -> list[str]:
-    """The β contract: where mean tokens fall (beyond ``tolerance``, relative) as β grows."""
-    return [
-        f"β {betas[i - 1]:g}→{betas[i]:g}: {tokens[i - 1]:,.0f}→{tokens[i]:,.0f} tokens"
-        for i in range(1, len(tokens))
-        if tokens[i] < tokens[i - 1] * (1 - tolerance)
-    ]
-
-
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference.json"
 
 
@@ -182,13 +198,20 @@ def _status_cell(status: str, width: int = 80) -> str:
 
 def markdown_table(report: EvaluationReport, with_reference: bool = False) -> str:
     """The results as a Markdown table (optionally next to the published reference cells)."""
-    head = ["controller", "setting", "environment", "accuracy %", "tokens"]
+    head = ["controller", "setting", "environment", "accuracy % ± se", "95 % interval", "tokens"]
     if with_reference:
         head += ["reference acc", "reference tokens", "match"]
     head.append("status")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
-        cells = [row.controller, row.setting, row.env_id, f"{row.accuracy:.2f}", row.tokens_k]
+        cells = [
+            row.controller,
+            row.setting,
+            row.env_id,
+            row.accuracy_text,
+            row.interval_text,
+            row.tokens_k,
+        ]
         if with_reference:
             ref = reference_for(row)
             if ref is None:
@@ -224,7 +247,12 @@ def results_csv(report: EvaluationReport) -> str:
             "setting",
             "env",
             "accuracy",
+            "accuracy_se",
+            "accuracy_low",
+            "accuracy_high",
             "mean_tokens",
+            "tokens_low",
+            "tokens_high",
             "episodes",
             "errors",
             "seconds",
@@ -232,13 +260,16 @@ def results_csv(report: EvaluationReport) -> str:
         ]
     )
     for r in report.rows:
+        acc, tok = r.accuracy_estimate, r.tokens_estimate
         writer.writerow(
             [
                 r.controller,
                 r.setting,
                 r.env_id,
                 f"{r.accuracy:.4f}",
+                *_cells(acc and (acc.se, acc.low, acc.high), 3, "{:.4f}"),
                 f"{r.tokens:.2f}",
+                *_cells(tok and (tok.low, tok.high), 2, "{:.2f}"),
                 r.episodes,
                 r.errors,
                 f"{r.seconds:.2f}",
@@ -246,6 +277,11 @@ def results_csv(report: EvaluationReport) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _cells(values, width: int, form: str) -> list[str]:
+    """Formatted ``values``, or ``width`` empty cells where nothing was measured."""
+    return [form.format(v) for v in values] if values else [""] * width
 
 
 def per_question_csv(report: EvaluationReport) -> str:

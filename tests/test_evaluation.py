@@ -140,3 +140,26 @@ def test_bad_controllers_and_envs_are_bad_input(env_dir):
         autotts.evaluate(42, "Qwen3-8B/aime24", env_dir=env_dir)
     with pytest.raises(autotts.BadInput, match="no environment matches"):
         autotts.evaluate("sc", "Nope-*/aime24", env_dir=env_dir)
+
+
+def test_rows_carry_intervals_and_comparisons_are_paired(env_dir):
+    import autotts
+    from autotts.specs import RunConfig
+
+    report = autotts.evaluate(
+        ["cmc@beta=1", "sc@n=1", RunConfig("cmc", label="cmc-again", beta=1.0)],
+        "Qwen3-8B/aime24",
+        seeds=10,
+        env_dir=env_dir,
+        workers=1,
+    )
+    cmc, sc, again = report.rows
+    e = cmc.accuracy_estimate
+    assert e.mean == pytest.approx(cmc.accuracy) and e.low < cmc.accuracy < e.high and e.se > 0
+    assert cmc.tokens_estimate.low < cmc.tokens < cmc.tokens_estimate.high
+    assert "±" in cmc.accuracy_text and cmc.interval_text.startswith("[")
+    assert report.compare(cmc, sc).kind == "beats"
+    assert report.compare(sc, cmc).kind == "worse"
+    same = report.compare(again, cmc)
+    assert same.kind == "no significant difference" and same.difference.mean == 0
+    assert "accuracy_low" in report.to_csv().splitlines()[0]

@@ -105,7 +105,8 @@ def _run_and_report(
             raise _fail(str(exc)) from None
     paths = write_outputs(report, out, with_reference)
     table = Table(title=f"{seeds} seeds, {report.seconds:.1f} s", show_lines=False)
-    for column in ("controller", "setting", "environment", "accuracy %", "tokens", "status"):
+    columns = ("controller", "setting", "environment", "accuracy % ± se", "95 % interval")
+    for column in (*columns, "tokens", "status"):
         table.add_column(column, overflow="fold")
     if with_reference:
         table.add_column("reference")
@@ -114,7 +115,8 @@ def _run_and_report(
             row.controller,
             row.setting,
             row.env_id,
-            f"{row.accuracy:.2f}",
+            row.accuracy_text,
+            row.interval_text,
             row.tokens_k,
             "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]",
         ]

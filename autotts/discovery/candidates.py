@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..replay import ReplayEnvironment
-from ..report import cost_drops, mean_over_envs
 from ..sandbox import SandboxLimits, run_sandboxed
 from ..specs import RunConfig
+from ..stats import cost_drops, mean_over_envs
 from ..traces import episode_record
 
 MONOTONE_TOLERANCE = 0.02

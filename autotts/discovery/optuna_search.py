@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from ..errors import BadInput
 from ..evaluation import RunConfig, evaluate
-from ..report import mean_curve, mean_over_envs
 from ..rundir import RunDirectory, RunError
+from ..stats import mean_curve, mean_over_envs
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, Point, curve_score

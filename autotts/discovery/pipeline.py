@@ -15,8 +15,8 @@ from dataclasses import asdict
 from itertools import pairwise
 
 from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
-from ..report import mean_curve
 from ..rundir import RunDirectory, RunError
+from ..stats import mean_curve
 from .family import Family, family_source, fit_family
 from .optuna_search import (
     SearchSettings,

@@ -94,22 +94,23 @@ def evaluate_in_sandbox(
                 )
                 failure = None if outcome.ok else f"sandbox: {outcome.reason}"
             n = len(env)
-            mine = [UnitResult(c, env_id, list(range(n)), [0] * n, [0] * n) for c in group]
+            mine = [UnitResult.empty(c, env_id, range(n), seeds) for c in group]
             for unit in mine:
                 unit.load_error = failure
             if failure is None:
                 for index, _, question, result in outcome.results:
                     unit = mine[index]
                     unit.episodes += 1
-                    unit.tokens[question] += result.tokens
+                    correct = False
                     if result.error is not None:
                         unit.errors += 1
                         if unit.first_error is None:
                             unit.first_error = (
                                 f"question {question}, seed {result.seed}: {result.error}"
                             )
-                    elif env.is_correct(question, result.answer):
-                        unit.correct[question] += 1
+                    else:
+                        correct = env.is_correct(question, result.answer)
+                    unit.record(question, result.seed, correct, result.tokens)
                     if result.actions is not None:
                         params = outcome.params[index]
                         unit.traces.append(episode_record(env, unit.config, params, result))
