@@ -60,6 +60,36 @@ def bootstrap_replicates(
     return total / len(tables)
 
 
+def joint_replicates(
+    groups: dict, replicates: int = REPLICATES, seed: int = BOOTSTRAP_SEED
+) -> dict:
+    """Replicate means (over environments) of several groups of tables resampled *together*:
+    ``groups[key][e]`` is key's ``(questions, seeds)`` table on environment ``e``, the same
+    shape for every key, and every key sees the same resampled episodes — so any statistic
+    of several curves (a margin, an interpolation) gets a paired interval."""
+    keys = list(groups)
+    if not keys:
+        return {}
+    n_envs = len(groups[keys[0]])
+    rng = np.random.default_rng(seed)
+    totals = {key: np.zeros(replicates) for key in keys}
+    for e in range(n_envs):
+        n_questions, n_seeds = np.shape(groups[keys[0]][e])
+        questions = rng.integers(0, n_questions, size=(replicates, n_questions))
+        seeds = rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))
+        for key in keys:
+            table = np.asarray(groups[key][e], dtype=float)
+            if table.shape != (n_questions, n_seeds):
+                raise ValueError(f"{key}: environment {e} has another shape than the others")
+            totals[key] += table[questions[..., None], seeds].mean(axis=(1, 2))
+    return {key: total / n_envs for key, total in totals.items()}
+
+
+def interval_of(mean: float, values: np.ndarray) -> Estimate:
+    """An :class:`Estimate` from a point estimate and its bootstrap replicates."""
+    return _from_replicates(mean, np.asarray(values, dtype=float))
+
+
 def estimate(
     tables: Sequence[np.ndarray], replicates: int = REPLICATES, seed: int = BOOTSTRAP_SEED
 ) -> Estimate:
@@ -264,6 +294,8 @@ __all__ = [
     "mean_over_envs",
     "estimate",
     "hypervolume",
+    "interval_of",
+    "joint_replicates",
     "non_inferiority",
     "paired_difference",
     "superiority",

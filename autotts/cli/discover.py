@@ -181,9 +181,11 @@ def register(app: typer.Typer) -> None:
         if (
             run.config.get("strategy") != "llm"
             and verdict is not None
-            and not (verdict["matches_sc64_within_35pct"] or verdict["beats_cmc"])
+            and not (verdict["matches_sc64_within_35pct"] or verdict.get("ahead_of_cmc"))
         ):
-            err_console.print("[yellow]the discovered family met neither held-out target[/]")
+            err_console.print(
+                "[yellow]the discovered family met neither held-out target, even on its means[/]"
+            )
         console.print(
             f"export: autotts export {run.path} -o controllers/discovered/{name.replace('-', '_')}.py"
             f"   report: autotts report {run.path}",

@@ -369,9 +369,11 @@ def judge_best(
         data["name"] = name
         data["status"] = "ok" if result.ok else f"rejected: {result.reason}"
         data["winner"] = [{"setting": f"β={p['beta']:g}", **p} for p in result.curve]
+        data["_tables"]["winner"] = result.tables
         if result.ok:
             write_judgement(run, relative, data)
         else:
+            data.pop("_tables")
             run.write_json(relative, data)
 
 

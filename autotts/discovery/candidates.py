@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..replay import ReplayEnvironment
 from ..sandbox import SandboxLimits, run_sandboxed
 from ..specs import RunConfig
@@ -28,6 +30,9 @@ class CandidateResult:
     curve: list[dict] = field(default_factory=list)  # per β: beta, accuracy, tokens, per_env
     traces: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    # per β: per-environment (questions, seeds) tables of accuracy (percent) and tokens, for
+    # the verdict's intervals (kept in memory, never recorded)
+    tables: list[tuple[list, list]] = field(default_factory=list, repr=False)
 
     @property
     def best(self) -> dict | None:
@@ -85,10 +90,20 @@ def evaluate_candidate(
     tokens: dict[tuple[int, str], int] = {}
     episodes: dict[tuple[int, str], int] = {}
     traces = []
+    shape = {env_id: (len(env), seeds) for env_id, env in envs.items()}
+    grids = {
+        (i, env_id, kind): np.zeros(shape[env_id])
+        for i in range(len(betas))
+        for env_id in envs
+        for kind in ("acc", "tok")
+    }
     for index, env_id, question, result in outcome.results:
         key = (index, env_id)
         env = envs[env_id]
-        correct[key] = correct.get(key, 0) + env.is_correct(question, result.answer)
+        right = env.is_correct(question, result.answer)
+        grids[(index, env_id, "acc")][question, result.seed] = 100.0 * right
+        grids[(index, env_id, "tok")][question, result.seed] = result.tokens
+        correct[key] = correct.get(key, 0) + right
         tokens[key] = tokens.get(key, 0) + result.tokens
         episodes[key] = episodes.get(key, 0) + 1
         if result.actions is not None:  # replayed here from the worker's action log
@@ -116,4 +131,8 @@ def evaluate_candidate(
             traces,
             outcome.seconds,
         )
-    return CandidateResult(True, "", curve, traces, outcome.seconds)
+    tables = [
+        ([grids[(i, e, "acc")] for e in envs], [grids[(i, e, "tok")] for e in envs])
+        for i in range(len(betas))
+    ]
+    return CandidateResult(True, "", curve, traces, outcome.seconds, tables)

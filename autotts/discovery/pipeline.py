@@ -9,10 +9,8 @@ The family is chosen on the search set only; held-out numbers never feed back in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict
-from itertools import pairwise
 
 from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
@@ -25,6 +23,7 @@ from .optuna_search import (
     structural_search,
     tune_schedule,
 )
+from .verdict import judge, outcome_tables
 
 FAMILY_FILE = "family/controller.py"
 
@@ -80,11 +79,23 @@ def curves_with_baselines(
         env_dir=settings.env_dir,
         trace_seeds=0,
     )
+
+    def tables(config):
+        rows = [r for r in report.rows if r.config == config]
+        return outcome_tables(report, sorted(rows, key=lambda r: envs.index(r.env_id)))
+
+    family_configs = [c for c in configs if c.label == name and path]
     return {
         "envs": envs,
         "winner": _curve(report, name, envs) if path else [],
         "cmc": _curve(report, "cmc", envs),
         "sc64": _curve(report, "sc", envs)[0],
+        # per-episode outcomes for the verdict's intervals (never written)
+        "_tables": {
+            "winner": [tables(c) for c in family_configs],
+            "cmc": [tables(c) for c in configs if c.controller == "cmc"],
+            "sc64": tables(configs[-1]),
+        },
     }
 
 
@@ -117,55 +128,10 @@ def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str) -> dic
 
 def write_judgement(run: RunDirectory, relative: str, result: dict) -> dict:
     """Add the acceptance verdict to a winner-vs-baselines result and write it."""
-    result["verdict"] = compare_with_baselines(result["winner"], result["cmc"], result["sc64"])
+    tables = result.pop("_tables", None)
+    result["verdict"] = judge(result["winner"], result["cmc"], result["sc64"], tables)
     run.write_json(relative, result)
     return result
-
-
-def interpolate_accuracy(curve: list[dict], tokens: float) -> float | None:
-    """Accuracy of a curve's upper envelope at ``tokens`` (linear in log tokens), or None
-    outside its token range."""
-    pts = sorted((p["tokens"], p["accuracy"]) for p in curve)
-    if not pts or tokens < pts[0][0] or tokens > pts[-1][0]:
-        return None
-    best = float("-inf")
-    envelope = []
-    for t, a in pts:
-        best = max(best, a)
-        envelope.append((t, best))
-    for (t0, a0), (t1, a1) in pairwise(envelope):
-        if t0 <= tokens <= t1:
-            if t1 == t0:
-                return max(a0, a1)
-            w = (math.log(tokens) - math.log(t0)) / (math.log(t1) - math.log(t0))
-            return a0 + w * (a1 - a0)
-    return envelope[-1][1]
-
-
-def compare_with_baselines(family: list[dict], cmc: list[dict], sc: dict) -> dict:
-    """The acceptance comparison: (a) SC@64's accuracy (±0.5) at ≤35 % of its tokens, and
-    (b) accuracy against CMC's curve at equal tokens."""
-    matching = [p for p in family if p["accuracy"] >= sc["accuracy"] - 0.5]
-    cheapest = min(matching, key=lambda p: p["tokens"]) if matching else None
-    token_share = cheapest["tokens"] / sc["tokens"] if cheapest else None
-    margins = []
-    for p in family:
-        cmc_acc = interpolate_accuracy(cmc, p["tokens"])
-        if cmc_acc is not None:
-            margins.append(
-                {"setting": p["setting"], "tokens": p["tokens"], "delta": p["accuracy"] - cmc_acc}
-            )
-    mean_margin = sum(m["delta"] for m in margins) / len(margins) if margins else None
-    return {
-        "sc64_accuracy": sc["accuracy"],
-        "sc64_tokens": sc["tokens"],
-        "cheapest_matching_sc64": cheapest and cheapest["setting"],
-        "token_share_of_sc64": token_share,
-        "matches_sc64_within_35pct": token_share is not None and token_share <= 0.35,
-        "vs_cmc_at_equal_tokens": margins,
-        "mean_margin_vs_cmc": mean_margin,
-        "beats_cmc": mean_margin is not None and mean_margin > 0,
-    }
 
 
 def run_optuna_discovery(

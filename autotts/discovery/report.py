@@ -96,21 +96,56 @@ COMPARISON_COLUMNS = ("controller", "setting", "accuracy %", "tokens", "% of SC@
 
 
 def verdict_lines(verdict: dict | None, name: str) -> list[str]:
-    """The acceptance comparison in words (SC@64 match, margin over CMC)."""
+    """The acceptance comparison in words: "matches" and "beats" only where the paired
+    interval supports them, otherwise "no significant difference" with the numbers (runs
+    recorded before intervals existed show their point estimates as such)."""
     if not verdict:
         return []
-    share = verdict.get("token_share_of_sc64")
-    lines = [
-        f"SC@64 accuracy {verdict['sc64_accuracy']:.2f}% (±0.5) is matched by {name} "
-        f"{verdict.get('cheapest_matching_sc64') or '(no setting)'}"
-        + (f" at {100 * share:.1f}% of SC@64's tokens" if share else "")
-        + (" (≤ 35 %: yes)." if verdict["matches_sc64_within_35pct"] else " (≤ 35 %: no).")
-    ]
-    margin = verdict.get("mean_margin_vs_cmc")
-    if margin is not None:
+    level = f"{verdict.get('confidence', 0.95):.0%}"
+    margin_points = verdict.get("match_margin", 0.5)
+    sc = f"SC@64 ({verdict['sc64_accuracy']:.2f}%)"
+    lines = []
+    shown = verdict.get("sc64_shown_match")
+    if verdict.get("matches_sc64"):
+        low = shown["difference"][1]
         lines.append(
-            f"Accuracy vs CMC at equal tokens: {margin:+.2f} points on average "
-            f"({'beats' if verdict['beats_cmc'] else 'does not beat'} CMC)."
+            f"{name} {shown['setting']} matches {sc} at {100 * shown['token_share']:.1f}% of its "
+            f"tokens: at most {margin_points:g} points worse with {level} confidence "
+            f"(difference {shown['difference'][0]:+.2f}, interval from {low:+.2f})."
+        )
+    else:
+        share = verdict.get("token_share_of_sc64")
+        point = verdict.get("cheapest_matching_sc64")
+        detail = (
+            f"on the means, {point} comes within {margin_points:g} points at "
+            f"{100 * share:.1f}% of its tokens"
+            if point and share
+            else "not even on the means"
+        )
+        if shown:
+            detail += (
+                f"; the cheapest setting shown to match is {shown['setting']} at "
+                f"{100 * shown['token_share']:.1f}% of its tokens (over the 35 % target)"
+            )
+        lines.append(f"{name} is not shown to match {sc} within 35 % of its tokens ({detail}).")
+    margin = verdict.get("margin_vs_cmc")
+    if margin is not None:
+        mean, low, high = margin
+        kind = (
+            "beats CMC"
+            if verdict.get("beats_cmc")
+            else "worse than CMC"
+            if verdict.get("worse_than_cmc")
+            else "no significant difference from CMC"
+        )
+        lines.append(
+            f"Accuracy vs CMC at equal tokens: {kind} ({mean:+.2f} points on average, "
+            f"{level} interval [{low:+.2f}, {high:+.2f}])."
+        )
+    elif verdict.get("mean_margin_vs_cmc") is not None:
+        lines.append(
+            f"Accuracy vs CMC at equal tokens: {verdict['mean_margin_vs_cmc']:+.2f} points on "
+            "average (point estimate only: this run recorded no interval)."
         )
     return lines
 
