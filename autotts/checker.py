@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .episodes import play_episodes
+from .episodes import play_episodes, timed_out
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
 from .registry import make
@@ -42,6 +42,9 @@ class CheckReport:
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.items.append(CheckItem(name, ok, detail))
         return ok
+
+
+FIRST_EPISODE_LIMIT_S = 3.0  # CPU seconds: an episode of any sane controller takes far less
 
 
 def _schedule_problem(controller, betas) -> str | None:
@@ -166,7 +169,7 @@ def check_controller(
     sandboxed only when ``autotts export`` marked it untrusted (``None``)."""
     report = CheckReport(RunConfig(target).name if RunConfig(target).in_memory else str(target))
     env = make(env_id, env_dir)
-    from .sandbox.evaluation import is_marked_untrusted
+    from .loader import is_marked_untrusted
 
     if sandbox and RunConfig(target).in_memory:
         raise BadInput("the sandbox runs controller files; write the controller to a file first")
@@ -193,6 +196,17 @@ def check_controller(
         return list(play_episodes(controller, ((env, params, q, s) for q, s in episodes)))
 
     middle = betas[len(betas) // 2]
+    # one episode under a short limit first, so a hung controller fails within seconds
+    probe = controller.params(middle)
+    (one,) = play_episodes(controller, [(env, probe, 0, 0)], time_limit_s=FIRST_EPISODE_LIMIT_S)
+    if timed_out(one):
+        report.add(
+            "runs",
+            False,
+            f"episode did not finish within {FIRST_EPISODE_LIMIT_S:g} s of CPU time (question 0, "
+            f"seed 0, β={middle}): does run() loop forever?",
+        )
+        return report
     first = sweep_point(middle)
     errors = [r for r in first if r.error]
     if not report.add(

@@ -12,6 +12,9 @@ arguments (exact built-in ints in range, flags, model names) before the engine s
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback  # at import: the sandbox worker may import nothing once contained
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,6 +163,12 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
     steps = 0
     try:
         gen = controller.run(state, **params)
+        if not hasattr(gen, "send"):
+            raise ControllerFailure(
+                f"{type(controller).__name__}.run() returned {type(gen).__name__} "
+                f"{gen!r:.60} instead of a generator: run() must yield actions (at least one "
+                "`yield`) and return the answer"
+            )
         send = gen.send
         reply = None
         while True:
@@ -224,14 +233,14 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                 f"controller returned {type(value).__name__} {value!r}; it must return the "
                 "answer as a str (or Answer(value, reason))"
             )
-    except (ActionError, ControllerFailure) as exc:
+    except ActionError as exc:
+        result.error = f"invalid action: {exc}"
+    except ControllerFailure as exc:
         result.error = str(exc)
     except EngineFailure as exc:
         result.error = f"inference backend failed: {exc}"
-    except (IndexError, TypeError) as exc:
-        result.error = f"invalid action or controller bug: {type(exc).__name__}: {exc}"
-    except Exception as exc:  # the controller's own code raised
-        result.error = f"controller raised {type(exc).__name__}: {exc}"
+    except Exception as exc:
+        result.error = _describe_exception(exc, controller)
     result.tokens = episode.tokens
     result.probe_tokens = episode.probe_tokens
     if episode.cost is not None:  # priced environments (cross-model replay)
@@ -240,6 +249,33 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
     result.opened = len(episode.live)
     result.steps = steps
     return log
+
+
+def _describe_exception(exc: Exception, controller: Controller) -> str:
+    """Where an exception came from: the controller's own code (its innermost frame there:
+    file, line, function, source line) or the engine, given malformed action arguments."""
+    mine = _controller_frames(exc, controller)
+    what = f"{type(exc).__name__}: {exc}"
+    if not mine:
+        return f"invalid action arguments: {what}"
+    frame = mine[-1]
+    code = f": `{frame.line.strip()}`" if frame.line else ""
+    return f"controller bug: {what} (at {frame.filename}:{frame.lineno} in {frame.name}{code})"
+
+
+def _controller_frames(exc: Exception, controller: Controller) -> list:
+    """The traceback frames of ``exc`` outside the engine: the controller's own file first
+    (its module, or where its ``run`` is defined), else any code it called."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_ENGINE_DIR)
+    ]
+    module = sys.modules.get(type(controller).__module__)
+    run = getattr(type(controller).run, "__code__", None)
+    files = {f for f in (getattr(module, "__file__", None), run and run.co_filename) if f}
+    return [f for f in frames if f.filename in files] or frames
+
+
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:

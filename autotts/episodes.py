@@ -9,14 +9,24 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .contract import Controller
+from .contract import Controller, ControllerFailure
 from .engine import Environment, EpisodeResult
 
 EPISODE_TIME_LIMIT_S = 10.0
 
 
-class EpisodeTimeout(Exception):
-    """Raised inside a controller whose episode used more CPU time than allowed."""
+class EpisodeTimeout(ControllerFailure):
+    """Raised inside a controller whose episode used more CPU time than allowed (the episode
+    fails with this message; see :func:`timed_out`)."""
+
+
+TIMEOUT_MESSAGE = "episode exceeded the CPU-time limit"
+MAX_TIMEOUTS = 2  # timed-out episodes after which a configuration's unit of work stops
+
+
+def timed_out(result: EpisodeResult) -> bool:
+    """Whether an episode failed by running past its CPU-time limit."""
+    return result.error is not None and result.error.startswith(TIMEOUT_MESSAGE)
 
 
 class Watchdog:
@@ -43,7 +53,9 @@ class Watchdog:
     def _check(self, signum, frame) -> None:
         if time.process_time() - self.started > self.limit_s:
             self.started = time.process_time()
-            raise EpisodeTimeout(f"episode exceeded the CPU-time limit of {self.limit_s:g} s")
+            raise EpisodeTimeout(
+                f"{TIMEOUT_MESSAGE} of {self.limit_s:g} s (does run() loop forever?)"
+            )
 
     def __exit__(self, *exc) -> None:
         if self.enabled:

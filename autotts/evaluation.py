@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .episodes import EPISODE_TIME_LIMIT_S, Tally, play_episodes
+from .episodes import EPISODE_TIME_LIMIT_S, MAX_TIMEOUTS, Tally, play_episodes, timed_out
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
 from .registry import resolve_ids, shared
 from .replay import ReplayEnvironment
 from .report import EvaluationReport, Row, UnitResult
-from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, run_configs
+from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, check_configs, run_configs
 from .stats import estimate
 
 DEFAULT_SEEDS = 100
@@ -63,10 +63,18 @@ def run_unit(
     slots = {question: slot for slot, question in enumerate(questions)}
     tally = Tally()
     episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
+    timeouts = 0
     for result in play_episodes(controller, episodes, time_limit_s=time_limit_s):
         unit.record(slots[result.question], result.seed, tally.add(env, result), result.tokens)
         if result.seed < trace_seeds:
             unit.traces.append(episode_record(env, config, params, result))
+        timeouts += timed_out(result)
+        if timeouts >= MAX_TIMEOUTS:  # a hung controller: do not wait out every episode
+            unit.load_error = (
+                f"stopped after {timeouts} episodes ran past the {time_limit_s:g} s CPU-time "
+                f"limit (does run() loop forever?); first: {tally.first_error}"
+            )
+            break
     unit.episodes, unit.errors, unit.first_error = tally.episodes, tally.errors, tally.first_error
     unit.seconds = time.perf_counter() - start
     return unit
@@ -167,6 +175,7 @@ def evaluate(
     """
     start = time.perf_counter()
     configs = run_configs(controllers, betas, **grid)
+    check_configs(configs)
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
     sizes = {env_id: len(shared(env_id, env_dir)) for env_id in env_ids}
@@ -237,7 +246,7 @@ def _sandboxed(configs: Sequence[RunConfig], sandbox: bool | None) -> list[RunCo
         return []
     if sandbox:
         return list(configs)
-    from .sandbox.evaluation import is_marked_untrusted
+    from .loader import is_marked_untrusted
 
     return [
         config

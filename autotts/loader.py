@@ -6,6 +6,7 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import sys
@@ -47,8 +48,11 @@ def resolve_controller_path(target: str | Path) -> Path:
     key = str(target).replace("_", "-")
     if key in known:
         return known[key]
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise ControllerLoadError(
-        f"unknown controller {str(target)!r}: not a file, and not one of {', '.join(sorted(known))}"
+        f"unknown controller {str(target)!r}: not a file, and not one of "
+        f"{', '.join(sorted(known))}{hint}"
     )
 
 
@@ -119,6 +123,39 @@ def controller_class_from_source(source: str, origin: str | Path) -> type[Contro
     if not cls.name:
         cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
+
+
+# Put at the top of LLM-written controller files (by ``autotts export``): such a file
+# runs only in the sandbox unless the user says to trust it.
+UNTRUSTED_MARK = "# autotts: untrusted"
+
+
+def mark_untrusted(source: str, origin: str) -> str:
+    """``source`` with the mark as its first line (``origin``: who wrote it)."""
+    return (
+        f"{UNTRUSTED_MARK} ({origin}): `autotts evaluate` and `autotts check` run this file "
+        "in the sandbox unless told to trust it\n" + source
+    )
+
+
+def is_marked_untrusted(target: str | Path) -> bool:
+    """Whether the controller file (path or built-in name) carries the mark in its first
+    lines; names that resolve to no file are not marked (loading reports them), and
+    controllers given as Python objects are not files."""
+    if not isinstance(target, str | Path):
+        return False
+    try:
+        path = resolve_controller_path(target)
+    except ControllerLoadError:
+        return False
+    if path.suffix != ".py":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = [handle.readline() for _ in range(5)]
+    except OSError:
+        return False
+    return any(line.startswith(UNTRUSTED_MARK) for line in head)
 
 
 def load_controller(target: str | Path | type[Controller] | Controller) -> Controller:

@@ -326,6 +326,7 @@ def curves_figure(report: EvaluationReport):
                 if r.env_id == env_id
                 and r.controller == name
                 and r.episodes
+                and r.status == "ok"  # a configuration with errors is no valid point
                 and not math.isnan(r.tokens)
             )
             if pts:

@@ -94,7 +94,10 @@ def _sweep(target, axes, default_betas) -> list[RunConfig]:
         axes = [[("beta", b) for b in (default_betas or DEFAULT_BETAS)]]
     configs = []
     for combo in itertools.product(*axes):
-        beta = next((float(v) for k, v in combo if k == "beta"), None)
+        beta = next((v for k, v in combo if k == "beta"), None)
+        if beta is not None and (isinstance(beta, bool) or not isinstance(beta, int | float)):
+            raise BadInput(f"controller {target}: beta={beta!r} is not a number in [0, 1]")
+        beta = None if beta is None else float(beta)
         overrides = tuple((k, v) for k, v in combo if k != "beta")
         configs.append(RunConfig(controller=target, beta=beta, overrides=overrides))
     return configs
@@ -141,10 +144,59 @@ def run_configs(
     return list(dict.fromkeys(configs))
 
 
+def check_configs(configs: Sequence[RunConfig]) -> None:
+    """Refuse, before anything runs, configurations that cannot run: an unknown controller
+    (with the closest names), β outside [0, 1], a parameter the controller's schedule does
+    not define, or a value of the wrong kind. Controller files are imported for this unless
+    marked untrusted (those never run in this process); one that does not import is left to
+    the evaluation, which reports it in its row."""
+    from .loader import (
+        ControllerLoadError,
+        is_marked_untrusted,
+        load_controller,
+        resolve_controller_path,
+    )
+
+    schedules: dict = {}
+    for config in configs:
+        where = f"{config.name} ({config.setting})"
+        if config.beta is not None and not 0.0 <= config.beta <= 1.0:
+            raise BadInput(f"{where}: beta must lie in [0, 1], got {config.beta:g}")
+        if not config.in_memory:
+            resolve_controller_path(config.controller)  # unknown names raise, with suggestions
+            if is_marked_untrusted(config.controller):
+                continue
+        key = config.controller if not isinstance(config.controller, Controller) else id(config)
+        if key not in schedules:
+            try:
+                controller = load_controller(config.controller)
+                schedules[key] = dict(
+                    controller.schedule(1.0 if config.beta is None else config.beta)
+                )
+            except (ControllerLoadError, Exception):
+                schedules[key] = None
+        defaults = schedules[key]
+        if defaults is None:
+            continue
+        for name, value in config.overrides:
+            if name not in defaults:
+                raise BadInput(
+                    f"{where}: {config.name} has no parameter {name!r}; its schedule defines "
+                    f"{', '.join(sorted(defaults)) or 'none'}"
+                )
+            default = defaults[name]
+            if isinstance(default, int | float) and not isinstance(value, int | float):
+                raise BadInput(
+                    f"{where}: {name}={value!r} is not a number (the schedule gives "
+                    f"{name}={default!r})"
+                )
+
+
 __all__ = [
     "DEFAULT_BETAS",
     "PAPER_PRESET",
     "ControllerLike",
+    "check_configs",
     "RunConfig",
     "parse_spec",
     "parse_value",

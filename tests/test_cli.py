@@ -70,7 +70,7 @@ def test_bad_input_exit_codes(env_dir, tmp_path):
     missing_ctrl = runner.invoke(
         app, ["evaluate", "nope", "--seeds", "1", "--env-dir", str(env_dir), "--out", str(tmp_path)]
     )
-    assert missing_ctrl.exit_code == 1 and "unknown controller 'nope'" in missing_ctrl.output
+    assert missing_ctrl.exit_code == 2 and "unknown controller 'nope'" in missing_ctrl.output
     broken_trace = tmp_path / "t.jsonl"
     broken_trace.write_text(json.dumps({"env": "x"}) + "\n")
     shown = runner.invoke(app, ["trace", "show", str(broken_trace)])
@@ -97,3 +97,38 @@ def test_help_everywhere():
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, args
+
+
+def test_bad_specs_exit_2_before_anything_runs_or_is_created(env_dir, tmp_path):
+    out = tmp_path / "out"
+    cases = {
+        ("cmcc",): "did you mean cmc?",
+        ("cmc@beta=1.5",): "beta must lie in [0, 1], got 1.5",
+        ("cmc@beta=abc",): "beta='abc' is not a number",
+        ("sc@n=abc",): "n='abc' is not a number (the schedule gives n=64)",
+        ("sc@m=4",): "sc has no parameter 'm'; its schedule defines n",
+        ("sc", "--grid", "n=abc"): "n='abc' is not a number",
+    }
+    for args, message in cases.items():
+        result = runner.invoke(
+            app,
+            ["evaluate", *args, "-e", "Qwen3-8B/aime24", "--env-dir", str(env_dir), "-o", str(out)],
+            env={"COLUMNS": "300"},
+        )
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert not out.exists(), args
+
+
+def test_check_fails_a_hung_controller_within_seconds(env_dir):
+    import time
+
+    from conftest import fixture_controller
+
+    start = time.monotonic()
+    result = runner.invoke(
+        app, ["check", str(fixture_controller("hangs")), "--env-dir", str(env_dir)]
+    )
+    assert result.exit_code == 1
+    assert "episode did not finish within 3 s of CPU time" in result.output
+    assert time.monotonic() - start < 30

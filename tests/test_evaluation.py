@@ -26,8 +26,10 @@ def test_failures_are_recorded_and_other_controllers_continue(env_dir, tmp_path)
         trace_seeds=1,
     )
     status = {row.controller: row.status for row in report.rows}
-    assert "controller raised ValueError: boom" in status["raises"]
+    assert "controller bug: ValueError: boom" in status["raises"]
+    assert "raises.py:" in status["raises"]  # the controller's own file and line
     assert "exceeded the CPU-time limit of 0.5 s" in status["hangs"]
+    assert status["hangs"].startswith("failed: stopped after 2 episodes ran past")
     assert status["syntax-error"].startswith("failed:") and "syntax error" in status["syntax-error"]
     assert status["sc"] == "ok" and report.row("sc", "Qwen3-8B/aime24").episodes == 60
     paths = write_outputs(report, tmp_path)

@@ -119,7 +119,7 @@ def test_state_reveals_nothing_a_real_run_could_not_know(toy):
 def test_misbehaving_controllers_give_clear_errors(env_dir):
     env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir, max_steps=500)
     cases = {
-        "raises": "controller raised ValueError: boom from the controller",
+        "raises": "controller bug: ValueError: boom from the controller (at ",
         "returns_int": "controller returned int 42; it must return the answer as a str",
         "loops_forever": "step limit exceeded: 500 actions",
         "peeks_gold": "'EpisodeState' object has no attribute 'gold_answer'",
@@ -288,3 +288,30 @@ def test_writing_into_the_state_changes_neither_cost_nor_limits(toy, how):
     limited = ReplayEnvironment("Toy/t", [], branch_limit=2)
     limited.questions = toy.questions
     assert "cannot open 1 more branches" in limited.run_episode(Vandal(how), {}, 0, 0).error
+
+
+def test_a_run_without_yield_and_engine_misuse_say_what_is_wrong(env_dir):
+    from autotts import Branch, Controller
+
+    class NoYield(Controller):
+        name = "no-yield"
+
+        @staticmethod
+        def schedule(beta):
+            return {}
+
+        def run(self, state):
+            return "42"
+
+    class BadIds(NoYield):
+        def run(self, state):
+            yield Branch(1)
+            yield Continue([7])  # never opened: the engine refuses the action
+            return "1"
+
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir)
+    error = env.run_episode(NoYield(), {}, 0, 0).error
+    assert "NoYield.run() returned str '42' instead of a generator" in error
+    assert "must yield actions" in error
+    misuse = env.run_episode(BadIds(), {}, 0, 0).error
+    assert misuse.startswith("invalid action: ") and "controller bug" not in misuse

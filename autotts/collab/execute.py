@@ -327,7 +327,7 @@ def _combine(node: Node, inputs: list[str], outcomes: dict[str, Outcome]) -> Out
 def _node_controller(node: Node) -> Controller:
     """The node's controller, loaded in this process: never a file marked as LLM-written
     (those run only in the sandbox, one controller at a time)."""
-    from ..sandbox.evaluation import is_marked_untrusted
+    from ..loader import is_marked_untrusted
 
     name = node.controller or "cmc"
     if is_marked_untrusted(name):

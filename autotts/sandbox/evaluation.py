@@ -10,44 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from ..loader import ControllerLoadError, resolve_controller_path
+from ..loader import (  # noqa: F401 (the mark's home is the loader; re-exported here)
+    UNTRUSTED_MARK,
+    ControllerLoadError,
+    is_marked_untrusted,
+    mark_untrusted,
+    resolve_controller_path,
+)
 from ..replay import ReplayEnvironment
 from ..report import UnitResult
 from ..specs import RunConfig
 from ..traces import episode_record
 from .runner import run_sandboxed
-
-UNTRUSTED_MARK = "# autotts: untrusted"
-
-
-def mark_untrusted(source: str, origin: str) -> str:
-    """``source`` with the mark as its first line (``origin``: who wrote it)."""
-    return (
-        f"{UNTRUSTED_MARK} ({origin}): `autotts evaluate` and `autotts check` run this file "
-        "in the sandbox unless told to trust it\n" + source
-    )
-
-
-def is_marked_untrusted(target: str | Path) -> bool:
-    """Whether the controller file (path or built-in name) carries the mark in its first
-    lines; names that resolve to no file are not marked (loading reports them), and
-    controllers given as Python objects are not files."""
-    if not isinstance(target, str | Path):
-        return False
-    try:
-        path = resolve_controller_path(target)
-    except ControllerLoadError:
-        return False
-    if path.suffix != ".py":
-        return False
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            head = [handle.readline() for _ in range(5)]
-    except OSError:
-        return False
-    return any(line.startswith(UNTRUSTED_MARK) for line in head)
 
 
 def evaluate_in_sandbox(
