@@ -132,3 +132,54 @@ def test_check_fails_a_hung_controller_within_seconds(env_dir):
     assert result.exit_code == 1
     assert "episode did not finish within 3 s of CPU time" in result.output
     assert time.monotonic() - start < 30
+
+
+def test_results_record_their_provenance_and_are_never_mixed(env_dir, tmp_path):
+    import hashlib
+
+    out = tmp_path / "out"
+    args = ["evaluate", "sc@n=2", "-e", "Qwen3-8B/aime24", "--seeds", "2"]
+    args += ["--env-dir", str(env_dir), "-o", str(out)]
+    first = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "evaluating 1 configs × 1 envs × 2 seeds: " in first.output  # not a terminal: lines
+    assert "(100 %)" in first.output
+    record = json.loads((out / "run.json").read_text())
+    store = (env_dir / "Qwen3-8B" / "aime24.json").read_bytes()
+    assert record["stores_sha256"] == {"Qwen3-8B/aime24": hashlib.sha256(store).hexdigest()}
+    assert record["seeds"] == 2 and record["autotts_version"] and record["command"]
+    assert record["git_revision"] is None or len(record["git_revision"]) >= 40
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    stale = out / "traces" / "stale.jsonl"
+    stale.write_text("{}\n")
+    replaced = runner.invoke(app, [*args, "--overwrite"], env={"COLUMNS": "200"})
+    assert replaced.exit_code == 0 and not stale.exists()
+    assert (out / "results.csv").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_json_output_parses(env_dir, tmp_path):
+    from conftest import fixture_controller
+
+    listed = runner.invoke(app, ["envs", "--env-dir", str(env_dir), "--json"])
+    assert listed.exit_code == 0
+    envs = json.loads(listed.stdout)["environments"]
+    assert {"Qwen3-8B/aime24", "Qwen3-0.6B/aime25"} <= {e["id"] for e in envs}
+    assert all(e["questions"] == 30 and e["branches"] == 128 for e in envs)
+    result = runner.invoke(
+        app,
+        ["compare", "sc@n=2", f"{fixture_controller('raises')}@beta=0", "-e", "Qwen3-8B/aime24"]
+        + ["--seeds", "2", "--env-dir", str(env_dir), "-o", str(tmp_path / "o"), "--json"],
+    )
+    assert result.exit_code == 1  # the raising controller failed
+    rows = json.loads(result.stdout)
+    assert rows[0]["controller"] == "sc" and rows[0]["accuracy_interval"][0] <= rows[0]["accuracy"]
+    assert rows[1]["errors"] == 60 and rows[1]["status"] != "ok" and rows[1]["accuracy"] is not None

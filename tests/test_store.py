@@ -68,3 +68,16 @@ def test_env_dir_from_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOTTS_ENV_DIR", str(tmp_path))
     assert resolve_env_dir() == tmp_path
     assert [i.env_id for i in list_environments()] == ["Tiny/toy"]
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    import os
+
+    from autotts.files import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "results.csv", "a,b\n")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -3,6 +3,7 @@ common options."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,15 @@ OutOption = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Output directory (default: autotts-results/<time>)."),
 ]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the results as JSON (stdout) instead of a table.")
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace the results in a non-empty --out (its old traces are removed)."
+    ),
+]
 TraceSeedsOption = Annotated[
     int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
 ]
@@ -66,3 +76,23 @@ UnsafeOption = Annotated[
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class PlainProgress:
+    """Progress for logs and batch jobs (stderr not a terminal): a plain line at most every
+    ``every_s`` seconds and one at the end, instead of a bar nobody sees."""
+
+    def __init__(self, description: str, every_s: float = 10.0):
+        self.description, self.every_s = description, every_s
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if done == 0 or (now - self.last < self.every_s and done != total):
+            return
+        self.last = now
+        share = f" ({100 * done / total:.0f} %)" if total else ""
+        err_console.print(
+            f"{self.description}: {done}/{total or '?'}{share}, {now - self.start:.0f} s elapsed",
+            highlight=False,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,11 @@ trace_app = typer.Typer(help="Read execution traces.", no_args_is_help=True)
 
 
 @envs_app.callback()
-def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
+def envs(
+    ctx: typer.Context,
+    env_dir: EnvDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """List the replay environments with their statistics."""
     if ctx.invoked_subcommand is not None:
         return
@@ -26,43 +31,60 @@ def envs(ctx: typer.Context, env_dir: EnvDirOption = None) -> None:
         infos = list_environments(root)
     except StoreError as exc:
         raise _fail(str(exc)) from None
-    table = Table(title=f"replay environments in {root}")
-    for column in (
-        "id",
-        "questions",
-        "branches",
-        "Δ",
-        "mean branch tokens",
-        "mean probes",
-        "pass@all %",
-        "status",
-    ):
-        table.add_column(column)
-    bad = False
+    found = []
     for info in infos:
         try:
             records = load_environment_records(info.env_id, root)
         except StoreError as exc:
-            table.add_row(info.env_id, "", "", "", "", "", "", f"[red]{exc}[/]")
-            bad = True
+            found.append({"id": info.env_id, "path": str(info.path), "error": str(exc)})
             continue
         branches = [b for r in records for b in r.each_branch]
         passed = sum(any(b[2] == r.gold_answer for b in r.each_branch) for r in records)
+        found.append(
+            {
+                "id": info.env_id,
+                "path": str(info.path),
+                "questions": len(records),
+                "branches": len(records[0].each_branch),
+                "delta": records[0].probe_freq,
+                "mean_branch_tokens": sum(b[1] for b in branches) / len(branches),
+                "mean_probes": sum(len(b[0]) for b in branches) / len(branches),
+                "pass_at_all": 100 * passed / len(records),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"directory": str(root), "environments": found}, indent=2))
+    else:
+        _envs_table(root, found)
+    if not infos:
+        raise _fail(f"no MODEL/DATASET.json stores in {root}")
+    if any("error" in e for e in found):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _envs_table(root, found: list[dict]) -> None:
+    table = Table(title=f"replay environments in {root}")
+    width = max((len(e["id"]) for e in found), default=2)
+    table.add_column("id", no_wrap=True, min_width=width)
+    for column in ("questions", "branches", "Δ", "mean branch tokens", "mean probes"):
+        table.add_column(column)
+    table.add_column("pass@all %")
+    table.add_column("status")
+    for e in found:
+        if "error" in e:
+            table.add_row(e["id"], "", "", "", "", "", "", f"[red]{e['error']}[/]")
+            continue
         table.add_row(
-            info.env_id,
-            str(len(records)),
-            str(len(records[0].each_branch)),
-            str(records[0].probe_freq),
-            f"{sum(b[1] for b in branches) / len(branches):,.0f}",
-            f"{sum(len(b[0]) for b in branches) / len(branches):.1f}",
-            f"{100 * passed / len(records):.1f}",
+            e["id"],
+            str(e["questions"]),
+            str(e["branches"]),
+            str(e["delta"]),
+            f"{e['mean_branch_tokens']:,.0f}",
+            f"{e['mean_probes']:.1f}",
+            f"{e['pass_at_all']:.1f}",
             "[green]ok[/]",
         )
     console.print(table)
-    if not infos:
-        raise _fail(f"no MODEL/DATASET.json stores in {root}")
-    if bad:
-        raise typer.Exit(EXIT_FAILED)
 
 
 @envs_app.command("fetch")

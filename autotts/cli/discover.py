@@ -16,7 +16,7 @@ from ..discovery.runs import AIME24, AIME25
 from ..errors import BadInput
 from ..rundir import RunDirectory
 from ..sandbox import IsolationUnavailable
-from .common import EnvDirOption, _fail, console, err_console
+from .common import EnvDirOption, PlainProgress, _fail, console, err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -246,7 +246,9 @@ class _Progress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=err_console,
+            disable=not err_console.is_terminal,
         )
+        self.plain = None if err_console.is_terminal else PlainProgress("search trials")
         self.trials = trials
 
     def __enter__(self):
@@ -262,8 +264,12 @@ class _Progress:
         if point is not None:
             text = f"search (last: {point.accuracy:.2f}% @ {point.tokens / 1000:.0f}k)"
         self.bar.update(self.task, completed=done, total=total, description=text)
+        if self.plain:
+            self.plain(done, total)
 
     def log(self, text: str) -> None:
+        if self.plain and text in ("family", "heldout"):
+            self.console.print(f"stage: {text}", highlight=False)
         if text in ("family", "heldout"):
             self.bar.update(self.task, description=f"{text}: 11 β sweeps", completed=0, total=None)
         elif text != "search":

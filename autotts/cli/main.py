@@ -7,6 +7,8 @@ store, unreadable controller spec or trace file).
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +16,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..provenance import run_record, write_run_record
 from ..registry import resolve_ids
 from ..specs import PAPER_PRESET, parse_spec
 from .common import (
     EXIT_FAILED,
     EnvDirOption,
     EnvOption,
+    JsonOption,
     OutOption,
+    OverwriteOption,
+    PlainProgress,
     SandboxOption,
     SeedsOption,
     TraceSeedsOption,
@@ -48,6 +54,14 @@ def _configs_and_envs(specs, env, env_dir, default_envs):
         raise _fail(str(exc)) from None
 
 
+def _claim_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory that holds files already, unless told to overwrite."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise _fail(
+            f"{out} is not empty; choose another --out, or pass --overwrite to replace its results"
+        )
+
+
 def _run_and_report(
     configs,
     env_ids,
@@ -59,6 +73,8 @@ def _run_and_report(
     with_reference=False,
     sandbox=None,
     unsafe_no_sandbox=False,
+    overwrite=False,
+    as_json=False,
 ):
     from rich.progress import (
         BarColumn,
@@ -74,6 +90,7 @@ def _run_and_report(
     from ..store import StoreError
 
     out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    _claim_output(out, overwrite)
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -81,13 +98,16 @@ def _run_and_report(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(
-            f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds", total=None
-        )
+    what = f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds"
+    terminal = err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=not terminal) as bar:
+        task = bar.add_task(what, total=None)
+        plain = PlainProgress(f"evaluating {what}")
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            if not terminal:
+                plain(done, total)
 
         try:
             report = evaluate(
@@ -103,7 +123,15 @@ def _run_and_report(
             )
         except (StoreError, IsolationUnavailable, ValueError) as exc:
             raise _fail(str(exc)) from None
+    if overwrite:
+        shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
     paths = write_outputs(report, out, with_reference)
+    write_run_record(out, run_record(env_ids, env_dir, seeds, configs=len(configs)))
+    if as_json:
+        typer.echo(json.dumps(report.to_records(), indent=2, allow_nan=False, default=str))
+        err_console.print(f"results: {paths['markdown']}  {paths['csv']}", highlight=False)
+        _exit_on_failures(report, with_reference)
+        return
     table = Table(title=f"{seeds} seeds, {report.seconds:.1f} s", show_lines=False)
     columns = ("controller", "setting", "environment", "accuracy % ± se", "95 % interval")
     for column in (*columns, "tokens", "status"):
@@ -126,9 +154,39 @@ def _run_and_report(
             cells.append("" if ref is None else f"{ref[0]:.2f} / {ref[1]:.1f}k {mark}")
         table.add_row(*cells)
     console.print(table)
+    _print_summaries(report)
     console.print(
         f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}"
     )
+    _exit_on_failures(report, with_reference)
+
+
+def _print_summaries(report) -> None:
+    from ..summaries import BASELINE, curve_summaries
+
+    summaries = curve_summaries(report)
+    if not summaries:
+        return
+    table = Table(title="whole curves (summary.csv)")
+    match = f"tokens to match {BASELINE[0]}@{BASELINE[1]} [95 %]"
+    for column in ("controller", "environment", "AUC (log tokens)", "hypervolume", "ARISE", match):
+        table.add_column(column, overflow="fold")
+    for s in summaries:
+        reach, interval = s["tokens_to_match"], s["tokens_to_match_interval"]
+        reached = "-" if reach is None else f"{reach / 1000:.1f}k"
+        if interval:
+            reached += " [" + ", ".join(f"{v / 1000:.1f}k" for v in interval) + "]"
+        auc = "-" if s["auc"] is None else f"{s['auc']:.2f}"
+        table.add_row(
+            s["controller"], s["env"], auc, f"{s['hypervolume']:.1f}", f"{s['arise']:+.4f}", reached
+        )
+    console.print(table)
+
+
+def _exit_on_failures(report, with_reference: bool) -> None:
+    """Name every failed configuration; exit 1 on failures or reference mismatches."""
+    from ..report import matches_reference, reference_for
+
     failed = [row for row in report.rows if row.status != "ok"]
     for row in failed:
         err_console.print(
@@ -164,6 +222,8 @@ def evaluate(
     seeds: SeedsOption = 100,
     workers: WorkersOption = None,
     out: OutOption = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -180,7 +240,9 @@ def evaluate(
     for item in param or []:
         spec += f"@{item}"
     configs, env_ids = _configs_and_envs([spec], env, env_dir, ["Qwen3-8B/aime24"])
-    options = dict(sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
+    options = dict(
+        sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
+    )
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
@@ -200,6 +262,8 @@ def compare(
     seeds: SeedsOption = 100,
     workers: WorkersOption = None,
     out: OutOption = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -213,7 +277,9 @@ def compare(
         raise _fail("give at least one controller spec, or --preset paper")
     default_envs = ["all"] if preset == "paper" else ["Qwen3-8B/aime24"]
     configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
-    options = dict(sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
+    options = dict(
+        sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
+    )
     options["with_reference"] = preset == "paper"
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
