@@ -67,6 +67,8 @@ class EpisodeResult:
     seconds: float = field(default=0.0, repr=False, compare=False)  # wall clock (live runs)
     cost: float | None = None  # priced spending (cross-model environments: FLOPs or $)
     model_tokens: dict[str, int] | None = field(default=None, compare=False)
+    # the exception that ended the episode, with its traceback (in this process only)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def trace(self) -> list[tuple] | None:
@@ -234,13 +236,13 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                 "answer as a str (or Answer(value, reason))"
             )
     except ActionError as exc:
-        result.error = f"invalid action: {exc}"
+        result.error, result.exception = f"invalid action: {exc}", exc
     except ControllerFailure as exc:
-        result.error = str(exc)
+        result.error, result.exception = str(exc), exc
     except EngineFailure as exc:
         result.error = f"inference backend failed: {exc}"
     except Exception as exc:
-        result.error = _describe_exception(exc, controller)
+        result.error, result.exception = _describe_exception(exc, controller), exc
     result.tokens = episode.tokens
     result.probe_tokens = episode.probe_tokens
     if episode.cost is not None:  # priced environments (cross-model replay)

@@ -44,8 +44,10 @@ def run_unit(
     seeds: int,
     trace_seeds: int,
     time_limit_s: float = EPISODE_TIME_LIMIT_S,
+    stop_on_error: bool = False,
 ) -> UnitResult:
-    """Evaluate one configuration on a block of questions of one environment."""
+    """Evaluate one configuration on a block of questions of one environment
+    (``stop_on_error``: re-raise the first failed episode's exception, traceback included)."""
     from .traces import episode_record
 
     start = time.perf_counter()
@@ -68,6 +70,8 @@ def run_unit(
         unit.record(slots[result.question], result.seed, tally.add(env, result), result.tokens)
         if result.seed < trace_seeds:
             unit.traces.append(episode_record(env, config, params, result))
+        if stop_on_error and result.exception is not None:
+            raise result.exception
         timeouts += timed_out(result)
         if timeouts >= MAX_TIMEOUTS:  # a hung controller: do not wait out every episode
             unit.load_error = (
@@ -152,6 +156,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     sandbox: bool | None = None,
     isolate: bool = True,
+    stop_on_error: bool = False,
     **grid: Sequence[object],
 ) -> EvaluationReport:
     """Evaluate controllers on environments over ``seeds`` seeds each.
@@ -172,6 +177,9 @@ def evaluate(
     only files marked untrusted by ``autotts export`` (``None``, the default); ``isolate``
     as in :func:`autotts.sandbox.run_sandboxed` (a machine without OS isolation raises
     :class:`~autotts.sandbox.IsolationUnavailable`).
+
+    ``stop_on_error``: debug mode — run in this process and re-raise the first controller
+    error with its full traceback (for a debugger: ``pdb.post_mortem()``).
     """
     start = time.perf_counter()
     configs = run_configs(controllers, betas, **grid)
@@ -179,7 +187,7 @@ def evaluate(
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
     sizes = {env_id: len(shared(env_id, env_dir)) for env_id in env_ids}
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = 1 if stop_on_error else workers or min(2, os.cpu_count() or 1)
     sandboxed = _sandboxed(configs, sandbox)
     units: list[UnitResult] = []
     if sandboxed:
@@ -194,7 +202,7 @@ def evaluate(
         units += evaluate_in_sandbox(sandboxed, envs_by_id, seeds, trace_seeds, workers, isolate)
     blocks_per_env = 1 if workers == 1 else 2 * workers
     jobs = [
-        (config, env_id, env_dir, block, seeds, trace_seeds, time_limit_s)
+        (config, env_id, env_dir, block, seeds, trace_seeds, time_limit_s, stop_on_error)
         for config in configs
         if config not in sandboxed
         for env_id in env_ids

@@ -71,36 +71,57 @@ def _download(url: str, part: Path, timeout: float) -> None:
 
 
 def fetch_file(
-    name: str, expected: str, base_url: str, dest: Path, retries: int = 3, timeout: float = 60
+    name: str,
+    expected: str,
+    base_url: str,
+    dest: Path,
+    retries: int = 3,
+    timeout: float = 60,
+    backoff_s: float = 1.0,
 ) -> FetchOutcome:
-    """Fetch one manifest entry into ``dest``; raise :class:`FetchError` on failure."""
+    """Fetch one manifest entry into ``dest``; raise :class:`FetchError` on failure. A dropped
+    or failed transfer is retried ``retries`` times, waiting ``backoff_s``, then twice as long
+    each time (at most 30 s), and resumes where it stopped."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
     target = dest / name
     if target.is_file() and sha256_of(target) == expected:
         return FetchOutcome(name, "present", target.stat().st_size)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     url = base_url.rstrip("/") + "/" + name
-    last_error = ""
-    for _ in range(retries + 1):
-        try:
-            _download(url, part, timeout)
-            break
-        except (OSError, HTTPException) as exc:  # dropped connection, timeout, HTTP error
-            last_error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, urllib.error.HTTPError) and exc.code == 404:
-                raise FetchError(f"{name}: not found at {url}") from None
-    else:
+    attempts = Retrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential(multiplier=backoff_s, max=30),
+        retry=retry_if_exception(_transient),
+        reraise=True,
+    )
+    try:
+        for attempt in attempts:
+            with attempt:
+                _download(url, part, timeout)
+    except (OSError, HTTPException) as exc:  # dropped connection, timeout, HTTP error
+        env_id = name.removesuffix(".json")
+        if isinstance(exc, urllib.error.HTTPError) and exc.code == 404:
+            raise FetchError(f"{env_id}: not found at {url}") from None
         raise FetchError(
-            f"{name}: download from {url} failed after {retries + 1} tries ({last_error}); run again to resume"
-        )
+            f"{env_id}: download from {url} failed after {retries + 1} tries "
+            f"({type(exc).__name__}: {exc}); run again to resume"
+        ) from None
     actual = sha256_of(part)
     if actual != expected:
         part.unlink()
         raise FetchError(
-            f"{name}: checksum mismatch (expected sha256 {expected}, got {actual}); the corrupted download was removed, run again"
+            f"{name.removesuffix('.json')}: checksum mismatch (expected sha256 {expected}, got {actual}); the corrupted download was removed, run again"
         )
     part.replace(target)
     return FetchOutcome(name, "downloaded", target.stat().st_size)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: anything but a missing file."""
+    missing = isinstance(exc, urllib.error.HTTPError) and exc.code == 404
+    return isinstance(exc, OSError | HTTPException) and not missing
 
 
 def fetch_environments(
@@ -116,9 +137,9 @@ def fetch_environments(
     base_url = base_url or manifest["base_url"]
     wanted = {f"{env_id}.json" for env_id in only} if only else None
     if wanted and (unknown := wanted - set(manifest["files"])):
-        raise FetchError(
-            f"not in the manifest: {', '.join(sorted(unknown))} (known: {', '.join(manifest['files'])})"
-        )
+        ids = [name.removesuffix(".json") for name in manifest["files"]]
+        missing = [name.removesuffix(".json") for name in sorted(unknown)]
+        raise FetchError(f"not in the manifest: {', '.join(missing)} (known ids: {', '.join(ids)})")
     outcomes = []
     for name, expected in manifest["files"].items():
         if wanted and name not in wanted:

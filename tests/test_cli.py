@@ -183,3 +183,16 @@ def test_json_output_parses(env_dir, tmp_path):
     rows = json.loads(result.stdout)
     assert rows[0]["controller"] == "sc" and rows[0]["accuracy_interval"][0] <= rows[0]["accuracy"]
     assert rows[1]["errors"] == 60 and rows[1]["status"] != "ok" and rows[1]["accuracy"] is not None
+
+
+def test_raise_stops_at_the_first_controller_error_with_its_traceback(env_dir, tmp_path):
+    from conftest import fixture_controller
+
+    result = runner.invoke(
+        app,
+        ["evaluate", str(fixture_controller("raises")), "--betas", "0", "-e", "Qwen3-8B/aime24"]
+        + ["--seeds", "2", "--env-dir", str(env_dir), "-o", str(tmp_path / "o"), "--raise"],
+    )
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.output
+    assert 'raises.py", line' in result.output and "ValueError: boom" in result.output

@@ -115,3 +115,23 @@ def test_cli_fetch_and_unknown_id(mirror, tmp_path):
         ["envs", "fetch", "--dest", str(tmp_path), "--base-url", mirror, "--only", "Qwen3-9B/x"],
     )
     assert bad.exit_code == 2 and "not in the manifest" in bad.output
+
+
+def test_failed_downloads_back_off_and_name_the_id(tmp_path):
+    import socket
+    import time
+
+    from autotts.fetch import FetchError, fetch_file
+
+    with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(
+        FetchError, match=r"^Qwen3-8B/aime24: download from .* failed after 3 tries"
+    ):
+        fetch_file(
+            "Qwen3-8B/aime24.json", "0" * 64, f"http://127.0.0.1:{port}", tmp_path,
+            retries=2, timeout=2, backoff_s=0.2,
+        )  # fmt: skip
+    assert time.monotonic() - start >= 0.2 + 0.4  # waited, and longer the second time

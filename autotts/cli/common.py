@@ -44,6 +44,17 @@ OutOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the results as JSON (stdout) instead of a table.")
 ]
+RaiseOption = Annotated[
+    bool,
+    typer.Option(
+        "--raise",
+        help="Debug: run in this process and stop at the first controller error with its full "
+        "traceback.",
+    ),
+]
+PdbOption = Annotated[
+    bool, typer.Option("--pdb", help="Debug: like --raise, then open pdb where the error was.")
+]
 OverwriteOption = Annotated[
     bool,
     typer.Option(

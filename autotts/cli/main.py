@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import BadInput
 from ..provenance import run_record, write_run_record
 from ..registry import resolve_ids
 from ..specs import PAPER_PRESET, parse_spec
@@ -26,7 +27,9 @@ from .common import (
     JsonOption,
     OutOption,
     OverwriteOption,
+    PdbOption,
     PlainProgress,
+    RaiseOption,
     SandboxOption,
     SeedsOption,
     TraceSeedsOption,
@@ -54,6 +57,18 @@ def _configs_and_envs(specs, env, env_dir, default_envs):
         raise _fail(str(exc)) from None
 
 
+def _debug(exc: BaseException, mode: str) -> None:
+    """``--raise``: the controller's full traceback, exit 1; ``--pdb``: a post-mortem there."""
+    import traceback
+
+    traceback.print_exception(exc)
+    if mode == "pdb":
+        import pdb
+
+        pdb.post_mortem(exc.__traceback__)
+    raise typer.Exit(EXIT_FAILED)
+
+
 def _claim_output(out: Path, overwrite: bool) -> None:
     """Refuse an output directory that holds files already, unless told to overwrite."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -75,6 +90,7 @@ def _run_and_report(
     unsafe_no_sandbox=False,
     overwrite=False,
     as_json=False,
+    debug=None,
 ):
     from rich.progress import (
         BarColumn,
@@ -120,9 +136,15 @@ def _run_and_report(
                 progress=progress,
                 sandbox=sandbox,
                 isolate=not unsafe_no_sandbox,
+                stop_on_error=debug is not None,
             )
-        except (StoreError, IsolationUnavailable, ValueError) as exc:
+        except (StoreError, IsolationUnavailable, BadInput) as exc:
             raise _fail(str(exc)) from None
+        except Exception as exc:
+            if debug is None:
+                raise
+            bar.stop()
+            _debug(exc, debug)
     if overwrite:
         shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
     paths = write_outputs(report, out, with_reference)
@@ -224,6 +246,8 @@ def evaluate(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
+    raise_errors: RaiseOption = False,
+    pdb: PdbOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -243,6 +267,7 @@ def evaluate(
     options = dict(
         sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
     )
+    options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
@@ -264,6 +289,8 @@ def compare(
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
+    raise_errors: RaiseOption = False,
+    pdb: PdbOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -280,6 +307,7 @@ def compare(
     options = dict(
         sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
     )
+    options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
     options["with_reference"] = preset == "paper"
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
