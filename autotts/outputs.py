@@ -43,14 +43,7 @@ def markdown_table(report, with_reference: bool = False) -> str:
     head.append("status")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
-        cells = [
-            row.controller,
-            row.setting,
-            row.env_id,
-            row.accuracy_text,
-            row.interval_text,
-            row.tokens_k,
-        ]
+        cells = row.cells()
         if with_reference:
             ref = reference_for(row)
             if ref is None:

@@ -79,6 +79,18 @@ class Row:
         e = self.accuracy_estimate
         return "-" if e is None else f"[{e.low:.1f}, {e.high:.1f}]"
 
+    def cells(self) -> list[str]:
+        """The row as tables print it: controller, setting, environment, accuracy ± se, its
+        interval, tokens."""
+        return [
+            self.controller,
+            self.setting,
+            self.env_id,
+            self.accuracy_text,
+            self.interval_text,
+            self.tokens_k,
+        ]
+
     @property
     def tokens_k(self) -> str:
         """Mean tokens in k as the paper prints them (rounded to whole tokens first)."""

@@ -161,15 +161,7 @@ def _run_and_report(
     if with_reference:
         table.add_column("reference")
     for row in report.rows:
-        cells = [
-            row.controller,
-            row.setting,
-            row.env_id,
-            row.accuracy_text,
-            row.interval_text,
-            row.tokens_k,
-            "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]",
-        ]
+        cells = [*row.cells(), "[green]ok[/]" if row.status == "ok" else f"[red]{row.status}[/]"]
         if with_reference:
             ref = reference_for(row)
             mark = "" if ref is None else ("[green]✓[/]" if matches_reference(row) else "[red]✗[/]")
