@@ -32,12 +32,13 @@ def timed_out(result: EpisodeResult) -> bool:
 class Watchdog:
     """Interrupts an episode that uses more than ``limit_s`` seconds of *CPU time* (main
     thread, POSIX only): a CPU-time timer (``ITIMER_PROF``) checks when the current episode
-    started. CPU time, not wall-clock time, so a loaded machine never changes a result."""
+    started. CPU time, not wall-clock time, so a loaded machine never changes a result.
+    ``limit_s=None``: no limit."""
 
-    def __init__(self, limit_s: float):
+    def __init__(self, limit_s: float | None):
         self.limit_s = limit_s
         self.started = time.process_time()
-        self.enabled = hasattr(signal, "setitimer") and _is_main_thread()
+        self.enabled = limit_s is not None and hasattr(signal, "setitimer") and _is_main_thread()
 
     def __enter__(self) -> Watchdog:
         if self.enabled:
@@ -80,10 +81,6 @@ def play_episodes(
     result. Each episode may use ``time_limit_s`` seconds of CPU time (``None``: no limit,
     e.g. live episodes, which wait on an inference engine); one that runs over fails with
     a timeout error and the next one starts."""
-    if time_limit_s is None:
-        for env, params, question, seed in episodes:
-            yield env.run_episode(controller, params, question, seed, record_trace=record_trace)
-        return
     with Watchdog(time_limit_s) as watchdog:
         for env, params, question, seed in episodes:
             watchdog.reset()

@@ -132,21 +132,17 @@ def per_question_csv(report) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["controller", "setting", "env", "question", "accuracy", "mean_tokens"])
-    for unit in report.units:
-        if unit.load_error:
-            continue
-        seeds = report.seeds
-        for q, correct, tokens in zip(unit.questions, unit.correct, unit.tokens, strict=True):
-            writer.writerow(
-                [
-                    unit.config.name,
-                    unit.config.setting,
-                    unit.env_id,
-                    q,
-                    f"{100 * correct / seeds:.2f}",
-                    f"{tokens / seeds:.1f}",
-                ]
-            )
+    for q in report.per_question():
+        writer.writerow(
+            [
+                q["controller"],
+                q["setting"],
+                q["env"],
+                q["question"],
+                f"{q['accuracy']:.2f}",
+                f"{q['mean_tokens']:.1f}",
+            ]
+        )
     return out.getvalue()
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .engine import Environment
+from .errors import BadInput
 
 EnvironmentFactory = Callable[..., Environment]
 
@@ -40,7 +41,26 @@ class EnvironmentType:
     matches: Callable[[str], bool]
 
 
-_TYPES: dict[str, EnvironmentType] = {}
+def _cross_model(env_id: str, env_dir=None, **kwargs):
+    from .crossmodel import CrossModelEnvironment
+
+    models, _, dataset = env_id.rpartition("/")
+    return CrossModelEnvironment.load(dataset, models.split("+"), env_dir, **kwargs)
+
+
+def _replay(env_id: str, env_dir=None, **kwargs):
+    from .replay import ReplayEnvironment
+
+    return ReplayEnvironment.load(env_id, env_dir, **kwargs)
+
+
+# Built-in types; later registrations are tried first.
+_TYPES: dict[str, EnvironmentType] = {
+    "replay": EnvironmentType("replay", _replay, lambda env_id: "/" in env_id),
+    "cross-model": EnvironmentType(
+        "cross-model", _cross_model, lambda env_id: "+" in env_id.rpartition("/")[0]
+    ),
+}
 
 
 def register(
@@ -60,15 +80,11 @@ def register(
 
 def registered_types() -> list[str]:
     """Names of the registered environment types, most recently registered first."""
-    _register_builtins()
     return list(reversed(_TYPES))
 
 
 def environment_type(env_id: str) -> EnvironmentType:
     """The registered type that claims ``env_id``."""
-    from .errors import BadInput
-
-    _register_builtins()
     for kind in reversed(_TYPES.values()):
         if kind.matches(env_id):
             return kind
@@ -106,7 +122,6 @@ def shared(env_id: str, env_dir=None, **kwargs) -> Environment:
 def resolve_ids(patterns: Iterable[str], env_dir=None) -> list[str]:
     """Environment ids from ids and shell patterns over the stores found (``Qwen3-*/aime24``,
     ``all``), in order, each once. A plain id is passed through (``make`` checks it)."""
-    from .errors import BadInput
     from .store import list_environments
 
     chosen: list[str] = []
@@ -122,28 +137,6 @@ def resolve_ids(patterns: Iterable[str], env_dir=None) -> list[str]:
             matched = [pattern]
         chosen += [m for m in matched if m not in chosen]
     return chosen
-
-
-def _cross_model(env_id: str, env_dir=None, **kwargs):
-    from .crossmodel import CrossModelEnvironment
-
-    models, _, dataset = env_id.rpartition("/")
-    return CrossModelEnvironment.load(dataset, models.split("+"), env_dir, **kwargs)
-
-
-def _replay(env_id: str, env_dir=None, **kwargs):
-    from .replay import ReplayEnvironment
-
-    return ReplayEnvironment.load(env_id, env_dir, **kwargs)
-
-
-def _register_builtins() -> None:
-    if "replay" not in _TYPES:
-        _TYPES["replay"] = EnvironmentType("replay", _replay, lambda env_id: "/" in env_id)
-        register("cross-model", _cross_model, lambda env_id: "+" in env_id.rpartition("/")[0])
-        # keep user types registered before the built-ins ahead of them
-        for name in [n for n in _TYPES if n not in ("replay", "cross-model")]:
-            _TYPES[name] = _TYPES.pop(name)
 
 
 __all__ = [

@@ -21,32 +21,41 @@ class UnitResult:
     config: RunConfig
     env_id: str
     questions: list[int]
-    correct: list[int]  # per question: number of correct seeds
-    tokens: list[int]  # per question: summed tokens over seeds
+    # per question slot, per seed (in seed order): 1/0 correct, and tokens
+    seed_correct: list[list[int]] = field(default_factory=list)
+    seed_tokens: list[list[int]] = field(default_factory=list)
     episodes: int = 0
     errors: int = 0
     first_error: str | None = None
     load_error: str | None = None
     traces: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    # per question slot, per seed (in seed order): 1/0 correct, and tokens — for intervals
-    seed_correct: list[list[int]] = field(default_factory=list)
-    seed_tokens: list[list[int]] = field(default_factory=list)
 
     @classmethod
     def empty(cls, config: RunConfig, env_id: str, questions, seeds: int) -> UnitResult:
         n = len(questions)
-        unit = cls(config, env_id, list(questions), [0] * n, [0] * n)
-        unit.seed_correct = [[0] * seeds for _ in range(n)]
-        unit.seed_tokens = [[0] * seeds for _ in range(n)]
-        return unit
+        return cls(
+            config,
+            env_id,
+            list(questions),
+            [[0] * seeds for _ in range(n)],
+            [[0] * seeds for _ in range(n)],
+        )
 
     def record(self, slot: int, seed: int, correct: bool, tokens: int) -> None:
         """Count one finished episode of question ``questions[slot]``."""
-        self.correct[slot] += correct
-        self.tokens[slot] += tokens
         self.seed_correct[slot][seed] = int(correct)
         self.seed_tokens[slot][seed] = tokens
+
+    @property
+    def correct(self) -> list[int]:
+        """Per question: the number of correct seeds."""
+        return [sum(seeds) for seeds in self.seed_correct]
+
+    @property
+    def tokens(self) -> list[int]:
+        """Per question: tokens summed over seeds."""
+        return [sum(seeds) for seeds in self.seed_tokens]
 
 
 @dataclass

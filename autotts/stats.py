@@ -49,15 +49,7 @@ def bootstrap_replicates(
 ) -> np.ndarray:
     """Replicate means of the mean over ``tables`` (one per environment, shape
     ``(questions, seeds)``): questions resampled, then seeds within each question."""
-    rng = np.random.default_rng(seed)
-    total = np.zeros(replicates)
-    for table in tables:
-        table = np.asarray(table, dtype=float)
-        n_questions, n_seeds = table.shape
-        questions = rng.integers(0, n_questions, size=(replicates, n_questions))
-        seeds = rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))
-        total += table[questions[..., None], seeds].mean(axis=(1, 2))
-    return total / len(tables)
+    return joint_replicates({0: list(tables)}, replicates, seed)[0]
 
 
 def joint_replicates(

@@ -103,9 +103,8 @@ def _with_intervals(family, cmc, sc, tables, margins) -> dict:
     }
     # CMC: the mean margin at equal tokens, recomputed in every replicate
     if margins:
-        used = [
-            i for i, p in enumerate(family) if accuracy_at(_points(cmc), p["tokens"]) is not None
-        ]
+        compared = {m["setting"] for m in margins}  # the points inside CMC's token range
+        used = [i for i, p in enumerate(family) if p["setting"] in compared]
         replicate_margins = []
         for r in range(len(sc_acc)):
             curve = [
