@@ -269,7 +269,7 @@ def _controller_frames(exc: Exception, controller: Controller) -> list:
     """The traceback frames of ``exc`` outside the engine: the controller's own file first
     (its module, or where its ``run`` is defined), else any code it called."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_ENGINE_DIR)
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ENGINE_DIR)
     ]
     module = sys.modules.get(type(controller).__module__)
     run = getattr(type(controller).run, "__code__", None)
@@ -277,7 +277,7 @@ def _controller_frames(exc: Exception, controller: Controller) -> list:
     return [f for f in frames if f.filename in files] or frames
 
 
-_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:

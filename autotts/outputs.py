@@ -147,8 +147,8 @@ def per_question_csv(report) -> str:
 
 
 def curves_figure(report):
-    """Accuracy vs mean tokens (log x), one curve per controller, one panel per environment,
-    as a matplotlib ``Figure`` (not attached to pyplot: close nothing, show it or save it)."""
+    """Accuracy vs mean tokens (log x), one curve per controller with a band for the 95 %
+    interval of its accuracy, one panel per environment, as a matplotlib ``Figure`` (not attached to pyplot: close nothing, show it or save it)."""
     from matplotlib.figure import Figure
 
     env_ids = list(dict.fromkeys(r.env_id for r in report.rows))
@@ -160,18 +160,33 @@ def curves_figure(report):
     markers = "osD^vP*Xh<>"
     for ax, env_id in zip(axes.flat, env_ids, strict=False):
         for k, name in enumerate(controllers):
-            pts = sorted(
-                (r.tokens, r.accuracy)
-                for r in report.rows
-                if r.env_id == env_id
-                and r.controller == name
-                and r.episodes
-                and r.status == "ok"  # a configuration with errors is no valid point
-                and not math.isnan(r.tokens)
+            rows = sorted(
+                (
+                    r
+                    for r in report.rows
+                    if r.env_id == env_id
+                    and r.controller == name
+                    and r.episodes
+                    and r.status == "ok"  # a configuration with errors is no valid point
+                    and not math.isnan(r.tokens)
+                ),
+                key=lambda r: r.tokens,
             )
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker=markers[k % len(markers)], ms=4, lw=1.5, label=name)
+            if not rows:
+                continue
+            xs = [r.tokens for r in rows]
+            (line,) = ax.plot(
+                xs,
+                [r.accuracy for r in rows],
+                marker=markers[k % len(markers)],
+                ms=4,
+                lw=1.5,
+                label=name,
+            )
+            bands = [r.accuracy_estimate for r in rows]
+            if all(bands):  # the 95 % interval of each point's accuracy
+                low, high = [b.low for b in bands], [b.high for b in bands]
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
         ax.set_xscale("log")
         ax.set_title(env_id, fontsize=10)
         ax.set_xlabel("mean tokens per question")

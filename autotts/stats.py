@@ -248,6 +248,16 @@ def tokens_to_reach(points: Sequence[tuple[float, float]], accuracy: float) -> f
     return None
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points ``(tokens, accuracy)`` no other point dominates (at most as many tokens and
+    at least as much accuracy, one of them strictly), by increasing tokens."""
+    front: list[tuple[float, float]] = []
+    for tokens, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((tokens, accuracy))
+    return front
+
+
 def hypervolume(points: Sequence[tuple[float, float]], reference_tokens: float) -> float:
     """Area (accuracy × log10 tokens) dominated by the points' Pareto front, bounded by
     accuracy 0 and ``reference_tokens`` (more accuracy and fewer tokens dominate)."""
@@ -290,6 +300,7 @@ __all__ = [
     "joint_replicates",
     "non_inferiority",
     "paired_difference",
+    "pareto_front",
     "superiority",
     "tokens_to_reach",
 ]

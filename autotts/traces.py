@@ -32,6 +32,17 @@ class TraceStep(BaseModel):
     tokens: int  # episode cost after the action
 
 
+class TraceFrame(BaseModel):
+    """One frame of the traceback of a controller error (outside autotts's engine)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    line: int | None
+    function: str
+    code: str | None
+
+
 class EpisodeTrace(BaseModel):
     """One episode: identity, outcome and steps."""
 
@@ -57,6 +68,8 @@ class EpisodeTrace(BaseModel):
     models: list[str] | None = None
     cost: float | None = None
     model_tokens: dict[str, int] | None = None
+    # a controller error: its traceback outside the engine, innermost frame last
+    traceback: list[TraceFrame] | None = None
 
 
 def episode_record(env, config, params: dict, result) -> dict:
@@ -97,7 +110,24 @@ def episode_record(env, config, params: dict, result) -> dict:
             for _ in ids
         ]
         record.update(models=models, cost=result.cost, model_tokens=result.model_tokens)
+    frames = error_frames(result.exception) if result.exception is not None else []
+    if frames:
+        record["traceback"] = frames
     return record
+
+
+def error_frames(exc: BaseException) -> list[dict]:
+    """The frames of ``exc``'s traceback outside autotts's engine (the controller's code and
+    what it called), innermost last, as trace records hold them."""
+    import traceback
+
+    from .engine import ENGINE_DIR
+
+    return [
+        {"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line or None}
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(ENGINE_DIR)
+    ]
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
@@ -188,4 +218,12 @@ def render_episode(episode: EpisodeTrace):
         table.add_row(
             str(n), step.action, shown, ", ".join(map(str, step.finished)), f"{step.tokens:,}"
         )
-    return Group(header, table)
+    parts = [header, table]
+    if episode.traceback:
+        lines = ["Traceback (controller code, innermost last):"]
+        for frame in episode.traceback:
+            lines.append(f'  File "{frame.file}", line {frame.line}, in {frame.function}')
+            if frame.code:
+                lines.append(f"    {frame.code}")
+        parts.append(Text("\n".join(lines), style="red"))
+    return Group(*parts)

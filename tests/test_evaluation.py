@@ -2,11 +2,15 @@ import json
 
 import pytest
 from conftest import fixture_controller
+from typer.testing import CliRunner
 
+from autotts.cli import app
 from autotts.evaluation import evaluate
 from autotts.report import write_outputs
 from autotts.specs import parse_spec
 from autotts.traces import read_traces
+
+runner = CliRunner()
 
 
 def test_failures_are_recorded_and_other_controllers_continue(env_dir, tmp_path):
@@ -34,6 +38,15 @@ def test_failures_are_recorded_and_other_controllers_continue(env_dir, tmp_path)
     assert status["sc"] == "ok" and report.row("sc", "Qwen3-8B/aime24").episodes == 60
     paths = write_outputs(report, tmp_path)
     assert "boom" in paths["csv"].read_text()
+    (trace_file,) = paths["traces"].glob("raises__*.jsonl")
+    failed = next(read_traces(trace_file))
+    *_, innermost = failed.traceback  # the trace file's error record holds the traceback
+    assert innermost.file == str(fixture_controller("raises")) and innermost.function == "run"
+    assert innermost.code == 'raise ValueError("boom from the controller")'
+    assert innermost.line == 13
+    shown = runner.invoke(app, ["trace", "show", str(trace_file)])
+    assert 'raises.py", line 13, in run' in shown.output
+    assert not next(read_traces(next(paths["traces"].glob("sc__*.jsonl")))).traceback
     assert paths["plot_png"].stat().st_size > 10_000 and paths["plot_svg"].read_text().startswith(
         "<?xml"
     )
@@ -133,6 +146,28 @@ def test_a_report_writes_what_the_cli_writes(env_dir, tmp_path):
     paths = report.save(tmp_path / "out")
     assert paths["csv"].read_bytes() == text.encode()
     assert "| sc | n=4 |" in report._repr_markdown_()
+
+
+def test_curves_get_bands_of_their_accuracy_intervals(env_dir):
+    import autotts
+
+    report = autotts.evaluate("sc", "Qwen3-8B/aime24", n=[1, 4, 16], seeds=3, env_dir=env_dir)
+    (ax, *_) = report.plot().axes
+    (band,) = ax.collections  # one curve, one band
+    (line,) = ax.get_lines()
+    vertices = band.get_paths()[0].vertices
+    for row in report.rows:
+        at = vertices[abs(vertices[:, 0] - row.tokens) < 1e-6, 1]
+        estimate = row.accuracy_estimate
+        assert min(at) == pytest.approx(estimate.low) and max(at) == pytest.approx(estimate.high)
+        assert estimate.low < row.accuracy < estimate.high
+    assert band.get_facecolor()[0][:3] == pytest.approx(line_rgb(line))
+
+
+def line_rgb(line):
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(line.get_color())
 
 
 def test_bad_controllers_and_envs_are_bad_input(env_dir):

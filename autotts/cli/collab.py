@@ -13,7 +13,19 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from .common import EnvDirOption, _fail, console
+from .common import (
+    EXIT_FAILED,
+    EnvDirOption,
+    JsonOption,
+    OutOption,
+    OverwriteOption,
+    SeedsOption,
+    WorkersOption,
+    _fail,
+    claim_output,
+    console,
+    err_console,
+)
 
 ModelsOption = Annotated[
     list[str] | None,
@@ -39,6 +51,23 @@ def _cost_table(path: Path | None) -> str | None:
     return CostModel.load(path).model_dump_json()
 
 
+def _betas(options: list[str] | None) -> list[float]:
+    """``--betas 0.25,0.5 --betas 1`` as floats ≥ 0; a bad value exits 2 naming it."""
+    values = []
+    for item in options or ["1"]:
+        for text in item.split(","):
+            try:
+                value = float(text)
+            except ValueError:
+                raise _fail(
+                    f"--betas: {text.strip()!r} is not a number (e.g. --betas 0.5,1)"
+                ) from None
+            if not value >= 0:
+                raise _fail(f"--betas: {value:g} is negative; graph-level β must be ≥ 0")
+            values.append(value)
+    return values
+
+
 def register(app: typer.Typer) -> None:
     """Add ``autotts collab …`` to the app (called by :mod:`autotts.cli`)."""
     collab = typer.Typer(help="Multi-LLM collaboration graphs on cross-model replay.")
@@ -49,11 +78,16 @@ def register(app: typer.Typer) -> None:
         graph: Annotated[Path, typer.Argument(help="A graph file (.yaml/.yml/.json).")],
         dataset: Annotated[str, typer.Option(help="Dataset of the replay stores.")] = "aime24",
         model: ModelsOption = None,
-        beta: Annotated[
-            list[float] | None,
-            typer.Option(help="Graph-level β (scales node β and width); repeatable. Default 1."),
+        betas: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--betas",
+                "--beta",
+                help="Comma-separated graph-level β values (scale node β and width); "
+                "repeatable. Default 1.",
+            ),
         ] = None,
-        seeds: Annotated[int, typer.Option(min=1)] = 100,
+        seeds: SeedsOption = 100,
         budget: Annotated[
             float | None,
             typer.Option(help="Refuse the graph when its full-width cost estimate exceeds this."),
@@ -62,15 +96,23 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Also write the graph as a controller file here.")
         ] = None,
         model_table: TableOption = None,
-        workers: Annotated[int | None, typer.Option(min=1)] = None,
+        workers: WorkersOption = None,
+        out: OutOption = None,
+        overwrite: OverwriteOption = False,
+        as_json: JsonOption = False,
         env_dir: EnvDirOption = None,
     ) -> None:
-        """Evaluate a collaboration graph: accuracy, tokens, cost and tokens per model."""
+        """Evaluate a collaboration graph: accuracy (± se, 95 % interval), tokens, cost and
+        tokens per model; writes results.csv, results.md and run.json into --out."""
         from ..collab.compile import compile_graph, export_graph
         from ..collab.evaluate import CrossSpec, GraphEvaluator
         from ..collab.graph import CollabGraph, GraphError
+        from ..collab.outputs import CELL_COLUMNS, cells, graph_row, write_results
+        from ..provenance import run_record, write_run_record
         from ..store import StoreError
 
+        values = _betas(betas)
+        out = claim_output(out, overwrite)
         try:
             spec = CrossSpec(
                 dataset,
@@ -79,30 +121,34 @@ def register(app: typer.Typer) -> None:
                 _cost_table(model_table),
             )
             spec_graph = CollabGraph.load(graph)
+            rows = []
             with GraphEvaluator(spec, seeds, workers) as evaluator:
                 compile_graph(spec_graph, evaluator.env, budget)
-                unit = "FLOPs" if evaluator.env.unit == "flops" else "$"
-                table = Table(title=f"{spec_graph.name} on {evaluator.env.env_id}, {seeds} seeds")
-                for column in ("β", "accuracy %", "tokens", unit, "tokens per model", "errors"):
-                    table.add_column(column)
-                for b in beta or [1.0]:
+                env_id, unit = evaluator.env.env_id, evaluator.env.unit
+                for b in values:
                     score = evaluator.score(spec_graph, b)
-                    per_model = ", ".join(
-                        f"{m} {t / 1000:.1f}k" for m, t in score.model_tokens.items() if t
-                    )
-                    table.add_row(
-                        f"{b:g}",
-                        f"{score.accuracy:.2f}",
-                        f"{score.tokens / 1000:.1f}k",
-                        f"{score.cost:.3g}",
-                        per_model,
-                        str(score.errors) + (f" ({score.first_error})" if score.errors else ""),
-                    )
-            console.print(table)
-            if export is not None:
-                console.print(f"wrote {export_graph(spec_graph, export)}", highlight=False)
+                    rows.append(graph_row(spec_graph.name, b, env_id, score))
         except (GraphError, StoreError) as exc:
             raise _fail(str(exc)) from None
+        unit = "FLOPs" if unit == "flops" else "$"
+        paths = write_results(rows, out, unit)
+        write_run_record(out, run_record([env_id], env_dir, seeds, graph=str(graph)))
+        if export is not None:
+            err_console.print(f"wrote {export_graph(spec_graph, export)}", highlight=False)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2, allow_nan=False))
+        else:
+            table = Table(title=f"{spec_graph.name} on {env_id}, {seeds} seeds")
+            for column in CELL_COLUMNS:
+                table.add_column(unit if column == "cost" else column, overflow="fold")
+            table.add_column("status")
+            for row in rows:
+                status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+                table.add_row(*cells(row), status)
+            console.print(table)
+        err_console.print(f"results: {paths['markdown']}  {paths['csv']}", highlight=False)
+        if any(row["errors"] for row in rows):
+            raise typer.Exit(EXIT_FAILED)
 
     @collab.command("search")
     def collab_search(

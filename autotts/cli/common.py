@@ -89,6 +89,19 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def claim_output(out: Path | None, overwrite: bool) -> Path:
+    """The output directory (default ``autotts-results/<time>``); a non-empty one is refused
+    unless told to overwrite. Nothing is created here."""
+    from datetime import datetime
+
+    out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise _fail(
+            f"{out} is not empty; choose another --out, or pass --overwrite to replace its results"
+        )
+    return out
+
+
 class PlainProgress:
     """Progress for logs and batch jobs (stderr not a terminal): a plain line at most every
     ``every_s`` seconds and one at the end, instead of a bar nobody sees."""

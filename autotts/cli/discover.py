@@ -4,6 +4,7 @@
 commands defined inside :func:`register` at definition time.)
 """
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         env_dir: EnvDirOption = None,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json",
+                help="Print the judgements (curves with intervals, verdicts) as JSON on stdout "
+                "instead of tables.",
+            ),
+        ] = False,
     ) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
         from ..discovery.runs import discover as run_discovery
@@ -152,7 +161,7 @@ def register(app: typer.Typer) -> None:
                         "user can.",
                         highlight=False,
                     )
-                console.print(f"run directory: [bold]{path}[/]", highlight=False)
+                err_console.print(f"run directory: [bold]{path}[/]", highlight=False)
                 run = run_discovery(
                     list(search_env or AIME24),
                     list(heldout_env or AIME25),
@@ -174,9 +183,14 @@ def register(app: typer.Typer) -> None:
             hint = f" (continue with: autotts discover --resume {path})"
             raise _fail(f"{exc}{hint}", code=1) from None
         name = run.config.get("name", name)
-        if run.config.get("strategy") == "llm":
-            _print_llm_summary(console, run.result or {})
-        _print_comparison(console, run.store, name)
+        if as_json:
+            stages = {f: run.store.read_json(f) for f in ("search.json", "heldout.json")
+                      if (run.path / f).exists()}  # fmt: skip
+            typer.echo(json.dumps({"run": str(run.path), **{k[:-5]: v for k, v in stages.items()}}))
+        else:
+            if run.config.get("strategy") == "llm":
+                _print_llm_summary(console, run.result or {})
+            _print_comparison(console, run.store, name)
         verdict = (run.judgement() or {}).get("verdict")
         if (
             run.config.get("strategy") != "llm"
@@ -186,7 +200,7 @@ def register(app: typer.Typer) -> None:
             err_console.print(
                 "[yellow]the discovered family met neither held-out target, even on its means[/]"
             )
-        console.print(
+        err_console.print(
             f"export: autotts export {run.path} -o controllers/discovered/{name.replace('-', '_')}.py"
             f"   report: autotts report {run.path}",
             highlight=False,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,6 +34,7 @@ from .common import (
     UnsafeOption,
     WorkersOption,
     _fail,
+    claim_output,
     console,
     err_console,
 )
@@ -69,14 +68,6 @@ def _debug(exc: BaseException, mode: str) -> None:
     raise typer.Exit(EXIT_FAILED)
 
 
-def _claim_output(out: Path, overwrite: bool) -> None:
-    """Refuse an output directory that holds files already, unless told to overwrite."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise _fail(
-            f"{out} is not empty; choose another --out, or pass --overwrite to replace its results"
-        )
-
-
 def _run_and_report(
     configs,
     env_ids,
@@ -105,8 +96,7 @@ def _run_and_report(
     from ..sandbox import IsolationUnavailable
     from ..store import StoreError
 
-    out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    _claim_output(out, overwrite)
+    out = claim_output(out, overwrite)
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),

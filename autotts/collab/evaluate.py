@@ -1,17 +1,21 @@
 """Scoring graphs on cross-model environments: mean accuracy, tokens, cost and per-model
-tokens over questions × seeds, spread over worker processes that load the stores once."""
+tokens over questions × seeds, with their bootstrap intervals (questions, then seeds within
+question; see :mod:`autotts.stats`), spread over worker processes that load the stores once."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+
+import numpy as np
 
 from ..crossmodel import CostModel, CrossModelEnvironment, dataset_models
 from ..episodes import Tally, play_episodes
 from ..evaluation import _blocks
 from ..registry import shared
+from ..stats import estimate
 from .execute import GraphController
 from .graph import CollabGraph
 
@@ -42,7 +46,10 @@ class CrossSpec:
 
 @dataclass
 class Score:
-    """Means per question over every (question, seed) episode."""
+    """Means per question over every (question, seed) episode, with the accuracy's standard
+    error and 95 % intervals of accuracy, tokens and cost. ``outcomes`` holds the
+    ``(questions, seeds)`` tables of accuracy (percent), tokens and cost behind them (for
+    paired comparisons; never serialised)."""
 
     accuracy: float  # percent
     tokens: float
@@ -51,9 +58,15 @@ class Score:
     episodes: int = 0
     errors: int = 0
     first_error: str | None = None
+    accuracy_se: float | None = None
+    accuracy_interval: list[float] | None = None
+    tokens_interval: list[float] | None = None
+    cost_interval: list[float] | None = None
+    outcomes: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON-ready fields (everything but ``outcomes``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "outcomes"}
 
 
 def environment(spec: CrossSpec) -> CrossModelEnvironment:
@@ -65,11 +78,15 @@ def _score_block(graph_json: str, beta: float, spec: CrossSpec, questions, seeds
     controller = GraphController(CollabGraph.model_validate_json(graph_json))
     params = controller.params(beta)
     tally = Tally(model_tokens=dict.fromkeys(env.models, 0))
+    table = np.zeros((3, len(questions), seeds))  # correct, tokens, cost per episode
     episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
-    for result in play_episodes(controller, episodes, time_limit_s=None, record_trace=False):
-        tally.add(env, result)
+    for i, result in enumerate(
+        play_episodes(controller, episodes, time_limit_s=None, record_trace=False)
+    ):
+        cost = result.cost or 0.0
+        table[:, i // seeds, i % seeds] = (tally.add(env, result), result.tokens, cost)
     t = tally
-    return t.correct, t.tokens, t.cost, t.model_tokens, t.errors, t.first_error
+    return t.correct, t.tokens, t.cost, t.model_tokens, t.errors, t.first_error, table
 
 
 class GraphEvaluator:
@@ -110,6 +127,9 @@ def _merge(parts: Sequence[tuple], episodes: int) -> Score:
     for p in parts:
         for model, n in p[3].items():
             per_model[model] = per_model.get(model, 0) + n
+    correct_t, tokens_t, cost_t = np.concatenate([p[6] for p in parts], axis=1)
+    accuracy_t = 100.0 * correct_t
+    accuracy = estimate([accuracy_t])
     return Score(
         accuracy=100.0 * correct / episodes,
         tokens=sum(p[1] for p in parts) / episodes,
@@ -118,6 +138,11 @@ def _merge(parts: Sequence[tuple], episodes: int) -> Score:
         episodes=episodes,
         errors=sum(p[4] for p in parts),
         first_error=next((p[5] for p in parts if p[5]), None),
+        accuracy_se=accuracy.se,
+        accuracy_interval=list(accuracy.interval),
+        tokens_interval=list(estimate([tokens_t]).interval),
+        cost_interval=list(estimate([cost_t]).interval),
+        outcomes={"accuracy": accuracy_t, "tokens": tokens_t, "cost": cost_t},
     )
 
 

@@ -5,7 +5,11 @@ Single-model points run on the fast single-model replay (their cost is tokens ×
 price per token, exactly what the cross-model environment charges: a graph of one generate
 node replays its controller on that model token for token). The *single-model envelope* at
 cost C is the best accuracy any of those points reaches at cost ≤ C; a graph's *gain* is its
-accuracy minus the envelope at its own cost.
+accuracy minus the envelope at its own cost, with a paired bootstrap interval against the
+single-model point the envelope takes there (same questions, same seeds).
+
+Points carry their per-episode outcome tables under ``"_outcomes"`` while in memory
+(:func:`public` drops them before anything is written).
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from ..evaluation import RunConfig, evaluate
+from ..stats import paired_difference
 from .evaluate import CrossSpec, GraphEvaluator, environment
 from .graph import CollabGraph
 
@@ -47,6 +54,9 @@ def single_model_points(
     points = []
     for row in report.rows:
         model = row.env_id.split("/")[0]
+        rate = env.rates[model]
+        correct, _ = report.outcomes(row)
+        acc, tok = row.accuracy_estimate, row.tokens_estimate
         points.append(
             {
                 "label": f"{model} {row.controller} β={row.config.beta:g}",
@@ -55,8 +65,12 @@ def single_model_points(
                 "beta": row.config.beta,
                 "accuracy": row.accuracy,
                 "tokens": row.tokens,
-                "cost": row.tokens * env.rates[model],
+                "cost": row.tokens * rate,
                 "errors": row.errors,
+                "accuracy_se": acc and acc.se,
+                "accuracy_interval": acc and list(acc.interval),
+                "cost_interval": tok and [tok.low * rate, tok.high * rate],
+                "_outcomes": {"accuracy": 100.0 * np.asarray(correct, dtype=float)},
             }
         )
     return points
@@ -77,7 +91,13 @@ def graph_points(
                 score = evaluator.score(graph, beta)
                 label = graph.name if beta == 1.0 else f"{graph.name} β={beta:g}"
                 points.append(
-                    {"label": label, "graph": graph.name, "beta": beta, **score.to_dict()}
+                    {
+                        "label": label,
+                        "graph": graph.name,
+                        "beta": beta,
+                        **score.to_dict(),
+                        "_outcomes": score.outcomes,
+                    }
                 )
     return points
 
@@ -92,10 +112,15 @@ def envelope_at(stairs: Sequence[tuple[float, float]], cost: float) -> float:
     """Best single-model accuracy at cost ≤ ``cost`` (``-inf`` below the cheapest point)."""
     best = -math.inf
     for c, a in stairs:
-        if c > cost * (1 + 1e-9):  # equal costs summed in another order may differ in the last bit
+        if not _within(c, cost):
             break
         best = a
     return best
+
+
+def _within(cost: float, budget: float) -> bool:
+    # equal costs summed in another order may differ in the last bit
+    return cost <= budget * (1 + 1e-9)
 
 
 def pareto(points: Sequence[dict]) -> list[dict]:
@@ -108,14 +133,36 @@ def pareto(points: Sequence[dict]) -> list[dict]:
 
 
 def with_gains(points: Sequence[dict], single: Sequence[dict], key: str = "") -> list[dict]:
-    """``points`` with ``single_best{key}`` (the single-model envelope at their cost) and
-    ``gain{key}`` (their accuracy minus it)."""
-    stairs = envelope(single)
+    """``points`` with ``single_best{key}`` (the single-model envelope at their cost),
+    ``gain{key}`` (their accuracy minus it) and ``gain{key}_interval`` (the gain's paired 95 %
+    interval against that envelope point, when both carry outcome tables of one shape)."""
+    front = pareto(single)
     out = []
     for p in points:
-        base = envelope_at(stairs, p["cost"])
-        out.append(dict(p, **{f"single_best{key}": base, f"gain{key}": p["accuracy"] - base}))
+        below = [s for s in front if _within(s["cost"], p["cost"])]
+        base = below[-1] if below else None
+        best = base["accuracy"] if base else -math.inf
+        extra = {f"single_best{key}": best, f"gain{key}": p["accuracy"] - best}
+        extra[f"gain{key}_interval"] = _gain_interval(p, base)
+        out.append(dict(p, **extra))
     return out
+
+
+def _gain_interval(point: dict, base: dict | None) -> list[float] | None:
+    mine = (point.get("_outcomes") or {}).get("accuracy")
+    theirs = ((base or {}).get("_outcomes") or {}).get("accuracy")
+    if mine is None or theirs is None or np.shape(mine) != np.shape(theirs):
+        return None
+    return list(paired_difference([mine], [theirs]).interval)
+
+
+def public(value):
+    """``value`` without the in-memory ``"_…"`` keys of its dicts, at any depth."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
 
 
 def on_envelope(points: Sequence[dict]) -> list[dict]:
@@ -130,6 +177,7 @@ __all__ = [
     "envelope_at",
     "graph_points",
     "pareto",
+    "public",
     "single_model_points",
     "on_envelope",
     "with_gains",

@@ -23,7 +23,14 @@ from ..bundled import project_dir
 from ..rundir import RunDirectory, RunError
 from .compile import export_graph
 from .evaluate import CrossSpec, environment
-from .frontier import graph_points, on_envelope, pareto, single_model_points, with_gains
+from .frontier import (
+    graph_points,
+    on_envelope,
+    pareto,
+    public,
+    single_model_points,
+    with_gains,
+)
 from .graph import CollabGraph
 from .strategies import collab_strategy
 
@@ -85,7 +92,7 @@ def run_collab(run: RunDirectory, settings: CollabSettings, console=None, api_ke
         run.finish_stage("search", evaluations=[r["label"] for r in records])
     if not run.stage_done("final"):
         say("final evaluation (search and held-out datasets)…")
-        run.write_json("final.json", final_evaluation(run, settings))
+        run.write_json("final.json", public(final_evaluation(run, settings)))
         run.finish_stage("final")
     final = run.read_json("final.json")
     if not run.stage_done("export"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..rundir import RunDirectory, RunError
-from .frontier import envelope
+from .frontier import envelope, pareto
 from .pipeline import best_gain
 
 TARGET_GAIN = 2.0
@@ -36,10 +36,16 @@ def _plot(final: dict, path: Path, unit: str) -> Path:
             ("fixed", "s", "C6", "fixed graphs"),
             ("searched", "*", "C3", "searched graphs"),
         ):
-            pts = [(p["cost"], p["accuracy"]) for p in data[key]]
-            if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=marker, color=color, s=46, zorder=3,
-                           label=label)  # fmt: skip
+            points = data[key]
+            if not points:
+                continue
+            costs, accuracies = [p["cost"] for p in points], [p["accuracy"] for p in points]
+            ax.scatter(costs, accuracies, marker=marker, color=color, s=46, zorder=3, label=label)
+            if all(p.get("accuracy_interval") for p in points):  # 95 % intervals
+                below = [p["accuracy"] - p["accuracy_interval"][0] for p in points]
+                above = [p["accuracy_interval"][1] - p["accuracy"] for p in points]
+                ax.errorbar(costs, accuracies, yerr=[below, above], fmt="none", ecolor=color,
+                            alpha=0.5, lw=1, zorder=2)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel(f"mean {unit} per question")
         ax.set_ylabel("accuracy (%)")
@@ -52,28 +58,63 @@ def _plot(final: dict, path: Path, unit: str) -> Path:
     return path
 
 
+def _interval(values: list[float] | None, signed: bool = False) -> str:
+    if not values:
+        return "-"
+    low, high = values
+    return f"[{low:+.2f}, {high:+.2f}]" if signed else f"[{low:.1f}, {high:.1f}]"
+
+
+def accuracy_cells(p: dict) -> str:
+    """``accuracy ± se | [low, high]`` (runs recorded before intervals: ``accuracy | -``)."""
+    se = p.get("accuracy_se")
+    text = f"{p['accuracy']:.2f}" + ("" if se is None else f" ± {se:.2f}")
+    return f"{text} | {_interval(p.get('accuracy_interval'))}"
+
+
 def _cells(p: dict, key: str = "") -> str:
     base, gain = p[f"single_best{key}"], p[f"gain{key}"]
     if not math.isfinite(base):
-        return "— (cheaper than all) | —"
-    return f"{base:.2f} | {gain:+.2f}"
+        return "— (cheaper than all) | — | —"
+    return f"{base:.2f} | {gain:+.2f} | {_interval(p.get(f'gain{key}_interval'), signed=True)}"
 
 
 def _table(points: list[dict], unit: str) -> list[str]:
     chosen = bool(points) and "gain_chosen_on_search" in points[0]
-    head = f"| graph | accuracy % | {unit} | tokens | best single model at ≤ that cost | gain |"
-    rule = "|---|---:|---:|---:|---:|---:|"
+    head = (
+        f"| graph | accuracy % ± se | 95% interval | {unit} | tokens "
+        "| best single model at ≤ that cost | gain | gain 95% interval (paired) |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
     if chosen:
-        head += " same, configurations chosen on the search set | gain |"
-        rule += "---:|---:|"
+        head += " same, configurations chosen on the search set | gain | interval |"
+        rule += "---:|---:|---:|"
     lines = [head, rule]
     for p in sorted(points, key=lambda p: p["cost"]):
         row = (
-            f"| `{p['label']}` | {p['accuracy']:.2f} | {p['cost']:.3g} | "
+            f"| `{p['label']}` | {accuracy_cells(p)} | {p['cost']:.3g} | "
             f"{p['tokens'] / 1000:.1f}k | {_cells(p)} |"
         )
         lines.append(row + (f" {_cells(p, '_chosen_on_search')} |" if chosen else ""))
     return lines
+
+
+def _gain_words(point: dict, key: str = "") -> str:
+    """The target and significance of a gain, in words the interval supports."""
+    gain, interval = point[f"gain{key}"], point.get(f"gain{key}_interval")
+    met = "meets" if gain >= TARGET_GAIN else "does not meet"
+    if not interval:
+        return f"{met} the +{TARGET_GAIN:g} target on the means (no interval recorded)"
+    low, high = interval
+    if low >= TARGET_GAIN:
+        shown = f"the interval shows at least +{TARGET_GAIN:g}"
+    elif low > 0:
+        shown = "beats the best single model (interval above 0), not shown to reach the target"
+    elif high < 0:
+        shown = "worse than the best single model (interval below 0)"
+    else:
+        shown = "no significant difference from the best single model"
+    return f"{met} the +{TARGET_GAIN:g} target on the means; 95% interval [{low:+.2f}, {high:+.2f}]: {shown}"
 
 
 def verdict(final: dict) -> list[str]:
@@ -86,18 +127,18 @@ def verdict(final: dict) -> list[str]:
         if best is None:
             out.append(f"- {name}: no searched graph was evaluated.")
             continue
-        met = "meets" if best["gain"] >= TARGET_GAIN else "does not meet"
         line = (
             f"- {name}: largest gain of a searched graph {best['gain']:+.2f} points "
             f"(`{best['label']}`, {best['accuracy']:.2f}% at {best['cost']:.3g} vs "
-            f"{best['single_best']:.2f}%); {met} the +{TARGET_GAIN:g} target"
+            f"{best['single_best']:.2f}%); {_gain_words(best)}"
             + (f"; best fixed graph {fixed['gain']:+.2f} (`{fixed['label']}`)" if fixed else "")
         )
         chosen = best_gain(data["searched"], "_chosen_on_search")
         if chosen is not None:
             line += (
                 f". Against the single-model configurations chosen on the search set: "
-                f"{chosen['gain_chosen_on_search']:+.2f} (`{chosen['label']}`)"
+                f"{chosen['gain_chosen_on_search']:+.2f} (`{chosen['label']}`; "
+                f"{_gain_words(chosen, '_chosen_on_search')})"
             )
         out.append(line + ".")
     return out
@@ -135,11 +176,10 @@ def render_collab_report(run: RunDirectory) -> dict[str, Path]:
         lines += _table(data["searched"], unit)
         lines += ["", "### Fixed graphs (agents/graphs)", ""]
         lines += _table(data["fixed"], unit)
-        lines += ["", "### Best single-model envelope", "", f"| point | accuracy % | {unit} |"]
-        lines += ["|---|---:|---:|"]
-        by_cost = {(p["cost"], p["accuracy"]): p for p in data["single"]}
-        for cost, acc in envelope(data["single"]):
-            lines.append(f"| {by_cost[(cost, acc)]['label']} | {acc:.2f} | {cost:.3g} |")
+        lines += ["", "### Best single-model envelope", ""]
+        lines += [f"| point | accuracy % ± se | 95% interval | {unit} |", "|---|---:|---:|---:|"]
+        for p in pareto(data["single"]):
+            lines.append(f"| {p['label']} | {accuracy_cells(p)} | {p['cost']:.3g} |")
         lines.append("")
     if final.get("best"):
         lines += [

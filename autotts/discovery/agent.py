@@ -347,7 +347,7 @@ def judge_best(
     SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
     from ..evaluation import DEFAULT_BETAS
     from ..replay import ReplayEnvironment
-    from .pipeline import curves_with_baselines, write_judgement
+    from .pipeline import curves_with_baselines, with_intervals, write_judgement
 
     source = (run.candidate_dir(int(candidate)) / "controller.py").read_text()
     targets = (("search.json", settings.search_envs), ("heldout.json", settings.heldout_envs))
@@ -369,6 +369,8 @@ def judge_best(
         data["name"] = name
         data["status"] = "ok" if result.ok else f"rejected: {result.reason}"
         data["winner"] = [{"setting": f"β={p['beta']:g}", **p} for p in result.curve]
+        for point, (accuracy, tokens) in zip(data["winner"], result.tables, strict=False):
+            with_intervals(point, accuracy, tokens)
         data["_tables"]["winner"] = result.tables
         if result.ok:
             write_judgement(run, relative, data)

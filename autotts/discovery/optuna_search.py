@@ -164,6 +164,16 @@ def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
     ]
 
 
+def _describe(trial, run: RunDirectory, stage: str, fields: dict) -> None:
+    """User attributes that make ``optuna-dashboard sqlite:///RUN/optuna.db`` useful: where
+    the trial's candidate lives (controller parameters, result, traces) and its numbers."""
+    trial.set_user_attr("candidate_dir", str(run.candidate_dir(trial.number).resolve()))
+    trial.set_user_attr("stage", stage)
+    for key in ("accuracy", "tokens"):
+        if isinstance(fields.get(key), int | float):
+            trial.set_user_attr(key, float(fields[key]))
+
+
 def _run_trials(
     run: RunDirectory,
     settings: SearchSettings,
@@ -202,6 +212,7 @@ def _run_trials(
         }
         run.write_candidate(trial.number, params=fields.get("params"), result=fields, traces=traces)
         run.append(record)
+        _describe(trial, run, stage, fields)
         study.tell(trial, values)
         spent += seconds
         done += 1

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
-from ..stats import mean_curve
+from ..stats import estimate, mean_curve
 from .family import Family, family_source, fit_family
 from .optuna_search import (
     SearchSettings,
@@ -85,18 +85,37 @@ def curves_with_baselines(
         return outcome_tables(report, sorted(rows, key=lambda r: envs.index(r.env_id)))
 
     family_configs = [c for c in configs if c.label == name and path]
-    return {
-        "envs": envs,
+    outcomes = {
+        "winner": [tables(c) for c in family_configs],
+        "cmc": [tables(c) for c in configs if c.controller == "cmc"],
+        "sc64": tables(configs[-1]),
+    }
+    curves = {
         "winner": _curve(report, name, envs) if path else [],
         "cmc": _curve(report, "cmc", envs),
-        "sc64": _curve(report, "sc", envs)[0],
-        # per-episode outcomes for the verdict's intervals (never written)
-        "_tables": {
-            "winner": [tables(c) for c in family_configs],
-            "cmc": [tables(c) for c in configs if c.controller == "cmc"],
-            "sc64": tables(configs[-1]),
-        },
+        "sc64": _curve(report, "sc", envs)[:1],
     }
+    for key, curve in curves.items():
+        point_tables = outcomes[key] if key != "sc64" else [outcomes[key]]
+        for point, (accuracy, tokens) in zip(curve, point_tables, strict=True):
+            with_intervals(point, accuracy, tokens)
+    return {
+        "envs": envs,
+        "winner": curves["winner"],
+        "cmc": curves["cmc"],
+        "sc64": curves["sc64"][0],
+        "_tables": outcomes,  # per-episode outcomes for the verdict's intervals (never written)
+    }
+
+
+def with_intervals(point: dict, accuracy: list, tokens: list) -> dict:
+    """Add ``accuracy_se``, ``accuracy_interval`` and ``tokens_interval`` (bootstrap over
+    questions and seeds, environments averaged) to a curve point."""
+    acc, tok = estimate(accuracy), estimate(tokens)
+    point["accuracy_se"] = acc.se
+    point["accuracy_interval"] = [acc.low, acc.high]
+    point["tokens_interval"] = [tok.low, tok.high]
+    return point
 
 
 def run_family_stage(

@@ -1,6 +1,7 @@
 """``autotts report RUN``: a discovery run as Markdown and HTML, with two figures.
 
-- the round-by-round trajectory (accuracy and tokens of every candidate, best so far);
+- the trajectory: every candidate in the accuracy-vs-tokens plane with the Pareto front,
+  and the front's hypervolume after each round;
 - the final scaling curves against SC@64 and CMC on the search and held-out environments;
 - the winning controller's code.
 """
@@ -8,37 +9,70 @@
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 from ..files import atomic_write_text
 from ..rundir import RunDirectory
+from ..stats import hypervolume, pareto_front
+
+
+def round_points(round_: dict) -> list[tuple[float, float]]:
+    """The ``(tokens, accuracy)`` points a round contributed: an LLM candidate's whole β
+    curve, a trial's one point, nothing for a rejected round."""
+    if round_.get("curve") and round_.get("status", "ok") == "ok":
+        return [(tokens, accuracy) for _, accuracy, tokens in round_["curve"]]
+    if round_.get("accuracy") is None or round_.get("tokens") is None:
+        return []
+    return [(round_["tokens"], round_["accuracy"])]
+
+
+def front_over_rounds(rounds: list[dict]) -> dict:
+    """The Pareto front of every round's points and its hypervolume after each round (one
+    reference for all rounds: 1.1 × the most tokens any round spent, so the values
+    compare)."""
+    seen: list[tuple[float, float]] = []
+    volumes = []
+    everything = [pt for r in rounds for pt in round_points(r)]
+    reference = 1.1 * max((t for t, _ in everything), default=1.0)
+    for r in rounds:
+        seen += round_points(r)
+        volumes.append(hypervolume(seen, reference))
+    return {"front": pareto_front(seen), "hypervolume": volumes, "reference_tokens": reference}
 
 
 def _plot_trajectory(rounds: list[dict], path: Path) -> Path:
+    """Left: every candidate in the (tokens, accuracy) plane coloured by round, with the
+    Pareto front; right: the front's hypervolume after each round."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_acc, ax_tok) = plt.subplots(1, 2, figsize=(10, 3.4))
-    xs = list(range(1, len(rounds) + 1))
-    acc = [math.nan if r.get("accuracy") is None else r["accuracy"] for r in rounds]
-    tok = [math.nan if r.get("tokens") is None else r["tokens"] for r in rounds]
-    best, best_so_far = -math.inf, []
-    for a in acc:
-        best = max(best, a if a == a else -math.inf)
-        best_so_far.append(best if best > -math.inf else math.nan)
-    ax_acc.scatter(xs, acc, s=8, alpha=0.6, label="candidate")
-    ax_acc.plot(xs, best_so_far, color="C3", label="best so far")
-    ax_acc.set_xlabel("round")
-    ax_acc.set_ylabel("mean accuracy (%)")
-    ax_acc.legend(frameon=False)
-    ax_tok.scatter(xs, tok, s=8, alpha=0.6, color="C1")
-    ax_tok.set_yscale("log")
-    ax_tok.set_xlabel("round")
-    ax_tok.set_ylabel("mean tokens per question")
-    for ax in (ax_acc, ax_tok):
+    summary = front_over_rounds(rounds)
+    fig, (ax_plane, ax_hv) = plt.subplots(1, 2, figsize=(10, 3.6))
+    xs, ys, colours = [], [], []
+    for i, r in enumerate(rounds, 1):
+        for tokens, accuracy in round_points(r):
+            xs.append(tokens)
+            ys.append(accuracy)
+            colours.append(i)
+    dots = ax_plane.scatter(xs, ys, c=colours, s=16, cmap="viridis", alpha=0.8)
+    if xs:
+        fig.colorbar(dots, ax=ax_plane, label="round", ticks=MaxNLocator(integer=True))
+    front = summary["front"]
+    if front:
+        ax_plane.step(*zip(*front, strict=True), where="post", color="C3", label="Pareto front")
+        ax_plane.legend(frameon=False, loc="lower right")
+    ax_plane.set_xscale("log")
+    ax_plane.set_xlabel("mean tokens per question")
+    ax_plane.set_ylabel("mean accuracy (%)")
+    marker = "o" if len(rounds) <= 30 else None
+    ax_hv.plot(range(1, len(rounds) + 1), summary["hypervolume"], color="C3", marker=marker, ms=3)
+    ax_hv.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_hv.set_xlabel("round")
+    ax_hv.set_ylabel("hypervolume (accuracy × log10 tokens)")
+    for ax in (ax_plane, ax_hv):
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -55,12 +89,26 @@ def _plot_curves(panels: list[tuple[str, dict]], name: str, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (title, data) in zip(axes.flat, panels, strict=True):
         for label, curve, marker in ((name, data["winner"], "o"), ("cmc", data["cmc"], "s")):
-            pts = sorted((p["tokens"], p["accuracy"]) for p in curve)
-            if not pts:
+            curve = sorted(curve, key=lambda p: p["tokens"])
+            if not curve:
                 continue
-            ax.plot(*zip(*pts, strict=True), marker=marker, ms=4, label=label)
+            xs = [p["tokens"] for p in curve]
+            (line,) = ax.plot(xs, [p["accuracy"] for p in curve], marker=marker, ms=4, label=label)
+            if all(p.get("accuracy_interval") for p in curve):  # runs before intervals: none
+                low, high = zip(*(p["accuracy_interval"] for p in curve), strict=True)
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
         sc = data["sc64"]
-        ax.scatter([sc["tokens"]], [sc["accuracy"]], marker="*", s=90, color="k", label="SC@64")
+        low, high = sc.get("accuracy_interval") or (sc["accuracy"], sc["accuracy"])
+        ax.errorbar(
+            [sc["tokens"]],
+            [sc["accuracy"]],
+            yerr=[[sc["accuracy"] - low], [high - sc["accuracy"]]],
+            fmt="*",
+            ms=10,
+            color="k",
+            capsize=3,
+            label="SC@64",
+        )
         ax.set_xscale("log")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("mean tokens per question")
@@ -73,26 +121,39 @@ def _plot_curves(panels: list[tuple[str, dict]], name: str, path: Path) -> Path:
     return path
 
 
-def comparison_rows(data: dict, name: str) -> list[tuple[str, str, str, str, str]]:
-    """(controller, setting, accuracy %, tokens, % of SC@64 tokens) rows of a judgement."""
+def comparison_rows(data: dict, name: str) -> list[tuple[str, ...]]:
+    """(controller, setting, accuracy % ± se, its 95 % interval, tokens, their interval,
+    % of SC@64 tokens) rows of a judgement (runs recorded before intervals: "-")."""
     sc = data["sc64"]
     rows = []
-    for label, curve in ((name, data["winner"]), ("cmc", data["cmc"])):
+    for label, curve in ((name, data["winner"]), ("cmc", data["cmc"]), ("sc", [sc])):
         for p in curve:
+            se = p.get("accuracy_se")
+            low, high = p.get("accuracy_interval") or (None, None)
+            tok_low, tok_high = p.get("tokens_interval") or (None, None)
             rows.append(
                 (
                     label,
-                    p["setting"],
-                    f"{p['accuracy']:.2f}",
+                    p.get("setting") or "n=64",
+                    f"{p['accuracy']:.2f}" + ("" if se is None else f" ± {se:.2f}"),
+                    "-" if low is None else f"[{low:.1f}, {high:.1f}]",
                     f"{p['tokens'] / 1000:.1f}k",
+                    "-" if tok_low is None else f"[{tok_low / 1000:.1f}k, {tok_high / 1000:.1f}k]",
                     f"{100 * p['tokens'] / sc['tokens']:.1f}",
                 )
             )
-    rows.append(("sc", "n=64", f"{sc['accuracy']:.2f}", f"{sc['tokens'] / 1000:.1f}k", "100.0"))
     return rows
 
 
-COMPARISON_COLUMNS = ("controller", "setting", "accuracy %", "tokens", "% of SC@64 tokens")
+COMPARISON_COLUMNS = (
+    "controller",
+    "setting",
+    "accuracy % ± se",
+    "95% interval",
+    "tokens",
+    "tokens 95% interval",
+    "% of SC@64 tokens",
+)
 
 
 def verdict_lines(verdict: dict | None, name: str) -> list[str]:
@@ -173,7 +234,14 @@ def render_report(run: RunDirectory) -> dict[str, Path]:
     md.append("")
     if rounds:
         out["trajectory"] = _plot_trajectory(rounds, run.path / "trajectory.png")
+        summary = front_over_rounds(rounds)
         md += ["## Trajectory", "", "![trajectory](trajectory.png)", ""]
+        md.append(
+            f"Pareto front after {len(rounds)} rounds: {len(summary['front'])} points, "
+            f"hypervolume {summary['hypervolume'][-1]:.2f} (accuracy × log10 tokens, up to "
+            f"{summary['reference_tokens'] / 1000:.1f}k tokens)."
+        )
+        md.append("")
         md += ["| round | candidate | status | accuracy % | tokens |", "|---|---|---|---|---|"]
         for i, r in enumerate(rounds, 1):
             acc = f"{r['accuracy']:.2f}" if r.get("accuracy") is not None else "-"
@@ -206,42 +274,25 @@ def render_report(run: RunDirectory) -> dict[str, Path]:
         md += ["## Winning controller", "", "```python", winner.read_text().rstrip(), "```", ""]
     text = "\n".join(md)
     out["markdown"] = atomic_write_text(run.path / "report.md", text)
-    out["html"] = atomic_write_text(run.path / "report.html", _to_html(text))
+    out["html"] = atomic_write_text(
+        run.path / "report.html", markdown_to_html(text, f"autotts run {run.path.name}")
+    )
     return out
 
 
-def _to_html(markdown: str) -> str:
-    """A dependency-free HTML rendering of the report's Markdown subset."""
-    body, in_code, in_table = [], False, False
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            body.append("</pre>" if in_code else "<pre><code>")
-            in_code = not in_code
-            continue
-        if in_code:
-            body.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1 : line.rindex(")")]
-            body.append(f'<img src="{html.escape(src)}" style="max-width:100%">')
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td{padding:2px 8px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
+    "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+    "pre{background:#f6f8fa;padding:1em;overflow-x:auto}img{max-width:100%}"
+)
+
+
+def markdown_to_html(markdown: str, title: str) -> str:
+    """A standalone HTML page of a Markdown report (CommonMark with tables, markdown-it-py)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )

@@ -1,13 +1,15 @@
+import csv
 import json
 import random
 
+import numpy as np
 import pytest
 from llm_double import RecordedChatServer
 from typer.testing import CliRunner
 
 from autotts.cli import app
 from autotts.collab.evaluate import CrossSpec, GraphEvaluator
-from autotts.collab.frontier import envelope, envelope_at, pareto, with_gains
+from autotts.collab.frontier import envelope, envelope_at, pareto, public, with_gains
 from autotts.collab.search import (
     AgentSettings,
     GraphSearch,
@@ -111,6 +113,28 @@ def test_frontier_helpers():
     assert [p["cost"] for p in pareto(single)] == [1.0, 3.0]
     (gained,) = with_gains([{"cost": 2.0, "accuracy": 56.0}], single)
     assert gained["gain"] == 6.0 and gained["single_best"] == 50.0
+    assert gained["gain_interval"] is None  # no outcome tables: no interval claimed
+
+
+def test_gains_carry_a_paired_interval_and_public_drops_the_tables():
+    rng = np.random.default_rng(0)
+    base = 100.0 * (rng.random((30, 20)) < 0.5)
+    better = np.where(rng.random((30, 20)) < 0.3, 100.0, base)  # same episodes, some flipped up
+    single = [{"cost": 1.0, "accuracy": base.mean(), "_outcomes": {"accuracy": base}}]
+    point = {"cost": 1.5, "accuracy": better.mean(), "_outcomes": {"accuracy": better}}
+    (gained,) = with_gains([point], single)
+    low, high = gained["gain_interval"]
+    assert 0 < low < gained["gain"] < high  # paired: the gain is shown although both vary
+    noise = {
+        "cost": 1.5,
+        "accuracy": 0.0,
+        "_outcomes": {"accuracy": 100.0 * (rng.random((30, 20)) < 0.5)},
+    }
+    noise["accuracy"] = noise["_outcomes"]["accuracy"].mean()
+    low, high = with_gains([noise], single)[0]["gain_interval"]
+    assert low < 0 < high  # an unrelated coin flip is no significant difference
+    written = public({"points": [gained], "_cache": 1})
+    assert written == {"points": [{k: v for k, v in gained.items() if k != "_outcomes"}]}
 
 
 def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
@@ -132,19 +156,47 @@ def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
     assert len(final["datasets"]["search"]["fixed"]) == 4 * 4  # 4 graphs × 4 β
     exported = load_controller(run / "best_graph.py")
     assert exported.graph.name == final["best"]["graph"]["name"]
+    for point in final["datasets"]["heldout"]["searched"]:
+        low, high = point["accuracy_interval"]
+        assert low <= point["accuracy"] <= high and point["accuracy_se"] >= 0
+        assert "_outcomes" not in point
+    assert all(len(p["accuracy_interval"]) == 2 for p in final["datasets"]["search"]["single"])
     (run / "report.md").unlink()
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
-    assert "Verdict" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "Verdict" in report and "accuracy % ± se | 95% interval" in report
+    assert "gain 95% interval (paired)" in report and "target on the means; 95% interval" in report
 
+    out = tmp_path / "eval"
+    args = ["collab", "eval", str(run / "best_graph.yaml"), "--seeds", "2", *common]
     result = runner.invoke(
-        app,
-        ["collab", "eval", str(run / "best_graph.yaml"), "--seeds", "2", "--beta", "0.5",
-         "--export", str(tmp_path / "again.py"), *common],
-    )  # fmt: skip
+        app, [*args, "--betas", "0.5,1", "-o", str(out), "--export", str(tmp_path / "again.py")]
+    )
     assert result.exit_code == 0, result.output
-    assert "accuracy" in result.output and (tmp_path / "again.py").exists()
+    assert "± " in result.output and (tmp_path / "again.py").exists()
+    assert "accuracy % ± se" in (out / "results.md").read_text()
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["beta"] for r in rows] == ["0.5", "1.0"]
+    assert (
+        float(rows[0]["accuracy_low"])
+        <= float(rows[0]["accuracy"])
+        <= float(rows[0]["accuracy_high"])
+    )
+    assert json.loads((out / "run.json").read_text())["seeds"] == 2
+    refused = runner.invoke(app, [*args, "-o", str(out)])
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    result = runner.invoke(app, [*args, "--beta", "1", "-o", str(out), "--overwrite", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["beta"] == 1.0 and row["accuracy_se"] >= 0 and row["status"] == "ok"
+    for bad_beta in ("abc", "-1"):
+        result = runner.invoke(app, [*args, "--betas", bad_beta, "-o", str(tmp_path / "no")])
+        assert result.exit_code == 2 and "--betas" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("nodes: [{id: g, role: generate, model: Qwen3-0.6B}]\n")
-    result = runner.invoke(app, ["collab", "eval", str(bad), "--seeds", "1", *common])
+    result = runner.invoke(
+        app, ["collab", "eval", str(bad), "--seeds", "1", "-o", str(tmp_path / "no"), *common]
+    )
     assert result.exit_code == 2
     assert "unknown model 'Qwen3-0.6B'" in result.output
+    assert not (tmp_path / "no").exists()  # nothing created for a refused command

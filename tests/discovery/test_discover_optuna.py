@@ -116,3 +116,22 @@ def test_truncated_history_line_is_ignored_and_appends_stay_readable(tmp_path):
     assert [r["trial"] for r in run.rounds()] == [0]
     run.append({"event": "round", "trial": 1})
     assert [r["trial"] for r in run.rounds()] == [0, 1]
+
+
+def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
+    run = tmp_path / "run"
+    done = subprocess.run(
+        discover("-o", str(run), "--trials", "3", *SMALL, "--json", env_dir=env_dir),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)  # stdout holds the JSON alone
+    assert result["run"] == str(run) and set(result) == {"run", "search", "heldout"}
+    heldout = result["heldout"]
+    assert heldout == json.loads((run / "heldout.json").read_text())
+    for point in [*heldout["winner"], *heldout["cmc"], heldout["sc64"]]:
+        low, high = point["accuracy_interval"]
+        assert low <= point["accuracy"] <= high
+    assert "confidence" in heldout["verdict"]
+    assert "run directory:" in done.stderr

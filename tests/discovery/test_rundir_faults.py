@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import SMALL_DISCOVERY
@@ -68,6 +69,21 @@ def searched(tmp_path, env_dir):
     structural_search(run, settings)
     assert len(run.rounds()) == 3
     return run, settings
+
+
+def test_trials_link_to_their_candidates_for_optuna_dashboard(searched):
+    import optuna
+
+    run, _ = searched
+    study = optuna.load_study(
+        study_name="structural", storage=f"sqlite:///{run.path / 'optuna.db'}"
+    )
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    for trial, record in zip(complete, run.rounds(), strict=True):
+        attrs = trial.user_attrs
+        assert Path(attrs["candidate_dir"]) == run.candidate_dir(trial.number).resolve()
+        assert (Path(attrs["candidate_dir"]) / "result.json").exists()
+        assert attrs["stage"] == "search" and attrs["accuracy"] == record["accuracy"]
 
 
 def test_a_deleted_study_is_refused_and_the_history_kept(searched):
