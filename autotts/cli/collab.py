@@ -17,6 +17,7 @@ from .common import (
     EXIT_FAILED,
     EnvDirOption,
     JsonOption,
+    MlflowOption,
     OutOption,
     OverwriteOption,
     SeedsOption,
@@ -25,6 +26,8 @@ from .common import (
     claim_output,
     console,
     err_console,
+    require_tracking,
+    track,
 )
 
 ModelsOption = Annotated[
@@ -100,6 +103,7 @@ def register(app: typer.Typer) -> None:
         out: OutOption = None,
         overwrite: OverwriteOption = False,
         as_json: JsonOption = False,
+        mlflow: MlflowOption = None,
         env_dir: EnvDirOption = None,
     ) -> None:
         """Evaluate a collaboration graph: accuracy (± se, 95 % interval), tokens, cost and
@@ -113,6 +117,7 @@ def register(app: typer.Typer) -> None:
 
         values = _betas(betas)
         out = claim_output(out, overwrite)
+        require_tracking(mlflow)
         try:
             spec = CrossSpec(
                 dataset,
@@ -133,6 +138,9 @@ def register(app: typer.Typer) -> None:
         unit = "FLOPs" if unit == "flops" else "$"
         paths = write_results(rows, out, unit)
         write_run_record(out, run_record([env_id], env_dir, seeds, graph=str(graph)))
+        from ..tracking import log_graph_evaluation
+
+        track(mlflow, log_graph_evaluation, rows, out)
         if export is not None:
             err_console.print(f"wrote {export_graph(spec_graph, export)}", highlight=False)
         if as_json:

@@ -3,6 +3,7 @@ common options."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +12,9 @@ import typer
 from rich.console import Console
 
 # Lines never wrap (paths and messages stay whole when piped); tables still fit the width.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Piped into a log, tables get 160 columns instead of rich's default 80 (no folded cells).
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -82,6 +84,40 @@ UnsafeOption = Annotated[
         "(for machines without namespaces, Landlock or seccomp; only for code you trust).",
     ),
 ]
+
+
+MlflowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        help="Also log parameters, metrics and files to MLflow: a tracking URI, or a directory "
+        "(a local SQLite store DIR/mlflow.db). Needs: pip install 'autotts[tracking]'.",
+        show_default=False,
+    ),
+]
+
+
+def require_tracking(target: str | None) -> None:
+    """Refuse ``--mlflow`` before anything runs when it cannot work (exit 2)."""
+    from ..errors import BadInput
+    from ..tracking import require
+
+    try:
+        require(target)
+    except BadInput as exc:
+        raise _fail(str(exc)) from None
+
+
+def track(target: str | None, log, *args) -> None:
+    """Call a :mod:`autotts.tracking` logger; a failing tracker warns, the results stay."""
+    if target is None:
+        return
+    try:
+        run_id = log(target, *args)
+    except Exception as exc:  # a tracking server down, a locked database: results are on disk
+        err_console.print(f"[yellow]warning:[/] MLflow logging failed: {exc}", highlight=False)
+        return
+    err_console.print(f"MLflow run {run_id} logged to {target}", highlight=False)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

@@ -17,7 +17,16 @@ from ..discovery.runs import AIME24, AIME25
 from ..errors import BadInput
 from ..rundir import RunDirectory
 from ..sandbox import IsolationUnavailable
-from .common import EnvDirOption, PlainProgress, _fail, console, err_console
+from .common import (
+    EnvDirOption,
+    MlflowOption,
+    PlainProgress,
+    _fail,
+    console,
+    err_console,
+    require_tracking,
+    track,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,6 +115,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         env_dir: EnvDirOption = None,
+        mlflow: MlflowOption = None,
         as_json: Annotated[
             bool,
             typer.Option(
@@ -120,6 +130,7 @@ def register(app: typer.Typer) -> None:
         from ..discovery.strategies import LLMStrategy, OptunaStrategy, strategy_from
         from ..errors import AutoTTSError
 
+        require_tracking(mlflow)
         llm_model = llm_model or os.environ.get("AUTOTTS_LLM_MODEL")
         isolate = not unsafe_no_sandbox
         api_key = (
@@ -183,6 +194,9 @@ def register(app: typer.Typer) -> None:
             hint = f" (continue with: autotts discover --resume {path})"
             raise _fail(f"{exc}{hint}", code=1) from None
         name = run.config.get("name", name)
+        from ..tracking import log_discovery
+
+        track(mlflow, log_discovery, run)
         if as_json:
             stages = {f: run.store.read_json(f) for f in ("search.json", "heldout.json")
                       if (run.path / f).exists()}  # fmt: skip

@@ -23,6 +23,7 @@ from .common import (
     EnvDirOption,
     EnvOption,
     JsonOption,
+    MlflowOption,
     OutOption,
     OverwriteOption,
     PdbOption,
@@ -37,6 +38,8 @@ from .common import (
     claim_output,
     console,
     err_console,
+    require_tracking,
+    track,
 )
 
 app = typer.Typer(
@@ -82,6 +85,7 @@ def _run_and_report(
     overwrite=False,
     as_json=False,
     debug=None,
+    mlflow=None,
 ):
     from rich.progress import (
         BarColumn,
@@ -97,6 +101,7 @@ def _run_and_report(
     from ..store import StoreError
 
     out = claim_output(out, overwrite)
+    require_tracking(mlflow)
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -139,6 +144,9 @@ def _run_and_report(
         shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
     paths = write_outputs(report, out, with_reference)
     write_run_record(out, run_record(env_ids, env_dir, seeds, configs=len(configs)))
+    from ..tracking import log_evaluation
+
+    track(mlflow, log_evaluation, report, out)
     if as_json:
         typer.echo(json.dumps(report.to_records(), indent=2, allow_nan=False, default=str))
         err_console.print(f"results: {paths['markdown']}  {paths['csv']}", highlight=False)
@@ -230,6 +238,7 @@ def evaluate(
     as_json: JsonOption = False,
     raise_errors: RaiseOption = False,
     pdb: PdbOption = False,
+    mlflow: MlflowOption = None,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -250,6 +259,7 @@ def evaluate(
         sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
     )
     options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
+    options["mlflow"] = mlflow
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
@@ -273,6 +283,7 @@ def compare(
     as_json: JsonOption = False,
     raise_errors: RaiseOption = False,
     pdb: PdbOption = False,
+    mlflow: MlflowOption = None,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -290,6 +301,7 @@ def compare(
         sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
     )
     options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
+    options["mlflow"] = mlflow
     options["with_reference"] = preset == "paper"
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 

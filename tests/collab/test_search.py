@@ -23,6 +23,7 @@ from autotts.collab.space import GraphSpace
 from autotts.discovery.llm import LLMClient
 from autotts.loader import load_controller
 from autotts.rundir import RunDirectory
+from autotts.tracking import metric_key
 
 MODELS = ("Qwen3-1.7B", "Qwen3-4B")
 
@@ -185,10 +186,20 @@ def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
     assert json.loads((out / "run.json").read_text())["seeds"] == 2
     refused = runner.invoke(app, [*args, "-o", str(out)])
     assert refused.exit_code == 2 and "not empty" in refused.output
-    result = runner.invoke(app, [*args, "--beta", "1", "-o", str(out), "--overwrite", "--json"])
+    store = tmp_path / "mlruns"
+    result = runner.invoke(
+        app, [*args, "--beta", "1", "-o", str(out), "--overwrite", "--json", "--mlflow", str(store)]
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["beta"] == 1.0 and row["accuracy_se"] >= 0 and row["status"] == "ok"
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (logged,) = client.search_runs([client.get_experiment_by_name("autotts-collab").experiment_id])
+    key = metric_key("β=1", row["env"], "accuracy")  # "+" is no metric character: "_"
+    assert logged.data.metrics[key] == row["accuracy"]
+    assert logged.data.metrics[f"{key}/low"] == row["accuracy_low"]
     for bad_beta in ("abc", "-1"):
         result = runner.invoke(app, [*args, "--betas", bad_beta, "-o", str(tmp_path / "no")])
         assert result.exit_code == 2 and "--betas" in result.output

@@ -119,9 +119,10 @@ def test_truncated_history_line_is_ignored_and_appends_stay_readable(tmp_path):
 
 
 def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
-    run = tmp_path / "run"
+    run, store = tmp_path / "run", tmp_path / "mlruns"
+    args = ("--trials", "3", *SMALL, "--json", "--mlflow", str(store))
     done = subprocess.run(
-        discover("-o", str(run), "--trials", "3", *SMALL, "--json", env_dir=env_dir),
+        discover("-o", str(run), *args, env_dir=env_dir),
         capture_output=True,
         text=True,
     )
@@ -135,3 +136,19 @@ def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
         assert low <= point["accuracy"] <= high
     assert "confidence" in heldout["verdict"]
     assert "run directory:" in done.stderr
+
+    # --mlflow: the run's settings, trajectory, judgements and report in a real MLflow store
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autotts-discovery")
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.data.params["strategy"] == "optuna" and logged.data.params["trials"] == "3"
+    assert logged.data.tags["autotts.run_dir"] == str(run)
+    margin = heldout["verdict"]["margin_vs_cmc"]
+    assert logged.data.metrics["heldout/verdict/margin_vs_cmc/low"] == pytest.approx(margin[1])
+    history = client.get_metric_history(logged.info.run_id, "round/hypervolume")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == sorted(m.value for m in history)  # never decreases
+    files = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"report.md", "report.html", "heldout.json", "family"} <= files
