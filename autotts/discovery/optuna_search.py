@@ -55,6 +55,8 @@ class SearchSettings:
         for name in ("seeds", "final_seeds", "trials"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.storage is not None:
+            check_storage(self.storage)
         if self.time_budget_s <= 0:
             raise BadInput("the search's time budget must be positive")
         if not self.search_envs:
@@ -91,6 +93,21 @@ def evaluate_point(
     return accuracy, tokens, per_env, traces
 
 
+def check_storage(url: str) -> None:
+    """Refuse a storage URL SQLAlchemy cannot parse or whose database driver is missing (the
+    message says what to install), before a run directory exists."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        sqlalchemy.create_engine(url).dispose()  # parses the URL, imports the driver
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise BadInput(f"--storage {url}: not a database URL SQLAlchemy knows ({exc})") from None
+    except ImportError as exc:
+        hint = " (PostgreSQL: pip install 'psycopg[binary]')" if "postgres" in url else ""
+        raise BadInput(f"--storage {url}: its database driver is missing: {exc}{hint}") from None
+
+
 def storage_url(run: RunDirectory, settings: SearchSettings) -> str:
     return settings.storage or f"sqlite:///{(run.path / 'optuna.db').resolve()}"
 
@@ -112,11 +129,16 @@ def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str
     )
 
 
-def _reconcile(study, run: RunDirectory, recorded: dict[int, dict]) -> None:
-    """Settle trials left RUNNING by a killed process (see the module docstring)."""
+def _reconcile(study, run: RunDirectory, recorded: dict[int, dict], shared: bool) -> None:
+    """Settle trials this run left RUNNING when it was killed (see the module docstring).
+    In a shared study the RUNNING trials of other workers are theirs, still in progress:
+    every trial records which run asked for it (user attribute ``run``)."""
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("run")  # None: asked before owners were recorded, or
+        if owner != _owner(run) and (shared or owner is not None):  # another worker's, just asked
+            continue
         if trial.number in recorded:
             study.tell(trial.number, recorded[trial.number]["values"])
         else:
@@ -164,6 +186,10 @@ def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
     ]
 
 
+def _owner(run: RunDirectory) -> str:
+    return str(run.path.resolve())
+
+
 def _describe(trial, run: RunDirectory, stage: str, fields: dict) -> None:
     """User attributes that make ``optuna-dashboard sqlite:///RUN/optuna.db`` useful: where
     the trial's candidate lives (controller parameters, result, traces) and its numbers."""
@@ -187,16 +213,17 @@ def _run_trials(
     ``trial_fn(trial)`` returns ``(values, record_fields, traces)``."""
     recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == stage}
     _check_consistent(study, run, settings, recorded)
-    _reconcile(study, run, recorded)
-    if not study.trials:
+    _reconcile(study, run, recorded, shared=settings.storage is not None)
+    if not study.trials:  # a shared study: only its first worker warm-starts it
         for params in warm_start:
-            study.enqueue_trial(params)
+            study.enqueue_trial(params, skip_if_exists=True)
     spent = sum(r.get("seconds", 0.0) for r in recorded.values())
     done = len(recorded)
     if progress:
         progress(done, settings.trials, None)
     while done < settings.trials and spent < settings.time_budget_s:
         trial = study.ask()
+        trial.set_user_attr("run", _owner(run))
         start = time.perf_counter()
         values, fields, traces = trial_fn(trial)
         seconds = time.perf_counter() - start

@@ -113,11 +113,13 @@ def test_a_replaced_history_is_refused_and_the_study_kept(searched):
 
 
 def test_bad_options_are_refused_before_the_run_directory_exists(tmp_path, env_dir):
-    for option in (["--sampler", "foo"], ["--strategy", "nope"], ["--trials", "0"]):
+    storage = ["--storage", "mysql://autotts@127.0.0.1/autotts"]  # no MySQL driver installed
+    for option in (["--sampler", "foo"], ["--strategy", "nope"], ["--trials", "0"], storage):
         done = discover("-o", str(tmp_path / "run"), *SMALL_DISCOVERY, *option, env_dir=env_dir)
         assert done.returncode == 2, done.stderr[-1000:]
         assert option[0] in done.stderr or "Invalid value" in done.stderr
         assert not (tmp_path / "run").exists()
+    assert "database driver is missing" in done.stderr
 
 
 def test_a_full_disk_names_the_path(tmp_path):
