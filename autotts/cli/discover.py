@@ -56,8 +56,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         trials: Annotated[int, typer.Option(min=1, help="Optuna trials (or LLM rounds).")] = 150,
         budget_minutes: Annotated[
-            float, typer.Option(min=0.1, help="Wall-time budget of the search stage.")
-        ] = 7.0,
+            float | None,
+            typer.Option(
+                min=0.1,
+                help="Wall-time cap of the search stage (default: none: the trial count alone "
+                "decides, so a run is deterministic given --seed).",
+            ),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
         seeds: Annotated[int, typer.Option(min=1, help="Seeds per question while searching.")] = 20,
         final_seeds: Annotated[
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
@@ -183,6 +189,7 @@ def register(app: typer.Typer) -> None:
                     final_seeds=final_seeds,
                     trials=trials,
                     budget_minutes=budget_minutes,
+                    seed=None if resume is not None else seed,
                     workers=workers,
                     env_dir=env_dir,
                     progress=bar.progress,

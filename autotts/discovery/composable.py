@@ -13,13 +13,22 @@ Five independent policies, each a knob of ``run``:
   reaches ``conf_thresh`` with trend ≥ ``-slack`` and at least ``min_complete`` finished;
 - **aggregation**: votes are ``final_votes`` per finished branch plus ``probe_votes`` per alive
   branch's latest probe answer (``ERR`` probes never vote); the answer is the vote leader.
+  With ``depth_decay`` γ > 0 the *answer* is the leader of a length-weighted vote instead:
+  each finished branch votes ``final_votes · exp(−γ · depth / 32)`` (shorter reasoning that
+  finished is right more often); stopping still reads the unweighted vote;
+- **low-margin protection**: stop only when the leader's lead over the runner-up is at least
+  ``margin_share`` of all votes, and the leader has led for ``hold_rounds`` consecutive rounds
+  (a thin plurality, or one that just flipped, waits for more branches);
+- **quorum** (short-m@k): with ``quorum`` m > 0, answer as soon as m finished branches agree.
 
-With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` this is exactly CMC.
+With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` and the neutral values
+``NEUTRAL`` of the last three policies this is exactly CMC.
 The schedule is piecewise linear in β through ``KNOTS`` (integers rounded), with ``FIXED``
 choices; ``autotts export`` rewrites the block between the markers.
 """
 
 from collections import Counter
+from math import exp
 
 from autotts import Answer, Branch, Continue, Controller, Prune, beta_confidence, top_two
 
@@ -41,7 +50,13 @@ KNOTS = {
 }
 # --- end schedule ---
 
+# The policies CMC does not have, at the values that switch them off.
+NEUTRAL = {"depth_decay": 0.0, "margin_share": 0.0, "hold_rounds": 0, "quorum": 0}
+DECAY_SCALE = 32.0  # depth intervals per e-fold of a vote at depth_decay = 1
+
 INTEGER = {
+    "hold_rounds",
+    "quorum",
     "n_init",
     "max_branches",
     "warm_up",
@@ -71,7 +86,7 @@ class ComposableController(Controller):
     @staticmethod
     def schedule(beta: float) -> dict:
         b = max(0.0, min(1.0, float(beta)))
-        params = dict(FIXED)
+        params = {**NEUTRAL, **FIXED}
         for key, knots in KNOTS.items():
             value = interpolate(knots, b)
             params[key] = round(value) if key in INTEGER else round(value, 4)
@@ -98,6 +113,10 @@ class ComposableController(Controller):
         prune=True,
         probe_votes=0,
         final_votes=1,
+        depth_decay=0.0,
+        margin_share=0.0,
+        hold_rounds=0,
+        quorum=0,
     ):
         yield Branch(n_init)
         finished, latest, depth, pool = state.finished, state.answer, state.depth, state.finals
@@ -110,9 +129,12 @@ class ComposableController(Controller):
         widen_from = max(1, warm_up // 2)
         alive = [i for i in range(n_init) if not finished[i]]
 
+        margin = 0.0
+        held, previous = 0, None
+
         def tally():
             """Leader and confidence of the weighted vote (finals, plus alive probes)."""
-            nonlocal counted
+            nonlocal counted, margin
             for answer in pool[counted:]:
                 finals[answer] += 1
             counted = len(pool)
@@ -127,7 +149,23 @@ class ComposableController(Controller):
             else:
                 votes = finals
             leader, top1, top2 = top_two(votes)
+            total = sum(votes.values())
+            margin = (top1 - top2) / total if total else 0.0
             return leader, (beta_confidence(top1, top2) if leader is not None else 0.0)
+
+        def decayed(default):
+            """The length-weighted vote's leader (``default`` when the decay is off)."""
+            if not depth_decay or not counted:
+                return default
+            weight = dict.fromkeys(pool, 0.0)  # first-seen order breaks ties
+            for i in range(len(abandoned)):
+                if finished[i]:
+                    weight[latest[i]] += final_votes * exp(-depth_decay * depth[i] / DECAY_SCALE)
+            if probe_votes:
+                for i in alive:
+                    if latest[i] is not None and latest[i] != "ERR":
+                        weight[latest[i]] = weight.get(latest[i], 0.0) + probe_votes
+            return max(weight, key=weight.__getitem__)
 
         winner, conf = tally()
         for rnd in range(MAX_ROUNDS):
@@ -169,9 +207,23 @@ class ComposableController(Controller):
             ema = (1.0 - alpha) * ema + alpha * conf
             window[-1] = ema
             trend = window[-1] - window[0] if len(window) >= 2 else 0.0
-            if warm and counted >= min_complete and ema >= conf_thresh and trend >= -slack:
+            held = held + 1 if winner is not None and winner == previous else 0
+            previous = winner
+            if quorum and counted >= quorum:
+                answer, votes = finals.most_common(1)[0]
+                if votes >= quorum:
+                    return Answer(answer, f"round {rnd}: {votes} finished branches agree")
+            if (
+                warm
+                and counted >= min_complete
+                and ema >= conf_thresh
+                and trend >= -slack
+                and margin >= margin_share
+                and held >= hold_rounds
+            ):
                 return Answer(
-                    winner, f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}"
+                    decayed(winner),
+                    f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}",
                 )
             if not alive:
                 break
@@ -192,9 +244,8 @@ class ComposableController(Controller):
                     winner, conf = tally()
 
         if finals:
-            return Answer(
-                max(finals, key=finals.__getitem__), "all branches resolved: pool majority"
-            )
+            majority = max(finals, key=finals.__getitem__)
+            return Answer(decayed(majority), "all branches resolved: pool majority")
         if winner is not None:
             return Answer(winner, "no branch finished: probe vote")
         fallback = Counter(latest[i] for i in range(len(abandoned)) if not abandoned[i])

@@ -13,6 +13,7 @@ The result renders into the composable controller's schedule block (``family_sou
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -171,11 +172,17 @@ def _dedupe(knots: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def render_schedule(fixed: dict, knots: dict[str, list[tuple[float, float]]]) -> str:
     """The generated schedule block of a composable controller file."""
-    lines = [BEGIN, f"FIXED = {fixed!r}", "KNOTS = {"]
+
+    def literal(value) -> str:  # double-quoted strings, as the project's formatter writes
+        return json.dumps(value) if isinstance(value, str) else repr(value)
+
+    fixed_text = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in fixed.items())
+    # one line per knob (diff-friendly); the formatter is told to leave the block as it is
+    lines = [BEGIN, "# fmt: off", f"FIXED = {{{fixed_text}}}", "KNOTS = {"]
     for key, pts in knots.items():
         pts_text = ", ".join(f"({b!r}, {v!r})" for b, v in pts)
-        lines.append(f"    {key!r}: [{pts_text}],")
-    lines += ["}", END]
+        lines.append(f"    {literal(key)}: [{pts_text}],")
+    lines += ["}", "# fmt: on", END]
     return "\n".join(lines)
 
 
@@ -187,5 +194,5 @@ def family_source(
     start, stop = template.index(BEGIN), template.index(END) + len(END)
     source = template[:start] + render_schedule(family.fixed, family.knots) + template[stop:]
     source = source.replace("class ComposableController(", f"class {class_name}(")
-    source = source.replace('name = "composable"', f"name = {name!r}")
+    source = source.replace('name = "composable"', f"name = {json.dumps(name)}")
     return (header + "\n" if header else "") + source

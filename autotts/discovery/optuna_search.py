@@ -26,7 +26,7 @@ from ..stats import mean_curve, mean_over_envs
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, Point, curve_score
-from .space import COMPOSABLE_PATH, RANGES, cmc_point, suggest
+from .space import COMPOSABLE_PATH, RANGES, cmc_point, normalize, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -40,7 +40,7 @@ class SearchSettings:
     seeds: int = 20  # seeds per question while searching
     final_seeds: int = 100  # seeds for the family's sweeps and the held-out judgement
     trials: int = 150
-    time_budget_s: float = 480.0
+    time_budget_s: float | None = None  # a wall-time cap; None: the trial count alone decides
     sampler: str = "tpe"  # "tpe" or "nsga2"
     sampler_seed: int = 0
     storage: str | None = None
@@ -57,7 +57,7 @@ class SearchSettings:
                 raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.storage is not None:
             check_storage(self.storage)
-        if self.time_budget_s <= 0:
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise BadInput("the search's time budget must be positive")
         if not self.search_envs:
             raise BadInput("at least one search environment is needed")
@@ -180,7 +180,7 @@ def _running(study) -> set[int]:
 def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
     """Every recorded round of a search stage as a :class:`Point`."""
     return [
-        Point(r["params"], r["accuracy"], r["tokens"], f"trial {r['trial']}")
+        Point(normalize(r["params"]), r["accuracy"], r["tokens"], f"trial {r['trial']}")
         for r in run.rounds()
         if r.get("stage") == stage
     ]
@@ -221,7 +221,8 @@ def _run_trials(
     done = len(recorded)
     if progress:
         progress(done, settings.trials, None)
-    while done < settings.trials and spent < settings.time_budget_s:
+    cap = settings.time_budget_s if settings.time_budget_s is not None else float("inf")
+    while done < settings.trials and spent < cap:
         trial = study.ask()
         trial.set_user_attr("run", _owner(run))
         start = time.perf_counter()

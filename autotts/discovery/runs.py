@@ -93,7 +93,8 @@ def discover(
     seeds: int = 20,
     final_seeds: int = 100,
     trials: int = 150,
-    budget_minutes: float = 7.0,
+    budget_minutes: float | None = None,
+    seed: int | None = None,
     workers: int | None = None,
     env_dir: str | Path | None = None,
     progress: Callable | None = None,
@@ -106,7 +107,10 @@ def discover(
 
     ``strategy``: an :class:`~autotts.discovery.strategies.Strategy` or its name
     (``"optuna"``, ``"tune"``, ``"llm"`` needs options: pass ``LLMStrategy(model=…)``).
-    ``progress(done, total, point)`` is called after each search trial, ``log(text)`` with
+    The search stops after ``trials`` trials, so a run is deterministic given ``seed`` (the
+    sampler's seed; default 0); ``budget_minutes`` adds a wall-time cap (then how many trials
+    fit depends on the machine). ``progress(done, total, point)`` is called after each search
+    trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
     from ..registry import resolve_ids
@@ -130,13 +134,15 @@ def discover(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(tempfile.mkdtemp(prefix=f"autotts-run-{stamp}-")) / "run"
     optuna = strategy.options() if strategy.name == "optuna" else {}
+    if seed is not None:
+        optuna["sampler_seed"] = seed
     settings = SearchSettings(
         search_envs=resolve_ids(search_envs, env_dir),
         heldout_envs=resolve_ids(heldout_envs, env_dir),
         seeds=seeds,
         final_seeds=final_seeds,
         trials=trials,
-        time_budget_s=60.0 * budget_minutes,
+        time_budget_s=None if budget_minutes is None else 60.0 * budget_minutes,
         workers=workers,
         env_dir=str(env_dir) if env_dir is not None else None,
         **optuna,

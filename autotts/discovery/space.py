@@ -31,6 +31,11 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "widen_burst": (1, 8, True),
     "trend_thresh": (-0.02, 0.1, False),
     "min_complete": (1, 8, True),
+    # policies beyond CMC (0 switches each off, see composable.NEUTRAL)
+    "depth_decay": (0.0, 3.0, False),
+    "margin_share": (0.0, 0.8, False),
+    "hold_rounds": (0, 5, True),
+    "quorum": (0, 10, True),
 }
 
 
@@ -51,8 +56,11 @@ def suggest(trial, choices: dict[str, tuple] | None = None) -> dict:
 
 
 def normalize(params: dict) -> dict:
-    """Clamp a point into the space and make it consistent (``n_init <= max_branches``)."""
-    out = dict(params)
+    """Clamp a point into the space and make it consistent (``n_init <= max_branches``);
+    knobs a point lacks (runs recorded before they existed) take their neutral values."""
+    from .composable import NEUTRAL
+
+    out = {**NEUTRAL, **params}
     for name, (low, high, integer) in RANGES.items():
         value = min(high, max(low, out[name]))
         out[name] = int(round(value)) if integer else round(float(value), 4)

@@ -1,8 +1,8 @@
 # Discovered by autotts (optuna path): β-family (Optuna + compression)
-# run: `autotts discover` (Optuna path); its run directory was not kept
+# run: `autotts discover` (defaults, --seed 0; Optuna path); its run directory was not kept
 # search environments: Qwen3-0.6B/aime24, Qwen3-1.7B/aime24, Qwen3-4B/aime24, Qwen3-8B/aime24
-# search set (means): β=0 55.17%@30k, β=0.1 61.12%@104k, β=0.2 61.23%@105k, β=0.3 61.23%@106k, β=0.4 61.72%@117k, β=0.5 62.85%@170k, β=0.6 63.42%@215k, β=0.7 63.68%@253k, β=0.8 63.92%@291k, β=0.9 64.45%@382k, β=1 65.03%@497k
-# held-out (means): β=0 48.88%@33k, β=0.1 53.58%@119k, β=0.2 53.71%@121k, β=0.3 53.71%@121k, β=0.4 54.17%@134k, β=0.5 55.75%@198k, β=0.6 56.47%@252k, β=0.7 56.83%@300k, β=0.8 57.08%@346k, β=0.9 57.49%@459k, β=1 57.81%@607k
+# search set (means): β=0 55.17%@30k, β=0.1 57.54%@42k, β=0.2 59.93%@63k, β=0.3 61.03%@81k, β=0.4 61.94%@98k, β=0.5 62.41%@117k, β=0.6 62.88%@143k, β=0.7 63.38%@211k, β=0.8 63.93%@268k, β=0.9 64.39%@332k, β=1 64.45%@373k
+# held-out (means): β=0 48.88%@33k, β=0.1 51.24%@47k, β=0.2 53.55%@71k, β=0.3 54.33%@93k, β=0.4 55.00%@111k, β=0.5 55.36%@134k, β=0.6 55.63%@165k, β=0.7 56.41%@244k, β=0.8 57.02%@312k, β=0.9 57.50%@384k, β=1 57.49%@434k
 # held-out environments: Qwen3-0.6B/aime25, Qwen3-1.7B/aime25, Qwen3-4B/aime25, Qwen3-8B/aime25
 """Composable controller — the searchable family of the Optuna path (a superset of CMC).
 
@@ -19,119 +19,56 @@ Five independent policies, each a knob of ``run``:
   reaches ``conf_thresh`` with trend ≥ ``-slack`` and at least ``min_complete`` finished;
 - **aggregation**: votes are ``final_votes`` per finished branch plus ``probe_votes`` per alive
   branch's latest probe answer (``ERR`` probes never vote); the answer is the vote leader.
+  With ``depth_decay`` γ > 0 the *answer* is the leader of a length-weighted vote instead:
+  each finished branch votes ``final_votes · exp(−γ · depth / 32)`` (shorter reasoning that
+  finished is right more often); stopping still reads the unweighted vote;
+- **low-margin protection**: stop only when the leader's lead over the runner-up is at least
+  ``margin_share`` of all votes, and the leader has led for ``hold_rounds`` consecutive rounds
+  (a thin plurality, or one that just flipped, waits for more branches);
+- **quorum** (short-m@k): with ``quorum`` m > 0, answer as soon as m finished branches agree.
 
-With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` this is exactly CMC.
+With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` and the neutral values
+``NEUTRAL`` of the last three policies this is exactly CMC.
 The schedule is piecewise linear in β through ``KNOTS`` (integers rounded), with ``FIXED``
 choices; ``autotts export`` rewrites the block between the markers.
 """
 
 from collections import Counter
+from math import exp
 
 from autotts import Answer, Branch, Continue, Controller, Prune, beta_confidence, top_two
 
 # --- schedule (generated) ---
-FIXED = {"widen": "stagnant", "prune": True, "probe_votes": 0, "final_votes": 1}
+# fmt: off
+FIXED = {"widen": "eager", "prune": True, "probe_votes": 0, "final_votes": 1}
 KNOTS = {
-    "n_init": [
-        (0.0, 2.0),
-        (0.2537, 5.0),
-        (0.3935, 5.6667),
-        (0.5917, 8.5),
-        (0.8455, 11.0),
-        (1.0, 11.0),
-    ],
-    "max_branches": [
-        (0.0, 10.25),
-        (0.2537, 10.25),
-        (0.3935, 10.25),
-        (0.5917, 22.0),
-        (0.8455, 34.0),
-        (1.0, 64.0),
-    ],
-    "warm_up": [
-        (0.0, 5.0),
-        (0.2537, 7.0714),
-        (0.3935, 7.0714),
-        (0.5917, 7.0714),
-        (0.8455, 7.0714),
-        (1.0, 10.0),
-    ],
-    "abandon_patience": [
-        (0.0, 4.25),
-        (0.2537, 4.25),
-        (0.3935, 4.6667),
-        (0.5917, 12.5),
-        (0.8455, 13.25),
-        (1.0, 13.25),
-    ],
-    "ema_window": [
-        (0.0, 4.0),
-        (0.2537, 4.0),
-        (0.3935, 4.0),
-        (0.5917, 4.75),
-        (0.8455, 4.75),
-        (1.0, 8.0),
-    ],
-    "alpha": [
-        (0.0, 0.8277),
-        (0.2537, 0.8277),
-        (0.3935, 0.3994),
-        (0.5917, 0.3994),
-        (0.8455, 0.3994),
-        (1.0, 0.3),
-    ],
-    "conf_thresh": [
-        (0.0, 0.6661),
-        (0.2537, 0.7562),
-        (0.3935, 0.7562),
-        (0.5917, 0.7562),
-        (0.8455, 0.8459),
-        (1.0, 0.97),
-    ],
-    "slack": [
-        (0.0, 0.028),
-        (0.2537, 0.028),
-        (0.3935, 0.028),
-        (0.5917, 0.0489),
-        (0.8455, 0.0489),
-        (1.0, 0.0489),
-    ],
-    "burst_aligned": [
-        (0.0, 2.0),
-        (0.2537, 2.4286),
-        (0.3935, 2.4286),
-        (0.5917, 2.4286),
-        (0.8455, 2.4286),
-        (1.0, 3.0),
-    ],
-    "widen_burst": [
-        (0.0, 2.0),
-        (0.2537, 3.2308),
-        (0.3935, 3.2308),
-        (0.5917, 3.2308),
-        (0.8455, 3.2308),
-        (1.0, 4.0),
-    ],
-    "trend_thresh": [
-        (0.0, -0.0001),
-        (0.2537, 0.0114),
-        (0.3935, 0.0206),
-        (0.5917, 0.0206),
-        (0.8455, 0.0206),
-        (1.0, 0.0206),
-    ],
-    "min_complete": [
-        (0.0, 2.5714),
-        (0.2537, 2.5714),
-        (0.3935, 2.5714),
-        (0.5917, 3.0),
-        (0.8455, 3.0),
-        (1.0, 5.5),
-    ],
+    "n_init": [(0.0, 1.5), (0.1903, 2.0), (0.4916, 5.2), (0.5713, 5.2), (0.9827, 14.3333), (1.0, 16.0)],
+    "max_branches": [(0.0, 2.0), (0.1903, 4.5), (0.4916, 10.0), (0.5713, 11.5), (0.9827, 37.3333), (1.0, 37.3333)],
+    "warm_up": [(0.0, 4.3333), (0.1903, 4.3333), (0.4916, 2.2), (0.5713, 2.2), (0.9827, 1.25), (1.0, 1.25)],
+    "abandon_patience": [(0.0, 13.8333), (0.1903, 13.8333), (0.4916, 13.8333), (0.5713, 11.7143), (0.9827, 11.7143), (1.0, 11.7143)],
+    "ema_window": [(0.0, 3.0), (0.1903, 4.0909), (0.4916, 4.0909), (0.5713, 4.0909), (0.9827, 4.0909), (1.0, 6.0)],
+    "alpha": [(0.0, 0.3624), (0.1903, 0.5219), (0.4916, 0.5219), (0.5713, 0.5219), (0.9827, 0.5219), (1.0, 0.5613)],
+    "conf_thresh": [(0.0, 0.7309), (0.1903, 0.7309), (0.4916, 0.7309), (0.5713, 0.762), (0.9827, 0.762), (1.0, 0.762)],
+    "slack": [(0.0, 0.0461), (0.1903, 0.0461), (0.4916, 0.0377), (0.5713, 0.0377), (0.9827, 0.0377), (1.0, 0.0233)],
+    "burst_aligned": [(0.0, 3.0), (0.1903, 3.0), (0.4916, 3.0), (0.5713, 3.1667), (0.9827, 3.1667), (1.0, 4.0)],
+    "widen_burst": [(0.0, 6.5), (0.1903, 6.5), (0.4916, 6.5), (0.5713, 6.5714), (0.9827, 6.5714), (1.0, 6.5714)],
+    "trend_thresh": [(0.0, 0.0892), (0.1903, 0.0892), (0.4916, 0.0834), (0.5713, 0.0633), (0.9827, 0.0564), (1.0, 0.0564)],
+    "min_complete": [(0.0, 6.875), (0.1903, 6.875), (0.4916, 6.875), (0.5713, 6.875), (0.9827, 7.8), (1.0, 7.8)],
+    "depth_decay": [(0.0, 2.9964), (0.1903, 2.8066), (0.4916, 2.6281), (0.5713, 2.3986), (0.9827, 2.3986), (1.0, 1.96)],
+    "margin_share": [(0.0, 0.4295), (0.1903, 0.4295), (0.4916, 0.577), (0.5713, 0.577), (0.9827, 0.7099), (1.0, 0.7596)],
+    "hold_rounds": [(0.0, 3.8), (0.1903, 3.8), (0.4916, 4.0), (0.5713, 4.5), (0.9827, 5.0), (1.0, 5.0)],
+    "quorum": [(0.0, 2.0), (0.1903, 2.0), (0.4916, 2.75), (0.5713, 3.0), (0.9827, 7.4), (1.0, 7.4)],
 }
+# fmt: on
 # --- end schedule ---
 
+# The policies CMC does not have, at the values that switch them off.
+NEUTRAL = {"depth_decay": 0.0, "margin_share": 0.0, "hold_rounds": 0, "quorum": 0}
+DECAY_SCALE = 32.0  # depth intervals per e-fold of a vote at depth_decay = 1
+
 INTEGER = {
+    "hold_rounds",
+    "quorum",
     "n_init",
     "max_branches",
     "warm_up",
@@ -161,7 +98,7 @@ class DiscoveredController(Controller):
     @staticmethod
     def schedule(beta: float) -> dict:
         b = max(0.0, min(1.0, float(beta)))
-        params = dict(FIXED)
+        params = {**NEUTRAL, **FIXED}
         for key, knots in KNOTS.items():
             value = interpolate(knots, b)
             params[key] = round(value) if key in INTEGER else round(value, 4)
@@ -188,6 +125,10 @@ class DiscoveredController(Controller):
         prune=True,
         probe_votes=0,
         final_votes=1,
+        depth_decay=0.0,
+        margin_share=0.0,
+        hold_rounds=0,
+        quorum=0,
     ):
         yield Branch(n_init)
         finished, latest, depth, pool = state.finished, state.answer, state.depth, state.finals
@@ -200,9 +141,12 @@ class DiscoveredController(Controller):
         widen_from = max(1, warm_up // 2)
         alive = [i for i in range(n_init) if not finished[i]]
 
+        margin = 0.0
+        held, previous = 0, None
+
         def tally():
             """Leader and confidence of the weighted vote (finals, plus alive probes)."""
-            nonlocal counted
+            nonlocal counted, margin
             for answer in pool[counted:]:
                 finals[answer] += 1
             counted = len(pool)
@@ -217,7 +161,23 @@ class DiscoveredController(Controller):
             else:
                 votes = finals
             leader, top1, top2 = top_two(votes)
+            total = sum(votes.values())
+            margin = (top1 - top2) / total if total else 0.0
             return leader, (beta_confidence(top1, top2) if leader is not None else 0.0)
+
+        def decayed(default):
+            """The length-weighted vote's leader (``default`` when the decay is off)."""
+            if not depth_decay or not counted:
+                return default
+            weight = dict.fromkeys(pool, 0.0)  # first-seen order breaks ties
+            for i in range(len(abandoned)):
+                if finished[i]:
+                    weight[latest[i]] += final_votes * exp(-depth_decay * depth[i] / DECAY_SCALE)
+            if probe_votes:
+                for i in alive:
+                    if latest[i] is not None and latest[i] != "ERR":
+                        weight[latest[i]] = weight.get(latest[i], 0.0) + probe_votes
+            return max(weight, key=weight.__getitem__)
 
         winner, conf = tally()
         for rnd in range(MAX_ROUNDS):
@@ -259,9 +219,23 @@ class DiscoveredController(Controller):
             ema = (1.0 - alpha) * ema + alpha * conf
             window[-1] = ema
             trend = window[-1] - window[0] if len(window) >= 2 else 0.0
-            if warm and counted >= min_complete and ema >= conf_thresh and trend >= -slack:
+            held = held + 1 if winner is not None and winner == previous else 0
+            previous = winner
+            if quorum and counted >= quorum:
+                answer, votes = finals.most_common(1)[0]
+                if votes >= quorum:
+                    return Answer(answer, f"round {rnd}: {votes} finished branches agree")
+            if (
+                warm
+                and counted >= min_complete
+                and ema >= conf_thresh
+                and trend >= -slack
+                and margin >= margin_share
+                and held >= hold_rounds
+            ):
                 return Answer(
-                    winner, f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}"
+                    decayed(winner),
+                    f"round {rnd}: ema {ema:.4f} >= {conf_thresh}, trend {trend:+.4f}",
                 )
             if not alive:
                 break
@@ -282,9 +256,8 @@ class DiscoveredController(Controller):
                     winner, conf = tally()
 
         if finals:
-            return Answer(
-                max(finals, key=finals.__getitem__), "all branches resolved: pool majority"
-            )
+            majority = max(finals, key=finals.__getitem__)
+            return Answer(decayed(majority), "all branches resolved: pool majority")
         if winner is not None:
             return Answer(winner, "no branch finished: probe vote")
         fallback = Counter(latest[i] for i in range(len(abandoned)) if not abandoned[i])

@@ -171,3 +171,21 @@ def test_a_failing_llm_endpoint_stops_the_run(tmp_path, env_dir):
     assert done.returncode == 1, done.stderr[-2000:]
     assert "failed 3 rounds in a row" in done.stderr
     assert len(RunDirectory.open(run).rounds()) == 3
+
+
+def test_a_search_is_deterministic_given_its_seed(tmp_path, env_dir):
+    def search(name: str, seed: int) -> list[tuple]:
+        settings = SearchSettings(
+            search_envs=["Qwen3-8B/aime24"], seeds=1, trials=7, workers=1,
+            env_dir=str(env_dir), sampler_seed=seed,
+        )  # fmt: skip
+        assert settings.time_budget_s is None  # the trial count alone limits a search
+        run = RunDirectory.create(tmp_path / name, {"strategy": "optuna"})
+        structural_search(run, settings)
+        return [(r["params"], r["values"]) for r in run.rounds()]
+
+    first = search("a", seed=3)
+    assert len(first) == 7 and search("b", seed=3) == first
+    other = search("c", seed=4)
+    assert other[:5] == first[:5]  # the CMC warm starts
+    assert other[5:] != first[5:]  # then the sampler's seed decides
