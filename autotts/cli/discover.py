@@ -64,6 +64,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
+        target: Annotated[
+            str | None,
+            typer.Option(
+                help="Budget windows as shares of SC@64's tokens on the search set, e.g. "
+                "0.30,0.55: the search stays below the largest, the family is chosen for its "
+                "accuracy inside them.",
+            ),
+        ] = None,
         seeds: Annotated[int, typer.Option(min=1, help="Seeds per question while searching.")] = 20,
         final_seeds: Annotated[
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
@@ -190,6 +198,7 @@ def register(app: typer.Typer) -> None:
                     trials=trials,
                     budget_minutes=budget_minutes,
                     seed=None if resume is not None else seed,
+                    targets=_shares(target),
                     workers=workers,
                     env_dir=env_dir,
                     progress=bar.progress,
@@ -266,6 +275,20 @@ def register(app: typer.Typer) -> None:
         except RunError as exc:
             raise _fail(str(exc)) from None
         console.print("  ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def _shares(text: str | None) -> list[float]:
+    """``--target 0.30,0.55`` as floats; a value that is no number exits 2 naming it."""
+    shares = []
+    for item in (text or "").split(","):
+        if item.strip():
+            try:
+                shares.append(float(item))
+            except ValueError:
+                raise _fail(
+                    f"--target: {item.strip()!r} is not a number (e.g. --target 0.30,0.55)"
+                ) from None
+    return shares
 
 
 class _Progress:

@@ -116,6 +116,25 @@ def _correlation(xs: list[float], ys: list[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
 
 
+def choose_structure_for_windows(points: list[Point], windows: list[float]) -> tuple:
+    """The structure whose best accuracies inside the budget windows sum highest (a window it
+    has no point in counts as the worst accuracy seen; ties: hypervolume, then size)."""
+    worst = min(p.accuracy for p in points)
+    ref_log = math.log(max(p.tokens for p in points))
+    by_structure: dict[tuple, list[Point]] = {}
+    for p in points:
+        by_structure.setdefault(structure(p.params), []).append(p)
+
+    def score(key):
+        mine = by_structure[key]
+        inside = [
+            max((p.accuracy for p in mine if p.tokens <= cap), default=worst) for cap in windows
+        ]
+        return sum(inside), hypervolume(mine, worst, ref_log), len(mine)
+
+    return max(by_structure, key=score)
+
+
 def choose_structure(points: list[Point]) -> tuple:
     """The structure whose own Pareto front dominates the most (hypervolume)."""
     ref_acc = min(p.accuracy for p in points)
@@ -129,12 +148,21 @@ def choose_structure(points: list[Point]) -> tuple:
     )
 
 
-def fit_family(points: list[Point], max_knots: int = 6) -> Family:
-    """Fit a monotone β-family through the best structure's Pareto front."""
+def fit_family(
+    points: list[Point], max_knots: int = 6, windows: list[float] | None = None
+) -> Family:
+    """Fit a monotone β-family through the best structure's Pareto front. ``windows``
+    (budget caps in tokens): the structure is chosen for its accuracy inside them, and the
+    front is cut at the largest, so β = 1 sits at the top of the budget asked for."""
     if not points:
         raise ValueError("no evaluated points to fit a family through")
-    chosen = choose_structure(points)
-    front = pareto_front([p for p in points if structure(p.params) == chosen])
+    if windows:
+        chosen = choose_structure_for_windows(points, windows)
+        mine = [p for p in points if structure(p.params) == chosen]
+        front = pareto_front([p for p in mine if p.tokens <= max(windows)] or mine)
+    else:
+        chosen = choose_structure(points)
+        front = pareto_front([p for p in points if structure(p.params) == chosen])
     fixed = dict(zip(CHOICES, chosen, strict=True))
     if len(front) == 1:
         only = front[0].params

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from ..errors import BadInput
 from ..evaluation import RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
-from ..stats import mean_curve, mean_over_envs
-from .composable import FIXED as COMPOSABLE_FIXED
-from .composable import KNOTS as COMPOSABLE_KNOTS
-from .family import Family, Point, curve_score
-from .space import COMPOSABLE_PATH, RANGES, cmc_point, normalize, suggest
+from ..stats import mean_over_envs
+from .family import Point
+from .space import COMPOSABLE_PATH, cmc_point, normalize, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -45,6 +43,9 @@ class SearchSettings:
     sampler_seed: int = 0
     storage: str | None = None
     study_name: str = "structural"
+    # budget windows as shares of SC@64's mean tokens on the search set (``--target``): the
+    # search is held below the largest, the family is chosen for its accuracy inside them
+    targets: list[float] = field(default_factory=list)
     workers: int | None = None
     env_dir: str | None = None
 
@@ -57,6 +58,11 @@ class SearchSettings:
                 raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.storage is not None:
             check_storage(self.storage)
+        for share in self.targets:
+            if not 0 < share <= 1:
+                raise BadInput(
+                    f"--target {share:g}: a budget window is a share of SC@64's tokens in (0, 1]"
+                )
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise BadInput("the search's time budget must be positive")
         if not self.search_envs:
@@ -112,14 +118,21 @@ def storage_url(run: RunDirectory, settings: SearchSettings) -> str:
     return settings.storage or f"sqlite:///{(run.path / 'optuna.db').resolve()}"
 
 
-def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str]):
+def open_study(
+    run: RunDirectory, settings: SearchSettings, directions: list[str], constrained: bool = False
+):
+    """The run's study; ``constrained``: the sampler treats trials whose user attribute
+    ``constraint`` is positive as infeasible (tokens over the largest budget window)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    limits = {"constraints_func": _constraint} if constrained else {}
     if settings.sampler == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed)
+        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed, **limits)
     else:
-        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed, n_startup_trials=12)
+        sampler = optuna.samplers.TPESampler(
+            seed=settings.sampler_seed, n_startup_trials=12, **limits
+        )
     return optuna.create_study(
         study_name=settings.study_name,
         storage=storage_url(run, settings),
@@ -127,6 +140,10 @@ def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str
         sampler=sampler,
         load_if_exists=True,
     )
+
+
+def _constraint(trial) -> list[float]:
+    return [trial.user_attrs.get("constraint", 0.0)]
 
 
 def _reconcile(study, run: RunDirectory, recorded: dict[int, dict], shared: bool) -> None:
@@ -177,6 +194,39 @@ def _running(study) -> set[int]:
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
 
+def sc64_tokens(run: RunDirectory, settings: SearchSettings) -> float:
+    """SC@64's mean tokens on the search set at the search's seeds, measured once per run
+    (recorded as the ``baseline`` stage)."""
+    done = run.stage_done("baseline")
+    if done is not None:
+        return done["sc64_tokens"]
+    report = evaluate(
+        [RunConfig("sc", overrides=(("n", 64),))],
+        settings.search_envs,
+        seeds=settings.seeds,
+        workers=settings.workers,
+        env_dir=settings.env_dir,
+        trace_seeds=0,
+    )
+    tokens = mean_over_envs((r.accuracy, r.tokens) for r in report.rows)[1]
+    run.finish_stage("baseline", sc64_tokens=tokens)
+    return tokens
+
+
+def window_caps(run: RunDirectory, settings: SearchSettings) -> list[float]:
+    """The budget windows in tokens (empty without ``--target``)."""
+    if not settings.targets:
+        return []
+    tokens = sc64_tokens(run, settings)
+    return [share * tokens for share in sorted(settings.targets)]
+
+
+def token_cap(run: RunDirectory, settings: SearchSettings) -> float | None:
+    """The largest budget window in tokens, or None."""
+    caps = window_caps(run, settings)
+    return caps[-1] if caps else None
+
+
 def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
     """Every recorded round of a search stage as a :class:`Point`."""
     return [
@@ -200,7 +250,7 @@ def _describe(trial, run: RunDirectory, stage: str, fields: dict) -> None:
             trial.set_user_attr(key, float(fields[key]))
 
 
-def _run_trials(
+def run_trials(
     run: RunDirectory,
     settings: SearchSettings,
     study,
@@ -255,6 +305,8 @@ def structural_search(
 ) -> list[Point]:
     """Run (or continue) the multi-objective structural search; return every recorded point."""
 
+    cap = token_cap(run, settings)
+
     def trial_fn(trial):
         params = suggest(trial)
         accuracy, tokens, per_env, traces = evaluate_point(
@@ -265,87 +317,11 @@ def structural_search(
             env_dir=settings.env_dir,
         )
         fields = {"params": params, "accuracy": accuracy, "tokens": tokens, "per_env": per_env}
+        if cap is not None:
+            trial.set_user_attr("constraint", tokens / cap - 1.0)  # feasible at <= 0
         return [accuracy, tokens], fields, traces
 
-    study = open_study(run, settings, ["maximize", "minimize"])
+    study = open_study(run, settings, ["maximize", "minimize"], constrained=cap is not None)
     warm = [cmc_point(beta) for beta in WARM_START_BETAS]
-    _run_trials(run, settings, study, "search", trial_fn, warm, progress)
+    run_trials(run, settings, study, "search", trial_fn, warm, progress)
     return search_points(run)
-
-
-# --- tuning the β-schedule constants of an existing family (CMC by default) -------------
-
-TUNE_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-TUNE_SCALE = (0.5, 1.6)  # each knob's endpoint may move to 0.5×–1.6× its base value
-
-
-def tuned_family(base: Family, trial) -> Family:
-    """``base`` with each numeric knob's β=0 and β=1 values scaled by a sampled factor."""
-    knots = {}
-    for key, pts in base.knots.items():
-        (b0, v0), (b1, v1) = pts[0], pts[-1]
-        low, high, integer = RANGES[key]
-        scaled = []
-        for end, beta, value in (("lo", b0, v0), ("hi", b1, v1)):
-            factor = trial.suggest_float(f"{key}_{end}", *TUNE_SCALE)
-            v = min(high, max(low, value * factor))
-            scaled.append((beta, round(v, 4)))
-        knots[key] = scaled
-    return Family(dict(base.fixed), knots)
-
-
-def family_curve(
-    family: Family, envs: list[str], seeds: int, betas=TUNE_BETAS, *, workers=None, env_dir=None
-) -> list[dict]:
-    """Mean accuracy / tokens of a family at each β (trusted in-process evaluation)."""
-    configs = [composable_config(family.params(b), label=f"b{b}") for b in betas]
-    report = evaluate(configs, envs, seeds=seeds, workers=workers, env_dir=env_dir, trace_seeds=0)
-    points = mean_curve(report.rows)
-    return [
-        {"beta": beta, "accuracy": p["accuracy"], "tokens": p["tokens"]}
-        for beta, p in zip(betas, points, strict=True)
-    ]
-
-
-def tune_schedule(
-    run: RunDirectory,
-    settings: SearchSettings,
-    base: Family | None = None,
-    progress: Callable | None = None,
-) -> Family:
-    """Tune the schedule constants of ``base`` (CMC) for the area under its curve; return the
-    best family found (the base itself is the first trial)."""
-    base = base or Family(dict(COMPOSABLE_FIXED), {k: list(v) for k, v in COMPOSABLE_KNOTS.items()})
-
-    def trial_fn(trial):
-        family = tuned_family(base, trial)
-        curve = family_curve(
-            family,
-            settings.search_envs,
-            settings.seeds,
-            workers=settings.workers,
-            env_dir=settings.env_dir,
-        )
-        score = curve_score(curve)
-        fields = {
-            "params": {"fixed": family.fixed, "knots": family.knots},
-            "curve": curve,
-            "score": score,
-            "accuracy": sum(p["accuracy"] for p in curve) / len(curve),
-            "tokens": sum(p["tokens"] for p in curve) / len(curve),
-        }
-        return [score], fields, []
-
-    study = open_study(run, settings, ["maximize"])
-    identity = {f"{k}_{end}": 1.0 for k in base.knots for end in ("lo", "hi")}
-    _run_trials(run, settings, study, "tune", trial_fn, [identity], progress)
-    return best_tuned_family(run)
-
-
-def best_tuned_family(run: RunDirectory) -> Family:
-    """The recorded tuning trial with the best score, as a family."""
-    rounds = [r for r in run.rounds() if r.get("stage") == "tune"]
-    if not rounds:
-        raise ValueError(f"{run.path}: no tuning trial was recorded")
-    best = max(rounds, key=lambda r: r["score"])["params"]
-    return Family(best["fixed"], {k: [tuple(p) for p in v] for k, v in best["knots"].items()})

@@ -16,13 +16,8 @@ from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
 from ..stats import estimate, mean_curve
 from .family import Family, family_source, fit_family
-from .optuna_search import (
-    SearchSettings,
-    best_tuned_family,
-    search_points,
-    structural_search,
-    tune_schedule,
-)
+from .optuna_search import SearchSettings, search_points, structural_search, window_caps
+from .tuning import best_tuned_family, tune_schedule
 from .verdict import judge, outcome_tables
 
 FAMILY_FILE = "family/controller.py"
@@ -176,7 +171,10 @@ def run_optuna_discovery(
         run.finish_stage("search")
     if not run.stage_done("family"):
         note("family")
-        family = best_tuned_family(run) if tune else fit_family(search_points(run))
+        if tune:
+            family = best_tuned_family(run)
+        else:
+            family = fit_family(search_points(run), windows=window_caps(run, settings))
         run_family_stage(run, settings, family, name)
         run.finish_stage("family")
     if settings.heldout_envs and not run.stage_done("heldout"):

@@ -208,7 +208,28 @@ def verdict_lines(verdict: dict | None, name: str) -> list[str]:
             f"Accuracy vs CMC at equal tokens: {verdict['mean_margin_vs_cmc']:+.2f} points on "
             "average (point estimate only: this run recorded no interval)."
         )
+    lines += [_window_line(w, name, level) for w in verdict.get("windows", [])]
     return lines
+
+
+def _window_line(window: dict, name: str, level: str) -> str:
+    """One budget window in words (settings chosen on the means, paired interval)."""
+    head = f"Within {100 * window['share']:.0f}% of SC@64's tokens: "
+    if window.get("family") is None or window.get("cmc") is None:
+        missing = name if window.get("family") is None else "CMC"
+        return head + f"{missing} has no setting this cheap."
+    mean, low, high = window["difference"]
+    compared = (
+        f"{name} {window['family_setting']} {window['family_accuracy']:.2f}% vs CMC "
+        f"{window['cmc_setting']} {window['cmc_accuracy']:.2f}%"
+    )
+    if low is None:
+        return head + f"{compared} ({mean:+.2f} points; no interval recorded)."
+    kind = "beats CMC" if low > 0 else "worse than CMC" if high < 0 else "no significant difference"
+    return (
+        head
+        + f"{compared}: {kind} ({mean:+.2f} points, {level} interval [{low:+.2f}, {high:+.2f}])."
+    )
 
 
 def render_report(run: RunDirectory) -> dict[str, Path]:

@@ -95,6 +95,7 @@ def discover(
     trials: int = 150,
     budget_minutes: float | None = None,
     seed: int | None = None,
+    targets: Sequence[float] = (),
     workers: int | None = None,
     env_dir: str | Path | None = None,
     progress: Callable | None = None,
@@ -109,7 +110,9 @@ def discover(
     (``"optuna"``, ``"tune"``, ``"llm"`` needs options: pass ``LLMStrategy(model=…)``).
     The search stops after ``trials`` trials, so a run is deterministic given ``seed`` (the
     sampler's seed; default 0); ``budget_minutes`` adds a wall-time cap (then how many trials
-    fit depends on the machine). ``progress(done, total, point)`` is called after each search
+    fit depends on the machine). ``targets`` (e.g. ``(0.30, 0.55)``): budget windows as shares of
+    SC@64's tokens on the search set; the search stays below the largest, the family is chosen
+    for its accuracy inside them. ``progress(done, total, point)`` is called after each search
     trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
@@ -143,6 +146,7 @@ def discover(
         final_seeds=final_seeds,
         trials=trials,
         time_budget_s=None if budget_minutes is None else 60.0 * budget_minutes,
+        targets=[float(t) for t in targets],
         workers=workers,
         env_dir=str(env_dir) if env_dir is not None else None,
         **optuna,

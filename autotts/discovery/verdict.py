@@ -9,7 +9,10 @@ family and the baselines resampled over the same questions and seeds, see
   difference shows it (its lower end ≥ −margin), ``matches_sc64_within_35pct`` on the means;
 - **CMC at equal tokens**: the family's mean accuracy margin over CMC's curve (interpolated
   in log tokens). ``beats_cmc`` holds only when the margin's interval lies above zero,
-  ``ahead_of_cmc`` on the means.
+  ``ahead_of_cmc`` on the means;
+- **budget windows** (``WINDOWS``: 30 % and 55 % of SC@64's tokens): in each, the family's
+  most accurate setting within the window against CMC's (both chosen on the means), with the
+  paired interval of their difference; ``beats_cmc`` per window only when it lies above zero.
 
 Words for a verdict come from :func:`autotts.discovery.report.verdict_lines`: "beats" and
 "matches" only where the interval supports them, "no significant difference" otherwise.
@@ -23,6 +26,7 @@ from ..stats import CONFIDENCE, accuracy_at, interval_of, joint_replicates
 
 MATCH_MARGIN = 0.5  # accuracy points
 TOKEN_SHARE = 0.35  # of SC@64's tokens
+WINDOWS = (0.30, 0.55)  # budget windows, shares of SC@64's tokens
 
 
 def outcome_tables(report, rows) -> tuple[list, list]:
@@ -52,6 +56,7 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
                 {"setting": p["setting"], "tokens": p["tokens"], "delta": p["accuracy"] - cmc_acc}
             )
     mean_margin = sum(m["delta"] for m in margins) / len(margins) if margins else None
+    windows = _windows_of(family, cmc, sc)
     verdict = {
         "sc64_accuracy": sc["accuracy"],
         "sc64_tokens": sc["tokens"],
@@ -61,6 +66,7 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
         "vs_cmc_at_equal_tokens": margins,
         "mean_margin_vs_cmc": mean_margin,
         "ahead_of_cmc": mean_margin is not None and mean_margin > 0,
+        "windows": windows,
         "confidence": CONFIDENCE,
         "match_margin": MATCH_MARGIN,
         # decided by the intervals below; without outcome tables nothing is claimed
@@ -70,6 +76,28 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
     if tables is not None and family:
         verdict.update(_with_intervals(family, cmc, sc, tables, margins))
     return verdict
+
+
+def _window(family: list[dict], cmc: list[dict], sc: dict, share: float) -> dict:
+    """The most accurate family and CMC settings within ``share`` of SC@64's tokens."""
+
+    def best(curve):
+        inside = [i for i, p in enumerate(curve) if p["tokens"] <= share * sc["tokens"]]
+        return max(inside, key=lambda i: curve[i]["accuracy"]) if inside else None
+
+    i, j = best(family), best(cmc)
+    window = {"share": share, "family": i, "cmc": j, "beats_cmc": False}
+    for key, curve, index in (("family", family, i), ("cmc", cmc, j)):
+        if index is not None:
+            window[f"{key}_setting"] = curve[index]["setting"]
+            window[f"{key}_accuracy"] = curve[index]["accuracy"]
+    if i is not None and j is not None:
+        window["difference"] = [family[i]["accuracy"] - cmc[j]["accuracy"], None, None]
+    return window
+
+
+def _windows_of(family, cmc, sc) -> list[dict]:
+    return [_window(family, cmc, sc, share) for share in WINDOWS]
 
 
 def _points(curve: list[dict]) -> list[tuple[float, float]]:
@@ -101,6 +129,17 @@ def _with_intervals(family, cmc, sc, tables, margins) -> dict:
         },
         "matches_sc64": share is not None and share <= TOKEN_SHARE,
     }
+    # budget windows: the chosen pair's paired difference
+    windows = [dict(w) for w in _windows_of(family, cmc, sc)]
+    for w in windows:
+        if w.get("difference"):
+            i, j = w["family"], w["cmc"]
+            diff = interval_of(
+                w["difference"][0], reps[("winner", i, "acc")] - reps[("cmc", j, "acc")]
+            )
+            w["difference"] = [diff.mean, diff.low, diff.high]
+            w["beats_cmc"] = diff.low > 0
+    result["windows"] = windows
     # CMC: the mean margin at equal tokens, recomputed in every replicate
     if margins:
         compared = {m["setting"] for m in margins}  # the points inside CMC's token range
@@ -126,4 +165,4 @@ def _with_intervals(family, cmc, sc, tables, margins) -> dict:
     return result
 
 
-__all__ = ["MATCH_MARGIN", "TOKEN_SHARE", "judge", "outcome_tables"]
+__all__ = ["MATCH_MARGIN", "TOKEN_SHARE", "WINDOWS", "judge", "outcome_tables"]

@@ -124,3 +124,27 @@ def test_an_exported_family_is_a_formatted_controller_that_runs_like_its_schedul
     assert controller.name == "my-family"
     assert controller.schedule(0.5) == family.params(0.5)
     assert controller.schedule(0.5)["depth_decay"] == 1.25
+
+
+def test_budget_windows_choose_the_structure_that_is_best_inside_them():
+    from autotts.discovery.family import (
+        Point,
+        choose_structure,
+        choose_structure_for_windows,
+        fit_family,
+    )
+    from autotts.discovery.space import structure
+
+    base = cmc_point(0.5)
+    cheap = {**base, "widen": "eager"}  # good at small budgets only
+    grand = {**base, "widen": "never"}  # dominates overall thanks to its expensive points
+    points = [
+        Point(cheap, 60.0, 1e5), Point(cheap, 61.0, 2e5),
+        Point(grand, 55.0, 1e5), Point(grand, 58.0, 2e5),
+        Point(grand, 80.0, 8e5), Point(grand, 85.0, 1.6e6),
+    ]  # fmt: skip
+    assert choose_structure(points) == structure(grand)
+    assert choose_structure_for_windows(points, [1.5e5, 2.5e5]) == structure(cheap)
+    family = fit_family(points, windows=[1.5e5, 2.5e5])
+    assert family.fixed["widen"] == "eager"
+    assert max(p.tokens for p in family.anchors) <= 2.5e5  # the front is cut at the top window

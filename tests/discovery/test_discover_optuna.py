@@ -152,3 +152,31 @@ def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
     assert [m.value for m in history] == sorted(m.value for m in history)  # never decreases
     files = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"report.md", "report.html", "heldout.json", "family"} <= files
+
+
+def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
+    run = tmp_path / "run"
+    args = ("--trials", "8", *SMALL, "--target", "0.2,0.4")
+    done = subprocess.run(
+        discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    directory = RunDirectory(run)
+    assert directory.config["search"]["targets"] == [0.2, 0.4]
+    cap = 0.4 * directory.stage_done("baseline")["sc64_tokens"]
+    import optuna
+
+    study = optuna.load_study(study_name="structural", storage=f"sqlite:///{run / 'optuna.db'}")
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.user_attrs["constraint"] == pytest.approx(trial.values[1] / cap - 1)
+    anchors = json.loads((run / "search.json").read_text())["anchors"]
+    assert anchors and all(a["tokens"] <= cap for a in anchors)
+    assert "Within 30% of SC@64's tokens:" in done.stdout
+    for bad in ("abc", "1.5"):
+        refused = subprocess.run(
+            discover("-o", str(tmp_path / "no"), *SMALL, "--target", bad, env_dir=env_dir),
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode == 2 and "--target" in refused.stderr
+        assert not (tmp_path / "no").exists()

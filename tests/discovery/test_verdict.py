@@ -61,4 +61,28 @@ def test_without_outcomes_nothing_is_claimed():
     cmc = [{"setting": "β=1", "accuracy": 50.0, "tokens": 1e5}]
     verdict = judge(family, cmc, {"accuracy": 60.0, "tokens": 1e6})
     assert verdict["ahead_of_cmc"] and not verdict["beats_cmc"] and not verdict["matches_sc64"]
-    assert "point estimate only" in verdict_lines(verdict, "mine")[-1]
+    lines = verdict_lines(verdict, "mine")
+    assert any("point estimate only" in line for line in lines)
+    assert lines[-1].endswith("(+40.00 points; no interval recorded).")  # the 55 % window
+
+
+def test_budget_windows_compare_the_best_settings_inside_with_a_paired_interval():
+    rng = np.random.default_rng(11)
+    clear = _case(0.3, rng)  # costs at 10, 20 and 40 % of SC@64's
+    low, high = clear["windows"]
+    assert (low["share"], high["share"]) == (0.30, 0.55)
+    assert low["family_setting"] in ("β=0", "β=1") and high["family_setting"] == "β=2"
+    for window in (low, high):
+        mean, lo, hi = window["difference"]
+        assert window["beats_cmc"] and 0 < lo < mean < hi
+    lines = verdict_lines(clear, "mine")
+    assert any(line.startswith("Within 30% of SC@64's tokens: mine β=") and "beats CMC" in line
+               for line in lines)  # fmt: skip
+    tie = _case(0.0, rng)
+    assert not any(w["beats_cmc"] for w in tie["windows"])
+    assert all(w["difference"][1] <= 0 <= w["difference"][2] for w in tie["windows"])
+    pricey = [{"setting": "β=1", "accuracy": 90.0, "tokens": 4e5}]  # 40 % of SC@64's tokens
+    cmc = [{"setting": "β=0", "accuracy": 50.0, "tokens": 1e5}]
+    verdict = judge(pricey, cmc, {"accuracy": 60.0, "tokens": 1e6})
+    assert verdict["windows"][0]["family"] is None
+    assert "mine has no setting this cheap" in verdict_lines(verdict, "mine")[-2]
