@@ -68,10 +68,13 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="Budget windows as shares of SC@64's tokens on the search set, e.g. "
-                "0.30,0.55: the search stays below the largest, the family is chosen for its "
-                "accuracy inside them.",
+                "0.30,0.55: the search stays below the largest, one more study per window "
+                "maximises accuracy inside it, the family is chosen for its accuracy inside them.",
             ),
         ] = None,
+        window_trials: Annotated[
+            int, typer.Option(min=1, help="Trials of each window's study (with --target).")
+        ] = 50,
         seeds: Annotated[int, typer.Option(min=1, help="Seeds per question while searching.")] = 20,
         final_seeds: Annotated[
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
@@ -199,6 +202,7 @@ def register(app: typer.Typer) -> None:
                     budget_minutes=budget_minutes,
                     seed=None if resume is not None else seed,
                     targets=_shares(target),
+                    window_trials=window_trials,
                     workers=workers,
                     env_dir=env_dir,
                     progress=bar.progress,

@@ -46,6 +46,7 @@ class SearchSettings:
     # budget windows as shares of SC@64's mean tokens on the search set (``--target``): the
     # search is held below the largest, the family is chosen for its accuracy inside them
     targets: list[float] = field(default_factory=list)
+    window_trials: int = 50  # per budget window, after the structural search (with targets)
     workers: int | None = None
     env_dir: str | None = None
 
@@ -53,7 +54,7 @@ class SearchSettings:
         """Refuse bad values before anything is created (the message names the setting)."""
         if self.sampler not in SAMPLERS:
             raise BadInput(f"unknown Optuna sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
-        for name in ("seeds", "final_seeds", "trials"):
+        for name in ("seeds", "final_seeds", "trials", "window_trials"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.storage is not None:
@@ -118,21 +119,16 @@ def storage_url(run: RunDirectory, settings: SearchSettings) -> str:
     return settings.storage or f"sqlite:///{(run.path / 'optuna.db').resolve()}"
 
 
-def open_study(
-    run: RunDirectory, settings: SearchSettings, directions: list[str], constrained: bool = False
-):
-    """The run's study; ``constrained``: the sampler treats trials whose user attribute
-    ``constraint`` is positive as infeasible (tokens over the largest budget window)."""
+def open_study(run: RunDirectory, settings: SearchSettings, directions: list[str]):
+    """The run's study (created, or loaded when it exists). Trials over a token cap mark
+    themselves infeasible (``trial.set_constraint``); both samplers honour that."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    limits = {"constraints_func": _constraint} if constrained else {}
     if settings.sampler == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed, **limits)
+        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed)
     else:
-        sampler = optuna.samplers.TPESampler(
-            seed=settings.sampler_seed, n_startup_trials=12, **limits
-        )
+        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed, n_startup_trials=12)
     return optuna.create_study(
         study_name=settings.study_name,
         storage=storage_url(run, settings),
@@ -142,11 +138,9 @@ def open_study(
     )
 
 
-def _constraint(trial) -> list[float]:
-    return [trial.user_attrs.get("constraint", 0.0)]
-
-
-def _reconcile(study, run: RunDirectory, recorded: dict[int, dict], shared: bool) -> None:
+def _reconcile(
+    study, run: RunDirectory, recorded: dict[int, dict], shared: bool, offset: int = 0
+) -> None:
     """Settle trials this run left RUNNING when it was killed (see the module docstring).
     In a shared study the RUNNING trials of other workers are theirs, still in progress:
     every trial records which run asked for it (user attribute ``run``)."""
@@ -161,7 +155,7 @@ def _reconcile(study, run: RunDirectory, recorded: dict[int, dict], shared: bool
         else:
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params)
-            shutil.rmtree(run.candidate_dir(trial.number), ignore_errors=True)
+            shutil.rmtree(run.candidate_dir(offset + trial.number), ignore_errors=True)
 
 
 def _check_consistent(study, run, settings, recorded: dict[int, dict]) -> None:
@@ -240,10 +234,10 @@ def _owner(run: RunDirectory) -> str:
     return str(run.path.resolve())
 
 
-def _describe(trial, run: RunDirectory, stage: str, fields: dict) -> None:
+def _describe(trial, run: RunDirectory, stage: str, fields: dict, number: int) -> None:
     """User attributes that make ``optuna-dashboard sqlite:///RUN/optuna.db`` useful: where
     the trial's candidate lives (controller parameters, result, traces) and its numbers."""
-    trial.set_user_attr("candidate_dir", str(run.candidate_dir(trial.number).resolve()))
+    trial.set_user_attr("candidate_dir", str(run.candidate_dir(number).resolve()))
     trial.set_user_attr("stage", stage)
     for key in ("accuracy", "tokens"):
         if isinstance(fields.get(key), int | float):
@@ -258,21 +252,26 @@ def run_trials(
     trial_fn: Callable,
     warm_start: list[dict],
     progress: Callable | None,
+    trials: int | None = None,
+    offset: int = 0,
 ) -> None:
-    """Ask → evaluate → record → tell until the trial count or the time budget is reached.
-    ``trial_fn(trial)`` returns ``(values, record_fields, traces)``."""
+    """Ask → evaluate → record → tell until ``trials`` (default: the settings' count) or the
+    time budget is reached. ``trial_fn(trial)`` returns ``(values, record_fields, traces)``.
+    Trial ``n`` of the study is candidate ``offset + n`` of the run (several studies, one
+    run directory)."""
+    trials = settings.trials if trials is None else trials
     recorded = {r["trial"]: r for r in run.rounds() if r.get("stage") == stage}
     _check_consistent(study, run, settings, recorded)
-    _reconcile(study, run, recorded, shared=settings.storage is not None)
+    _reconcile(study, run, recorded, shared=settings.storage is not None, offset=offset)
     if not study.trials:  # a shared study: only its first worker warm-starts it
         for params in warm_start:
             study.enqueue_trial(params, skip_if_exists=True)
     spent = sum(r.get("seconds", 0.0) for r in recorded.values())
     done = len(recorded)
     if progress:
-        progress(done, settings.trials, None)
+        progress(done, trials, None)
     cap = settings.time_budget_s if settings.time_budget_s is not None else float("inf")
-    while done < settings.trials and spent < cap:
+    while done < trials and spent < cap:
         trial = study.ask()
         trial.set_user_attr("run", _owner(run))
         start = time.perf_counter()
@@ -282,20 +281,21 @@ def run_trials(
             "event": "round",
             "stage": stage,
             "trial": trial.number,
-            "candidate": f"{trial.number:04d}",
+            "candidate": f"{offset + trial.number:04d}",
             "values": values,
             **fields,
             "seconds": seconds,
             "time": time.time(),
         }
-        run.write_candidate(trial.number, params=fields.get("params"), result=fields, traces=traces)
+        number = offset + trial.number
+        run.write_candidate(number, params=fields.get("params"), result=fields, traces=traces)
         run.append(record)
-        _describe(trial, run, stage, fields)
+        _describe(trial, run, stage, fields, number)
         study.tell(trial, values)
         spent += seconds
         done += 1
         if progress:
-            progress(done, settings.trials, Point({}, fields["accuracy"], fields["tokens"]))
+            progress(done, trials, Point({}, fields["accuracy"], fields["tokens"]))
 
 
 def structural_search(
@@ -306,6 +306,17 @@ def structural_search(
     """Run (or continue) the multi-objective structural search; return every recorded point."""
 
     cap = token_cap(run, settings)
+    study = open_study(run, settings, ["maximize", "minimize"])
+    warm = [cmc_point(beta) for beta in WARM_START_BETAS]
+    run_trials(run, settings, study, "search", point_trial(settings, cap), warm, progress)
+    return search_points(run)
+
+
+def point_trial(settings: SearchSettings, cap: float | None, tokens_too: bool = True) -> Callable:
+    """A trial function evaluating one sampled point of the space on the search set: values
+    ``[accuracy, tokens]`` (or ``[accuracy]``); with a token ``cap`` the trial's ``tokens``
+    constraint (``tokens / cap − 1``, feasible at ≤ 0) tells the sampler whether it stayed
+    below."""
 
     def trial_fn(trial):
         params = suggest(trial)
@@ -318,10 +329,7 @@ def structural_search(
         )
         fields = {"params": params, "accuracy": accuracy, "tokens": tokens, "per_env": per_env}
         if cap is not None:
-            trial.set_user_attr("constraint", tokens / cap - 1.0)  # feasible at <= 0
-        return [accuracy, tokens], fields, traces
+            trial.set_constraint("tokens", tokens / cap - 1.0)
+        return ([accuracy, tokens] if tokens_too else [accuracy]), fields, traces
 
-    study = open_study(run, settings, ["maximize", "minimize"], constrained=cap is not None)
-    warm = [cmc_point(beta) for beta in WARM_START_BETAS]
-    run_trials(run, settings, study, "search", trial_fn, warm, progress)
-    return search_points(run)
+    return trial_fn

@@ -16,9 +16,10 @@ from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
 from ..stats import estimate, mean_curve
 from .family import Family, family_source, fit_family
-from .optuna_search import SearchSettings, search_points, structural_search, window_caps
+from .optuna_search import SearchSettings, structural_search, window_caps
 from .tuning import best_tuned_family, tune_schedule
 from .verdict import judge, outcome_tables
+from .windows import all_points, window_searches
 
 FAMILY_FILE = "family/controller.py"
 
@@ -169,12 +170,16 @@ def run_optuna_discovery(
         else:
             structural_search(run, settings, progress)
         run.finish_stage("search")
+    if settings.targets and not tune and not run.stage_done("windows"):
+        note("windows")
+        window_searches(run, settings, progress)
+        run.finish_stage("windows")
     if not run.stage_done("family"):
         note("family")
         if tune:
             family = best_tuned_family(run)
         else:
-            family = fit_family(search_points(run), windows=window_caps(run, settings))
+            family = fit_family(all_points(run, settings), windows=window_caps(run, settings))
         run_family_stage(run, settings, family, name)
         run.finish_stage("family")
     if settings.heldout_envs and not run.stage_done("heldout"):

@@ -96,6 +96,7 @@ def discover(
     budget_minutes: float | None = None,
     seed: int | None = None,
     targets: Sequence[float] = (),
+    window_trials: int = 50,
     workers: int | None = None,
     env_dir: str | Path | None = None,
     progress: Callable | None = None,
@@ -111,8 +112,9 @@ def discover(
     The search stops after ``trials`` trials, so a run is deterministic given ``seed`` (the
     sampler's seed; default 0); ``budget_minutes`` adds a wall-time cap (then how many trials
     fit depends on the machine). ``targets`` (e.g. ``(0.30, 0.55)``): budget windows as shares of
-    SC@64's tokens on the search set; the search stays below the largest, the family is chosen
-    for its accuracy inside them. ``progress(done, total, point)`` is called after each search
+    SC@64's tokens on the search set; the search stays below the largest, then one study per
+    window (``window_trials`` trials each) maximises accuracy inside it, and the family is
+    chosen for its accuracy inside them. ``progress(done, total, point)`` is called after each search
     trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
@@ -147,6 +149,7 @@ def discover(
         trials=trials,
         time_budget_s=None if budget_minutes is None else 60.0 * budget_minutes,
         targets=[float(t) for t in targets],
+        window_trials=window_trials,
         workers=workers,
         env_dir=str(env_dir) if env_dir is not None else None,
         **optuna,

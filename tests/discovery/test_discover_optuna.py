@@ -155,23 +155,34 @@ def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
 
 
 def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
+    import optuna
+
     run = tmp_path / "run"
-    args = ("--trials", "8", *SMALL, "--target", "0.2,0.4")
+    args = ("--trials", "8", *SMALL, "--target", "0.2,0.4", "--window-trials", "3")
     done = subprocess.run(
         discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
     directory = RunDirectory(run)
     assert directory.config["search"]["targets"] == [0.2, 0.4]
-    cap = 0.4 * directory.stage_done("baseline")["sc64_tokens"]
-    import optuna
-
-    study = optuna.load_study(study_name="structural", storage=f"sqlite:///{run / 'optuna.db'}")
-    for trial in study.trials:
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            assert trial.user_attrs["constraint"] == pytest.approx(trial.values[1] / cap - 1)
+    sc64 = directory.stage_done("baseline")["sc64_tokens"]
+    storage = f"sqlite:///{run / 'optuna.db'}"
+    studies = (("structural", 0.4, 8), ("structural-window-0.2", 0.2, 3),
+               ("structural-window-0.4", 0.4, 3))  # fmt: skip
+    for name, share, count in studies:
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(complete) == count
+        for trial in complete:  # the sampler sees whether a trial stayed inside its window
+            tokens = trial.user_attrs["tokens"]
+            assert trial.constraints["tokens"] == pytest.approx(tokens / (share * sc64) - 1)
+    stages = [r["stage"] for r in directory.rounds()]
+    assert stages == ["search"] * 8 + ["window-0.2"] * 3 + ["window-0.4"] * 3
+    assert {r["candidate"] for r in directory.rounds() if r["stage"] == "window-0.4"} == {
+        "20000", "20001", "20002"
+    }  # fmt: skip
     anchors = json.loads((run / "search.json").read_text())["anchors"]
-    assert anchors and all(a["tokens"] <= cap for a in anchors)
+    assert anchors and all(a["tokens"] <= 0.4 * sc64 for a in anchors)
     assert "Within 30% of SC@64's tokens:" in done.stdout
     for bad in ("abc", "1.5"):
         refused = subprocess.run(
