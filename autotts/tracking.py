@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -94,9 +96,6 @@ def log_run(
     """Log one finished MLflow run; return its id. ``metrics``: ``(key, value, step)``;
     ``artifacts``: files and folders (folders keep their name). Non-finite values are left
     out (MLflow stores no NaN intervals usefully)."""
-    import math
-    import time
-
     from mlflow.entities import Metric, Param
 
     client, experiment_id = _client(target, experiment)
@@ -128,13 +127,13 @@ def log_run(
     return run_id
 
 
-def _estimate_metrics(prefix: tuple[str, ...], estimate, scale: float = 1.0) -> list:
+def _estimate_metrics(prefix: tuple[str, ...], estimate) -> list:
     if estimate is None:
         return []
     return [
-        (metric_key(*prefix, "se"), estimate.se * scale, 0),
-        (metric_key(*prefix, "low"), estimate.low * scale, 0),
-        (metric_key(*prefix, "high"), estimate.high * scale, 0),
+        (metric_key(*prefix, "se"), estimate.se, 0),
+        (metric_key(*prefix, "low"), estimate.low, 0),
+        (metric_key(*prefix, "high"), estimate.high, 0),
     ]
 
 

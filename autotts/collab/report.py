@@ -114,7 +114,8 @@ def _gain_words(point: dict, key: str = "") -> str:
         shown = "worse than the best single model (interval below 0)"
     else:
         shown = "no significant difference from the best single model"
-    return f"{met} the +{TARGET_GAIN:g} target on the means; 95% interval [{low:+.2f}, {high:+.2f}]: {shown}"
+    interval = f"95% interval [{low:+.2f}, {high:+.2f}]"
+    return f"{met} the +{TARGET_GAIN:g} target on the means; {interval}: {shown}"
 
 
 def verdict(final: dict) -> list[str]:

@@ -111,11 +111,14 @@ def discover(
     (``"optuna"``, ``"tune"``, ``"llm"`` needs options: pass ``LLMStrategy(model=…)``).
     The search stops after ``trials`` trials, so a run is deterministic given ``seed`` (the
     sampler's seed; default 0); ``budget_minutes`` adds a wall-time cap (then how many trials
-    fit depends on the machine). ``targets`` (e.g. ``(0.30, 0.55)``): budget windows as shares of
-    SC@64's tokens on the search set; the search stays below the largest, then one study per
-    window (``window_trials`` trials each) maximises accuracy inside it, and the family is
-    chosen for its accuracy inside them. ``progress(done, total, point)`` is called after each search
-    trial, ``log(text)`` with
+    fit depends on the machine).
+
+    ``targets`` (e.g. ``(0.30, 0.55)``): budget windows as shares of SC@64's tokens on the
+    search set; the search stays below the largest, then one study per window
+    (``window_trials`` trials each) maximises accuracy inside it, and the family is chosen
+    for its accuracy inside them.
+
+    ``progress(done, total, point)`` is called after each search trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
     from ..registry import resolve_ids
