@@ -1,0 +1,128 @@
+"""Scoring composable points in bulk: a β sweep or a batch of trials in one pass.
+
+:func:`score` plays points of the composable space (:mod:`.composable`) on every (question,
+seed) episode of a replay store with the vectorised engines — the compiled one
+(:mod:`.compiled`, numba) by default, the numpy one (:mod:`.vectorised`) with
+``engine="numpy"`` or ``AUTOTTS_PURE_NUMPY=1``. Both equal the per-episode engine episode by
+episode (tests/discovery/test_vectorised.py); ``benchmarks/vectorised_scoring.py`` prints the
+speed-up. :func:`evaluate_composable` wraps that into the :class:`~autotts.report.EvaluationReport`
+:func:`autotts.evaluate` would return for the same configurations (without traces).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from math import exp
+
+import numpy as np
+
+from ..evaluation import _rows
+from ..registry import resolve_ids, shared
+from ..replay import ReplayEnvironment
+from ..report import EvaluationReport, UnitResult
+from ..specs import RunConfig
+from ..vector import VectorData, VectorReplay, branch_rows
+from .composable import DECAY_SCALE, NEUTRAL
+from .vectorised import WIDEN, confidence_table, knob_arrays, play
+
+BATCH = 60_000  # episodes per numpy pass (memory: about 2 kB per episode)
+_DATA: dict[int, tuple[ReplayEnvironment, VectorData]] = {}
+
+
+def vector_data(env: ReplayEnvironment) -> VectorData:
+    """The arrays of ``env`` (built once per environment object)."""
+    cached = _DATA.get(id(env))
+    if cached is None or cached[0] is not env:
+        cached = _DATA[id(env)] = (env, VectorData.from_env(env))
+    return cached[1]
+
+
+def _tables(points: list[dict], longest: int):
+    """The integer and float knobs of every point as arrays, and its vote weight per depth
+    (``final_votes · exp(−γ · depth / 32)``, computed exactly as the controller does)."""
+    from .compiled import FLOAT_KNOBS, INT_KNOBS
+
+    def knob(point, name):
+        if name == "widen":
+            return WIDEN[point["widen"]]
+        if name == "decay":
+            return int(bool(point["depth_decay"]))
+        return int(point[name])
+
+    ints = np.array([[knob(p, name) for name in INT_KNOBS] for p in points], dtype=np.int64)
+    floats = np.array([[p[name] for name in FLOAT_KNOBS] for p in points], dtype=np.float64)
+    weights = np.array(
+        [
+            [p["final_votes"] * exp(-p["depth_decay"] * d / DECAY_SCALE) for d in range(longest)]
+            for p in points
+        ]
+    )
+    return ints, floats, weights
+
+
+def _play_compiled(data: VectorData, points, index, questions, seeds, width):
+    from .compiled import play_batch
+
+    ints, floats, weights = _tables(points, data.probes.shape[1] + 2)
+    top = max(p["final_votes"] + p["probe_votes"] for p in points) * width + 2
+    return play_batch(
+        branch_rows(data, questions, seeds, width), questions, index, ints, floats, weights,
+        confidence_table(top), data.probes, data.lengths.astype(np.int64), data.rest,
+        data.finals.astype(np.int64), data.delta, data.err.astype(np.int64),
+        max(len(a) for a in data.answers),
+    )  # fmt: skip
+
+
+def score(
+    data: VectorData, points: list[dict], seeds: int, questions=None, engine: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Play every point on every (question, seed) episode. Returns ``(answers, correct,
+    tokens)``, each of shape (points, questions, seeds); answers are ids of
+    ``data.answers[question]`` (-1: none). ``engine``: ``"compiled"`` or ``"numpy"``."""
+    engine = engine or ("numpy" if os.environ.get("AUTOTTS_PURE_NUMPY") else "compiled")
+    if engine not in ("compiled", "numpy"):
+        raise ValueError(f"unknown scoring engine {engine!r}; use 'compiled' or 'numpy'")
+    points = [{**NEUTRAL, **point} for point in points]
+    questions = np.arange(len(data.delta)) if questions is None else np.asarray(questions)
+    shape = (len(points), len(questions), seeds)
+    grid = np.indices(shape).reshape(3, -1)
+    q_all = questions[grid[1]]
+    width = min(data.n_branches, int(max(point["max_branches"] for point in points)))
+    if engine == "compiled":
+        answers, tokens = _play_compiled(data, points, grid[0], q_all, grid[2], width)
+    else:
+        answers = np.empty(grid.shape[1], dtype=np.int64)
+        tokens = np.empty(grid.shape[1], dtype=np.int64)
+        for start in range(0, grid.shape[1], BATCH):
+            part = slice(start, start + BATCH)
+            env = VectorReplay(data, q_all[part], grid[2, part], width=width)
+            answers[part], tokens[part] = play(env, knob_arrays(points, grid[0, part]))
+    correct = data.correct(q_all, answers)
+    return answers.reshape(shape), correct.reshape(shape), tokens.reshape(shape)
+
+
+def evaluate_composable(
+    configs: list[RunConfig], points: list[dict], envs, seeds: int, env_dir=None
+) -> EvaluationReport:
+    """What :func:`autotts.evaluate` returns for ``configs`` — composable controllers whose
+    ``run()`` parameters are ``points`` — on replay environments, scored in one pass per
+    environment (no traces are recorded)."""
+    start = time.perf_counter()
+    env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
+    env_dir = None if env_dir is None else str(env_dir)
+    units = []
+    for env_id in env_ids:
+        began = time.perf_counter()
+        env = shared(env_id, env_dir)
+        _, correct, tokens = score(vector_data(env), points, seeds)
+        share = (time.perf_counter() - began) / len(configs)
+        for k, config in enumerate(configs):
+            unit = UnitResult.empty(config, env_id, range(len(env)), seeds)
+            unit.seed_correct = correct[k].astype(int).tolist()
+            unit.seed_tokens = tokens[k].tolist()
+            unit.episodes, unit.seconds = len(env) * seeds, share
+            units.append(unit)
+    return EvaluationReport(
+        _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
+    )

@@ -1,0 +1,126 @@
+"""Vectorised vs per-episode scoring of the composable space over a full β × seed grid.
+
+The grid: a β-family's 11 settings (β = 0, 0.1, …, 1) × every question × ``--seeds`` seeds on
+each of the 4 AIME24 search environments (132,000 episodes at 100 seeds). Three engines play
+every episode of it in this one process (single core, so the ratios compare engines, not
+core counts):
+
+- **per-episode**: :meth:`ReplayEnvironment.run_episode` with the composable controller, the
+  engine every evaluation uses (its replay loop compiled, when the install built it);
+- **compiled**: :mod:`autotts.discovery.compiled` (numba), the discovery's default;
+- **numpy**: :mod:`autotts.discovery.vectorised`, array operations only.
+
+Printed: wall seconds, episodes/s and the speed-up over per-episode for each (median of
+``--repeat`` runs; numba's one-off compile or cache load is timed apart), then the parity check:
+every episode's answer and tokens equal across the three engines (exit status 1 otherwise).
+
+    python benchmarks/vectorised_scoring.py [--family FILE] [--seeds 100] [--repeat 3]
+                                            [--env-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from autotts.discovery.composable import ComposableController
+from autotts.discovery.runs import AIME24
+from autotts.discovery.scoring import score, vector_data
+from autotts.evaluation import DEFAULT_BETAS
+from autotts.loader import load_controller
+from autotts.registry import shared
+
+TARGET = 20.0
+
+
+def per_episode(envs, points, seeds):
+    controller = ComposableController()
+    out = []
+    for env in envs:
+        answers = np.empty((len(points), len(env), seeds), dtype=object)
+        tokens = np.empty(answers.shape, dtype=np.int64)
+        for p, params in enumerate(points):
+            for q in range(len(env)):
+                for s in range(seeds):
+                    result = env.run_episode(controller, params, q, s)
+                    answers[p, q, s], tokens[p, q, s] = result.answer, result.tokens
+        out.append((answers, tokens))
+    return out
+
+
+def vectorised(envs, points, seeds, engine):
+    out = []
+    for env in envs:
+        data = vector_data(env)
+        answers, _, tokens = score(data, points, seeds, engine=engine)
+        texts = np.array(
+            [
+                [[data.answers[q][a] if a >= 0 else None for a in row] for q, row in enumerate(pq)]
+                for pq in answers
+            ],  # fmt: skip
+            dtype=object,
+        )
+        out.append((texts, tokens))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", default="controllers/discovered/optuna_family.py")
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--env-dir", default=None)
+    args = parser.parse_args()
+
+    family = load_controller(args.family)
+    points = [family.params(beta) for beta in DEFAULT_BETAS]
+    envs = [shared(env_id, args.env_dir) for env_id in AIME24]
+    for env in envs:
+        vector_data(env)  # the arrays are built once per store, outside the timings
+    episodes = len(points) * sum(len(env) for env in envs) * args.seeds
+    print(f"grid: {len(points)} β × {len(envs)} environments × questions × {args.seeds} seeds")
+    print(f"      = {episodes:,} episodes of {args.family}")
+
+    began = time.perf_counter()
+    score(vector_data(envs[0]), points[:1], 1, questions=[0])
+    print(f"numba compile or cache load (once per process): {time.perf_counter() - began:.2f} s")
+
+    runs = {
+        "per-episode": lambda: per_episode(envs, points, args.seeds),
+        "compiled": lambda: vectorised(envs, points, args.seeds, "compiled"),
+        "numpy": lambda: vectorised(envs, points, args.seeds, "numpy"),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    results = {}
+    for _ in range(args.repeat):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            results[name] = run()
+            seconds[name].append(time.perf_counter() - began)
+
+    base = statistics.median(seconds["per-episode"])
+    print(f"\n{'engine':<12} {'seconds':>8} {'episodes/s':>11} {'speed-up':>9}")
+    for name, values in seconds.items():
+        wall = statistics.median(values)
+        print(f"{name:<12} {wall:>8.2f} {episodes / wall:>11,.0f} {base / wall:>8.1f}×")
+    ratio = base / statistics.median(seconds["compiled"])
+    verdict = "meets" if ratio >= TARGET else "misses"
+    print(f"compiled vs per-episode: {ratio:.1f}× ({verdict} the {TARGET:.0f}× target)")
+
+    reference = results["per-episode"]
+    ok = True
+    for name in ("compiled", "numpy"):
+        same = sum(
+            int(((a == ra) & (t == rt)).sum())
+            for (a, t), (ra, rt) in zip(results[name], reference, strict=True)
+        )
+        ok &= same == episodes
+        print(f"parity {name}: {same:,} of {episodes:,} episodes identical (answer and tokens)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
