@@ -92,9 +92,14 @@ def _blocks(n_questions: int, n_blocks: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n_questions))) for i in range(0, n_questions, size)]
 
 
-def _rows(
-    units: list[UnitResult], configs: Sequence[RunConfig], env_ids: Sequence[str]
+def summarise_units(
+    units: list[UnitResult],
+    configs: Sequence[RunConfig],
+    env_ids: Sequence[str],
+    intervals: bool = True,
 ) -> list[Row]:
+    """One row per (configuration, environment) from its units (``intervals``: with the
+    bootstrap estimates, the costly part)."""
     rows = []
     for config in configs:
         for env_id in env_ids:
@@ -113,7 +118,8 @@ def _rows(
                 100.0 * sum(sum(u.correct) for u in mine) / episodes if episodes else float("nan")
             )
             tokens = sum(sum(u.tokens) for u in mine) / episodes if episodes else float("nan")
-            estimates = _estimates(mine) if episodes and not load_error else (None, None)
+            measured = intervals and episodes and not load_error
+            estimates = _estimates(mine) if measured else (None, None)
             rows.append(
                 Row(
                     config.name,
@@ -229,7 +235,7 @@ def evaluate(
                     progress(len(units), total)
     units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))
     return EvaluationReport(
-        _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
+        summarise_units(units, configs, env_ids), units, seeds, time.perf_counter() - start
     )
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .space import CHOICES, COMPOSABLE_PATH, RANGES, normalize, structure
 
@@ -224,3 +226,26 @@ def family_source(
     source = source.replace("class ComposableController(", f"class {class_name}(")
     source = source.replace('name = "composable"', f"name = {json.dumps(name)}")
     return (header + "\n" if header else "") + source
+
+
+def is_family_file(path) -> bool:
+    """Whether ``path`` is the composable template with only its schedule, class name,
+    ``name`` and header changed (what :func:`family_source` writes): such a file can be scored
+    by the vectorised engines from its ``params(beta)``."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    template = COMPOSABLE_PATH.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    start, stop = template.index(BEGIN), template.index(END) + len(END)
+    expected = template[:start] + block + template[stop:]
+    cls = re.search(r"^class (\w+)\(Controller\):", text, re.M)
+    name = re.search(r'^    name = (".*")$', text, re.M)
+    if not (cls and name):
+        return False
+    expected = expected.replace("class ComposableController(", f"class {cls.group(1)}(")
+    expected = expected.replace('name = "composable"', f"name = {name.group(1)}")
+    return text.endswith(expected)

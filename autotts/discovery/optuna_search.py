@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import BadInput
-from ..evaluation import RunConfig, evaluate
+from ..evaluation import RunConfig, evaluate, run_unit
 from ..rundir import RunDirectory, RunError
 from ..stats import mean_over_envs
 from .family import Point
@@ -80,23 +80,25 @@ def composable_config(params: dict, label: str = "candidate", beta=None) -> RunC
 
 
 def evaluate_point(
-    params: dict, envs: list[str], seeds: int, *, workers=None, env_dir=None, trace_seeds=1
+    params: dict, envs: list[str], seeds: int, *, env_dir=None, trace_seeds=1
 ) -> tuple[float, float, dict, list[dict]]:
-    """Mean accuracy and tokens of one composable configuration over ``envs``."""
-    report = evaluate(
-        [composable_config(params)],
-        envs,
-        seeds=seeds,
-        workers=workers,
-        env_dir=env_dir,
-        trace_seeds=trace_seeds,
-    )
+    """Mean accuracy and tokens of one composable configuration over ``envs``, scored by the
+    vectorised engine; the traces of the first ``trace_seeds`` seeds come from the
+    per-episode engine (which plays the same episodes)."""
+    from .scoring import evaluate_composable
+
+    config = composable_config(params)
+    report = evaluate_composable([config], [params], envs, seeds, env_dir, intervals=False)
     per_env = {
         row.env_id: {"accuracy": row.accuracy, "tokens": row.tokens, "status": row.status}
         for row in report.rows
     }
     accuracy, tokens = mean_over_envs((r["accuracy"], r["tokens"]) for r in per_env.values())
-    traces = [t for unit in report.units for t in unit.traces]
+    traces = []
+    for row in report.rows if trace_seeds else ():
+        questions = range(row.episodes // seeds)
+        unit = run_unit(config, row.env_id, env_dir, questions, trace_seeds, trace_seeds)
+        traces += unit.traces
     return accuracy, tokens, per_env, traces
 
 
@@ -324,7 +326,6 @@ def point_trial(settings: SearchSettings, cap: float | None, tokens_too: bool = 
             params,
             settings.search_envs,
             settings.seeds,
-            workers=settings.workers,
             env_dir=settings.env_dir,
         )
         fields = {"params": params, "accuracy": accuracy, "tokens": tokens, "per_env": per_env}

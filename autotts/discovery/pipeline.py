@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 
-from ..evaluation import DEFAULT_BETAS, RunConfig, evaluate
+from ..evaluation import DEFAULT_BETAS, EvaluationReport, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
 from ..stats import estimate, mean_curve
-from .family import Family, family_source, fit_family
+from .family import Family, family_source, fit_family, is_family_file
 from .optuna_search import SearchSettings, structural_search, window_caps
+from .space import cmc_point
 from .tuning import best_tuned_family, tune_schedule
 from .verdict import judge, outcome_tables
 from .windows import all_points, window_searches
@@ -62,28 +63,39 @@ def _curve(report, name: str, env_ids: list[str]) -> list[dict]:
 def curves_with_baselines(
     path: str | None, name: str, envs: list[str], settings: SearchSettings
 ) -> dict:
-    """A β-family's curve (``path``; None: baselines only) next to CMC's curve and SC@64,
-    means over ``envs``."""
-    configs = [RunConfig(path, label=name, beta=b) for b in DEFAULT_BETAS] if path else []
-    configs += [RunConfig("cmc", beta=b) for b in DEFAULT_BETAS]
-    configs.append(RunConfig("sc", overrides=(("n", 64),)))
-    report = evaluate(
-        configs,
-        envs,
-        seeds=settings.final_seeds,
-        workers=settings.workers,
-        env_dir=settings.env_dir,
-        trace_seeds=0,
+    """A β-family's curve (``path``: a composable family file; None: baselines only) next to
+    CMC's curve and SC@64, means over ``envs``. The family and CMC (the composable controller
+    at CMC's point, equal to ``cmc`` episode by episode) are scored by the vectorised engine."""
+    from ..loader import load_controller
+    from .scoring import evaluate_composable
+
+    family = [RunConfig(path, label=name, beta=b) for b in DEFAULT_BETAS] if path else []
+    cmc = [RunConfig("cmc", beta=b) for b in DEFAULT_BETAS]
+    configs = [*family, *cmc, RunConfig("sc", overrides=(("n", 64),))]
+    fast, points = cmc, [cmc_point(b) for b in DEFAULT_BETAS]
+    if path and is_family_file(path):
+        controller = load_controller(path)
+        fast, points = family + cmc, [controller.params(b) for b in DEFAULT_BETAS] + points
+    seeds, env_dir = settings.final_seeds, settings.env_dir
+    vectorised = evaluate_composable(fast, points, envs, seeds, env_dir=env_dir)
+    rest = [c for c in configs if c not in fast]
+    slow = evaluate(
+        rest, envs, seeds=seeds, workers=settings.workers, env_dir=env_dir, trace_seeds=0
+    )
+    report = EvaluationReport(
+        vectorised.rows + slow.rows,
+        vectorised.units + slow.units,
+        seeds,
+        vectorised.seconds + slow.seconds,
     )
 
     def tables(config):
         rows = [r for r in report.rows if r.config == config]
         return outcome_tables(report, sorted(rows, key=lambda r: envs.index(r.env_id)))
 
-    family_configs = [c for c in configs if c.label == name and path]
     outcomes = {
-        "winner": [tables(c) for c in family_configs],
-        "cmc": [tables(c) for c in configs if c.controller == "cmc"],
+        "winner": [tables(c) for c in family],
+        "cmc": [tables(c) for c in cmc],
         "sc64": tables(configs[-1]),
     }
     curves = {

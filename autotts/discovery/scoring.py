@@ -17,7 +17,7 @@ from math import exp
 
 import numpy as np
 
-from ..evaluation import _rows
+from ..evaluation import summarise_units
 from ..registry import resolve_ids, shared
 from ..replay import ReplayEnvironment
 from ..report import EvaluationReport, UnitResult
@@ -103,11 +103,17 @@ def score(
 
 
 def evaluate_composable(
-    configs: list[RunConfig], points: list[dict], envs, seeds: int, env_dir=None
+    configs: list[RunConfig],
+    points: list[dict],
+    envs,
+    seeds: int,
+    env_dir=None,
+    intervals: bool = True,
 ) -> EvaluationReport:
     """What :func:`autotts.evaluate` returns for ``configs`` — composable controllers whose
     ``run()`` parameters are ``points`` — on replay environments, scored in one pass per
-    environment (no traces are recorded)."""
+    environment (no traces are recorded; ``intervals=False`` leaves out the rows' bootstrap
+    estimates, e.g. for search trials that record means only)."""
     start = time.perf_counter()
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = None if env_dir is None else str(env_dir)
@@ -124,5 +130,8 @@ def evaluate_composable(
             unit.episodes, unit.seconds = len(env) * seeds, share
             units.append(unit)
     return EvaluationReport(
-        _rows(units, configs, env_ids), units, seeds, time.perf_counter() - start
+        summarise_units(units, configs, env_ids, intervals),
+        units,
+        seeds,
+        time.perf_counter() - start,
     )

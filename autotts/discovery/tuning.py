@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..evaluation import evaluate
 from ..rundir import RunDirectory
 from ..stats import mean_curve
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, curve_score
 from .optuna_search import SearchSettings, composable_config, open_study, run_trials
+from .scoring import evaluate_composable
 from .space import RANGES
 
 TUNE_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -35,11 +35,14 @@ def tuned_family(base: Family, trial) -> Family:
 
 
 def family_curve(
-    family: Family, envs: list[str], seeds: int, betas=TUNE_BETAS, *, workers=None, env_dir=None
+    family: Family, envs: list[str], seeds: int, betas=TUNE_BETAS, *, env_dir=None
 ) -> list[dict]:
-    """Mean accuracy / tokens of a family at each β (trusted in-process evaluation)."""
-    configs = [composable_config(family.params(b), label=f"b{b}") for b in betas]
-    report = evaluate(configs, envs, seeds=seeds, workers=workers, env_dir=env_dir, trace_seeds=0)
+    """Mean accuracy / tokens of a family at each β (the vectorised engine)."""
+    points = [family.params(b) for b in betas]
+    configs = [
+        composable_config(point, label=f"b{b}") for b, point in zip(betas, points, strict=True)
+    ]
+    report = evaluate_composable(configs, points, envs, seeds, env_dir=env_dir)
     points = mean_curve(report.rows)
     return [
         {"beta": beta, "accuracy": p["accuracy"], "tokens": p["tokens"]}
@@ -63,7 +66,6 @@ def tune_schedule(
             family,
             settings.search_envs,
             settings.seeds,
-            workers=settings.workers,
             env_dir=settings.env_dir,
         )
         score = curve_score(curve)

@@ -134,3 +134,16 @@ def test_an_unknown_engine_is_refused(env_dir):
         score(
             vector_data(shared("Qwen3-8B/aime24", str(env_dir))), [cmc_point(0.5)], 1, engine="gpu"
         )
+
+
+def test_only_generated_family_files_take_the_vectorised_path(tmp_path):
+    from autotts.discovery.family import Family, family_source, is_family_file
+
+    family = Family({"widen": "eager"}, {"n_init": [(0.0, 2), (1.0, 9)]})
+    path = tmp_path / "family.py"
+    path.write_text(family_source(family, "mine", "# header\n# more", class_name="Mine"))
+    assert is_family_file(path)
+    path.write_text(path.read_text().replace("yield Branch(n_init)", "yield Branch(1)"))
+    assert not is_family_file(path)
+    assert not is_family_file("controllers/baselines/cmc.py")
+    assert is_family_file(FAMILY)
