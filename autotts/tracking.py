@@ -183,7 +183,7 @@ def log_discovery(target: str, run, experiment: str = "autotts-discovery") -> st
     params = {
         "strategy": config.get("strategy"),
         "name": config.get("name"),
-        **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in search.items()},
+        **{k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in search.items()},
     }
     if config.get("llm"):
         params["llm_model"] = config["llm"].get("model")

@@ -35,10 +35,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=150)
     parser.add_argument("--search-seeds", type=int, default=20)
     parser.add_argument("--final-seeds", type=int, default=100)
-    parser.add_argument("--target", default="", help="Budget windows for --target, e.g. 0.30,0.55.")
+    parser.add_argument(
+        "--target", default="0.30,0.55", help="Budget windows ('none': no windows)."
+    )
+    parser.add_argument("--window-trials", type=int, default=150)
+    parser.add_argument("--race-seeds", type=int, default=100)
     parser.add_argument("--env-dir", default=None)
     args = parser.parse_args()
-    targets = [float(t) for t in args.target.split(",") if t.strip()]
+    windows = "" if args.target.strip().lower() == "none" else args.target
+    targets = [float(t) for t in windows.split(",") if t.strip()]
 
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -51,6 +56,8 @@ def main() -> None:
             seeds=args.search_seeds,
             final_seeds=args.final_seeds,
             targets=targets,
+            window_trials=args.window_trials,
+            race_seeds=args.race_seeds,
             env_dir=args.env_dir,
         )
         verdict = run.judgement()["verdict"]

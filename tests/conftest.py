@@ -88,6 +88,10 @@ SMALL_DISCOVERY = [
     "2",
     "--final-seeds",
     "2",
+    "--window-trials",
+    "3",
+    "--race-seeds",
+    "3",
 ]
 
 

@@ -47,6 +47,7 @@ def test_a_wheel_installs_and_runs_outside_the_checkout(tmp_path, env_dir):
     run([autotts, "check", "cmc", *envs], cwd=elsewhere)
     run(
         [autotts, "discover", "--trials", "2", "--seeds", "1", "--final-seeds", "2",
+         "--window-trials", "2", "--race-seeds", "2",
          "--search-env", "Qwen3-8B/aime24", "--heldout-env", "Qwen3-8B/aime25", "-o", "run",
          *envs],
         cwd=elsewhere,

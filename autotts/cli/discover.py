@@ -65,16 +65,25 @@ def register(app: typer.Typer) -> None:
         ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
         target: Annotated[
-            str | None,
+            str,
             typer.Option(
-                help="Budget windows as shares of SC@64's tokens on the search set, e.g. "
-                "0.30,0.55: the search stays below the largest, one more study per window "
-                "maximises accuracy inside it, the family is chosen for its accuracy inside them.",
+                help="Budget windows as shares of SC@64's tokens on the search set: the search "
+                "stays below the largest, one more study per window maximises accuracy inside "
+                "it, the family keeps the best points inside each ('none': no windows, the "
+                "family is fitted to the whole front).",
             ),
-        ] = None,
+        ] = "0.30,0.55",
         window_trials: Annotated[
             int, typer.Option(min=1, help="Trials of each window's study (with --target).")
-        ] = 50,
+        ] = 150,
+        race_seeds: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="Fresh seeds on which the contenders are raced before the family is fitted "
+                "(0: no race; the family is fitted to the search's means).",
+            ),
+        ] = 100,
         seeds: Annotated[int, typer.Option(min=1, help="Seeds per question while searching.")] = 20,
         final_seeds: Annotated[
             int, typer.Option(min=1, help="Seeds for the final sweeps and the held-out judgement.")
@@ -203,6 +212,7 @@ def register(app: typer.Typer) -> None:
                     seed=None if resume is not None else seed,
                     targets=_shares(target),
                     window_trials=window_trials,
+                    race_seeds=race_seeds,
                     workers=workers,
                     env_dir=env_dir,
                     progress=bar.progress,
@@ -282,8 +292,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _shares(text: str | None) -> list[float]:
-    """``--target 0.30,0.55`` as floats; a value that is no number exits 2 naming it."""
+    """``--target 0.30,0.55`` as floats (``none``: no windows); a value that is no number
+    exits 2 naming it."""
     shares = []
+    if (text or "").strip().lower() == "none":
+        return shares
     for item in (text or "").split(","):
         if item.strip():
             try:
@@ -341,6 +354,11 @@ class _Progress:
 def _print_comparison(console, run, name: str) -> None:
     from ..discovery.report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
 
+    if (run.path / "race.json").exists():
+        from ..discovery.racing import race_lines
+
+        for line in race_lines(run.read_json("race.json")):
+            console.print(line, highlight=False)
     for stage_file, title in (("search.json", "search set"), ("heldout.json", "held-out")):
         if not (run.path / stage_file).exists():
             continue

@@ -24,7 +24,9 @@ Five independent policies, each a knob of ``run``:
 With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` and the neutral values
 ``NEUTRAL`` of the last three policies this is exactly CMC.
 The schedule is piecewise linear in β through ``KNOTS`` (integers rounded), with ``FIXED``
-choices; ``autotts export`` rewrites the block between the markers.
+choices; from each β of ``SWITCHES`` on, its choices replace ``FIXED``'s (a family whose
+structure changes along the budget). ``autotts export`` rewrites the block between the
+markers.
 """
 
 from collections import Counter
@@ -48,6 +50,7 @@ KNOTS = {
     "trend_thresh": [(0.0, 0.04), (1.0, 0.01)],
     "min_complete": [(0.0, 2), (1.0, 5)],
 }
+SWITCHES = []
 # --- end schedule ---
 
 # The policies CMC does not have, at the values that switch them off.
@@ -87,6 +90,9 @@ class ComposableController(Controller):
     def schedule(beta: float) -> dict:
         b = max(0.0, min(1.0, float(beta)))
         params = {**NEUTRAL, **FIXED}
+        for start, choices in SWITCHES:
+            if b >= start:
+                params.update(choices)
         for key, knots in KNOTS.items():
             value = interpolate(knots, b)
             params[key] = round(value) if key in INTEGER else round(value, 4)

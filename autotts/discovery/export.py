@@ -70,16 +70,17 @@ def winner_source(run: RunDirectory, name: str) -> str:
     if family_file.exists():
         summary = run.read_json("search.json")
         family = Family(
-            summary["fixed"], {k: [tuple(p) for p in v] for k, v in summary["knots"].items()}
+            summary["fixed"],
+            {k: [tuple(p) for p in v] for k, v in summary["knots"].items()},
+            switches=[(b, choices) for b, choices in summary.get("switches", [])],
         )
+        how = "Optuna + racing" if run.stage_done("race") else "Optuna + compression"
         lines = [_curve_line("search set (means)", summary["winner"])]
         if (run.path / "heldout.json").exists():
             heldout = run.read_json("heldout.json")
             lines.append(_curve_line("held-out (means)", heldout["winner"]))
             lines.append(f"held-out environments: {', '.join(heldout['envs'])}")
-        return family_source(
-            family, name, provenance_header(run, "β-family (Optuna + compression)", lines)
-        )
+        return family_source(family, name, provenance_header(run, f"β-family ({how})", lines))
     best = run.stage_done("best")
     if best is None:
         raise RunError(

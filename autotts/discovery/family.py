@@ -32,6 +32,7 @@ class Point:
     accuracy: float
     tokens: float
     label: str = ""
+    env_tokens: tuple[float, ...] = ()  # mean tokens per search environment (when known)
 
 
 @dataclass
@@ -41,11 +42,16 @@ class Family:
     fixed: dict
     knots: dict[str, list[tuple[float, float]]]
     anchors: list[Point] = field(default_factory=list)
+    # (β, choices): from that β on, these structural choices replace ``fixed``'s
+    switches: list[tuple[float, dict]] = field(default_factory=list)
 
     def params(self, beta: float) -> dict:
         from .composable import interpolate
 
         params = dict(self.fixed)
+        for start, choices in self.switches:
+            if beta >= start:
+                params.update(choices)
         for key, knots in self.knots.items():
             value = interpolate(knots, beta)
             params[key] = round(value) if RANGES[key][2] else round(value, 4)
@@ -187,6 +193,84 @@ def fit_family(
     return Family(fixed, knots, front)
 
 
+LADDER = (0.8, 0.9, 1.0)  # per budget window, the best points under these shares of its cap
+
+
+def anchor_family(points: list[Point], windows: list[float], slots: int = 11) -> Family:
+    """A β-family through evaluated points themselves (no smoothing): up to ``slots`` points of
+    the Pareto front of ``points`` (all structures) up to the largest window, placed on the
+    β grid 0, 0.1, …, 1 in token order, so each grid setting *is* one of them. Always kept:
+    per window, the most accurate point under 80 %, 90 % and 100 % of its cap (a ladder, so
+    some setting stays inside the window where questions run longer); the rest spread evenly
+    in log-tokens. The points kept cost more from one to the next on *every* search
+    environment (:func:`monotone_chain`), so β orders cost everywhere, not just on the mean.
+    Numeric knobs interpolate linearly between neighbours; the structure switches half-way
+    between neighbours whose choices differ."""
+    if not points:
+        raise ValueError("no evaluated points to fit a family through")
+    top = max(windows) if windows else math.inf
+    front = pareto_front([p for p in points if p.tokens <= top] or points)
+    keep = {
+        id(best)
+        for cap in windows
+        for share in LADDER
+        if (
+            best := max(
+                (p for p in front if p.tokens <= cap * share),
+                default=None,
+                key=lambda p: p.accuracy,
+            )
+        )  # fmt: skip
+    }
+    front = monotone_chain(front, keep)
+    keep = {id(p) for p in front if id(p) in keep} | {id(front[0]), id(front[-1])}
+    chosen = [p for p in front if id(p) in keep]
+    logs = {id(p): math.log(p.tokens) for p in front}
+    while len(chosen) < min(slots, len(front)):  # the point farthest from those kept
+        spare = [p for p in front if p not in chosen]
+        chosen.append(max(spare, key=lambda p: min(abs(logs[id(p)] - logs[id(c)]) for c in chosen)))
+    chosen = sorted(chosen, key=lambda p: p.tokens)[:slots]
+    n = len(chosen)
+    betas = [round(round(10 * i / (n - 1)) / 10, 4) if n > 1 else 1.0 for i in range(n)]
+    knots = {
+        key: [(b, p.params[key]) for b, p in zip(betas, chosen, strict=True)] for key in RANGES
+    }
+    shapes = [dict(zip(CHOICES, structure(p.params), strict=True)) for p in chosen]
+    switches = [
+        (round((betas[i - 1] + betas[i]) / 2, 4),
+         {k: v for k, v in shapes[i].items() if v != shapes[i - 1][k]})
+        for i in range(1, n)
+        if shapes[i] != shapes[i - 1]
+    ]  # fmt: skip
+    if n == 1:
+        knots = {
+            key: [(0.0, chosen[0].params[key]), (1.0, chosen[0].params[key])] for key in RANGES
+        }
+    return Family(shapes[0], knots, chosen, switches)
+
+
+def monotone_chain(points: list[Point], preferred: set[int]) -> list[Point]:
+    """The longest run of ``points`` (sorted by mean tokens) in which every point costs at
+    least as much as the one before on every environment (``env_tokens``); points whose id is
+    in ``preferred`` count a thousand times more than the others."""
+    points = sorted(points, key=lambda p: p.tokens)
+
+    def below(a: Point, b: Point) -> bool:
+        return all(x <= y for x, y in zip(a.env_tokens, b.env_tokens, strict=False))
+
+    weight = [1000 if id(p) in preferred else 1 for p in points]
+    best, previous = list(weight), [-1] * len(points)
+    for i in range(len(points)):
+        for j in range(i):
+            if below(points[j], points[i]) and best[j] + weight[i] > best[i]:
+                best[i], previous[i] = best[j] + weight[i], j
+    i, chain = max(range(len(points)), key=best.__getitem__), []
+    while i >= 0:
+        chain.append(points[i])
+        i = previous[i]
+    return chain[::-1]
+
+
 def _dedupe(knots: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Merge knots at equal β (average values); ensure the ends sit at β = 0 and 1."""
     merged: dict[float, list[float]] = {}
@@ -200,7 +284,9 @@ def _dedupe(knots: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def render_schedule(fixed: dict, knots: dict[str, list[tuple[float, float]]]) -> str:
+def render_schedule(
+    fixed: dict, knots: dict[str, list[tuple[float, float]]], switches: list | None = None
+) -> str:
     """The generated schedule block of a composable controller file."""
 
     def literal(value) -> str:  # double-quoted strings, as the project's formatter writes
@@ -212,7 +298,12 @@ def render_schedule(fixed: dict, knots: dict[str, list[tuple[float, float]]]) ->
     for key, pts in knots.items():
         pts_text = ", ".join(f"({b!r}, {v!r})" for b, v in pts)
         lines.append(f"    {literal(key)}: [{pts_text}],")
-    lines += ["}", "# fmt: on", END]
+    lines.append("}")
+    switch_text = ", ".join(
+        f"({b!r}, {{{', '.join(f'{literal(k)}: {literal(v)}' for k, v in c.items())}}})"
+        for b, c in switches or []
+    )
+    lines += [f"SWITCHES = [{switch_text}]", "# fmt: on", END]
     return "\n".join(lines)
 
 
@@ -222,7 +313,8 @@ def family_source(
     """A self-contained controller file: the composable template with ``family``'s schedule."""
     template = COMPOSABLE_PATH.read_text()
     start, stop = template.index(BEGIN), template.index(END) + len(END)
-    source = template[:start] + render_schedule(family.fixed, family.knots) + template[stop:]
+    schedule = render_schedule(family.fixed, family.knots, family.switches)
+    source = template[:start] + schedule + template[stop:]
     source = source.replace("class ComposableController(", f"class {class_name}(")
     source = source.replace('name = "composable"', f"name = {json.dumps(name)}")
     return (header + "\n" if header else "") + source

@@ -47,6 +47,9 @@ class SearchSettings:
     # search is held below the largest, the family is chosen for its accuracy inside them
     targets: list[float] = field(default_factory=list)
     window_trials: int = 50  # per budget window, after the structural search (with targets)
+    # fresh seeds on which the contenders are raced before the family is fitted (0: no race,
+    # the family is fitted to the search's means with isotonic knobs)
+    race_seeds: int = 0
     workers: int | None = None
     env_dir: str | None = None
 
@@ -54,6 +57,8 @@ class SearchSettings:
         """Refuse bad values before anything is created (the message names the setting)."""
         if self.sampler not in SAMPLERS:
             raise BadInput(f"unknown Optuna sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
+        if self.race_seeds < 0:
+            raise BadInput(f"race_seeds must be 0 (no race) or more, got {self.race_seeds}")
         for name in ("seeds", "final_seeds", "trials", "window_trials"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be at least 1, got {getattr(self, name)}")

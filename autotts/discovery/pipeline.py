@@ -1,8 +1,11 @@
 """The Optuna discovery path, stage by stage, each stage recorded so a killed run resumes:
 
 1. ``search``  — structural multi-objective search on the search environments;
-2. ``family``  — compress its Pareto points into a β-family, sweep it on the search set;
-3. ``heldout`` — judge the family on the held-out environments next to SC@64 and CMC.
+   (with ``--target``, then one study per budget window: ``window-<share>``);
+2. ``race``    — re-score the contenders on fresh seeds (:mod:`.racing`; with race seeds);
+3. ``family``  — compress the (raced) Pareto points into a β-family, sweep it on the search
+   set;
+4. ``heldout`` — judge the family on the held-out environments next to SC@64 and CMC.
 
 The family is chosen on the search set only; held-out numbers never feed back into it.
 """
@@ -15,8 +18,9 @@ from dataclasses import asdict
 from ..evaluation import DEFAULT_BETAS, EvaluationReport, RunConfig, evaluate
 from ..rundir import RunDirectory, RunError
 from ..stats import estimate, mean_curve
-from .family import Family, family_source, fit_family, is_family_file
+from .family import Family, anchor_family, family_source, fit_family, is_family_file
 from .optuna_search import SearchSettings, structural_search, window_caps
+from .racing import race
 from .space import cmc_point
 from .tuning import best_tuned_family, tune_schedule
 from .verdict import judge, outcome_tables
@@ -139,6 +143,7 @@ def run_family_stage(
         "name": name,
         "fixed": family.fixed,
         "knots": family.knots,
+        "switches": family.switches,
         "anchors": [asdict(p) for p in family.anchors],
         **curves_with_baselines(str(path), name, settings.search_envs, settings),
     }
@@ -159,6 +164,15 @@ def write_judgement(run: RunDirectory, relative: str, result: dict) -> dict:
     result["verdict"] = judge(result["winner"], result["cmc"], result["sc64"], tables)
     run.write_json(relative, result)
     return result
+
+
+def race_stage(run: RunDirectory, settings: SearchSettings) -> list:
+    """Race every recorded point's contenders on fresh seeds (see :mod:`.racing`)."""
+    return race(
+        run, all_points(run, settings), settings.search_envs, window_caps(run, settings),
+        first_seed=settings.seeds, seeds=settings.race_seeds, env_dir=settings.env_dir,
+        shares=sorted(settings.targets),
+    )  # fmt: skip
 
 
 def run_optuna_discovery(
@@ -186,10 +200,17 @@ def run_optuna_discovery(
         note("windows")
         window_searches(run, settings, progress)
         run.finish_stage("windows")
+    raced = settings.race_seeds and not tune
+    if raced and not run.stage_done("race"):
+        note("race")
+        race_stage(run, settings)
+        run.finish_stage("race")
     if not run.stage_done("family"):
         note("family")
         if tune:
             family = best_tuned_family(run)
+        elif raced:
+            family = anchor_family(race_stage(run, settings), window_caps(run, settings))
         else:
             family = fit_family(all_points(run, settings), windows=window_caps(run, settings))
         run_family_stage(run, settings, family, name)

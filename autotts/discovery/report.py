@@ -271,6 +271,12 @@ def render_report(run: RunDirectory) -> dict[str, Path]:
                 f"| {i} | {r.get('candidate', '')} | {r.get('status', 'ok')} | {acc} | {tok} |"
             )
         md.append("")
+    if (run.path / "race.json").exists():
+        from .racing import race_lines
+
+        lines = race_lines(run.read_json("race.json"))
+        md += ["## Race (the selection's uncertainty)", "", *(f"- {line}" for line in lines)]
+        md.append("")
     panels = []
     name = "discovered"
     for stage_file, title in (("search.json", "search"), ("heldout.json", "held-out")):

@@ -95,8 +95,9 @@ def discover(
     trials: int = 150,
     budget_minutes: float | None = None,
     seed: int | None = None,
-    targets: Sequence[float] = (),
-    window_trials: int = 50,
+    targets: Sequence[float] = (0.30, 0.55),
+    window_trials: int = 150,
+    race_seeds: int = 100,
     workers: int | None = None,
     env_dir: str | Path | None = None,
     progress: Callable | None = None,
@@ -117,6 +118,10 @@ def discover(
     search set; the search stays below the largest, then one study per window
     (``window_trials`` trials each) maximises accuracy inside it, and the family is chosen
     for its accuracy inside them.
+
+    ``race_seeds`` > 0: before the family is fitted, the search's contenders are scored again
+    on that many fresh seeds and the family goes through those means (see
+    :mod:`autotts.discovery.racing`).
 
     ``progress(done, total, point)`` is called after each search trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
@@ -153,6 +158,7 @@ def discover(
         time_budget_s=None if budget_minutes is None else 60.0 * budget_minutes,
         targets=[float(t) for t in targets],
         window_trials=window_trials,
+        race_seeds=race_seeds,
         workers=workers,
         env_dir=str(env_dir) if env_dir is not None else None,
         **optuna,

@@ -75,11 +75,17 @@ def _play_compiled(data: VectorData, points, index, questions, seeds, width):
 
 
 def score(
-    data: VectorData, points: list[dict], seeds: int, questions=None, engine: str | None = None
+    data: VectorData,
+    points: list[dict],
+    seeds: int,
+    questions=None,
+    engine: str | None = None,
+    first_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Play every point on every (question, seed) episode. Returns ``(answers, correct,
-    tokens)``, each of shape (points, questions, seeds); answers are ids of
-    ``data.answers[question]`` (-1: none). ``engine``: ``"compiled"`` or ``"numpy"``."""
+    """Play every point on every (question, seed) episode, seeds ``first_seed`` onwards.
+    Returns ``(answers, correct, tokens)``, each of shape (points, questions, seeds); answers
+    are ids of ``data.answers[question]`` (-1: none). ``engine``: ``"compiled"`` or
+    ``"numpy"``."""
     engine = engine or ("numpy" if os.environ.get("AUTOTTS_PURE_NUMPY") else "compiled")
     if engine not in ("compiled", "numpy"):
         raise ValueError(f"unknown scoring engine {engine!r}; use 'compiled' or 'numpy'")
@@ -87,16 +93,16 @@ def score(
     questions = np.arange(len(data.delta)) if questions is None else np.asarray(questions)
     shape = (len(points), len(questions), seeds)
     grid = np.indices(shape).reshape(3, -1)
-    q_all = questions[grid[1]]
+    q_all, seed_all = questions[grid[1]], grid[2] + first_seed
     width = min(data.n_branches, int(max(point["max_branches"] for point in points)))
     if engine == "compiled":
-        answers, tokens = _play_compiled(data, points, grid[0], q_all, grid[2], width)
+        answers, tokens = _play_compiled(data, points, grid[0], q_all, seed_all, width)
     else:
         answers = np.empty(grid.shape[1], dtype=np.int64)
         tokens = np.empty(grid.shape[1], dtype=np.int64)
         for start in range(0, grid.shape[1], BATCH):
             part = slice(start, start + BATCH)
-            env = VectorReplay(data, q_all[part], grid[2, part], width=width)
+            env = VectorReplay(data, q_all[part], seed_all[part], width=width)
             answers[part], tokens[part] = play(env, knob_arrays(points, grid[0, part]))
     correct = data.correct(q_all, answers)
     return answers.reshape(shape), correct.reshape(shape), tokens.reshape(shape)

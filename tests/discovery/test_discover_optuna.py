@@ -148,7 +148,7 @@ def test_json_prints_the_judgements_with_intervals(tmp_path, env_dir):
     margin = heldout["verdict"]["margin_vs_cmc"]
     assert logged.data.metrics["heldout/verdict/margin_vs_cmc/low"] == pytest.approx(margin[1])
     history = client.get_metric_history(logged.info.run_id, "round/hypervolume")
-    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.step for m in history] == list(range(1, 3 + 2 * 3 + 1))  # and each window's 3
     assert [m.value for m in history] == sorted(m.value for m in history)  # never decreases
     files = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"report.md", "report.html", "heldout.json", "family"} <= files
@@ -184,6 +184,17 @@ def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
     anchors = json.loads((run / "search.json").read_text())["anchors"]
     assert anchors and all(a["tokens"] <= 0.4 * sc64 for a in anchors)
     assert "Within 30% of SC@64's tokens:" in done.stdout
+    # the contenders were raced on seeds the search never played (--seeds 2: from seed 2 on)
+    raced = json.loads((run / "race.json").read_text())
+    assert directory.stage_done("race") and raced["seeds"] == [2, 4]
+    assert {a["label"] for a in anchors} <= {c["label"] for c in raced["contenders"]}
+    # the export is the judged family file (structure switches included), renamed
+    exported = tmp_path / "exported.py"
+    export = [sys.executable, "-m", "autotts.cli", "export", str(run), "-o", str(exported)]
+    assert subprocess.run(export, capture_output=True).returncode == 0
+    judged = (run / "family" / "controller.py").read_text()
+    body = judged[judged.index('"""Composable') :].replace('"discovered"', '"exported"')
+    assert exported.read_text().endswith(body)
     for bad in ("abc", "1.5"):
         refused = subprocess.run(
             discover("-o", str(tmp_path / "no"), *SMALL, "--target", bad, env_dir=env_dir),

@@ -88,6 +88,7 @@ def worker(run: Path, url: str, env_dir, trials: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "autotts.cli", "discover", "-o", str(run)]
     command += ["--storage", url, "--study", "shared-aime24", "--trials", str(trials)]
     command += [*SMALL_DISCOVERY, "--workers", "1", "--env-dir", str(env_dir), "--json"]
+    command += ["--target", "none"]  # the structural study alone (window studies share alike)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

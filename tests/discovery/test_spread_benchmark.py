@@ -14,6 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "discovery_spread.
 def test_spread_over_seeds(tmp_path, env_dir):
     out = tmp_path / "spread"
     args = ["--seeds", "0,1", "--trials", "7", "--search-seeds", "2", "--final-seeds", "2"]
+    args += ["--window-trials", "3", "--race-seeds", "3"]
     args += ["--search-env", "Qwen3-8B/aime24", "--heldout-env", "Qwen3-8B/aime25"]
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *args, "--out", str(out), "--env-dir", str(env_dir)],
