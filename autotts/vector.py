@@ -98,6 +98,19 @@ class VectorData:
             answers=tuple(answers),
         )
 
+    def texts(self, answers: np.ndarray) -> np.ndarray:
+        """The answer strings (None for ``NONE``) of a (points, questions, seeds) id array."""
+        return np.array(
+            [
+                [
+                    [self.answers[q][a] if a >= 0 else None for a in row]
+                    for q, row in enumerate(rows)
+                ]
+                for rows in answers
+            ],  # fmt: skip
+            dtype=object,
+        )
+
     def correct(self, questions: np.ndarray, answers: np.ndarray) -> np.ndarray:
         """Whether each episode's answer id is its question's gold answer (exact match)."""
         return (answers == self.gold[questions]) & (answers != NONE)

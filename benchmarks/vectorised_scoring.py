@@ -24,11 +24,8 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
-from autotts.discovery.composable import ComposableController
 from autotts.discovery.runs import AIME24
-from autotts.discovery.scoring import score, vector_data
+from autotts.discovery.scoring import score, score_per_episode, vector_data
 from autotts.evaluation import DEFAULT_BETAS
 from autotts.loader import load_controller
 from autotts.registry import shared
@@ -37,18 +34,7 @@ TARGET = 20.0
 
 
 def per_episode(envs, points, seeds):
-    controller = ComposableController()
-    out = []
-    for env in envs:
-        answers = np.empty((len(points), len(env), seeds), dtype=object)
-        tokens = np.empty(answers.shape, dtype=np.int64)
-        for p, params in enumerate(points):
-            for q in range(len(env)):
-                for s in range(seeds):
-                    result = env.run_episode(controller, params, q, s)
-                    answers[p, q, s], tokens[p, q, s] = result.answer, result.tokens
-        out.append((answers, tokens))
-    return out
+    return [score_per_episode(env, points, seeds) for env in envs]
 
 
 def vectorised(envs, points, seeds, engine):
@@ -56,13 +42,7 @@ def vectorised(envs, points, seeds, engine):
     for env in envs:
         data = vector_data(env)
         answers, _, tokens = score(data, points, seeds, engine=engine)
-        texts = np.array(
-            [
-                [[data.answers[q][a] if a >= 0 else None for a in row] for q, row in enumerate(pq)]
-                for pq in answers
-            ],  # fmt: skip
-            dtype=object,
-        )
+        texts = data.texts(answers)
         out.append((texts, tokens))
     return out
 

@@ -43,6 +43,23 @@ def _extend(i, n, s, depth, live, done, latest, pool, npool, probes, length, res
 
 
 @njit(cache=True)
+def _add_probe_votes(cand, values, pos, ncand, pv, latest, live, opened, err):
+    """Add ``pv`` to ``values`` for each alive branch's latest probe answer (``ERR`` and none
+    excepted), appending answers not yet candidates in branch order; returns the new count."""
+    if pv > 0:
+        for i in range(opened):
+            a = latest[i]
+            if live[i] and a >= 0 and a != err:
+                if pos[a] < 0:
+                    pos[a] = ncand
+                    cand[ncand] = a
+                    values[ncand] = 0
+                    ncand += 1
+                values[pos[a]] += pv
+    return ncand
+
+
+@njit(cache=True)
 def _tally(pool, npool, counted, uniq, counts, nuniq, pos, cand, votes, fv, pv, latest, live,
            opened, err, conf_table):  # fmt: skip
     """The controller's ``tally``: count the pool answers not yet counted (``uniq`` holds them
@@ -58,17 +75,7 @@ def _tally(pool, npool, counted, uniq, counts, nuniq, pos, cand, votes, fv, pv, 
     for k in range(nuniq):
         cand[k] = uniq[k]
         votes[k] = fv * counts[k]
-    ncand = nuniq
-    if pv > 0:
-        for i in range(opened):
-            a = latest[i]
-            if live[i] and a >= 0 and a != err:
-                if pos[a] < 0:
-                    pos[a] = ncand
-                    cand[ncand] = a
-                    votes[ncand] = 0
-                    ncand += 1
-                votes[pos[a]] += pv
+    ncand = _add_probe_votes(cand, votes, pos, nuniq, pv, latest, live, opened, err)
     leader, top1, top2, total = -1, 0, 0, 0
     for k in range(ncand):  # the first of the most voted leads (Counter order)
         v = votes[k]
@@ -241,17 +248,7 @@ def _decayed(default, decay, wtable, fv, pv, depth, done, live, latest, opened, 
     for i in range(opened):
         if done[i]:
             weight[pos[latest[i]]] += wtable[depth[i]]
-    ncand = nuniq
-    if pv > 0:
-        for i in range(opened):
-            a = latest[i]
-            if live[i] and a >= 0 and a != err:
-                if pos[a] < 0:
-                    pos[a] = ncand
-                    cand[ncand] = a
-                    weight[ncand] = 0.0
-                    ncand += 1
-                weight[pos[a]] = weight[pos[a]] + pv
+    ncand = _add_probe_votes(cand, weight, pos, nuniq, pv, latest, live, opened, err)
     best = 0
     for k in range(1, ncand):
         if weight[k] > weight[best]:

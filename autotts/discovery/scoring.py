@@ -141,3 +141,22 @@ def evaluate_composable(
         seeds,
         time.perf_counter() - start,
     )
+
+
+def score_per_episode(env: ReplayEnvironment, points: list[dict], seeds: int):
+    """The reference the vectorised engines must equal: every point played by the per-episode
+    engine on every (question, seed). Returns ``(answers, tokens)`` of shape (points,
+    questions, seeds), answers as strings (None: no answer); an episode error raises."""
+    from .composable import ComposableController
+
+    controller = ComposableController()
+    answers = np.empty((len(points), len(env), seeds), dtype=object)
+    tokens = np.empty(answers.shape, dtype=np.int64)
+    for p, params in enumerate(points):
+        for q in range(len(env)):
+            for s in range(seeds):
+                result = env.run_episode(controller, params, q, s)
+                if result.error is not None:
+                    raise RuntimeError(f"point {p}, question {q}, seed {s}: {result.error}")
+                answers[p, q, s], tokens[p, q, s] = result.answer, result.tokens
+    return answers, tokens

@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 from autotts.contract import ActionError
-from autotts.discovery.composable import ComposableController
 from autotts.discovery.optuna_search import composable_config
-from autotts.discovery.scoring import evaluate_composable, score, vector_data
+from autotts.discovery.scoring import (
+    evaluate_composable,
+    score,
+    score_per_episode,
+    vector_data,
+)
 from autotts.discovery.space import CHOICES, RANGES, cmc_point, normalize
 from autotts.evaluation import evaluate
 from autotts.loader import load_controller
@@ -38,24 +42,10 @@ def random_points(n: int, seed: int) -> list[dict]:
 
 def assert_parity(env: ReplayEnvironment, points: list[dict], seeds: int, engines=("compiled",)):
     data = vector_data(env)
-    controller = ComposableController()
-    expected = np.empty((len(points), len(env), seeds), dtype=object)
-    expected_tokens = np.empty(expected.shape, dtype=np.int64)
-    for p, params in enumerate(points):
-        for q in range(len(env)):
-            for s in range(seeds):
-                result = env.run_episode(controller, params, q, s)
-                assert result.error is None, result.error
-                expected[p, q, s], expected_tokens[p, q, s] = result.answer, result.tokens
+    expected, expected_tokens = score_per_episode(env, points, seeds)
     for engine in engines:
         answers, correct, tokens = score(data, points, seeds, engine=engine)
-        got = np.array(
-            [
-                [[data.answers[q][a] if a >= 0 else None for a in row] for q, row in enumerate(pq)]
-                for pq in answers
-            ],  # fmt: skip
-            dtype=object,
-        )
+        got = data.texts(answers)
         mismatch = np.argwhere((got != expected) | (tokens != expected_tokens))
         assert not len(mismatch), (
             f"{engine} differs from the engine at (point, question, seed) {mismatch[0]}: "
@@ -147,3 +137,19 @@ def test_only_generated_family_files_take_the_vectorised_path(tmp_path):
     assert not is_family_file(path)
     assert not is_family_file("controllers/baselines/cmc.py")
     assert is_family_file(FAMILY)
+
+
+def test_the_benchmark_prints_the_speed_up_and_the_parity(env_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "vectorised_scoring.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--seeds", "2", "--repeat", "1", "--env-dir", str(env_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiled vs per-episode:" in done.stdout
+    for engine in ("compiled", "numpy"):
+        assert f"parity {engine}: 2,640 of 2,640 episodes identical" in done.stdout
