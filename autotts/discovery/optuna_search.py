@@ -229,9 +229,10 @@ def token_cap(run: RunDirectory, settings: SearchSettings) -> float | None:
 
 
 def search_points(run: RunDirectory, stage: str = "search") -> list[Point]:
-    """Every recorded round of a search stage as a :class:`Point`."""
+    """Every recorded round of a search stage as a :class:`Point`, labelled by its candidate
+    (unique in the run: ``RUN/candidates/NNNN``; trial numbers restart in every study)."""
     return [
-        Point(normalize(r["params"]), r["accuracy"], r["tokens"], f"trial {r['trial']}")
+        Point(normalize(r["params"]), r["accuracy"], r["tokens"], f"candidate {r['candidate']}")
         for r in run.rounds()
         if r.get("stage") == stage
     ]
