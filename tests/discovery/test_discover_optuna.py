@@ -45,7 +45,7 @@ def test_killed_run_resumes_without_losing_or_repeating_a_round(tmp_path, env_di
     proc.wait()
     before = history_lines(run)
     rounds_before = RunDirectory(run).rounds()
-    assert 6 <= len(rounds_before) < 24
+    assert 6 <= len(rounds_before) < 24 + 2 * 3  # the structural trials, then 3 per window
 
     done = subprocess.run(
         discover("--resume", str(run), env_dir=env_dir), capture_output=True, text=True
@@ -56,15 +56,17 @@ def test_killed_run_resumes_without_losing_or_repeating_a_round(tmp_path, env_di
     complete_before = [line for line in before if line.endswith("}")]
     assert after[: len(complete_before)] == complete_before
     rounds = RunDirectory(run).rounds()
-    trials = [r["trial"] for r in rounds]
-    assert len(rounds) == 24 and len(set(trials)) == 24
+    candidates = [r["candidate"] for r in rounds]
+    assert len(rounds) == 24 + 2 * 3 and len(set(candidates)) == len(rounds)
     assert rounds[: len(rounds_before)] == rounds_before
-    # Optuna agrees: exactly 24 completed trials
+    # Optuna agrees: exactly 24 completed structural trials and 3 per window study
     import optuna
 
-    study = optuna.load_study(study_name="structural", storage=f"sqlite:///{run / 'optuna.db'}")
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 24
+    for name, count in (("structural", 24), ("structural-window-0.3", 3),
+                        ("structural-window-0.55", 3)):  # fmt: skip
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{run / 'optuna.db'}")
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(complete) == count
     assert "held-out" in done.stdout and "SC@64" in done.stdout
 
     # export → a normal controller that passes the checker
@@ -72,10 +74,9 @@ def test_killed_run_resumes_without_losing_or_repeating_a_round(tmp_path, env_di
     text = out.read_text()
     assert text.startswith("# Discovered by autotts") and "Qwen3-8B/aime24" in text
     report = check_controller(str(out), "Qwen3-8B/aime24", env_dir=env_dir, questions=3, seeds=2)
-    # Every contract point holds but cost monotonicity, which the β-family compression does
-    # not guarantee yet (knobs are monotone one by one, their joint cost need not be): where
-    # the resume lands depends on when the kill came, and some fronts give a family whose
-    # cost dips between two β (issue 14's family work).
+    # Every contract point holds but, possibly, cost monotonicity: the family's points cost
+    # more from one β to the next in every search environment's raced means (over 3 seeds
+    # here), which a check on 3 questions × 2 seeds need not reproduce.
     failed = [(i.name, i.detail) for i in report.items if not i.ok]
     assert all(name == "monotone cost" for name, _ in failed), failed
     assert [i.name for i in report.items] == [
