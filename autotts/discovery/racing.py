@@ -12,7 +12,9 @@ them by those means picks luck as well as skill. The race (stage ``race``):
 3. records both means per contender in ``race.json``, with how much the search's means of the
    front overstated the fresh ones, and per window the raced best and every contender
    statistically tied with it (paired 95 % interval of the difference containing zero):
-   the uncertainty of the selection.
+   the uncertainty of the selection; and what the selection is worth on questions it did
+   not see (``FOLDS``-fold cross-validation over the search questions: the fresh seeds
+   remove the seeds' luck, not the questions').
 
 The family is fitted to the fresh means. Held-out data plays no part.
 """
@@ -30,6 +32,7 @@ from .scoring import score, vector_data
 BAND = 0.5  # accuracy points below the front that still make a contender
 PER_WINDOW = 12
 LIMIT = 120
+FOLDS = 5  # folds of the search questions for the selection's cross-validated accuracy
 
 
 def contenders(points: list[Point], caps: list[float]) -> list[Point]:
@@ -95,12 +98,37 @@ def race(
             "max_overstatement": float(np.max(overstated)),
         },
         "windows": [
-            {"share": share, **_window(cap, entries, correct)}
+            {
+                "share": share,
+                **_window(cap, entries, correct),
+                **_cross_validated(cap, correct, tokens),
+            }
             for share, cap in zip(shares or [None] * len(caps), caps, strict=True)
         ],
     }
     run.write_json("race.json", result)
     return _raced(result)
+
+
+def _cross_validated(cap: float, correct: list[np.ndarray], tokens: list[np.ndarray]) -> dict:
+    """What choosing the raced best inside the window is worth on questions it was not chosen
+    on: over ``FOLDS`` folds of every environment's questions (question ``q`` in fold
+    ``q % FOLDS``), the contender most accurate inside the window on the other folds, scored
+    on the fold left out; the mean over folds (each environment weighing the same)."""
+    scores = []
+    for fold in range(FOLDS):
+        train, test = [], []
+        for c, t in zip(correct, tokens, strict=True):
+            held = np.arange(c.shape[1]) % FOLDS == fold
+            train.append((c[:, ~held].mean(axis=(1, 2)), t[:, ~held].mean(axis=(1, 2))))
+            test.append(c[:, held].mean(axis=(1, 2)))
+        accuracy = np.mean([a for a, _ in train], axis=0)
+        spent = np.mean([t for _, t in train], axis=0)
+        inside = np.flatnonzero(spent <= cap)
+        if len(inside):
+            chosen = inside[np.argmax(accuracy[inside])]
+            scores.append(float(np.mean([a[chosen] for a in test])))
+    return {"cross_validated_accuracy": float(np.mean(scores)) if scores else None}
 
 
 def _window(cap: float, entries: list[dict], correct: list[np.ndarray]) -> dict:
@@ -157,10 +185,17 @@ def race_lines(result: dict) -> list[str]:
         where = f"{window['cap'] / 1000:.0f}k tokens"
         if window.get("share") is not None:
             where = f"{100 * window['share']:.0f}% of SC@64's tokens ({where} on the search set)"
+        cross = window.get("cross_validated_accuracy")
+        validated = (
+            f" Chosen this way on {FOLDS - 1} of {FOLDS} folds of the questions, the best scores "
+            f"{cross:.2f}% on the fold left out ({cross - window['accuracy']:+.2f})."
+            if cross is not None
+            else ""
+        )
         lines.append(
             f"Within {where}: {window['best']} is the raced best, "
             f"{window['accuracy']:.2f}% [{low:.2f}, {high:.2f}]; {len(window['tied'])} of the "
             f"other {window['contenders_inside'] - 1} contenders inside are statistically tied "
-            "with it."
+            f"with it.{validated}"
         )
     return lines

@@ -57,6 +57,8 @@ def test_race_scores_contenders_on_seeds_the_search_never_played(tmp_path, env_d
     low, high = window["accuracy_interval"]
     assert low <= window["accuracy"] <= high
     assert "contenders re-scored on seeds 20–22" in race_lines(recorded)[0]
+    assert 0 <= window["cross_validated_accuracy"] <= 100
+    assert "on the fold left out" in race_lines(recorded)[1]
     run.finish_stage("race")  # a finished race is read back, not run again
     again = race(run, [], envs, caps=[], first_seed=20, seeds=3, env_dir=env_dir)
     assert [(p.label, p.accuracy) for p in again] == [(p.label, p.accuracy) for p in raced]
@@ -97,3 +99,18 @@ def test_the_ladder_keeps_points_below_each_window():
     # best under 80 %, 90 % and 100 % of the cap (t7, t8, t9, the dearest inside), the
     # cheapest, and the point farthest from those in log-tokens (t2)
     assert [p.label for p in family.anchors] == ["t0", "t2", "t7", "t8", "t9"]
+
+
+def test_cross_validation_scores_the_choice_on_questions_it_did_not_see():
+    from autotts.discovery.racing import _cross_validated
+
+    correct = np.zeros((2, 10, 1))  # 2 contenders, 10 questions (fold = question % 5), 1 seed
+    correct[0, 7:, 0] = 100  # right on questions 7–9
+    correct[1, :7, 0] = 100  # right on questions 0–6: chosen on every training split
+    tokens = np.ones((2, 10, 1))
+    tokens[1] = 3.0
+    # folds {0,5} {1,6} {2,7} {3,8} {4,9}: contender 1 scores 100, 100, 50, 50, 50
+    assert _cross_validated(5.0, [correct], [tokens]) == {"cross_validated_accuracy": 70.0}
+    # a window contender 1 does not fit in: contender 0 scores 0, 0, 50, 50, 50
+    assert _cross_validated(2.0, [correct], [tokens]) == {"cross_validated_accuracy": 30.0}
+    assert _cross_validated(0.5, [correct], [tokens]) == {"cross_validated_accuracy": None}
