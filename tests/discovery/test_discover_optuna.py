@@ -203,3 +203,25 @@ def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
         )  # fmt: skip
         assert refused.returncode == 2 and "--target" in refused.stderr
         assert not (tmp_path / "no").exists()
+
+
+def test_without_windows_and_race_the_front_is_compressed_as_before(tmp_path, env_dir):
+    run = tmp_path / "run"
+    args = ("--trials", "8", *SMALL, "--target", "none", "--race-seeds", "0")
+    done = subprocess.run(
+        discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    directory = RunDirectory(run)
+    assert directory.config["search"]["targets"] == []
+    assert directory.config["search"]["race_seeds"] == 0
+    assert not directory.stage_done("race") and not (run / "race.json").exists()
+    assert [r["stage"] for r in directory.rounds()] == ["search"] * 8
+    family = json.loads((run / "search.json").read_text())
+    # the isotonic fit: one structure, at most 6 knots per knob, no switches
+    assert family["switches"] == [] and all(len(k) <= 6 for k in family["knots"].values())
+    refused = subprocess.run(
+        discover("-o", str(tmp_path / "no"), *SMALL, "--race-seeds", "-1", env_dir=env_dir),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--race-seeds" in refused.stderr
