@@ -8,6 +8,9 @@ Given evaluated points of the composable space (parameters, accuracy, tokens):
 4. fit every numeric knob as a monotone (isotonic) function of β — increasing or decreasing
    as the knob correlates with cost — and keep it as piecewise-linear knots.
 
+:func:`anchor_family` (the default once the contenders are raced) keeps points of the front
+themselves instead: each β-grid setting is one of them, and the structure may switch along β.
+
 The result renders into the composable controller's schedule block (``family_source``).
 """
 
