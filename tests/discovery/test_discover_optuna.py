@@ -23,6 +23,15 @@ def discover(*args, env_dir):
     return [sys.executable, "-m", "autotts.cli", "discover", *args, "--env-dir", str(env_dir)]
 
 
+def finished_discovery(run: Path, env_dir, *args) -> tuple:
+    """``autotts discover -o RUN ARGS`` run to its end: (the process, the run directory)."""
+    done = subprocess.run(
+        discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done, RunDirectory(run)
+
+
 def history_lines(run: Path) -> list[str]:
     return (run / "history.jsonl").read_text().splitlines()
 
@@ -160,11 +169,7 @@ def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
 
     run = tmp_path / "run"
     args = ("--trials", "8", *SMALL, "--target", "0.2,0.4", "--window-trials", "3")
-    done = subprocess.run(
-        discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    directory = RunDirectory(run)
+    done, directory = finished_discovery(run, env_dir, *args)
     assert directory.config["search"]["targets"] == [0.2, 0.4]
     sc64 = directory.stage_done("baseline")["sc64_tokens"]
     storage = f"sqlite:///{run / 'optuna.db'}"
@@ -208,11 +213,7 @@ def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
 def test_without_windows_and_race_the_front_is_compressed_as_before(tmp_path, env_dir):
     run = tmp_path / "run"
     args = ("--trials", "8", *SMALL, "--target", "none", "--race-seeds", "0")
-    done = subprocess.run(
-        discover("-o", str(run), *args, env_dir=env_dir), capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    directory = RunDirectory(run)
+    _, directory = finished_discovery(run, env_dir, *args)
     assert directory.config["search"]["targets"] == []
     assert directory.config["search"]["race_seeds"] == 0
     assert not directory.stage_done("race") and not (run / "race.json").exists()
