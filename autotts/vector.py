@@ -98,6 +98,11 @@ class VectorData:
             answers=tuple(answers),
         )
 
+    @property
+    def n_ids(self) -> int:
+        """The most answer ids any question has."""
+        return max(len(a) for a in self.answers)
+
     def texts(self, answers: np.ndarray) -> np.ndarray:
         """The answer strings (None for ``NONE``) of a (points, questions, seeds) id array."""
         return np.array(

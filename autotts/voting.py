@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from functools import cache
+from itertools import accumulate
 from math import comb
 
 
@@ -38,6 +39,25 @@ def beta_confidence(top1: int, top2: int) -> float:
     n = a + b - 1
     tail = sum(comb(n, j) for j in range(a, n + 1))
     return 1.0 - tail / 2**n
+
+
+@cache
+def beta_confidence_table(size: int):
+    """:func:`beta_confidence` for every pair of vote counts below ``size`` (``top2 <= top1``)
+    as an array (for vectorised engines): the same exact integer tails and the same division,
+    the tails taken from suffix sums of each binomial row instead of one sum per pair."""
+    import numpy as np
+
+    table = np.zeros((size, size))
+    row = [1]  # comb(n, j) for j = 0..n
+    for n in range(1, 2 * size):
+        row = [1, *(row[j - 1] + row[j] for j in range(1, n)), 1]
+        tails = list(accumulate(reversed(row)))[::-1]  # tails[j] = sum(row[j:])
+        for top1 in range(max(0, n - size), min(n, size)):
+            top2 = n - 1 - top1
+            if 0 <= top2 <= top1:
+                table[top1, top2] = 1.0 - tails[top1 + 1] / 2**n
+    return table
 
 
 def vote_confidence(counts: dict) -> tuple[str | None, float]:

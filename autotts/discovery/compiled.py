@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-MAX_ROUNDS = 500
+from .composable import MAX_ROUNDS
+from .space import CHOICES
+
 # columns of the integer and float parameter tables
 INT_KNOBS = (
     "n_init", "max_branches", "warm_up", "abandon_patience", "ema_window", "burst_aligned",
@@ -22,7 +24,7 @@ INT_KNOBS = (
     "final_votes", "decay",
 )  # fmt: skip
 FLOAT_KNOBS = ("alpha", "conf_thresh", "slack", "trend_thresh", "margin_share")
-STAGNANT, EAGER, NEVER = 0, 1, 2
+EAGER, NEVER = (CHOICES["widen"].index(name) for name in ("eager", "never"))  # as in WIDEN
 
 
 @njit(cache=True)
@@ -40,6 +42,31 @@ def _extend(i, n, s, depth, live, done, latest, pool, npool, probes, length, res
     live[i] = False
     pool[npool] = final[s]
     return cost, npool + 1
+
+
+@njit(cache=True)
+def _open(k, opened, slot, depth, live, done, latest, pool, npool, probes, length, rest, final,
+          delta):  # fmt: skip
+    """``Branch(k)``: open the next ``k`` branches and extend each by one interval; returns
+    (tokens, pool size)."""
+    for i in range(opened, opened + k):
+        live[i] = True
+    tokens = 0
+    for i in range(opened, opened + k):
+        c, npool = _extend(i, 1, slot[i], depth, live, done, latest, pool, npool, probes,
+                           length, rest, final, delta)  # fmt: skip
+        tokens += c
+    return tokens, npool
+
+
+@njit(cache=True)
+def _pool_leader(counts, nuniq):
+    """The slot of the pool answer counted most, the first seen among equals."""
+    best = 0
+    for k in range(1, nuniq):
+        if counts[k] > counts[best]:
+            best = k
+    return best
 
 
 @njit(cache=True)
@@ -117,14 +144,9 @@ def _episode(slot, ip, fp, wtable, conf_table, probes, length, rest, final, delt
     stale = np.zeros(w, np.int64)
     tokens, npool, counted, nuniq, opened = 0, 0, 0, 0, 0
 
-    # Branch(n_init)
-    for i in range(n_init):
-        live[i] = True
+    tokens, npool = _open(n_init, 0, slot, depth, live, done, latest, pool, npool, probes,
+                          length, rest, final, delta)  # fmt: skip
     opened = n_init
-    for i in range(n_init):
-        c, npool = _extend(i, 1, slot[i], depth, live, done, latest, pool, npool, probes,
-                           length, rest, final, delta)  # fmt: skip
-        tokens += c
     ema, margin, held, previous = 0.0, 0.0, 0, -1
     winner, conf = -1, 0.0
     for rnd in range(-1, MAX_ROUNDS):
@@ -190,10 +212,7 @@ def _episode(slot, ip, fp, wtable, conf_table, probes, length, rest, final, delt
         held = held + 1 if winner >= 0 and winner == previous else 0
         previous = winner
         if quorum > 0 and counted >= quorum:
-            best = 0
-            for k in range(1, nuniq):
-                if counts[k] > counts[best]:
-                    best = k
+            best = _pool_leader(counts, nuniq)
             if counts[best] >= quorum:
                 return uniq[best], tokens
         if (
@@ -212,12 +231,9 @@ def _episode(slot, ip, fp, wtable, conf_table, probes, length, rest, final, delt
             and rnd >= max(1, warm_up // 2) and ema < conf_thresh
         ):  # fmt: skip
             k = min(widen_burst, max_b - opened)
-            for i in range(opened, opened + k):
-                live[i] = True
-            for i in range(opened, opened + k):
-                c, npool = _extend(i, 1, slot[i], depth, live, done, latest, pool, npool,
-                                   probes, length, rest, final, delta)  # fmt: skip
-                tokens += c
+            c, npool = _open(k, opened, slot, depth, live, done, latest, pool, npool, probes,
+                             length, rest, final, delta)  # fmt: skip
+            tokens += c
             opened += k
             if pv > 0 or npool != counted:
                 winner, conf, margin, nuniq = _tally(pool, npool, counted, uniq, counts, nuniq,
@@ -225,11 +241,8 @@ def _episode(slot, ip, fp, wtable, conf_table, probes, length, rest, final, delt
                                                      opened, err, conf_table)  # fmt: skip
                 counted = npool
     if nuniq:
-        best = 0
-        for k in range(1, nuniq):
-            if counts[k] > counts[best]:
-                best = k
-        return _decayed(uniq[best], decay, wtable, fv, pv, depth, done, live, latest, opened, uniq,
+        majority = uniq[_pool_leader(counts, nuniq)]
+        return _decayed(majority, decay, wtable, fv, pv, depth, done, live, latest, opened, uniq,
                         nuniq, pos, cand, weight, err), tokens  # fmt: skip
     if winner >= 0:
         return winner, tokens

@@ -314,13 +314,18 @@ def family_source(
     family: Family, name: str, header: str = "", class_name: str = "DiscoveredController"
 ) -> str:
     """A self-contained controller file: the composable template with ``family``'s schedule."""
+    schedule = render_schedule(family.fixed, family.knots, family.switches)
+    source = _template_with(schedule, class_name, json.dumps(name))
+    return (header + "\n" if header else "") + source
+
+
+def _template_with(schedule: str, class_name: str, name_literal: str) -> str:
+    """The composable template with its schedule block, class name and ``name`` replaced."""
     template = COMPOSABLE_PATH.read_text()
     start, stop = template.index(BEGIN), template.index(END) + len(END)
-    schedule = render_schedule(family.fixed, family.knots, family.switches)
     source = template[:start] + schedule + template[stop:]
     source = source.replace("class ComposableController(", f"class {class_name}(")
-    source = source.replace('name = "composable"', f"name = {json.dumps(name)}")
-    return (header + "\n" if header else "") + source
+    return source.replace('name = "composable"', f"name = {name_literal}")
 
 
 def is_family_file(path) -> bool:
@@ -331,16 +336,9 @@ def is_family_file(path) -> bool:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError):
         return False
-    template = COMPOSABLE_PATH.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    block = text[text.index(BEGIN) : text.index(END) + len(END)]
-    start, stop = template.index(BEGIN), template.index(END) + len(END)
-    expected = template[:start] + block + template[stop:]
     cls = re.search(r"^class (\w+)\(Controller\):", text, re.M)
     name = re.search(r'^    name = (".*")$', text, re.M)
-    if not (cls and name):
+    if BEGIN not in text or END not in text or not (cls and name):
         return False
-    expected = expected.replace("class ComposableController(", f"class {cls.group(1)}(")
-    expected = expected.replace('name = "composable"', f"name = {name.group(1)}")
-    return text.endswith(expected)
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    return text.endswith(_template_with(block, cls.group(1), name.group(1)))

@@ -20,7 +20,7 @@ from ..rundir import RunDirectory, RunError
 from ..stats import estimate, mean_curve
 from .family import Family, anchor_family, family_source, fit_family, is_family_file
 from .optuna_search import SearchSettings, structural_search, window_caps
-from .racing import race
+from .racing import race, raced_points
 from .space import cmc_point
 from .tuning import best_tuned_family, tune_schedule
 from .verdict import judge, outcome_tables
@@ -210,7 +210,7 @@ def run_optuna_discovery(
         if tune:
             family = best_tuned_family(run)
         elif raced:
-            family = anchor_family(race_stage(run, settings), window_caps(run, settings))
+            family = anchor_family(raced_points(run), window_caps(run, settings))
         else:
             family = fit_family(all_points(run, settings), windows=window_caps(run, settings))
         run_family_stage(run, settings, family, name)

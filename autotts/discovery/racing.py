@@ -60,7 +60,7 @@ def race(
     """Race ``points``' contenders (or read the recorded race); returns them with their fresh
     means (label, parameters and search means kept in ``race.json``)."""
     if run.stage_done("race"):
-        return _raced(run.read_json("race.json"))
+        return raced_points(run)
     racing = contenders(points, caps)
     params = [p.params for p in racing]
     correct, tokens = [], []  # per environment: (contenders, questions, seeds)
@@ -153,6 +153,11 @@ def _window(cap: float, entries: list[dict], correct: list[np.ndarray]) -> dict:
         "tied": tied,
         "contenders_inside": len(inside),
     }
+
+
+def raced_points(run: RunDirectory) -> list[Point]:
+    """The contenders of the run's finished race, with their fresh means."""
+    return _raced(run.read_json("race.json"))
 
 
 def _raced(result: dict) -> list[Point]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from math import exp
 
 import numpy as np
 
@@ -23,8 +22,9 @@ from ..replay import ReplayEnvironment
 from ..report import EvaluationReport, UnitResult
 from ..specs import RunConfig
 from ..vector import VectorData, VectorReplay, branch_rows
-from .composable import DECAY_SCALE, NEUTRAL
-from .vectorised import WIDEN, confidence_table, knob_arrays, play
+from ..voting import beta_confidence_table
+from .composable import NEUTRAL
+from .vectorised import WIDEN, knob_arrays, play, vote_weight
 
 BATCH = 60_000  # episodes per numpy pass (memory: about 2 kB per episode)
 _DATA: dict[int, tuple[ReplayEnvironment, VectorData]] = {}
@@ -54,7 +54,7 @@ def _tables(points: list[dict], longest: int):
     floats = np.array([[p[name] for name in FLOAT_KNOBS] for p in points], dtype=np.float64)
     weights = np.array(
         [
-            [p["final_votes"] * exp(-p["depth_decay"] * d / DECAY_SCALE) for d in range(longest)]
+            [vote_weight(p["final_votes"], p["depth_decay"], d) for d in range(longest)]
             for p in points
         ]
     )
@@ -68,9 +68,9 @@ def _play_compiled(data: VectorData, points, index, questions, seeds, width):
     top = max(p["final_votes"] + p["probe_votes"] for p in points) * width + 2
     return play_batch(
         branch_rows(data, questions, seeds, width), questions, index, ints, floats, weights,
-        confidence_table(top), data.probes, data.lengths.astype(np.int64), data.rest,
+        beta_confidence_table(top), data.probes, data.lengths.astype(np.int64), data.rest,
         data.finals.astype(np.int64), data.delta, data.err.astype(np.int64),
-        max(len(a) for a in data.answers),
+        data.n_ids,
     )  # fmt: skip
 
 

@@ -13,29 +13,24 @@ The composable controller is our own code, not an untrusted candidate: it runs i
 
 from __future__ import annotations
 
-from functools import cache
 from math import exp
 
 import numpy as np
 
 from ..vector import ABSENT, NONE, VectorReplay
-from ..voting import beta_confidence
+from ..voting import beta_confidence_table
 from .composable import DECAY_SCALE, MAX_ROUNDS
-from .space import CHOICES
+from .space import CHOICES, RANGES
 
 WIDEN = {name: code for code, name in enumerate(CHOICES["widen"])}  # stagnant, eager, never
-RING = 10  # longest EMA window of the space
+RING = int(RANGES["ema_window"][1])  # the longest EMA window of the space
 PROBE_ORDER = 1 << 50  # answers only probes vote for come after every pool answer
 
 
-@cache
-def confidence_table(size: int) -> np.ndarray:
-    """``beta_confidence(top1, top2)`` for every pair of vote counts below ``size``."""
-    table = np.zeros((size, size))
-    for top1 in range(size):
-        for top2 in range(top1 + 1):
-            table[top1, top2] = beta_confidence(top1, top2)
-    return table
+def vote_weight(final_votes, depth_decay, depth: int) -> float:
+    """A finished branch's length-weighted vote, the same float operations as the controller's
+    ``final_votes * exp(-depth_decay * depth / DECAY_SCALE)``."""
+    return final_votes * exp(-depth_decay * depth / DECAY_SCALE)
 
 
 def knob_arrays(points: list[dict], index: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,13 +53,7 @@ class _Votes:
     def __init__(self, env: VectorReplay, p: dict, width: int):
         self.env, self.p, self.width = env, p, width
         self.with_probes = bool(p["probe_votes"].any())
-        self.columns = (
-            int(env.data.n_final_ids.max()) if not self.with_probes else self._all_ids(env)
-        )
-
-    @staticmethod
-    def _all_ids(env: VectorReplay) -> int:
-        return int(max(len(a) for a in env.data.answers))
+        self.columns = int(env.data.n_final_ids.max()) if not self.with_probes else env.data.n_ids
 
     def count(self) -> tuple[np.ndarray, np.ndarray]:
         """``(votes, order)``: (E, A) weighted counts and first-seen keys (smaller first)."""
@@ -132,7 +121,7 @@ def _decayed(env: VectorReplay, p: dict, rows: np.ndarray, default: np.ndarray, 
         fin = done[:, j]
         if fin.any():
             w = [
-                fv * exp(-g * int(d) / DECAY_SCALE)
+                vote_weight(fv, g, int(d))
                 for fv, g, d in zip(final_votes[fin], gamma[fin], depth[fin, j], strict=True)
             ]
             weight[at[fin], answer[fin, j]] += w
@@ -161,7 +150,9 @@ def play(env: VectorReplay, p: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
     final_answer = np.full(n, NONE, dtype=np.int64)
     final_tokens = np.zeros(n, dtype=np.int64)
     width = env.width
-    table = confidence_table(int((p["final_votes"].max() + p["probe_votes"].max()) * width) + 2)
+    table = beta_confidence_table(
+        int((p["final_votes"].max() + p["probe_votes"].max()) * width) + 2
+    )
 
     env.open(p["n_init"])
     disagree = np.zeros((n, width), dtype=np.int16)

@@ -153,3 +153,12 @@ def test_the_benchmark_prints_the_speed_up_and_the_parity(env_dir):
     assert "compiled vs per-episode:" in done.stdout
     for engine in ("compiled", "numpy"):
         assert f"parity {engine}: 2,640 of 2,640 episodes identical" in done.stdout
+
+
+def test_the_confidence_table_is_beta_confidence_exactly():
+    from autotts.voting import beta_confidence, beta_confidence_table
+
+    table = beta_confidence_table(70)
+    for top1 in range(70):
+        for top2 in range(top1 + 1):
+            assert table[top1, top2] == beta_confidence(top1, top2), (top1, top2)
