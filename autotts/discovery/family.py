@@ -331,7 +331,9 @@ def _template_with(schedule: str, class_name: str, name_literal: str) -> str:
 def is_family_file(path) -> bool:
     """Whether ``path`` is the composable template with only its schedule, class name,
     ``name`` and header changed (what :func:`family_source` writes): such a file can be scored
-    by the vectorised engines from its ``params(beta)``."""
+    by the vectorised engines from its ``params(beta)``. A shape check, not a trust check: the
+    header and schedule block are still code, and the file is still run (only trusted files,
+    the run's own family, come here)."""
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError):

@@ -113,22 +113,30 @@ def race(
 def _cross_validated(cap: float, correct: list[np.ndarray], tokens: list[np.ndarray]) -> dict:
     """What choosing the raced best inside the window is worth on questions it was not chosen
     on: over ``FOLDS`` folds of every environment's questions (question ``q`` in fold
-    ``q % FOLDS``), the contender most accurate inside the window on the other folds, scored
-    on the fold left out; the mean over folds (each environment weighing the same)."""
-    scores = []
+    ``q % FOLDS``), the contender most accurate inside the window on the other folds scores
+    the fold left out; the estimate (with its bootstrap interval) is over every question so
+    scored. None when some fold has no contender inside the window."""
+    chosen = []
     for fold in range(FOLDS):
-        train, test = [], []
+        train_accuracy, train_tokens = [], []
         for c, t in zip(correct, tokens, strict=True):
-            held = np.arange(c.shape[1]) % FOLDS == fold
-            train.append((c[:, ~held].mean(axis=(1, 2)), t[:, ~held].mean(axis=(1, 2))))
-            test.append(c[:, held].mean(axis=(1, 2)))
-        accuracy = np.mean([a for a, _ in train], axis=0)
-        spent = np.mean([t for _, t in train], axis=0)
+            kept = np.arange(c.shape[1]) % FOLDS != fold
+            train_accuracy.append(c[:, kept].mean(axis=(1, 2)))
+            train_tokens.append(t[:, kept].mean(axis=(1, 2)))
+        accuracy, spent = np.mean(train_accuracy, axis=0), np.mean(train_tokens, axis=0)
         inside = np.flatnonzero(spent <= cap)
-        if len(inside):
-            chosen = inside[np.argmax(accuracy[inside])]
-            scores.append(float(np.mean([a[chosen] for a in test])))
-    return {"cross_validated_accuracy": float(np.mean(scores)) if scores else None}
+        if not len(inside):
+            return {"cross_validated_accuracy": None}
+        chosen.append(inside[np.argmax(accuracy[inside])])
+    scored = []  # per environment: each question's seeds, played by the choice made without it
+    for c in correct:
+        questions = np.arange(c.shape[1])
+        scored.append(c[np.array(chosen)[questions % FOLDS], questions])
+    validated = estimate(scored)
+    return {
+        "cross_validated_accuracy": validated.mean,
+        "cross_validated_interval": [validated.low, validated.high],
+    }
 
 
 def _window(cap: float, entries: list[dict], correct: list[np.ndarray]) -> dict:
@@ -191,12 +199,14 @@ def race_lines(result: dict) -> list[str]:
         if window.get("share") is not None:
             where = f"{100 * window['share']:.0f}% of SC@64's tokens ({where} on the search set)"
         cross = window.get("cross_validated_accuracy")
-        validated = (
-            f" Chosen this way on {FOLDS - 1} of {FOLDS} folds of the questions, the best scores "
-            f"{cross:.2f}% on the fold left out ({cross - window['accuracy']:+.2f})."
-            if cross is not None
-            else ""
-        )
+        validated = ""
+        if cross is not None:
+            low_cv, high_cv = window["cross_validated_interval"]
+            validated = (
+                f" Chosen this way on {FOLDS - 1} of {FOLDS} folds of the questions, the best "
+                f"scores {cross:.2f}% [{low_cv:.2f}, {high_cv:.2f}] on the fold left out "
+                f"({cross - window['accuracy']:+.2f})."
+            )
         lines.append(
             f"Within {where}: {window['best']} is the raced best, "
             f"{window['accuracy']:.2f}% [{low:.2f}, {high:.2f}]; {len(window['tied'])} of the "

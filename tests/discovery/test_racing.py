@@ -57,7 +57,8 @@ def test_race_scores_contenders_on_seeds_the_search_never_played(tmp_path, env_d
     low, high = window["accuracy_interval"]
     assert low <= window["accuracy"] <= high
     assert "contenders re-scored on seeds 20–22" in race_lines(recorded)[0]
-    assert 0 <= window["cross_validated_accuracy"] <= 100
+    low, high = window["cross_validated_interval"]
+    assert 0 <= low <= window["cross_validated_accuracy"] <= high <= 100
     assert "on the fold left out" in race_lines(recorded)[1]
     run.finish_stage("race")  # a finished race is read back, not run again
     again = race(run, [], envs, caps=[], first_seed=20, seeds=3, env_dir=env_dir)
@@ -110,7 +111,10 @@ def test_cross_validation_scores_the_choice_on_questions_it_did_not_see():
     tokens = np.ones((2, 10, 1))
     tokens[1] = 3.0
     # folds {0,5} {1,6} {2,7} {3,8} {4,9}: contender 1 scores 100, 100, 50, 50, 50
-    assert _cross_validated(5.0, [correct], [tokens]) == {"cross_validated_accuracy": 70.0}
+    wide = _cross_validated(5.0, [correct], [tokens])
+    assert wide["cross_validated_accuracy"] == 70.0
+    low, high = wide["cross_validated_interval"]
+    assert low < 70.0 < high  # resampled over the 10 questions
     # a window contender 1 does not fit in: contender 0 scores 0, 0, 50, 50, 50
-    assert _cross_validated(2.0, [correct], [tokens]) == {"cross_validated_accuracy": 30.0}
+    assert _cross_validated(2.0, [correct], [tokens])["cross_validated_accuracy"] == 30.0
     assert _cross_validated(0.5, [correct], [tokens]) == {"cross_validated_accuracy": None}
