@@ -24,6 +24,12 @@ ControllerLike = str | Path | type[Controller] | Controller
 
 # The paper's Table 1 (``compare --preset paper``).
 PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@beta=0.5,1.0")
+# Every baseline over its β grid, the discovered family, and SC@64 as the budget reference
+# (``compare --preset baselines``).
+BASELINES_PRESET = (
+    "sc@n=64", "sc", "sc-length-weighted", "asc", "esc", "ffs", "short-m-at-k", "dynasor-cot",
+    "parallel-probe", "cmc", "optuna-family",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,7 @@ def check_configs(configs: Sequence[RunConfig]) -> None:
 
 
 __all__ = [
+    "BASELINES_PRESET",
     "DEFAULT_BETAS",
     "PAPER_PRESET",
     "ControllerLike",

@@ -82,7 +82,8 @@ def _match_interval(report, rows, base) -> list[float] | None:
         curve = [(reps[(i, "tok")][r], reps[(i, "acc")][r]) for i in range(len(rows))]
         reached = tokens_to_reach(curve, target[r])
         values.append(math.inf if reached is None else reached)
-    low, high = np.percentile(values, [2.5, 97.5])
+    # no interpolation between order statistics: they may be infinite
+    low, high = np.percentile(values, [2.5, 97.5], method="nearest")
     return [float(low), float(high)]
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from ..errors import BadInput
 from ..provenance import run_record, write_run_record
 from ..registry import resolve_ids
-from ..specs import PAPER_PRESET, parse_spec
+from ..specs import BASELINES_PRESET, PAPER_PRESET, parse_spec
 from .common import (
     EXIT_FAILED,
     EnvDirOption,
@@ -86,6 +86,7 @@ def _run_and_report(
     as_json=False,
     debug=None,
     mlflow=None,
+    budgets=False,
 ):
     from rich.progress import (
         BarColumn,
@@ -143,6 +144,8 @@ def _run_and_report(
     if overwrite:
         shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
     paths = write_outputs(report, out, with_reference)
+    if budgets:
+        paths["budgets"] = _write_budgets(report, out)
     write_run_record(out, run_record(env_ids, env_dir, seeds, configs=len(configs)))
     from ..tracking import log_evaluation
 
@@ -150,6 +153,11 @@ def _run_and_report(
     if as_json:
         typer.echo(json.dumps(report.to_records(), indent=2, allow_nan=False, default=str))
         err_console.print(f"results: {paths['markdown']}  {paths['csv']}", highlight=False)
+        _exit_on_failures(report, with_reference)
+        return
+    if budgets:  # every setting of every curve is too long a table: the budgets instead
+        console.print(paths["budgets"].read_text(), markup=False, highlight=False)
+        console.print(f"results: {paths['markdown']}  plot: {paths.get('plot_png', '-')}")
         _exit_on_failures(report, with_reference)
         return
     table = Table(title=f"{seeds} seeds, {report.seconds:.1f} s", show_lines=False)
@@ -171,6 +179,19 @@ def _run_and_report(
         f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}"
     )
     _exit_on_failures(report, with_reference)
+
+
+def _write_budgets(report, out):
+    """Write the matched-budget table (``budgets.md``, ``budgets.json``); return the first."""
+    from ..budgets import budgets_markdown, matched_budgets
+    from ..files import atomic_write_text
+
+    try:
+        rows = matched_budgets(report)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    atomic_write_text(out / "budgets.json", json.dumps(rows, indent=2))
+    return atomic_write_text(out / "budgets.md", budgets_markdown(rows))
 
 
 def _print_summaries(report) -> None:
@@ -273,7 +294,7 @@ def compare(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="'paper': the AutoTTS Table 1 configurations on all environments, checked against the published numbers."
+            help="'paper': the AutoTTS Table 1 configurations on all environments, checked against the published numbers. 'baselines': every baseline over its β grid and the discovered family on all environments, as accuracy at 25/50/100 % of SC@64's tokens (budgets.md) and one plot."
         ),
     ] = None,
     seeds: SeedsOption = 100,
@@ -290,12 +311,13 @@ def compare(
     env_dir: EnvDirOption = None,
 ) -> None:
     """Compare several controllers × environments: one table, one plot."""
-    if preset not in (None, "paper"):
-        raise _fail(f"unknown preset {preset!r} (known: paper)")
-    specs = list(specs or []) + (list(PAPER_PRESET) if preset == "paper" else [])
+    presets = {"paper": PAPER_PRESET, "baselines": BASELINES_PRESET}
+    if preset is not None and preset not in presets:
+        raise _fail(f"unknown preset {preset!r} (known: {', '.join(presets)})")
+    specs = list(specs or []) + list(presets.get(preset, ()))
     if not specs:
-        raise _fail("give at least one controller spec, or --preset paper")
-    default_envs = ["all"] if preset == "paper" else ["Qwen3-8B/aime24"]
+        raise _fail("give at least one controller spec, or --preset paper|baselines")
+    default_envs = ["all"] if preset else ["Qwen3-8B/aime24"]
     configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
     options = dict(
         sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
@@ -303,6 +325,7 @@ def compare(
     options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
     options["mlflow"] = mlflow
     options["with_reference"] = preset == "paper"
+    options["budgets"] = preset == "baselines"
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
