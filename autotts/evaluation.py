@@ -45,6 +45,7 @@ def run_unit(
     trace_seeds: int,
     time_limit_s: float = EPISODE_TIME_LIMIT_S,
     stop_on_error: bool = False,
+    env_options: dict | None = None,
 ) -> UnitResult:
     """Evaluate one configuration on a block of questions of one environment
     (``stop_on_error``: re-raise the first failed episode's exception, traceback included)."""
@@ -61,7 +62,7 @@ def run_unit(
     except Exception as exc:
         unit.load_error = f"schedule() failed: {type(exc).__name__}: {exc}"
         return unit
-    env = shared(env_id, env_dir)
+    env = shared(env_id, env_dir, **(env_options or {}))
     slots = {question: slot for slot, question in enumerate(questions)}
     tally = Tally()
     episodes = ((env, params, q, seed) for q in questions for seed in range(seeds))
@@ -163,6 +164,7 @@ def evaluate(
     sandbox: bool | None = None,
     isolate: bool = True,
     stop_on_error: bool = False,
+    canonicalize: bool = False,
     **grid: Sequence[object],
 ) -> EvaluationReport:
     """Evaluate controllers on environments over ``seeds`` seeds each.
@@ -186,20 +188,25 @@ def evaluate(
 
     ``stop_on_error``: debug mode — run in this process and re-raise the first controller
     error with its full traceback (for a debugger: ``pdb.post_mortem()``).
+
+    ``canonicalize``: group mathematically equivalent answers before controllers see them
+    (:mod:`autotts.canonical`; replay environments only). Off by default, so published
+    numbers stay exact.
     """
     start = time.perf_counter()
     configs = run_configs(controllers, betas, **grid)
     check_configs(configs)
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
-    sizes = {env_id: len(shared(env_id, env_dir)) for env_id in env_ids}
+    env_options = {"canonicalize": True} if canonicalize else {}
+    sizes = {env_id: len(shared(env_id, env_dir, **env_options)) for env_id in env_ids}
     workers = 1 if stop_on_error else workers or min(2, os.cpu_count() or 1)
     sandboxed = _sandboxed(configs, sandbox)
     units: list[UnitResult] = []
     if sandboxed:
         from .sandbox.evaluation import evaluate_in_sandbox
 
-        envs_by_id = {env_id: shared(env_id, env_dir) for env_id in env_ids}
+        envs_by_id = {env_id: shared(env_id, env_dir, **env_options) for env_id in env_ids}
         for env_id, env in envs_by_id.items():
             if not isinstance(env, ReplayEnvironment):
                 raise BadInput(
@@ -208,7 +215,17 @@ def evaluate(
         units += evaluate_in_sandbox(sandboxed, envs_by_id, seeds, trace_seeds, workers, isolate)
     blocks_per_env = 1 if workers == 1 else 2 * workers
     jobs = [
-        (config, env_id, env_dir, block, seeds, trace_seeds, time_limit_s, stop_on_error)
+        (
+            config,
+            env_id,
+            env_dir,
+            block,
+            seeds,
+            trace_seeds,
+            time_limit_s,
+            stop_on_error,
+            env_options,
+        )  # fmt: skip
         for config in configs
         if config not in sandboxed
         for env_id in env_ids

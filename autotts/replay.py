@@ -118,9 +118,19 @@ class ReplayEnvironment(EpisodeRunner):
         return env
 
     @classmethod
-    def load(cls, env_id: str, env_dir=None, **kwargs) -> ReplayEnvironment:
-        """Load and validate the store of ``env_id`` (see :mod:`autotts.store`)."""
-        return cls(env_id, load_environment_records(env_id, env_dir), **kwargs)
+    def load(
+        cls, env_id: str, env_dir=None, canonicalize: bool = False, **kwargs
+    ) -> ReplayEnvironment:
+        """Load and validate the store of ``env_id`` (see :mod:`autotts.store`);
+        ``canonicalize``: group equivalent answers first (:mod:`autotts.canonical`)."""
+        records = load_environment_records(env_id, env_dir)
+        if canonicalize:
+            from .canonical import cached_groups, canonical_records
+            from .store import find_environment
+
+            path = find_environment(env_id, env_dir).path
+            records = canonical_records(records, cached_groups(path, records))
+        return cls(env_id, records, **kwargs)
 
     def __len__(self) -> int:
         return len(self.questions)

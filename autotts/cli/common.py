@@ -63,6 +63,14 @@ OverwriteOption = Annotated[
         "--overwrite", help="Replace the results in a non-empty --out (its old traces are removed)."
     ),
 ]
+CanonicalizeOption = Annotated[
+    bool,
+    typer.Option(
+        "--canonicalize",
+        help="Group mathematically equivalent answers (math-verify) before controllers see "
+        "them; off by default so the published numbers stay exact. See 'autotts envs canonicalize'.",
+    ),
+]
 TraceSeedsOption = Annotated[
     int, typer.Option("--trace-seeds", min=0, help="Seeds per question whose traces are written.")
 ]

@@ -1,4 +1,4 @@
-"""Commands that read data: ``envs`` (list, fetch) and ``trace`` (show, schema)."""
+"""Commands that read data: ``envs`` (list, fetch, canonicalize) and ``trace`` (show, schema)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import EXIT_FAILED, EnvDirOption, _fail, console
+from .common import EXIT_FAILED, EnvDirOption, EnvOption, _fail, console
 
 envs_app = typer.Typer(help="List and fetch replay environments.", invoke_without_command=True)
 trace_app = typer.Typer(help="Read execution traces.", no_args_is_help=True)
@@ -85,6 +85,48 @@ def _envs_table(root, found: list[dict]) -> None:
             "[green]ok[/]",
         )
     console.print(table)
+
+
+@envs_app.command("canonicalize")
+def envs_canonicalize(
+    env: EnvOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write every merged group as JSON here.")
+    ] = None,
+    env_dir: EnvDirOption = None,
+) -> None:
+    """Report which answers --canonicalize merges: groups, strings, final answers changed."""
+    from ..canonical import cached_groups, merge_report
+    from ..files import atomic_write_text
+    from ..registry import resolve_ids
+    from ..store import StoreError, find_environment, load_environment_records
+
+    try:
+        env_ids = resolve_ids(env or ["all"], env_dir)
+        stores = [(e, find_environment(e, env_dir).path) for e in env_ids]
+        records = {e: load_environment_records(e, env_dir) for e in env_ids}
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title="answers grouped by equivalence (math-verify)")
+    for column in ("environment", "groups merged", "strings merged", "finals changed",
+                   "gold group grew", "examples"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    report = {}
+    for env_id, path in stores:
+        rows = merge_report(records[env_id], cached_groups(path, records[env_id]))
+        report[env_id] = rows
+        examples = "; ".join(
+            f"{' = '.join(r['merged'][:2])} → {r['representative']}"
+            for r in sorted(rows, key=lambda r: -r["finals_changed"])[:2]
+        )
+        table.add_row(
+            env_id, str(len(rows)), str(sum(len(r["merged"]) for r in rows)),
+            str(sum(r["finals_changed"] for r in rows)),
+            str(sum(r["gold_group"] for r in rows)), examples or "-",
+        )  # fmt: skip
+    console.print(table)
+    if out is not None:
+        atomic_write_text(out, json.dumps(report, indent=2))
 
 
 @envs_app.command("fetch")

@@ -20,6 +20,7 @@ from ..registry import resolve_ids
 from ..specs import BASELINES_PRESET, PAPER_PRESET, parse_spec
 from .common import (
     EXIT_FAILED,
+    CanonicalizeOption,
     EnvDirOption,
     EnvOption,
     JsonOption,
@@ -87,6 +88,7 @@ def _run_and_report(
     debug=None,
     mlflow=None,
     budgets=False,
+    canonicalize=False,
 ):
     from rich.progress import (
         BarColumn,
@@ -133,6 +135,7 @@ def _run_and_report(
                 sandbox=sandbox,
                 isolate=not unsafe_no_sandbox,
                 stop_on_error=debug is not None,
+                canonicalize=canonicalize,
             )
         except (StoreError, IsolationUnavailable, BadInput) as exc:
             raise _fail(str(exc)) from None
@@ -146,7 +149,8 @@ def _run_and_report(
     paths = write_outputs(report, out, with_reference)
     if budgets:
         paths["budgets"] = _write_budgets(report, out)
-    write_run_record(out, run_record(env_ids, env_dir, seeds, configs=len(configs)))
+    record = run_record(env_ids, env_dir, seeds, configs=len(configs), canonicalize=canonicalize)
+    write_run_record(out, record)
     from ..tracking import log_evaluation
 
     track(mlflow, log_evaluation, report, out)
@@ -260,6 +264,7 @@ def evaluate(
     raise_errors: RaiseOption = False,
     pdb: PdbOption = False,
     mlflow: MlflowOption = None,
+    canonicalize: CanonicalizeOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -281,6 +286,7 @@ def evaluate(
     )
     options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
     options["mlflow"] = mlflow
+    options["canonicalize"] = canonicalize
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
@@ -305,6 +311,7 @@ def compare(
     raise_errors: RaiseOption = False,
     pdb: PdbOption = False,
     mlflow: MlflowOption = None,
+    canonicalize: CanonicalizeOption = False,
     trace_seeds: TraceSeedsOption = 1,
     sandbox: SandboxOption = None,
     unsafe_no_sandbox: UnsafeOption = False,
@@ -324,6 +331,7 @@ def compare(
     )
     options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
     options["mlflow"] = mlflow
+    options["canonicalize"] = canonicalize
     options["with_reference"] = preset == "paper"
     options["budgets"] = preset == "baselines"
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
