@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stats import CONFIDENCE, accuracy_at, joint_replicates
+from .stats import accuracy_at, interval_of, joint_replicates
 from .summaries import BASELINE
 
 SHARES = (0.25, 0.5, 1.0)
@@ -76,7 +76,6 @@ def matched_budgets(report, shares=SHARES, baseline: tuple[str, str] = BASELINE)
     reps = joint_replicates(groups)
     means = {key: float(np.mean([t.mean() for t in tables])) for key, tables in groups.items()}
     budget, budget_reps = means[("baseline", "tok")], reps[("baseline", "tok")]
-    tail = (1 - CONFIDENCE) / 2 * 100
     out = []
     for name, settings in curves.items():
         keys = list(settings)
@@ -94,13 +93,12 @@ def matched_budgets(report, shares=SHARES, baseline: tuple[str, str] = BASELINE)
                 known = np.array([v for v in values if v is not None])
                 entry["reach"] = len(known) / len(values)
                 if len(known):
-                    low, high = np.percentile(known, [tail, 100 - tail])
-                    entry["low"], entry["high"] = float(low), float(high)
+                    entry["low"], entry["high"] = interval_of(accuracy, known).interval
             at.append(entry)
         top = max(keys, key=lambda k: means[(name, k, "acc")])
-        low, high = np.percentile(reps[(name, top, "acc")], [tail, 100 - tail])
-        best = {"setting": top, "accuracy": means[(name, top, "acc")], "low": float(low),
-                "high": float(high), "share": means[(name, top, "tok")] / budget}  # fmt: skip
+        low, high = interval_of(means[(name, top, "acc")], reps[(name, top, "acc")]).interval
+        best = {"setting": top, "accuracy": means[(name, top, "acc")], "low": low,
+                "high": high, "share": means[(name, top, "tok")] / budget}  # fmt: skip
         out.append({"controller": name, "settings": len(keys), "at": at, "best": best})
     return out
 

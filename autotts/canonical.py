@@ -35,7 +35,7 @@ from .store import QuestionRecord
 
 VERSION = 1  # of the grouping rule: bump when it changes, so old caches are not reused
 _INTEGER = re.compile(r"^\s*([+-]?)\s*0*(\d+)\s*$")
-UNPARSABLE = "ERR"
+UNPARSABLE = "ERR"  # like the shipped data: an answer that could not be read
 
 
 def cache_dir() -> Path:
@@ -70,19 +70,23 @@ def _value(answer: str):
         return None, None
 
 
-def _limit() -> int | None:
+def math_timeout() -> int | None:
     """math-verify's time limit: its timeouts use signals, which only the main thread sets."""
-    if threading.current_thread() is threading.main_thread():
-        return 5
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns of every None
-    return None
+    return 5 if threading.current_thread() is threading.main_thread() else None
 
 
-def _parse(answer: str):
+def parse_answer(answer: str):
+    """math-verify's parse of an answer string (bare answers are read as inline LaTeX)."""
     from math_verify import parse
 
     text = answer if "\\boxed" in answer or "$" in answer else f"${answer}$"
-    return parse(text, parsing_timeout=_limit())
+    return parse(text, parsing_timeout=math_timeout())
+
+
+def _parse(answer: str):
+    if math_timeout() is None:
+        logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns of every None
+    return parse_answer(answer)
 
 
 def _confirmed(a: str, a_parsed, b: str, b_parsed) -> bool:
@@ -94,7 +98,7 @@ def _confirmed(a: str, a_parsed, b: str, b_parsed) -> bool:
     try:
         a_parsed = _parse(a) if a_parsed is None else a_parsed
         b_parsed = _parse(b) if b_parsed is None else b_parsed
-        return bool(verify(a_parsed, b_parsed, timeout_seconds=_limit()))
+        return bool(verify(a_parsed, b_parsed, timeout_seconds=math_timeout()))
     except Exception:  # math-verify raises on some malformed inputs: not confirmed
         return False
 
@@ -193,4 +197,12 @@ def merge_report(records: list[QuestionRecord], groups: list[dict[str, str]]) ->
     return rows
 
 
-__all__ = ["cached_groups", "canonical_records", "merge_report", "question_groups"]
+__all__ = [
+    "UNPARSABLE",
+    "cached_groups",
+    "canonical_records",
+    "math_timeout",
+    "merge_report",
+    "parse_answer",
+    "question_groups",
+]

@@ -22,7 +22,7 @@ import numpy as np
 import autotts
 from autotts.discovery.runs import AIME25
 from autotts.discovery.verdict import WINDOWS, outcome_tables
-from autotts.stats import interval_of, joint_replicates
+from autotts.stats import interval_of, joint_replicates, superiority
 
 RULES = (
     "sc@n=32",
@@ -34,7 +34,8 @@ RULES = (
 
 
 def curve(report, name: str):
-    """``[(setting, accuracy, tokens, (accuracy tables, token tables))]`` of one controller."""
+    """``[(setting, accuracy, tokens, accuracy tables)]`` of one controller (means over
+    environments; one ``(questions, seeds)`` table per environment)."""
     rows = {}
     for row in report.rows:
         if row.controller == name and "/" in row.env_id:  # per environment, not the mean
@@ -78,7 +79,7 @@ def main() -> None:
         for name in names[1:]:
             for i, (setting, accuracy, tokens, _) in enumerate(curves[name]):
                 diff = interval_of(accuracy - cmc[1], reps[(name, i)] - reps[("cmc", j)])
-                verdict = "beats" if diff.low > 0 else "worse" if diff.high < 0 else "n.s."
+                verdict = superiority(diff).kind
                 if tokens > cap:
                     verdict += " (over the window)"
                 window["rows"].append({"rule": name, "setting": setting, "accuracy": accuracy,

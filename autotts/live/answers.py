@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from pydantic import BaseModel, ConfigDict, Field
 
-UNPARSABLE = "ERR"  # like the shipped data: an answer that could not be read
+from ..canonical import UNPARSABLE, math_timeout, parse_answer
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
@@ -94,18 +92,11 @@ def answers_match(gold: str, predicted: str | None) -> bool:
     if predicted.strip() == gold.strip():
         return True
     try:
-        from math_verify import parse, verify
-    except ImportError:  # grading degrades to exact match without the live extra
+        from math_verify import verify
+    except ImportError:  # grading degrades to exact match without math-verify
         return False
-    # math-verify's timeouts use signals, which only the main thread may set
-    limit = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        expected = parse(_as_latex(gold), parsing_timeout=limit)
-        return bool(verify(expected, parse(_as_latex(predicted), parsing_timeout=limit),
-                           timeout_seconds=limit))  # fmt: skip
+        expected, got = parse_answer(gold), parse_answer(predicted)
+        return bool(verify(expected, got, timeout_seconds=math_timeout()))
     except Exception:  # math-verify raises on some malformed inputs; they are not equal
         return False
-
-
-def _as_latex(answer: str) -> str:
-    return answer if "\\boxed" in answer or "$" in answer else f"${answer}$"
