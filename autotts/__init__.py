@@ -1,7 +1,7 @@
 """autotts: agentic discovery of test-time-scaling controllers on replay environments.
 
 The public API: the controller contract (:class:`Controller`, actions, :class:`EpisodeState`),
-aggregation helpers for controllers, the replay environment, and the evaluator.
+aggregation and confidence helpers for controllers, the replay environment, and the evaluator.
 Heavier pieces (evaluation with worker processes, plots) load on first use.
 """
 
@@ -23,7 +23,8 @@ from .contract import (
 from .engine import Environment
 from .errors import AutoTTSError, BadInput, RunFailure
 from .registry import make, register
-from .voting import beta_confidence, majority, top_two, vote_confidence
+from .signals import group_confidences, lowest_group_confidence, percentile
+from .voting import beta_confidence, majority, top_two, vote_confidence, weighted_majority
 
 __version__ = "0.1.0"
 
@@ -74,6 +75,10 @@ __all__ = [
     "majority",
     "top_two",
     "vote_confidence",
+    "weighted_majority",
+    "group_confidences",
+    "lowest_group_confidence",
+    "percentile",
     *_LAZY,
 ]
 

@@ -19,6 +19,7 @@ from .episodes import play_episodes, timed_out
 from .errors import BadInput
 from .loader import ControllerLoadError, load_controller
 from .registry import make
+from .signals import check_required
 from .specs import DEFAULT_BETAS, ControllerLike, RunConfig
 from .stats import cost_drops
 
@@ -183,6 +184,7 @@ def check_controller(
         report.add("import", False, str(exc))
         return report
     report.add("import", True, f"{type(controller).__name__} ({controller.name})")
+    check_required(controller, env)  # a signal the environment lacks: refuse, say which
     problem = _schedule_problem(controller, list(betas))
     if not report.add(
         "schedule", problem is None, problem or f"{len(betas)} β values, keys consistent"

@@ -255,6 +255,8 @@ class Controller(ABC):
     A controller file defines exactly one subclass. The contract:
 
     - ``name``: short identifier used in tables (``"cmc"``).
+    - ``requires``: the ``state.signals`` the controller cannot run without (e.g.
+      ``("confidence",)``); evaluation refuses it up front on environments that lack one.
     - ``schedule(beta)``: a *deterministic, monotone* map from the single knob
       ``beta`` ∈ [0, 1] (larger = more budget) to every hyper-parameter ``run`` takes, returned
       as a dict. Sweeping ``beta`` traces the controller's accuracy-cost curve; hand-designed
@@ -267,6 +269,7 @@ class Controller(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     @abstractmethod

@@ -247,7 +247,7 @@ class _CrossEpisode(_Episode):
             )
         self.model = model  # the model the base class records for the new branches
         start, end = super()._reserve(k, model)
-        probes, lengths, totals, finals = self.orders[model]
+        probes, lengths, totals, finals = self.orders[model][:4]
         j = self.next_of[model]
         if j + k > len(lengths):
             raise ActionError(

@@ -91,11 +91,14 @@ class Environment(ABC):
       answer, never unrevealed branch data); controller failures are returned in
       ``result.error``, never raised. The same ``(question, seed)`` gives the same episode.
     - ``gold(question)``, ``is_correct(question, answer)``: scoring, for the evaluator only;
-    - ``unit``: what ``result.cost`` counts (``"tokens"`` where tokens are the cost).
+    - ``unit``: what ``result.cost`` counts (``"tokens"`` where tokens are the cost);
+    - ``signal_names``: the signals its episodes put in ``state.signals``
+      (:mod:`autotts.signals`); controllers that ``require`` others are refused.
     """
 
     env_id: str
     unit: str = "tokens"
+    signal_names: frozenset[str] = frozenset()
 
     @abstractmethod
     def __len__(self) -> int:

@@ -195,10 +195,10 @@ def evaluate(
     """
     start = time.perf_counter()
     configs = run_configs(controllers, betas, **grid)
-    check_configs(configs)
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
     env_options = {"canonicalize": True} if canonicalize else {}
+    check_configs(configs, [shared(env_id, env_dir, **env_options) for env_id in env_ids])
     sizes = {env_id: len(shared(env_id, env_dir, **env_options)) for env_id in env_ids}
     workers = 1 if stop_on_error else workers or min(2, os.cpu_count() or 1)
     sandboxed = _sandboxed(configs, sandbox)

@@ -24,7 +24,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import repeat
 from operator import itemgetter
 
 from .contract import (
@@ -38,6 +37,8 @@ from .engine import (
     inactive_message,
     requested_intervals,
 )
+from .replay_loop import PythonReplayLoop
+from .signals import RevealsSignals
 from .store import QuestionRecord, intern_answer, load_environment_records
 
 # The replay loop compiled from autotts/_replay_loop.c, when the install built it; the
@@ -73,16 +74,18 @@ class ReplayQuestion:
     probes: tuple[tuple[str, ...], ...]
     tokens: tuple[int, ...]
     finals: tuple[str, ...]
+    signals: dict[str, tuple[tuple[float | None, ...], ...]] | None = None  # see autotts.signals
 
     @classmethod
     def from_record(cls, record: QuestionRecord) -> ReplayQuestion:
-        branches = record.each_branch
+        branches, signals = record.each_branch, record.signals
         return cls(
             text=record.question,
             delta=record.probe_freq,
             probes=tuple(tuple(intern_answer(p) for p in probes) for probes, _, _ in branches),
             tokens=tuple(tokens for _, tokens, _ in branches),
             finals=tuple(intern_answer(final) for _, _, final in branches),
+            signals={k: tuple(map(tuple, v)) for k, v in signals.items()} if signals else None,
         )
 
 
@@ -135,6 +138,12 @@ class ReplayEnvironment(EpisodeRunner):
     def __len__(self) -> int:
         return len(self.questions)
 
+    @property
+    def signal_names(self) -> frozenset[str]:
+        """The signals every question of the store carries (:mod:`autotts.signals`)."""
+        named = [set(q.signals or ()) for q in self.questions]
+        return frozenset(set.intersection(*named) if named else ())
+
     def is_correct(self, question: int, answer: str | None) -> bool:
         """Exact string match with the gold answer, as in the reference evaluator."""
         return answer is not None and answer == self._gold[question]
@@ -144,7 +153,8 @@ class ReplayEnvironment(EpisodeRunner):
         return self._gold[question]
 
     def _episode_order(self, question: int, seed: int) -> tuple:
-        """Per-(question, seed) branch data in opening order: probes, lengths, totals, finals."""
+        """Per-(question, seed) branch data in opening order: probes, lengths, totals, finals
+        (and the signals by name, where the store has them)."""
         key = (question, seed)
         cached = self._orders.get(key)
         if cached is None:
@@ -152,6 +162,8 @@ class ReplayEnvironment(EpisodeRunner):
             pick = _picker(branch_order(seed, len(q.tokens)))
             probes = pick(q.probes)
             cached = (probes, tuple(map(len, probes)), pick(q.tokens), pick(q.finals))
+            if q.signals:
+                cached += ({name: pick(values) for name, values in q.signals.items()},)
             if len(self._orders) < self.order_cache_size:
                 self._orders[key] = cached
         return cached
@@ -165,9 +177,10 @@ class ReplayEnvironment(EpisodeRunner):
         """What an episode of ``(question, seed)`` replays: the episode class and its
         arguments (set as ``EpisodeResult.source`` to rebuild the trace of an action log
         recorded elsewhere, e.g. in a sandbox worker)."""
+        q = self.questions[question]
         return (
-            _Episode,
-            self.questions[question],
+            _SignalEpisode if q.signals else _Episode,
+            q,
             self._episode_order(question, seed),
             self.probe_cost,
             self.branch_limit,
@@ -175,7 +188,7 @@ class ReplayEnvironment(EpisodeRunner):
         )
 
 
-class _Episode:
+class _Episode(PythonReplayLoop):
     """Mutable engine side of one replay episode. Holds the unrevealed data; the controller
     only ever sees ``state``, which holds no reference back to this object.
 
@@ -193,7 +206,7 @@ class _Episode:
     def __init__(
         self, q: ReplayQuestion, order: tuple, probe_cost: int, limit: int | None, model: str
     ):
-        self.probes, self.lengths, self.totals, self.final_of = order
+        self.probes, self.lengths, self.totals, self.final_of = order[:4]
         self.delta = q.delta
         self.probe_cost = probe_cost
         self.model = model
@@ -296,49 +309,6 @@ class _Episode:
         bad = next((i for i in ids if not 0 <= i < n), None)
         raise ActionError(inactive_message(bad, self.live, state.pruned)) from None
 
-    def _extend_python(self, ids, k, probe: bool) -> int:
-        """The pure-Python replay loop, the specification of ``autotts/_replay_loop.c``."""
-        check_ids(ids)
-        if ids and min(ids) < 0:
-            raise IndexError(min(ids))
-        return (self._extend_probing if probe else self._extend_silently)(ids, k)
-
-    def _extend_probing(self, ids, k) -> int:
-        """The hot loop of replay: advance each branch by ``k`` intervals (one int, or one per
-        branch) and reveal the probe at the end. Returns the tokens saved by branches that
-        finished (see :meth:`_finish`)."""
-        state = self.state
-        depth, live, probes = self.depth, self.live, self.probes
-        visible, answer, history = state.depth, state.answer, state.history
-        shortfall = 0
-        for i, n in _with_steps(ids, k):
-            if not live[i]:
-                self._raise_inactive(i)
-            d = depth[i] + n
-            try:
-                a = probes[i][d - 1]
-            except IndexError:  # past the last probe: the branch finishes
-                shortfall += self._finish(i, n)
-                continue
-            depth[i] = visible[i] = d
-            answer[i] = a
-            history[i].append(a)
-        return shortfall
-
-    def _extend_silently(self, ids, k) -> int:
-        """Like :meth:`_extend_probing`, without revealing probes (``probe=False``)."""
-        depth, live, lengths, visible = self.depth, self.live, self.lengths, self.state.depth
-        shortfall = 0
-        for i, n in _with_steps(ids, k):
-            if not live[i]:
-                self._raise_inactive(i)
-            d = depth[i] + n
-            if d > lengths[i]:
-                shortfall += self._finish(i, n)
-            else:
-                depth[i] = visible[i] = d
-        return shortfall
-
     def read(self, k, model=None) -> range:
         start, end = self._reserve(k, model)
         state = self.state
@@ -389,12 +359,13 @@ class _Episode:
             self.live[i] = False
 
 
-def _with_steps(ids, k):
-    """``(id, steps)`` pairs of a ``Continue`` whose steps are one int or one per id."""
-    return zip(ids, repeat(k)) if isinstance(k, int) else zip(ids, k, strict=True)
-
-
 _MODIFIED = (
     "the controller modified its EpisodeState (it is read-only: copy a list before sorting "
     "or changing it)"
 )
+
+
+class _SignalEpisode(RevealsSignals, _Episode):
+    """A replay episode of a store with per-interval signals (:mod:`autotts.signals`)."""
+
+    __slots__ = ("values",)

@@ -150,13 +150,15 @@ def run_configs(
     return list(dict.fromkeys(configs))
 
 
-def check_configs(configs: Sequence[RunConfig]) -> None:
+def check_configs(configs: Sequence[RunConfig], envs: Sequence = ()) -> None:
     """Refuse, before anything runs, configurations that cannot run: an unknown controller
     (with the closest names), β outside [0, 1], a parameter the controller's schedule does
-    not define, or a value of the wrong kind. Controller files are imported for this unless
+    not define, a value of the wrong kind, or a signal it requires that one of ``envs`` lacks
+    (:class:`~autotts.signals.MissingSignal`). Controller files are imported for this unless
     marked untrusted (those never run in this process); one that does not import is left to
     the evaluation, which reports it in its row."""
     from .loader import is_marked_untrusted, load_controller, resolve_controller_path
+    from .signals import check_required
 
     schedules: dict = {}
     for config in configs:
@@ -176,6 +178,9 @@ def check_configs(configs: Sequence[RunConfig]) -> None:
                 )
             except Exception:  # the evaluation reports it in the row
                 schedules[key] = None
+            else:
+                for env in envs:
+                    check_required(controller, env)
         defaults = schedules[key]
         if defaults is None:
             continue

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import BadInput
 
@@ -37,6 +37,7 @@ class StoreError(BadInput):
 
 
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+SignalName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 class QuestionRecord(BaseModel):
@@ -52,6 +53,30 @@ class QuestionRecord(BaseModel):
         Field(min_length=1, description="[probes, branch_tokens, final_answer] per branch"),
     ]
     final_answers_trace: list[str] | None = None
+    signals: dict[SignalName, list[list[float | None]]] | None = Field(
+        None,
+        description="optional per-interval observations by name (e.g. 'confidence'): one list "
+        "per branch with one value per interval, len(probes) + 1 (null: no tokens)",
+    )
+
+    @model_validator(mode="after")
+    def _signals_fit_branches(self) -> QuestionRecord:
+        for name, per_branch in (self.signals or {}).items():
+            if len(per_branch) != len(self.each_branch):
+                raise ValueError(
+                    f"signals.{name} has {len(per_branch)} branches, each_branch "
+                    f"{len(self.each_branch)}: give one list per branch"
+                )
+            for b, (values, (probes, _, _)) in enumerate(
+                zip(per_branch, self.each_branch, strict=True)
+            ):
+                if len(values) != len(probes) + 1:
+                    raise ValueError(
+                        f"signals.{name}[{b}] has {len(values)} values; branch {b} has "
+                        f"{len(probes)} probes, so it needs {len(probes) + 1} (one per "
+                        "interval, the last one the finishing interval)"
+                    )
+        return self
 
 
 _STORE_ADAPTER = TypeAdapter(list[QuestionRecord])
@@ -98,7 +123,8 @@ def load_records(path: str | Path) -> list[QuestionRecord]:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise StoreError(
-            f"{path}: {_describe_location(tuple(first['loc']))}: {first['msg']}{more}"
+            f"{path}: {_describe_location(tuple(first['loc']))}: "
+            f"{first['msg'].removeprefix('Value error, ')}{more}"
         ) from None
     if not records:
         raise StoreError(f"{path}: the store holds no questions")

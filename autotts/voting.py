@@ -1,4 +1,5 @@
-"""Aggregation helpers shared by controllers: majority vote and the ASC stopping confidence."""
+"""Aggregation helpers shared by controllers: majority and weighted votes, and the ASC stopping
+confidence."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ def majority(answers: Iterable[str]) -> str | None:
     if not counts:
         return None
     return max(counts, key=counts.__getitem__)
+
+
+def weighted_majority(answers: Iterable[str], weights: Iterable[float]) -> tuple[str | None, float]:
+    """The answer with the largest total weight (ties: first seen) and its share of the total
+    weight (1.0 when every weight is 0); ``(None, 0.0)`` when empty."""
+    totals: dict[str, float] = {}
+    for answer, weight in zip(answers, weights, strict=True):
+        totals[answer] = totals.get(answer, 0.0) + weight
+    if not totals:
+        return None, 0.0
+    best = max(totals, key=totals.__getitem__)
+    mass = sum(totals.values())
+    return best, totals[best] / mass if mass > 0 else 1.0
 
 
 def top_two(counts: dict) -> tuple[str | None, int, int]:

@@ -56,6 +56,32 @@ def tiny_store(path: Path, branches, gold="7", delta=500, question="What is 3+4?
     return path
 
 
+def signal_store(path, branches, signals, gold="A", delta=500, seed=None, questions=1):
+    """A store whose branches (``[probes, tokens, final]``) and per-interval ``signals``
+    (name -> one list per branch) are given in *opening order of ``seed``* (store order when
+    ``seed`` is None)."""
+    from autotts.replay import branch_order
+
+    n = len(branches)
+    slot = list(range(n)) if seed is None else list(branch_order(seed, n))
+    stored, named = [None] * n, {k: [None] * n for k in signals}
+    for j, position in enumerate(slot):
+        stored[position] = branches[j]
+        for k, values in signals.items():
+            named[k][position] = values[j]
+    record = {
+        "question": "q",
+        "gold_answer": gold,
+        "probe_freq": delta,
+        "each_branch": stored,
+        "signals": named,
+    }
+    records = [{**record, "question": f"q{i}"} for i in range(questions)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records))
+    return path
+
+
 @pytest.fixture(scope="module")
 def toy_env(tmp_path_factory):
     """Six hand-made branches of one question (probes charged 3 tokens each): small enough

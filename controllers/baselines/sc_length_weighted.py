@@ -13,7 +13,7 @@ answer of the branch read first. β as in ``sc``: N = 2**round(6*beta).
 
 from math import exp
 
-from autotts import Answer, Controller, Read
+from autotts import Answer, Controller, Read, weighted_majority
 
 
 class LengthWeightedSelfConsistency(Controller):
@@ -26,10 +26,7 @@ class LengthWeightedSelfConsistency(Controller):
 
     def run(self, state, n: int, gamma: float):
         yield Read(n)
-        weight: dict[str, float] = {}
-        for i, finished in enumerate(state.finished):
-            if finished:
-                answer = state.answer[i]
-                weight[answer] = weight.get(answer, 0.0) + exp(-gamma * state.depth[i] / 32)
-        best = max(weight, key=weight.__getitem__)
+        voters = [i for i, finished in enumerate(state.finished) if finished]
+        weights = [exp(-gamma * state.depth[i] / 32) for i in voters]
+        best, _ = weighted_majority([state.answer[i] for i in voters], weights)
         return Answer(best, f"length-weighted vote of {n} whole branches (gamma {gamma})")
