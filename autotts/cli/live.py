@@ -47,6 +47,16 @@ ThinkingOption = Annotated[
 TemperatureOption = Annotated[float, typer.Option("--temperature", min=0.0)]
 TopPOption = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
 SeedOption = Annotated[int, typer.Option("--seed", help="Sampling seed.")]
+LogprobsOption = Annotated[
+    int,
+    typer.Option(
+        "--logprobs",
+        min=0,
+        max=20,
+        help="Top log-probabilities per token, summarised per interval as the confidence "
+        "signals DeepConf reads (0: none).",
+    ),
+]
 MaxModelLenOption = Annotated[
     int | None, typer.Option("--max-model-len", help="vLLM max_model_len (default: model's).")
 ]
@@ -83,7 +93,9 @@ def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, 
     raise BackendError(f"unknown backend {backend!r}; use vllm or openai")
 
 
-def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p):
+def _settings(
+    delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p, logprobs
+):
     from ..live.answers import LiveSettings
 
     extra = {"probe_suffix": probe_suffix} if probe_suffix is not None else {}
@@ -94,6 +106,7 @@ def _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, te
         thinking=thinking,
         temperature=temperature,
         top_p=top_p,
+        logprobs=logprobs,
         **extra,
     )
 
@@ -138,6 +151,7 @@ def register(app: typer.Typer) -> None:
         thinking: ThinkingOption = True,
         temperature: TemperatureOption = 0.6,
         top_p: TopPOption = 0.95,
+        logprobs: LogprobsOption = 20,
         seed: SeedOption = 0,
         limit: LimitOption = None,
         max_model_len: MaxModelLenOption = None,
@@ -154,7 +168,8 @@ def register(app: typer.Typer) -> None:
             raise _fail(f"--out {out}: give the store file, e.g. ENV_DIR/MyModel/mydata.json")
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
-            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p),
+            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
+             logprobs),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed),
         )  # fmt: skip
@@ -218,6 +233,7 @@ def register(app: typer.Typer) -> None:
         thinking: ThinkingOption = True,
         temperature: TemperatureOption = 0.6,
         top_p: TopPOption = 0.95,
+        logprobs: LogprobsOption = 20,
         seed: SeedOption = 0,
         limit: LimitOption = None,
         max_model_len: MaxModelLenOption = None,
@@ -240,7 +256,8 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
-            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p),
+            (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
+             logprobs),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed),
         )  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..canonical import UNPARSABLE, math_timeout, parse_answer
+from ..signals import TOP_LOGPROBS
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
@@ -39,6 +40,13 @@ class LiveSettings(BaseModel):
     probe_tokens: int = Field(16, gt=0, description="greedy tokens decoded per probe")
     temperature: float = Field(0.6, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
+    logprobs: int = Field(
+        TOP_LOGPROBS,
+        ge=0,
+        le=20,
+        description="top log-probabilities per generated token, summarised per interval as "
+        "the confidence signals (autotts.signals); 0 records none",
+    )
 
     def user_message(self, question: str) -> str:
         return f"{question}\n\n{self.instruction}" if self.instruction else question

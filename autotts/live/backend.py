@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import RunFailure
+from ..signals import token_confidence
 
 
 class BackendError(RunFailure):
@@ -32,25 +33,32 @@ class BackendError(RunFailure):
 class GenerationRequest:
     """Continue ``prefix`` (token ids, or text where the backend has no token ids) by at most
     ``max_tokens`` tokens. ``temperature=0`` decodes greedily; ``seed`` makes sampling
-    reproducible per request."""
+    reproducible per request; ``logprobs=k`` asks for each generated token's top-``k``
+    log-probabilities (for the confidence signals, :mod:`autotts.signals`)."""
 
     prefix: tuple[int, ...] | str
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    logprobs: int = 0
 
 
 @dataclass(frozen=True)
 class Generation:
     """What one request produced. ``finished`` is true when the model stopped on its own (EOS
-    or a stop token), false when it ran out of ``max_tokens``."""
+    or a stop token), false when it ran out of ``max_tokens``. With ``logprobs`` requested,
+    ``logprobs`` holds each generated token's log-probability and ``confidences`` its token
+    confidence (:func:`autotts.signals.token_confidence`); ``None`` where the backend gave
+    none."""
 
     token_ids: tuple[int, ...] | None
     text: str
     finished: bool
     n_tokens: int
     cached_prompt_tokens: int = 0
+    logprobs: tuple[float, ...] | None = None
+    confidences: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -179,7 +187,11 @@ class VLLMBackend(GenerationBackend):
         ]
         params = [
             SamplingParams(
-                max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, seed=r.seed
+                max_tokens=r.max_tokens,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                seed=r.seed,
+                logprobs=r.logprobs or None,
             )
             for r in requests
         ]
@@ -188,15 +200,26 @@ class VLLMBackend(GenerationBackend):
         except Exception as exc:
             raise BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
         out = []
-        for output in outputs:
+        for request, output in zip(requests, outputs, strict=True):
             completion = output.outputs[0]
+            ids = tuple(completion.token_ids)
+            sampled = confidences = None
+            if request.logprobs and completion.logprobs is not None:
+                per_token = completion.logprobs  # {token id: Logprob} per generated token
+                sampled = tuple(float(d[t].logprob) for d, t in zip(per_token, ids, strict=True))
+                confidences = tuple(
+                    token_confidence((lp.logprob for lp in d.values()), request.logprobs)
+                    for d in per_token
+                )
             out.append(
                 Generation(
-                    token_ids=tuple(completion.token_ids),
+                    token_ids=ids,
                     text=completion.text,
                     finished=completion.finish_reason == "stop",
-                    n_tokens=len(completion.token_ids),
+                    n_tokens=len(ids),
                     cached_prompt_tokens=int(output.num_cached_tokens or 0),
+                    logprobs=sampled,
+                    confidences=confidences,
                 )
             )
         self._count(requests, out)
@@ -308,6 +331,7 @@ class OpenAIBackend(GenerationBackend):
                 temperature=request.temperature,
                 top_p=request.top_p,
                 seed=request.seed,
+                logprobs=request.logprobs or None,
                 extra_body=extra or None,
             )
         except self._errors as exc:
@@ -321,12 +345,21 @@ class OpenAIBackend(GenerationBackend):
         usage = reply.usage
         n_tokens = len(ids) if ids is not None else int(getattr(usage, "completion_tokens", 0))
         details = getattr(usage, "prompt_tokens_details", None)
+        sampled = confidences = None
+        scores = getattr(choice, "logprobs", None)
+        if request.logprobs and scores is not None and scores.token_logprobs is not None:
+            sampled = tuple(float(v) for v in scores.token_logprobs)
+            tops = scores.top_logprobs or []
+            if len(tops) == len(sampled) and all(tops):
+                confidences = tuple(token_confidence(t.values(), request.logprobs) for t in tops)
         return Generation(
             token_ids=tuple(ids) if ids is not None else None,
             text=choice.text or "",
             finished=choice.finish_reason == "stop",
             n_tokens=n_tokens,
             cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+            logprobs=sampled,
+            confidences=confidences,
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:

@@ -6,7 +6,9 @@ answer-forcing suffix, a short greedy decode). A branch ends at EOS or at the to
 final answer is its last ``\\boxed{}``. The result is written in the shipped store format
 (``each_branch = [probes, branch_tokens, final_answer]``), so it loads, replays, and can be
 searched like the shipped stores, with a ``.meta.json`` beside it recording model, backend,
-versions, settings and seed.
+versions, settings and seed. With ``settings.logprobs`` (default 20) every branch also gets
+its per-interval ``confidence`` and ``logprob`` signals (:mod:`autotts.signals`), which
+confidence-based controllers such as DeepConf need.
 
 Resumable per question: each finished question is written atomically to
 ``<store>.partial/qNNNNN.json`` before the next starts; a rerun with the same settings skips
@@ -47,13 +49,25 @@ def sample_question(env: LiveEnvironment, question: int, n: int, seed: int) -> d
     for i, branch in enumerate(episode.branches):
         *probes, final = state.history[i]
         branches.append([probes, branch.generated, final])
-    return {
+    record = {
         "question": env.questions[question].question,
         "gold_answer": env.questions[question].answer,
         "probe_freq": env.settings.delta,
         "each_branch": branches,
         "final_answers_trace": [b[2] for b in branches],
     }
+    if state.signals:  # one value per interval: len(probes) + 1 (see autotts.signals)
+        record["signals"] = {
+            name: [_fit(per_branch[i], len(b[0]) + 1) for i, b in enumerate(branches)]
+            for name, per_branch in state.signals.items()
+        }
+    return record
+
+
+def _fit(values: list, n: int) -> list:
+    """A branch's interval values cut or padded (``None``) to the store's ``n`` intervals: a
+    branch ending exactly on an interval boundary counts one empty interval more live."""
+    return [*values[:n], *[None] * (n - len(values))]
 
 
 def build_environment(

@@ -15,7 +15,9 @@ generation:
   completes before the controller acts, so nothing of theirs is in flight);
 - a branch finishes when the model emits EOS or reaches ``max_branch_tokens``; its final
   answer is its last ``\\boxed{}`` (``ERR`` if none), like the shipped data;
-- ``Read(k)`` opens ``k`` branches and generates each to the end in one batch.
+- ``Read(k)`` opens ``k`` branches and generates each to the end in one batch;
+- with ``settings.logprobs`` (the default), ``state.signals`` holds the ``confidence`` and
+  ``logprob`` of every generated interval (:mod:`autotts.signals`), as replay stores do.
 
 Cost: ``tokens`` counts every generated token, probe decodes included; ``probe_tokens`` is the
 probe part. Traces have the replay's JSONL format.
@@ -42,8 +44,11 @@ from ..engine import (
     play,
     requested_intervals,
 )
+from ..signals import CONFIDENCE, LOGPROB, interval_means
 from .answers import LiveSettings, answers_match, final_answer, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
+
+SIGNALS = (CONFIDENCE, LOGPROB)  # what live episodes reveal where settings.logprobs > 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class LiveEnvironment(Environment):
         self.max_steps = max_steps
         self.env_id = env_id
         self._prompts: dict[tuple[int, int], tuple[int, ...] | str] = {}
+        self.signal_names = frozenset(SIGNALS if self.settings.logprobs else ())
         self._suffixes = {id(b): b.encode(self.settings.probe_suffix) for b in self.served}
 
     @property
@@ -164,6 +170,7 @@ class LiveEpisode:
         self.tokens = self.probe_tokens = 0
         self.trace: list[tuple] = []
         self._opened: tuple[int, ...] = ()
+        self.state.signals = {name: [] for name in sorted(env.signal_names)}
 
     def _limit(self, backend: GenerationBackend) -> int:
         """Tokens a branch may generate on ``backend`` (its context minus prompt and probe)."""
@@ -220,6 +227,8 @@ class LiveEpisode:
         ):  # fmt: skip
             values.extend([fill] * k)
         state.history.extend([] for _ in range(k))
+        for seen in state.signals.values():
+            seen.extend([] for _ in range(k))
         self._opened = tuple(range(start, start + k))  # a Branch action extends these next
         return range(start, start + k)
 
@@ -266,13 +275,14 @@ class LiveEpisode:
         generations = self._generate(requests)
         finished_now = []
         for i, n, g in zip(ids, steps, generations, strict=True):
-            b = self.branches[i]
+            b, before = self.branches[i], self.depth[i]
             b.absorb(g)
             if g.finished or g.n_tokens == 0 or b.generated >= self._limits[id(b.backend)]:
                 self._finish(i)  # EOS, the token limit, or nothing more generated
                 finished_now.append(i)
             else:
                 self.depth[i] = self.state.depth[i] = self.depth[i] + n
+            self._reveal_signals(i, g, before)
         self._charge(sum(g.n_tokens for g in generations))
         if probe:
             self._probe([i for i in ids if self.live[i]])
@@ -283,7 +293,18 @@ class LiveEpisode:
     def _request(self, b: _Branch, max_tokens: int) -> GenerationRequest:
         s = self.settings
         seed = (b.seed + b.generated) % (2**31 - 1)
-        return GenerationRequest(b.prefix, max(1, max_tokens), s.temperature, s.top_p, seed)
+        return GenerationRequest(
+            b.prefix, max(1, max_tokens), s.temperature, s.top_p, seed, s.logprobs
+        )
+
+    def _reveal_signals(self, i: int, g, before: int) -> None:
+        """One value per interval the generation ``g`` added to branch ``i`` (its tokens cut
+        into Δ-token chunks from the interval boundary at depth ``before``)."""
+        n, delta = self.depth[i] - before, self.settings.delta
+        for name, per_token in ((CONFIDENCE, g.confidences), (LOGPROB, g.logprobs)):
+            if name in self.state.signals:
+                values = [None] * n if per_token is None else interval_means(per_token, delta, n)
+                self.state.signals[name][i].extend(values)
 
     def _generate(self, requests) -> list:
         """Run ``(backend, request)`` pairs: one batch per backend, results in order."""
@@ -354,6 +375,7 @@ class LiveEpisode:
         for i, g in zip(ids, generations, strict=True):
             self.branches[i].absorb(g)
             self._finish(i)
+            self._reveal_signals(i, g, 0)
         self._charge(sum(g.n_tokens for g in generations))
         self._record(READ, ids, (self.state.answer[i] for i in ids), ids)
         return ids

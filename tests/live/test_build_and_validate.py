@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from autotts.checker import check_controller
 from autotts.live.backend import BackendError, OpenAIBackend
 from autotts.live.environment import LiveEnvironment, LiveQuestion
 from autotts.live.questions import QuestionsError, load_questions
@@ -73,6 +74,12 @@ def test_build_env_killed_mid_run_resumes_and_replays(tiny_model, tmp_path):
         assert len(record["each_branch"]) == 4 and record["probe_freq"] == 32
         for probes, tokens, final in record["each_branch"]:
             assert tokens >= 32 * len(probes) and isinstance(final, str)
+    for record in records:  # the confidence signals, one value per interval
+        for name in ("confidence", "logprob"):
+            values = record["signals"][name]
+            assert [len(v) for v in values] == [len(b[0]) + 1 for b in record["each_branch"]]
+        known = [v for branch in record["signals"]["confidence"] for v in branch if v is not None]
+        assert known and all(v > 0 for v in known)
     meta = json.loads(out.with_name("toy.meta.json").read_text())
     assert meta["branches"] == 4 and meta["settings"]["delta"] == 32 and "vllm" in meta["versions"]
 
@@ -80,6 +87,10 @@ def test_build_env_killed_mid_run_resumes_and_replays(tiny_model, tmp_path):
     cmc = load_controller("cmc")
     results = [replay.run_episode(cmc, cmc.params(0.0), q, s) for q in range(4) for s in range(5)]
     assert [r.error for r in results] == [None] * 20
+    # DeepConf runs on the built store and passes the checker there
+    assert replay.signal_names == {"confidence", "logprob"}
+    report = check_controller("deepconf", "Tiny/toy", env_dir=tmp_path / "envs", seeds=2)
+    assert report.ok, report
 
 
 def test_validate_live_next_to_its_replay_prediction(vllm_backend, settings, env_dir):
@@ -127,6 +138,14 @@ def test_openai_compatible_server_path(tiny_model, settings, tmp_path):
         cmc = load_controller("cmc")
         result = env.run_episode(cmc, cmc.params(0.2), 0, 1)
         assert result.error is None and result.tokens == backend.stats.generated_tokens
+        from autotts.live.backend import GenerationRequest
+
+        (g,) = backend.generate([GenerationRequest(env.prompt(0), 8, 0.0, 1.0, 0, logprobs=20)])
+        assert len(g.confidences) == len(g.logprobs) == g.n_tokens == 8  # per token, via HTTP
+        assert all(c > 0 for c in g.confidences) and all(v <= 0 for v in g.logprobs)
+        deepconf = load_controller("deepconf")  # the server's log-probabilities reach it
+        run = deepconf.params(0.0, warmup=2, budget=4, window_tokens=32)
+        assert env.run_episode(deepconf, run, 0, 1).error is None
         assert backend.stats.requests > backend.stats.calls  # branches went out together
         backend.close()
     finally:

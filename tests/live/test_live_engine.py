@@ -138,3 +138,50 @@ def test_a_graph_with_live_roles_runs_on_the_engine(vllm_backend, settings):
     assert report["live"]["errors"] == 0 and report["live"]["episodes"] == 2
     assert report["replay"] is None  # no replay store holds these questions
     assert any(step["action"] == "generate" for step in report["traces"][0]["steps"])
+
+
+def test_confidence_signals_follow_depth_and_match_the_engine(vllm_backend, settings):
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=8)
+    assert env.signal_names == {"confidence", "logprob"}
+    seen = []
+
+    class Watch(Scripted):
+        def run(self, state):
+            for action in self.actions:
+                yield action
+                seen.append(
+                    (list(state.depth), [list(v) for v in state.signals["confidence"]],
+                     [list(v) for v in state.signals["logprob"]])
+                )  # fmt: skip
+            return "4"
+
+    script = Watch([Branch(2, probe=False), Continue([0, 1], steps=2), Prune([1]), Read(1)])
+    assert env.run_episode(script, {}, 0, 0).error is None
+    for depth, confidence, logprob in seen:  # one value per generated interval, never ahead
+        assert [len(v) for v in confidence] == [len(v) for v in logprob] == depth
+    final_depth, confidence, logprob = seen[-1]
+    assert confidence[1] == seen[1][1][1]  # pruned: frozen
+    values = [v for branch in confidence for v in branch if v is not None]
+    assert values and all(v > 0 for v in values)  # minus mean top-20 log-probabilities
+    assert all(v <= 0 for branch in logprob for v in branch if v is not None)
+    # the engine's own per-token values, summarised per interval, give the same numbers
+    from autotts.live.backend import GenerationRequest
+    from autotts.signals import interval_means
+
+    prompt = env.prompt(0)
+    (g,) = vllm_backend.generate(
+        [GenerationRequest(prompt, settings.delta, 0.0, 1.0, 0, logprobs=settings.logprobs)]
+    )
+    assert len(g.confidences) == len(g.logprobs) == g.n_tokens == settings.delta
+    assert interval_means(g.confidences, settings.delta, 1) == pytest.approx(
+        [confidence[0][0]], rel=1e-5
+    )  # greedy: branch 0's first interval is this generation
+
+
+def test_no_logprobs_no_signals(vllm_backend, settings):
+    quiet = settings.model_copy(update={"logprobs": 0})
+    env = LiveEnvironment(vllm_backend, QUESTIONS, quiet, max_branches=8)
+    assert env.signal_names == frozenset()
+    deepconf = load_controller("deepconf")
+    result = env.run_episode(deepconf, deepconf.params(0.0), 0, 0)
+    assert "needs per-interval confidence" in result.error
