@@ -28,8 +28,9 @@ PAPER_PRESET = ("sc@n=64", "asc@n=64", "esc@n=64", "parallel-probe@n=64", "cmc@b
 # (``compare --preset baselines``).
 BASELINES_PRESET = (
     "sc@n=64", "sc", "sc-length-weighted", "asc", "esc", "ffs", "short-m-at-k", "dynasor-cot",
-    "parallel-probe", "cmc", "optuna-family",
-)  # fmt: skip
+    "deepconf", "deepconf@mode=offline@beta=0,0.33,0.67,1", "parallel-probe", "cmc",
+    "optuna-family",
+)  # fmt: skip  # DeepConf only where every environment carries confidence
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,29 @@ def check_configs(configs: Sequence[RunConfig], envs: Sequence = ()) -> None:
                 )
 
 
+def without_missing_signals(
+    configs: Sequence[RunConfig], envs: Sequence
+) -> tuple[list[RunConfig], list[str]]:
+    """``configs`` minus those whose controller requires a signal one of ``envs`` lacks (a
+    preset then runs the rest), and one note per controller left out."""
+    from .loader import load_controller
+    from .signals import MissingSignal, check_required
+
+    kept, notes = [], {}
+    for config in configs:
+        try:
+            controller = load_controller(config.controller)
+            for env in envs:
+                check_required(controller, env)
+        except MissingSignal as exc:
+            notes.setdefault(config.name, f"{config.name} left out: {exc}")
+            continue
+        except Exception:  # noqa: BLE001 - the evaluation reports it in the row
+            pass
+        kept.append(config)
+    return kept, list(notes.values())
+
+
 __all__ = [
     "BASELINES_PRESET",
     "DEFAULT_BETAS",
@@ -208,4 +232,5 @@ __all__ = [
     "parse_spec",
     "parse_value",
     "run_configs",
+    "without_missing_signals",
 ]

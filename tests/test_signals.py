@@ -142,3 +142,18 @@ def test_controllers_requiring_a_missing_signal_are_refused_up_front(env_dir):
     deepconf = autotts.load_controller("deepconf")
     result = env.run_episode(deepconf, deepconf.params(0.0), 0, 0)
     assert "needs per-interval confidence" in result.error
+
+
+def test_presets_leave_out_controllers_whose_signal_is_missing(env_dir, tmp_path):
+    from autotts.specs import BASELINES_PRESET, parse_spec, without_missing_signals
+
+    configs = [c for spec in BASELINES_PRESET for c in parse_spec(spec)]
+    shipped = autotts.make("Qwen3-0.6B/aime24", env_dir)
+    kept, notes = without_missing_signals(configs, [shipped])
+    assert {c.name for c in configs} - {c.name for c in kept} == {"deepconf"}
+    assert len(notes) == 1 and "deepconf left out" in notes[0] and "confidence" in notes[0]
+    branches = [[["A"], 700, "A"], [["B"], 600, "B"]]
+    path = signal_store(tmp_path / "T" / "c.json", branches, {"confidence": [[1, 2], [3, 4]]})
+    with_confidence = ReplayEnvironment("T/c", load_records(path))
+    assert without_missing_signals(configs, [with_confidence]) == (configs, [])
+    assert len(without_missing_signals(configs, [with_confidence, shipped])[0]) == len(kept)

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from ..errors import BadInput
 from ..provenance import run_record, write_run_record
-from ..registry import resolve_ids
-from ..specs import BASELINES_PRESET, PAPER_PRESET, parse_spec
+from ..registry import resolve_ids, shared
+from ..specs import BASELINES_PRESET, PAPER_PRESET, parse_spec, without_missing_signals
 from .common import (
     EXIT_FAILED,
     CanonicalizeOption,
@@ -326,14 +326,15 @@ def compare(
         raise _fail("give at least one controller spec, or --preset paper|baselines")
     default_envs = ["all"] if preset else ["Qwen3-8B/aime24"]
     configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
+    if preset:  # a preset's controllers that need signals these stores lack are left out
+        configs, notes = without_missing_signals(configs, [shared(e, env_dir) for e in env_ids])
+        for note in notes:
+            console.print(note, markup=False, highlight=False)
     options = dict(
-        sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json
-    )
-    options["debug"] = "pdb" if pdb else "raise" if raise_errors else None
-    options["mlflow"] = mlflow
-    options["canonicalize"] = canonicalize
-    options["with_reference"] = preset == "paper"
-    options["budgets"] = preset == "baselines"
+        sandbox=sandbox, unsafe_no_sandbox=unsafe_no_sandbox, overwrite=overwrite, as_json=as_json,
+        debug="pdb" if pdb else "raise" if raise_errors else None, mlflow=mlflow,
+        canonicalize=canonicalize, with_reference=preset == "paper", budgets=preset == "baselines",
+    )  # fmt: skip
     _run_and_report(configs, env_ids, env_dir, seeds, workers, out, trace_seeds, **options)
 
 
