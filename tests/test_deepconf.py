@@ -146,3 +146,14 @@ def test_sandboxed_deepconf_sees_the_same_confidence(tmp_path, offline):
     (a,), (b,) = in_process.rows, sandboxed.rows
     assert a.status == b.status == "ok", (a.status, b.status)
     assert (a.accuracy, a.tokens) == (b.accuracy, b.tokens)
+
+
+def test_traces_without_confidence_values_never_vote(tmp_path):
+    branches = [[["A"], 700, "A"], [["B"], 600, "B"], [["B"], 700, "B"]]
+    env = env_of(tmp_path, branches, [[None, None]] * 3, "n")
+    for mode in ("online", "offline"):
+        answer, _ = play(env, mode=mode, warmup=1, budget=3, keep=0.5, window_tokens=500)
+        assert answer == "A"  # nothing could vote: the first final answer, as the docstring says
+    deepconf = autotts.load_controller("deepconf")
+    bad = env.run_episode(deepconf, deepconf.params(1.0, keep=0.0), 0, SEED)
+    assert "keep is the fraction" in bad.error

@@ -23,7 +23,8 @@ Replay mapping: a *trace* is a branch; *tokens* are seen through the store's per
 ``round(window_tokens / Δ)`` whole intervals (4 at Δ = 500) and the online stop is checked at
 interval ends once a trace has a full window — up to Δ − 1 tokens later than the paper's
 per-token check. Traces whose final answer is unusable (``ERR`` or empty) never vote, as in
-DeepConf's code. Waves run in lockstep, one interval per step, without probes (DeepConf
+DeepConf's code, nor do traces without confidence values; when no trace can vote, the answer
+is the first final answer. Waves run in lockstep, one interval per step, without probes (DeepConf
 reads no intermediate answers); consensus is checked after the warm-up and after each wave,
 where the paper checks after every trace. β scales the trace budget, 2**round(4 + 3*beta)
 (16 … 128). The shipped stores carry no confidence, so this controller is refused there.
@@ -69,6 +70,8 @@ class DeepConf(Controller):
             )
         if mode not in ("online", "offline"):
             raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep is the fraction of traces kept, in (0, 1]; got {keep!r}")
         window = max(1, round(window_tokens / state.delta))
         budget = min(budget, state.max_branches)
 
@@ -111,7 +114,8 @@ class DeepConf(Controller):
             for i in wave:  # a trace whose last window fell below s as it finished is stopped
                 if state.finished[i] and not _below(confidence[i], window, bar):
                     scores[i] = score(i)
-                    voters.append(i)
+                    if scores[i] is not None:  # a trace without any confidence cannot vote
+                        voters.append(i)
                 elif state.finished[i]:
                     stopped += 1
         if best is None:

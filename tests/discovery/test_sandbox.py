@@ -130,6 +130,7 @@ def test_the_sandbox_payload_holds_no_gold(small_env):
         "probes",
         "tokens",
         "finals",
+        "signals",  # per-interval confidence, revealed like probes; never the gold answer
     }
     blind = ReplayEnvironment.without_gold("x", small_env["Qwen3-8B/aime24"].questions)
     with pytest.raises(IndexError):
