@@ -33,7 +33,13 @@ QuestionsOption = Annotated[
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")]
 DeltaOption = Annotated[int, typer.Option("--delta", min=1, help="Tokens per interval (Δ).")]
 MaxBranchOption = Annotated[
-    int, typer.Option("--max-branch-tokens", min=1, help="Token limit of one branch.")
+    int | None,
+    typer.Option(
+        "--max-branch-tokens",
+        min=1,
+        help="Token limit of one branch (default: all the model's context leaves; a limit that "
+        "does not fit is an error).",
+    ),
 ]
 ProbeTokensOption = Annotated[
     int, typer.Option("--probe-tokens", min=1, help="Greedy tokens decoded per probe.")
@@ -70,12 +76,33 @@ GpuMemOption = Annotated[
 EagerOption = Annotated[
     bool, typer.Option("--enforce-eager/--no-enforce-eager", help="vLLM: no CUDA graphs.")
 ]
+EngineArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--engine-arg",
+        help="KEY=VALUE passed to vllm.LLM (repeatable), e.g. kv_cache_dtype=fp8, "
+        "max_num_seqs=256, swap_space=16.",
+    ),
+]
 
 
-def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, eager, seed):
-    """The backend the options describe (raises BackendError with a clear message)."""
+def make_backend(
+    backend, model, base_url, api_key, max_model_len, tp, gpu_mem, eager, seed, engine_args=(),
+    streaming=False,
+):  # fmt: skip
+    """The backend the options describe (raises BackendError with a clear message);
+    ``streaming``: the streaming store builder on vLLM's async engine instead."""
     from ..live.backend import BackendError, OpenAIBackend, VLLMBackend
+    from ..specs import parse_value
 
+    extra = {}
+    for item in engine_args or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BackendError(
+                f"--engine-arg {item!r}: expected KEY=VALUE (e.g. kv_cache_dtype=fp8)"
+            )
+        extra[key.strip().replace("-", "_")] = parse_value(value)
     if backend == "vllm":
         if not model:
             raise BackendError("--backend vllm needs --model (a local path or a model id)")
@@ -84,9 +111,20 @@ def make_backend(backend, model, base_url, api_key, max_model_len, tp, gpu_mem, 
             args["max_model_len"] = max_model_len
         if gpu_mem:
             args["gpu_memory_utilization"] = gpu_mem
+        args.update(extra)  # vllm.LLM / EngineArgs keywords, passed through as given
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        if streaming:
+            from ..live.streaming import StreamingBuilder
+
+            return StreamingBuilder(model, seed=seed, **args)
         return VLLMBackend(model, seed=seed, **args)
     if backend == "openai":
+        if streaming:
+            raise BackendError("--streaming builds with vLLM's engine in this process "
+                               "(--backend vllm)")  # fmt: skip
+        if extra:
+            raise BackendError("--engine-arg configures the in-process engine (--backend vllm); "
+                               "give a server its arguments where it is started")  # fmt: skip
         if not base_url:
             raise BackendError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAIBackend(base_url, model, api_key)
@@ -145,7 +183,7 @@ def register(app: typer.Typer) -> None:
         api_key: ApiKeyOption = None,
         n: Annotated[int, typer.Option("-n", min=1, help="Branches per question.")] = 128,
         delta: DeltaOption = 500,
-        max_branch_tokens: MaxBranchOption = 32_768,
+        max_branch_tokens: MaxBranchOption = None,
         probe_tokens: ProbeTokensOption = 16,
         probe_suffix: SuffixOption = None,
         thinking: ThinkingOption = True,
@@ -158,6 +196,19 @@ def register(app: typer.Typer) -> None:
         tensor_parallel_size: TPOption = 1,
         gpu_memory_utilization: GpuMemOption = None,
         enforce_eager: EagerOption = False,
+        engine_arg: EngineArgOption = None,
+        streaming: Annotated[
+            bool,
+            typer.Option(
+                "--streaming/--stepwise",
+                help="Each branch one streamed generation, probes forked at interval ends, "
+                "several questions in flight (vLLM's async engine); stepwise: every interval a "
+                "batch barrier.",
+            ),
+        ] = False,
+        questions_in_flight: Annotated[
+            int, typer.Option(min=1, help="--streaming: questions sampled at the same time.")
+        ] = 4,
         env_dir: EnvDirOption = None,
     ) -> None:
         """Sample N branches per question live and write a replay store (resumable)."""
@@ -171,16 +222,20 @@ def register(app: typer.Typer) -> None:
             (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
              logprobs),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
-             gpu_memory_utilization, enforce_eager, seed),
+             gpu_memory_utilization, enforce_eager, seed, engine_arg, streaming),
         )  # fmt: skip
 
         def progress(done, total, seconds):
             console.print(f"question {done}/{total}: {n} branches in {seconds:.1f} s")
 
         try:
-            path = build_environment(
-                engine, items, out, n, settings, seed, source=questions, progress=progress
-            )
+            if streaming:
+                path = engine.build(items, out, n, settings, seed, questions, questions_in_flight,
+                                    progress)  # fmt: skip
+            else:
+                path = build_environment(
+                    engine, items, out, n, settings, seed, source=questions, progress=progress
+                )
         except (BackendError, BuildError) as exc:
             raise _fail(f"{exc} (finished questions are kept; rerun to resume)", 1) from None
         finally:
@@ -227,7 +282,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         delta: DeltaOption = 500,
-        max_branch_tokens: MaxBranchOption = 32_768,
+        max_branch_tokens: MaxBranchOption = None,
         probe_tokens: ProbeTokensOption = 16,
         probe_suffix: SuffixOption = None,
         thinking: ThinkingOption = True,
@@ -240,6 +295,7 @@ def register(app: typer.Typer) -> None:
         tensor_parallel_size: TPOption = 1,
         gpu_memory_utilization: GpuMemOption = None,
         enforce_eager: EagerOption = False,
+        engine_arg: EngineArgOption = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Write results.json + traces.jsonl.")
         ] = None,
@@ -259,7 +315,7 @@ def register(app: typer.Typer) -> None:
             (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
              logprobs),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
-             gpu_memory_utilization, enforce_eager, seed),
+             gpu_memory_utilization, enforce_eager, seed, engine_arg),
         )  # fmt: skip
         from ..live.backend import BackendError, OpenAIBackend
 
@@ -288,8 +344,8 @@ def register(app: typer.Typer) -> None:
             f"{live['accuracy']:.2f}",
             f"{live['tokens']:,.0f}",
             str(live["episodes"]),
-            f"{live['seconds_per_episode']:.2f} s/episode, {live['tokens_per_s']:,.0f} tok/s, "
-            f"{live['errors']} errors",
+            f"+{live['probe_tokens']:,.0f} probe tokens, {live['seconds_per_episode']:.2f} "
+            f"s/episode, {live['tokens_per_s']:,.0f} tok/s, {live['errors']} errors",
         )
         if report.get("replay"):
             rep = report["replay"]

@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..canonical import UNPARSABLE, math_timeout, parse_answer
 from ..signals import TOP_LOGPROBS
+from .backend import BackendError
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_PROBE_SUFFIX = "\n</think>\n\nThe final answer is \\boxed{"
+# without thinking the chat template has already closed the (empty) thinking block
+NON_THINKING_PROBE_SUFFIX = "\n\nThe final answer is \\boxed{"
 
 
 class LiveSettings(BaseModel):
@@ -26,8 +29,11 @@ class LiveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     delta: int = Field(500, gt=0, description="tokens per interval (Δ)")
-    max_branch_tokens: int = Field(
-        32_768, gt=0, description="a branch that reaches this many generated tokens is finished"
+    max_branch_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="a branch that reaches this many generated tokens is finished (default: "
+        "as many as the model's context leaves after prompt and probe)",
     )
     instruction: str = Field(DEFAULT_INSTRUCTION, description="appended to the question")
     system: str | None = None
@@ -35,7 +41,9 @@ class LiveSettings(BaseModel):
         True, description="enable_thinking for chat templates that have it (None: leave out)"
     )
     probe_suffix: str = Field(
-        DEFAULT_PROBE_SUFFIX, description="appended to a branch's prefix to force an answer"
+        None,  # type: ignore[assignment]  # filled in by _suffix_follows_thinking
+        description="appended to a branch's prefix to force an answer (default: closes the "
+        "thinking block in thinking mode, not otherwise)",
     )
     probe_tokens: int = Field(16, gt=0, description="greedy tokens decoded per probe")
     temperature: float = Field(0.6, ge=0)
@@ -47,6 +55,38 @@ class LiveSettings(BaseModel):
         description="top log-probabilities per generated token, summarised per interval as "
         "the confidence signals (autotts.signals); 0 records none",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suffix_follows_thinking(cls, data):
+        if isinstance(data, dict) and data.get("probe_suffix") is None:
+            thinking = data.get("thinking", True)
+            suffix = NON_THINKING_PROBE_SUFFIX if thinking is False else DEFAULT_PROBE_SUFFIX
+            data = {**data, "probe_suffix": suffix}
+        return data
+
+    def branch_limit(self, model: str, max_model_len: int, prompt: int, suffix: int) -> int:
+        """Tokens a branch may generate after a ``prompt``-token prompt on a model with
+        ``max_model_len`` (0: unknown) when probes append ``suffix`` tokens: by default all
+        the context leaves (32,768 where the context is unknown); an explicit
+        ``max_branch_tokens`` that does not fit, or a room under one interval, is an error."""
+        if not max_model_len:
+            return self.max_branch_tokens or 32_768
+        room = max_model_len - prompt - suffix - self.probe_tokens
+        limit = room if self.max_branch_tokens is None else self.max_branch_tokens
+        if limit > room:
+            raise BackendError(
+                f"max_branch_tokens={limit} does not fit {model}'s context of {max_model_len} "
+                f"tokens after the {prompt}-token prompt and the probe ({suffix} + "
+                f"{self.probe_tokens}): at most {room}; raise --max-model-len (rope scaling: "
+                "--engine-arg hf_overrides=...) or lower --max-branch-tokens"
+            )
+        if limit < self.delta:
+            raise BackendError(
+                f"the {prompt}-token prompt leaves {room} tokens of {model}'s {max_model_len}, "
+                f"less than one interval (delta={self.delta}); raise max_model_len or lower delta"
+            )
+        return limit
 
     def user_message(self, question: str) -> str:
         return f"{question}\n\n{self.instruction}" if self.instruction else question

@@ -244,7 +244,9 @@ class OpenAIBackend(GenerationBackend):
     (the server batches them); with a vLLM server, prompts are token ids and outputs come back
     as token ids (``return_token_ids``), so a continuation is exact. The chat template is
     applied by the server's ``/tokenize`` endpoint where it has one (vLLM), else the prompt is
-    the plain text."""
+    the plain text. A server with ``/tokenize`` that ignores ``return_token_ids`` is continued
+    from its text, tokenized again. Up to ``max_concurrency`` requests are in flight at once
+    (a step of 128 branches goes out as one wave)."""
 
     name = "openai"
 
@@ -254,7 +256,7 @@ class OpenAIBackend(GenerationBackend):
         model: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600.0,
-        max_concurrency: int = 64,
+        max_concurrency: int = 256,
     ):
         super().__init__()
         import httpx
@@ -339,11 +341,13 @@ class OpenAIBackend(GenerationBackend):
         if not reply.choices:
             raise BackendError(f"{self.base_url} returned no choices")
         choice = reply.choices[0]
-        ids = getattr(choice, "token_ids", None)
-        if ids is None and isinstance(choice.model_extra, dict):
-            ids = choice.model_extra.get("token_ids")
+        ids = _token_ids_of(choice)
         usage = reply.usage
         n_tokens = len(ids) if ids is not None else int(getattr(usage, "completion_tokens", 0))
+        if ids is None and not isinstance(request.prefix, str):
+            # a server with /tokenize that ignores return_token_ids: continue from the text,
+            # tokenized again (the branch may then differ from the sampled ids at a boundary)
+            ids = self.encode(choice.text or "")
         details = getattr(usage, "prompt_tokens_details", None)
         sampled = confidences = None
         scores = getattr(choice, "logprobs", None)
@@ -376,3 +380,11 @@ class OpenAIBackend(GenerationBackend):
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
         self.client.close()
+
+
+def _token_ids_of(choice):
+    """The generated token ids of a completion choice (vLLM's ``return_token_ids``), or None."""
+    ids = getattr(choice, "token_ids", None)
+    if ids is None and isinstance(choice.model_extra, dict):
+        ids = choice.model_extra.get("token_ids")
+    return ids

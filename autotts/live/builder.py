@@ -84,46 +84,75 @@ def build_environment(
     partial build with the same settings. ``progress(done, total, seconds)`` is called after
     each question. Returns the store path."""
     settings = settings or LiveSettings()
-    out = Path(out)
-    partial = out.with_name(out.stem + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "model": backend.model,
-        "backend": backend.name,
-        "versions": {"autotts": __version__, **backend.versions()},
-        "settings": settings.model_dump(),
-        "branches": n,
-        "seed": seed,
-        "questions": source,
-        "n_questions": len(questions),
-    }
-    _check_same_build(partial / "build.json", meta)
+    build = PartialBuild(
+        out, backend.model, backend.name, backend.versions(), settings, n, seed, source,
+        len(questions), builder="stepwise",
+    )  # fmt: skip
     env = LiveEnvironment(backend, questions, settings, max_branches=n)
     for q in range(len(questions)):
-        path = partial / f"q{q:05d}.json"
-        if path.exists():
+        if build.done(q):
             continue
         start = time.perf_counter()
-        record = sample_question(env, q, n, seed)
-        atomic_write_text(path, json.dumps(record))
+        build.write(q, sample_question(env, q, n, seed))
         if progress is not None:
             progress(q + 1, len(questions), time.perf_counter() - start)
-    records = []
-    for q in range(len(questions)):
-        raw = json.loads((partial / f"q{q:05d}.json").read_text())
-        QuestionRecord.model_validate(raw)  # what we assemble must load as a store
-        records.append(raw)
-    meta["generated_tokens"] = sum(b[1] for r in records for b in r["each_branch"])
-    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
-    atomic_write_text(out, json.dumps(records))
-    shutil.rmtree(partial)
-    return out
+    return build.finish()
+
+
+class PartialBuild:
+    """A store under construction: each finished question written atomically to
+    ``<store>.partial/qNNNNN.json`` (in any order), resumable only with the settings it was
+    started with; :meth:`finish` assembles the store and its ``.meta.json`` atomically."""
+
+    def __init__(
+        self, out, model, backend, versions, settings, n, seed, source, n_questions, builder
+    ):
+        self.out = Path(out)
+        self.partial = self.out.with_name(self.out.stem + ".partial")
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self.n_questions = n_questions
+        self.meta = {
+            "model": model,
+            "backend": backend,
+            "builder": builder,
+            "versions": {"autotts": __version__, **versions},
+            "settings": settings.model_dump(),
+            "branches": n,
+            "seed": seed,
+            "questions": source,
+            "n_questions": n_questions,
+        }
+        _check_same_build(self.partial / "build.json", self.meta)
+
+    def _path(self, q: int) -> Path:
+        return self.partial / f"q{q:05d}.json"
+
+    def done(self, q: int) -> bool:
+        return self._path(q).exists()
+
+    def write(self, q: int, record: dict) -> None:
+        atomic_write_text(self._path(q), json.dumps(record))
+
+    def finish(self) -> Path:
+        records = []
+        for q in range(self.n_questions):
+            raw = json.loads(self._path(q).read_text())
+            QuestionRecord.model_validate(raw)  # what we assemble must load as a store
+            records.append(raw)
+        meta = dict(self.meta)
+        meta["generated_tokens"] = sum(b[1] for r in records for b in r["each_branch"])
+        meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out = self.out
+        atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
+        atomic_write_text(out, json.dumps(records))
+        shutil.rmtree(self.partial)
+        return out
 
 
 def _check_same_build(path: Path, meta: dict) -> None:
     """A partial build may only be resumed with the settings it was started with."""
-    identity = {k: meta[k] for k in ("model", "settings", "branches", "seed", "questions")}
+    keys = ("model", "builder", "settings", "branches", "seed", "questions")
+    identity = {k: meta[k] for k in keys}
     if path.exists():
         before = json.loads(path.read_text())
         if before != identity:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..contract import ActionError, Controller, EpisodeState
@@ -174,19 +175,15 @@ class LiveEpisode:
 
     def _limit(self, backend: GenerationBackend) -> int:
         """Tokens a branch may generate on ``backend`` (its context minus prompt and probe)."""
-        s, env = self.settings, self.env
-        prompt = env.prompt(self.question, backend)
-        prompt_len = len(prompt) if not isinstance(prompt, str) else 0
-        suffix = env._suffixes[id(backend)]
-        room = backend.max_model_len - prompt_len - (len(suffix) if suffix else 0) - s.probe_tokens
-        limit = min(s.max_branch_tokens, room) if backend.max_model_len else s.max_branch_tokens
-        if limit < s.delta:
-            raise BackendError(
-                f"question {self.question}: the prompt ({prompt_len} tokens) leaves {room} "
-                f"tokens of {backend.model}'s {backend.max_model_len}, less than one interval "
-                f"(delta={s.delta}); raise max_model_len or lower delta"
-            )
-        return limit
+        prompt = self.env.prompt(self.question, backend)
+        suffix = self.env._suffixes[id(backend)]
+        try:
+            return self.settings.branch_limit(
+                backend.model, backend.max_model_len,
+                len(prompt) if not isinstance(prompt, str) else 0, len(suffix) if suffix else 0,
+            )  # fmt: skip
+        except BackendError as exc:
+            raise BackendError(f"question {self.question}: {exc}") from None
 
     # --- accounting -----------------------------------------------------------------------
 
@@ -307,17 +304,27 @@ class LiveEpisode:
                 self.state.signals[name][i].extend(values)
 
     def _generate(self, requests) -> list:
-        """Run ``(backend, request)`` pairs: one batch per backend, results in order."""
+        """Run ``(backend, request)`` pairs: one batch per backend (the backends at once),
+        results in order."""
         by_backend: dict[int, list[int]] = {}
         for n, (backend, _) in enumerate(requests):
             by_backend.setdefault(id(backend), []).append(n)
         results: list = [None] * len(requests)
+
+        def run(positions: list[int]) -> None:
+            backend = requests[positions[0]][0]
+            batch = backend.generate([requests[n][1] for n in positions])
+            for n, g in zip(positions, batch, strict=True):
+                results[n] = g
+
+        groups = list(by_backend.values())
         try:
-            for positions in by_backend.values():
-                backend = requests[positions[0]][0]
-                batch = backend.generate([requests[n][1] for n in positions])
-                for n, g in zip(positions, batch, strict=True):
-                    results[n] = g
+            if len(groups) == 1:
+                run(groups[0])
+            else:  # several backends (servers, engines) work at the same time
+                with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+                    for future in [pool.submit(run, positions) for positions in groups]:
+                        future.result()
         except BackendError as exc:
             raise EngineFailure(str(exc)) from None
         return results

@@ -37,7 +37,8 @@ def validate_live(
     aliases: Sequence[str] = (),
     others: Mapping[str, GenerationBackend] | None = None,
 ) -> dict:
-    """Live accuracy, tokens, latency and throughput; the replay prediction when a store of
+    """Live accuracy, tokens (branch tokens, comparable with replay's; ``probe_tokens``, the
+    probes' decodes, apart), latency and throughput; the replay prediction when a store of
     the model holds these questions (``replay_env``, or found by model name); the traces."""
     env = LiveEnvironment(
         backend, questions, settings, max_branches=max_branches, aliases=aliases, others=others
@@ -47,8 +48,10 @@ def validate_live(
     traces = []
     start = time.perf_counter()
     episodes = ((env, params, q, seed) for q in range(len(questions)) for seed in range(seeds))
+    probe_tokens = 0
     for result in play_episodes(controller, episodes, time_limit_s=None):
         tally.add(env, result)
+        probe_tokens += result.probe_tokens
         traces.append(episode_record(env, config, params, result))
     correct, tokens, errors, first_error = (
         tally.correct,
@@ -69,7 +72,9 @@ def validate_live(
         "settings": settings.model_dump(),
         "live": {
             "accuracy": 100.0 * correct / episodes,
-            "tokens": tokens / episodes,
+            # branch tokens, like replay's (whose probes are free); probe decodes apart
+            "tokens": (tokens - probe_tokens) / episodes,
+            "probe_tokens": probe_tokens / episodes,
             "episodes": episodes,
             "errors": errors,
             "first_error": first_error,

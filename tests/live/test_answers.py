@@ -35,3 +35,14 @@ def test_grading_works_off_the_main_thread():
 
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(answers_match, "0.5", "\\frac{1}{2}").result()
+
+
+def test_the_probe_suffix_follows_the_thinking_mode():
+    from autotts.live.answers import DEFAULT_PROBE_SUFFIX, NON_THINKING_PROBE_SUFFIX, LiveSettings
+
+    assert LiveSettings().probe_suffix == DEFAULT_PROBE_SUFFIX
+    assert "</think>" in DEFAULT_PROBE_SUFFIX
+    assert LiveSettings(thinking=False).probe_suffix == NON_THINKING_PROBE_SUFFIX
+    assert "</think>" not in NON_THINKING_PROBE_SUFFIX
+    assert LiveSettings(thinking=False, probe_suffix="Answer: ").probe_suffix == "Answer: "
+    assert LiveSettings(thinking=None).probe_suffix == DEFAULT_PROBE_SUFFIX

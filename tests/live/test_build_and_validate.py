@@ -41,7 +41,7 @@ def _build_command(model, questions, out):
         sys.executable, "-m", "autotts.cli", "build-env", "--backend", "vllm",
         "--model", str(model), "--questions", str(questions), "--out", str(out),
         "-n", "4", "--delta", "32", "--max-branch-tokens", "96", "--probe-tokens", "6",
-        "--max-model-len", "1024", "--enforce-eager",
+        "--max-model-len", "1024", "--enforce-eager", "--engine-arg", "max_num_seqs=8",
     ]  # fmt: skip
 
 
@@ -102,6 +102,7 @@ def test_validate_live_next_to_its_replay_prediction(vllm_backend, settings, env
     )  # fmt: skip
     live, replay = report["live"], report["replay"]
     assert live["episodes"] == 2 and live["errors"] == 0 and live["tokens"] > 0
+    assert live["probe_tokens"] > 0  # probe decodes apart from the branch tokens replay counts
     assert live["tokens_per_s"] > 0 and live["seconds_per_episode"] > 0
     assert replay["matched"] == 2 and replay["episodes"] == 200
     assert len(report["traces"]) == 2 and report["traces"][0]["steps"][0]["action"] == "branch"
@@ -185,6 +186,14 @@ def test_cli_bad_input(tmp_path):
               "--base-url", f"http://127.0.0.1:{port}/v1"],
     )  # fmt: skip
     assert result.exit_code == 1 and "cannot reach" in said(result)
+    result = runner.invoke(app, ["validate", "cmc", "--questions", str(good), "--model", "m",
+                                 "--engine-arg", "fp8"])  # fmt: skip
+    assert result.exit_code == 1 and "--engine-arg 'fp8': expected KEY=VALUE" in said(result)
+    result = runner.invoke(
+        app, ["validate", "cmc", "--questions", str(good), "--backend", "openai",
+              "--base-url", f"http://127.0.0.1:{port}/v1", "--engine-arg", "max_num_seqs=8"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "configures the in-process engine" in said(result)
 
 
 def test_question_files_name_the_problem(tmp_path):

@@ -19,9 +19,10 @@ from autotts.live.environment import LiveEnvironment, LiveQuestion
 class CompletionsDouble(ThreadingHTTPServer):
     """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
 
-    def __init__(self, script):
+    def __init__(self, script, barrier=None):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script, self.requests, self.lock = list(script), [], threading.Lock()
+        self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
 
     @property
     def url(self):
@@ -56,11 +57,18 @@ class _Handler(BaseHTTPRequestHandler):
             reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
         if reply == "error":
             return self._send(500, {"error": {"message": "engine died", "type": "server"}})
-        text, ids, reason = reply
+        text, ids, reason, *extra = reply
+        if "wait" in extra:
+            try:
+                server.barrier.wait(timeout=20)
+            except threading.BrokenBarrierError:
+                return self._send(500, {"error": {"message": "alone at the barrier"}})
+        choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
+        if "no-ids" not in extra:  # a server that ignores return_token_ids leaves them out
+            choice["token_ids"] = ids
         self._send(200, {
             "id": "c", "object": "text_completion", "created": 0, "model": "double",
-            "choices": [{"index": 0, "text": text, "token_ids": ids, "finish_reason": reason,
-                         "logprobs": None}],
+            "choices": [choice],
             "usage": {"prompt_tokens": 1, "completion_tokens": len(ids), "total_tokens": 1},
         })  # fmt: skip
 
@@ -161,6 +169,56 @@ def test_each_models_branches_go_to_its_own_server():
         )  # fmt: skip
         voted = env.run_episode(GraphController(graph), {"scale": 1.0}, 0, 1)
         assert voted.error is None and voted.answer == "4"  # two small finals outvote one
+    finally:
+        small.shutdown()
+        large.shutdown()
+
+
+@pytest.mark.parametrize(
+    "double",
+    [[("step one", [1] * 8, "length", "no-ids"), ("\\boxed{4}", [7] * 3, "stop", "no-ids")]],
+    indirect=True,
+)
+def test_a_server_ignoring_return_token_ids_is_continued_from_its_text(double):
+    backend = OpenAIBackend(double.url)
+    env = LiveEnvironment(backend, QUESTION, SETTINGS, max_branches=8)
+    assert not isinstance(env.prompt(0), str)  # /tokenize works, so prompts are token ids
+    result = env.run_episode(Greedy(), {}, 0, 0)
+    assert result.error is None and result.answer == "4"
+    assert result.tokens == 8 + 3 + 3  # from the usage: 8, then 3 (finished), then 3
+    # the continuation sent the first interval's text, tokenized again by /tokenize
+    second = double.requests[2]["prompt"]
+    assert second[-len(b"step one") :] == list(b"step one")
+
+
+def test_branches_on_several_servers_are_generated_at_the_same_time():
+    barrier = threading.Barrier(2)
+    script = [("a", [1] * 8, "length"), ("\\boxed{4}", [2] * 2, "stop", "wait")]
+    small, large = CompletionsDouble(script, barrier), CompletionsDouble(script, barrier)
+    for server in (small, large):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = LiveEnvironment(
+            OpenAIBackend(small.url), QUESTION, SETTINGS, max_branches=8, aliases=["small"],
+            others={"large": OpenAIBackend(large.url)},
+        )  # fmt: skip
+
+        class TwoModels(Controller):
+            name = "two-models"
+
+            @staticmethod
+            def schedule(beta):
+                return {}
+
+            def run(self, state):
+                yield Branch(1, probe=False, model="small")
+                yield Branch(1, probe=False, model="large")
+                yield Continue([0, 1], probe=False)  # one step, both servers at once
+                return Answer(state.finals[0], "first final")
+
+        result = env.run_episode(TwoModels(), {}, 0, 0)
+        assert result.error is None, result.error  # one server alone breaks the barrier
+        assert result.answer == "4" and result.tokens == 2 * (8 + 2)
     finally:
         small.shutdown()
         large.shutdown()
