@@ -46,3 +46,20 @@ def test_the_probe_suffix_follows_the_thinking_mode():
     assert "</think>" not in NON_THINKING_PROBE_SUFFIX
     assert LiveSettings(thinking=False, probe_suffix="Answer: ").probe_suffix == "Answer: "
     assert LiveSettings(thinking=None).probe_suffix == DEFAULT_PROBE_SUFFIX
+
+
+def test_branch_length_defaults_to_the_context_and_refuses_what_does_not_fit():
+    import pytest
+
+    from autotts.live.answers import LiveSettings
+    from autotts.live.backend import BackendError
+
+    settings = LiveSettings(probe_tokens=16)
+    assert settings.branch_limit("Qwen3-8B", 40_960, 100, 12) == 40_960 - 100 - 12 - 16
+    assert settings.branch_limit("server", 0, 100, 12) == 32_768  # context unknown
+    explicit = LiveSettings(max_branch_tokens=40_960)
+    with pytest.raises(BackendError, match="max_branch_tokens=40960 does not fit Qwen3-8B"):
+        explicit.branch_limit("Qwen3-8B", 40_960, 100, 12)
+    assert explicit.branch_limit("Qwen3-8B", 131_072, 100, 12) == 40_960
+    with pytest.raises(BackendError, match="less than one interval"):
+        LiveSettings(delta=500).branch_limit("tiny", 600, 100, 12)
