@@ -156,3 +156,33 @@ def settings():
 
     # greedy: the tiny model then never emits EOS, so branches end at the token limit
     return LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)
+
+
+def kill_mid_run_and_resume(command, out, n_questions) -> list:
+    """Start a ``build-env`` command, SIGKILL it (engine and workers) once a first question is
+    written, rerun it to the end; returns the store's records, after checking that the store
+    is complete and nothing written before the kill was lost or redone."""
+    import signal
+    import subprocess
+    import time
+
+    partial = out.with_name(out.stem + ".partial")
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(partial.glob("q*.json")):
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no question written in 300 s"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the engine and its workers, mid-run
+    first.wait()
+    kept = {p.name: p.read_bytes() for p in partial.glob("q*.json")}
+    assert kept and not out.exists()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert len(records) == n_questions and not partial.exists()
+    for name, raw in kept.items():  # nothing written before the kill was lost or redone
+        assert json.loads(raw) == records[int(name[1:6])]
+    return records

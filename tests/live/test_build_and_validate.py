@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_mid_run_and_resume
 
 from autotts.checker import check_controller
 from autotts.live.backend import BackendError, OpenAIBackend
@@ -49,27 +50,8 @@ def test_build_env_killed_mid_run_resumes_and_replays(tiny_model, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     out = tmp_path / "envs" / "Tiny" / "toy.json"
-    partial = out.with_name("toy.partial")
     command = _build_command(tiny_model, questions, out)
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (partial / "q00000.json").exists():
-        assert first.poll() is None, first.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no question written in 300 s"
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the engine and its workers, mid-run
-    first.wait()
-    kept = {p.name: p.read_bytes() for p in partial.glob("q*.json")}
-    assert kept and not out.exists()
-
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    records = json.loads(out.read_text())
-    assert len(records) == 4 and not partial.exists()
-    for name, raw in kept.items():  # nothing written before the kill was lost or redone
-        assert json.loads(raw) == records[int(name[1:6])]
+    records = kill_mid_run_and_resume(command, out, 4)
     for record in records:
         assert len(record["each_branch"]) == 4 and record["probe_freq"] == 32
         for probes, tokens, final in record["each_branch"]:

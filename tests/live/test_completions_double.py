@@ -4,6 +4,7 @@ replies. It covers what a real tiny model cannot be made to do on demand: empty 
 an immediate EOS, a server error mid-episode. The real server is tested in
 test_build_and_validate.py."""
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,24 @@ class _Handler(BaseHTTPRequestHandler):
         })  # fmt: skip
 
 
+@contextlib.contextmanager
+def two_models(small_script, large_script, barrier=None):
+    """Two doubles serving, and a live environment whose models ``small`` and ``large`` are
+    one each (the main backend is ``small``)."""
+    small = CompletionsDouble(small_script, barrier)
+    large = CompletionsDouble(large_script, barrier)
+    for server in (small, large):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield small, large, LiveEnvironment(
+            OpenAIBackend(small.url), QUESTION, SETTINGS, max_branches=8, aliases=["small"],
+            others={"large": OpenAIBackend(large.url)},
+        )  # fmt: skip
+    finally:
+        small.shutdown()
+        large.shutdown()
+
+
 @pytest.fixture
 def double(request):
     server = CompletionsDouble(request.param)
@@ -136,15 +155,8 @@ def test_each_models_branches_go_to_its_own_server():
     from autotts import Generate, Read
     from autotts.collab import CollabGraph, GraphController
 
-    small = CompletionsDouble([("so \\boxed{4}", [5, 6, 7], "stop")])
-    large = CompletionsDouble([("\\boxed{5}", [9], "stop")])
-    for server in (small, large):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        env = LiveEnvironment(
-            OpenAIBackend(small.url), QUESTION, SETTINGS, max_branches=8, aliases=["small"],
-            others={"large": OpenAIBackend(large.url)},
-        )  # fmt: skip
+    servers = two_models([("so \\boxed{4}", [5, 6, 7], "stop")], [("\\boxed{5}", [9], "stop")])
+    with servers as (small, large, env):
         script = Scripted(
             [Read(2, model="small"), Read(1, model="large"), Generate("Sure?", "large", 4)]
         )
@@ -169,9 +181,6 @@ def test_each_models_branches_go_to_its_own_server():
         )  # fmt: skip
         voted = env.run_episode(GraphController(graph), {"scale": 1.0}, 0, 1)
         assert voted.error is None and voted.answer == "4"  # two small finals outvote one
-    finally:
-        small.shutdown()
-        large.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -192,16 +201,8 @@ def test_a_server_ignoring_return_token_ids_is_continued_from_its_text(double):
 
 
 def test_branches_on_several_servers_are_generated_at_the_same_time():
-    barrier = threading.Barrier(2)
     script = [("a", [1] * 8, "length"), ("\\boxed{4}", [2] * 2, "stop", "wait")]
-    small, large = CompletionsDouble(script, barrier), CompletionsDouble(script, barrier)
-    for server in (small, large):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        env = LiveEnvironment(
-            OpenAIBackend(small.url), QUESTION, SETTINGS, max_branches=8, aliases=["small"],
-            others={"large": OpenAIBackend(large.url)},
-        )  # fmt: skip
+    with two_models(script, script, threading.Barrier(2)) as (_, _, env):
 
         class TwoModels(Controller):
             name = "two-models"
@@ -219,6 +220,3 @@ def test_branches_on_several_servers_are_generated_at_the_same_time():
         result = env.run_episode(TwoModels(), {}, 0, 0)
         assert result.error is None, result.error  # one server alone breaks the barrier
         assert result.answer == "4" and result.tokens == 2 * (8 + 2)
-    finally:
-        small.shutdown()
-        large.shutdown()

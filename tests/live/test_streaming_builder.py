@@ -3,13 +3,11 @@ the stepwise builder's, killed mid-run and resumed nothing is lost, sampled stor
 and replay, and the engine's counters show the probes reading the branches' cached prefix."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_mid_run_and_resume
 
 from autotts.live.answers import LiveSettings
 from autotts.live.builder import build_environment
@@ -83,29 +81,12 @@ def test_streaming_build_killed_mid_run_resumes(tiny_model, tmp_path):
         "-n", "4", "--delta", "32", "--max-branch-tokens", "96", "--probe-tokens", "6",
         "--max-model-len", "1024", "--enforce-eager", "--questions-in-flight", "2",
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not list(partial.glob("q*.json")):
-        assert first.poll() is None, first.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no question written in 300 s"
-        time.sleep(0.1)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    kept = {p.name: p.read_bytes() for p in partial.glob("q*.json")}
-    assert kept and not out.exists()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    records = json.loads(out.read_text())
-    assert len(records) == 6 and not partial.exists()
-    for name, raw in kept.items():  # nothing written before the kill was lost or redone
-        assert json.loads(raw) == records[int(name[1:6])]
+    kill_mid_run_and_resume(command, out, 6)
     # a stepwise build may not resume a streaming one
     partial.mkdir()
     (partial / "build.json").write_text(json.dumps({"builder": "stepwise"}))
-    clash = subprocess.run([c for c in command if c != "--streaming"], env=env,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    clash = subprocess.run([c for c in command if c != "--streaming"], capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
     assert clash.returncode != 0 and "partial build with different" in " ".join(
         (clash.stdout + clash.stderr).split()
     )
