@@ -50,8 +50,11 @@ SuffixOption = Annotated[
 ThinkingOption = Annotated[
     bool, typer.Option("--thinking/--no-thinking", help="enable_thinking in the chat template.")
 ]
-TemperatureOption = Annotated[float, typer.Option("--temperature", min=0.0)]
-TopPOption = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
+_DEFAULT = "default: the model's generation config"
+TemperatureOption = Annotated[float | None, typer.Option("--temperature", min=0.0, help=_DEFAULT)]
+TopPOption = Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help=_DEFAULT)]
+TopKOption = Annotated[int | None, typer.Option("--top-k", min=-1, help=_DEFAULT)]
+MinPOption = Annotated[float | None, typer.Option("--min-p", min=0.0, max=1.0, help=_DEFAULT)]
 SeedOption = Annotated[int, typer.Option("--seed", help="Sampling seed.")]
 LogprobsOption = Annotated[
     int,
@@ -92,7 +95,8 @@ def make_backend(
 ):  # fmt: skip
     """The backend the options describe (raises BackendError with a clear message);
     ``streaming``: the streaming store builder on vLLM's async engine instead."""
-    from ..live.backend import BackendError, OpenAIBackend, VLLMBackend
+    from ..live.backend import BackendError, VLLMBackend
+    from ..live.server import OpenAIBackend
     from ..specs import parse_value
 
     extra = {}
@@ -132,8 +136,9 @@ def make_backend(
 
 
 def _settings(
-    delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p, logprobs
-):
+    delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p, logprobs,
+    top_k, min_p,
+):  # fmt: skip
     from ..live.answers import LiveSettings
 
     extra = {"probe_suffix": probe_suffix} if probe_suffix is not None else {}
@@ -144,6 +149,8 @@ def _settings(
         thinking=thinking,
         temperature=temperature,
         top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
         logprobs=logprobs,
         **extra,
     )
@@ -187,8 +194,10 @@ def register(app: typer.Typer) -> None:
         probe_tokens: ProbeTokensOption = 16,
         probe_suffix: SuffixOption = None,
         thinking: ThinkingOption = True,
-        temperature: TemperatureOption = 0.6,
-        top_p: TopPOption = 0.95,
+        temperature: TemperatureOption = None,
+        top_p: TopPOption = None,
+        top_k: TopKOption = None,
+        min_p: MinPOption = None,
         logprobs: LogprobsOption = 20,
         seed: SeedOption = 0,
         limit: LimitOption = None,
@@ -220,7 +229,7 @@ def register(app: typer.Typer) -> None:
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
             (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
-             logprobs),
+             logprobs, top_k, min_p),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed, engine_arg, streaming),
         )  # fmt: skip
@@ -286,8 +295,10 @@ def register(app: typer.Typer) -> None:
         probe_tokens: ProbeTokensOption = 16,
         probe_suffix: SuffixOption = None,
         thinking: ThinkingOption = True,
-        temperature: TemperatureOption = 0.6,
-        top_p: TopPOption = 0.95,
+        temperature: TemperatureOption = None,
+        top_p: TopPOption = None,
+        top_k: TopKOption = None,
+        min_p: MinPOption = None,
         logprobs: LogprobsOption = 20,
         seed: SeedOption = 0,
         limit: LimitOption = None,
@@ -313,11 +324,12 @@ def register(app: typer.Typer) -> None:
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
             (delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p,
-             logprobs),
+             logprobs, top_k, min_p),
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed, engine_arg),
         )  # fmt: skip
-        from ..live.backend import BackendError, OpenAIBackend
+        from ..live.backend import BackendError
+        from ..live.server import OpenAIBackend
 
         others = {}
         try:

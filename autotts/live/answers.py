@@ -46,8 +46,11 @@ class LiveSettings(BaseModel):
         "thinking block in thinking mode, not otherwise)",
     )
     probe_tokens: int = Field(16, gt=0, description="greedy tokens decoded per probe")
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    # sampling: None leaves the model's generation default (its generation_config) in place
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
     logprobs: int = Field(
         TOP_LOGPROBS,
         ge=0,
@@ -87,6 +90,13 @@ class LiveSettings(BaseModel):
                 f"less than one interval (delta={self.delta}); raise max_model_len or lower delta"
             )
         return limit
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """The sampling parameters set explicitly (the rest: the model's defaults)."""
+        values = {"temperature": self.temperature, "top_p": self.top_p}
+        values |= {"top_k": self.top_k, "min_p": self.min_p}
+        return {k: v for k, v in values.items() if v is not None}
 
     def user_message(self, question: str) -> str:
         return f"{question}\n\n{self.instruction}" if self.instruction else question

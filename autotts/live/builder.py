@@ -86,7 +86,7 @@ def build_environment(
     settings = settings or LiveSettings()
     build = PartialBuild(
         out, backend.model, backend.name, backend.versions(), settings, n, seed, source,
-        len(questions), builder="stepwise",
+        len(questions), builder="stepwise", sampling=backend.effective_sampling(settings.sampling),
     )  # fmt: skip
     env = LiveEnvironment(backend, questions, settings, max_branches=n)
     for q in range(len(questions)):
@@ -105,8 +105,9 @@ class PartialBuild:
     started with; :meth:`finish` assembles the store and its ``.meta.json`` atomically."""
 
     def __init__(
-        self, out, model, backend, versions, settings, n, seed, source, n_questions, builder
-    ):
+        self, out, model, backend, versions, settings, n, seed, source, n_questions, builder,
+        sampling,
+    ):  # fmt: skip
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.stem + ".partial")
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,7 @@ class PartialBuild:
             "builder": builder,
             "versions": {"autotts": __version__, **versions},
             "settings": settings.model_dump(),
+            "sampling": sampling,  # effective: the model's defaults with the overrides
             "branches": n,
             "seed": seed,
             "questions": source,

@@ -245,7 +245,7 @@ class LiveEpisode:
         backend = self.env.backends[model or self.state.models[0]]
         prefix = backend.prompt(prompt, s.system, s.thinking)
         seed = self._branch_seed(len(self.trace) + 7919)
-        request = GenerationRequest(prefix, max_tokens, s.temperature, s.top_p, seed)
+        request = GenerationRequest(prefix, max_tokens, s.sampling, seed)
         (g,) = self._generate([(backend, request)])
         self._charge(g.n_tokens)
         self._record(GENERATE, (), (g.text,), ())
@@ -290,9 +290,7 @@ class LiveEpisode:
     def _request(self, b: _Branch, max_tokens: int) -> GenerationRequest:
         s = self.settings
         seed = (b.seed + b.generated) % (2**31 - 1)
-        return GenerationRequest(
-            b.prefix, max(1, max_tokens), s.temperature, s.top_p, seed, s.logprobs
-        )
+        return GenerationRequest(b.prefix, max(1, max_tokens), s.sampling, seed, s.logprobs)
 
     def _reveal_signals(self, i: int, g, before: int) -> None:
         """One value per interval the generation ``g`` added to branch ``i`` (its tokens cut
@@ -349,7 +347,8 @@ class LiveEpisode:
             b = self.branches[i]
             suffix = self.env._suffixes[id(b.backend)]
             prefix = b.prefix + (suffix if not isinstance(b.prefix, str) else s.probe_suffix)
-            requests.append((b.backend, GenerationRequest(prefix, s.probe_tokens, 0.0, 1.0, 0)))
+            greedy = GenerationRequest(prefix, s.probe_tokens, {"temperature": 0.0}, 0)
+            requests.append((b.backend, greedy))
         generations = self._generate(requests)
         state = self.state
         for i, g in zip(ids, generations, strict=True):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..signals import interval_means, token_confidence
 from .answers import LiveSettings, final_answer, probe_answer
-from .backend import BackendError, BackendStats, _chat_prompt
+from .backend import SAMPLING_KEYS, BackendError, BackendStats, _chat_prompt
 from .builder import PartialBuild
 from .environment import LiveQuestion
 
@@ -69,6 +69,10 @@ class StreamingBuilder:
         import vllm
 
         return {"vllm": vllm.__version__}
+
+    def sampling_defaults(self) -> dict[str, float]:
+        defaults = self.engine.model_config.get_diff_sampling_param()
+        return {k: v for k, v in defaults.items() if k in SAMPLING_KEYS}
 
     def close(self) -> None:
         engine = self.__dict__.pop("engine", None)
@@ -129,8 +133,9 @@ class StreamingBuilder:
 
         delta = settings.delta
         params = SamplingParams(
-            max_tokens=limit, temperature=settings.temperature, top_p=settings.top_p, seed=seed,
-            logprobs=settings.logprobs or None, output_kind=RequestOutputKind.DELTA,
+            max_tokens=limit, seed=seed, logprobs=settings.logprobs or None,
+            output_kind=RequestOutputKind.DELTA,
+            **{**self.sampling_defaults(), **settings.sampling},
         )  # fmt: skip
         ids: list[int] = []
         sampled: list[float] = []
@@ -206,6 +211,7 @@ class StreamingBuilder:
         build = PartialBuild(
             out, self.model, "vllm", self.versions(), settings, n, seed, source,
             len(questions), builder="streaming",
+            sampling={**self.sampling_defaults(), **settings.sampling},
         )  # fmt: skip
         todo = [q for q in range(len(questions)) if not build.done(q)]
         finished = len(questions) - len(todo)

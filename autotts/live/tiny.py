@@ -42,7 +42,12 @@ def build_tiny_model(directory: str | Path, vocab_size: int = 1024, seed: int = 
     rarely."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+    from transformers import (
+        AutoModelForCausalLM,
+        GenerationConfig,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+    )
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,6 +86,11 @@ def build_tiny_model(directory: str | Path, vocab_size: int = 1024, seed: int = 
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():  # EOS logit 0 while some other logit is always positive:
         model.lm_head.weight[config.eos_token_id] = 0.0  # greedy decoding never stops
+    # Qwen3's sampling defaults, so the generation-config path is exercised
+    model.generation_config = GenerationConfig(
+        do_sample=True, temperature=0.6, top_p=0.95, top_k=20, min_p=0.0,
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+    )  # fmt: skip
     model.save_pretrained(directory)
     return directory
 

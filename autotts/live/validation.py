@@ -70,6 +70,9 @@ def validate_live(
         "backend": backend.name,
         "models": {name: b.model for name, b in env.backends.items()},
         "settings": settings.model_dump(),
+        "sampling": backend.effective_sampling(
+            settings.sampling
+        ),  # the model's defaults + overrides
         "live": {
             "accuracy": 100.0 * correct / episodes,
             # branch tokens, like replay's (whose probes are free); probe decodes apart

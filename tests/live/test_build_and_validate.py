@@ -13,9 +13,10 @@ import pytest
 from conftest import kill_mid_run_and_resume
 
 from autotts.checker import check_controller
-from autotts.live.backend import BackendError, OpenAIBackend
+from autotts.live.backend import BackendError
 from autotts.live.environment import LiveEnvironment, LiveQuestion
 from autotts.live.questions import QuestionsError, load_questions
+from autotts.live.server import OpenAIBackend
 from autotts.live.validation import validate_live
 from autotts.loader import load_controller
 from autotts.replay import ReplayEnvironment
@@ -92,7 +93,7 @@ def test_validate_live_next_to_its_replay_prediction(vllm_backend, settings, env
         EpisodeTrace.model_validate(trace)
 
 
-def test_openai_compatible_server_path(tiny_model, settings, tmp_path):
+def test_openai_compatible_server_path(tiny_model, settings, tmp_path, vllm_backend):
     port = _free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -123,9 +124,20 @@ def test_openai_compatible_server_path(tiny_model, settings, tmp_path):
         assert result.error is None and result.tokens == backend.stats.generated_tokens
         from autotts.live.backend import GenerationRequest
 
-        (g,) = backend.generate([GenerationRequest(env.prompt(0), 8, 0.0, 1.0, 0, logprobs=20)])
+        (g,) = backend.generate([GenerationRequest(env.prompt(0), 8, {"temperature": 0}, 0, 20)])
         assert len(g.confidences) == len(g.logprobs) == g.n_tokens == 8  # per token, via HTTP
         assert all(c > 0 for c in g.confidences) and all(v <= 0 for v in g.logprobs)
+        # sampling parity: both paths start from the model's generation config, and the same
+        # seed with the defaults samples the same tokens in process and through the server
+        qwen3 = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0}
+        assert backend.sampling_defaults() == vllm_backend.sampling_defaults() == qwen3
+        message = settings.user_message(questions[0].question)
+        assert env.prompt(0) == vllm_backend.prompt(message, settings.system, settings.thinking)
+        defaults = [GenerationRequest(env.prompt(0), 24, {}, seed) for seed in (1, 2, 3)]
+        served, local = backend.generate(defaults), vllm_backend.generate(defaults)
+        assert [g.token_ids for g in served] == [g.token_ids for g in local]
+        narrow = vllm_backend.generate([GenerationRequest(env.prompt(0), 24, {"top_k": 1}, 1)])
+        assert narrow[0].token_ids != local[0].token_ids  # top_k is applied, not ignored
         deepconf = load_controller("deepconf")  # the server's log-probabilities reach it
         run = deepconf.params(0.0, warmup=2, budget=4, window_tokens=32)
         assert env.run_episode(deepconf, run, 0, 1).error is None

@@ -13,8 +13,8 @@ import pytest
 
 from autotts import Answer, Branch, Continue, Controller
 from autotts.live.answers import LiveSettings
-from autotts.live.backend import OpenAIBackend
 from autotts.live.environment import LiveEnvironment, LiveQuestion
+from autotts.live.server import OpenAIBackend
 
 
 class CompletionsDouble(ThreadingHTTPServer):

@@ -170,7 +170,7 @@ def test_confidence_signals_follow_depth_and_match_the_engine(vllm_backend, sett
 
     prompt = env.prompt(0)
     (g,) = vllm_backend.generate(
-        [GenerationRequest(prompt, settings.delta, 0.0, 1.0, 0, logprobs=settings.logprobs)]
+        [GenerationRequest(prompt, settings.delta, {"temperature": 0.0}, 0, settings.logprobs)]
     )
     assert len(g.confidences) == len(g.logprobs) == g.n_tokens == settings.delta
     assert interval_means(g.confidences, settings.delta, 1) == pytest.approx(
