@@ -32,6 +32,7 @@ import errno
 import gzip
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ from typing import Any
 
 from .errors import BadInput
 from .files import atomic_write_text
+
+_APPENDING = threading.Lock()  # threads of one process (parallel rounds) append in turn
 
 
 class RunError(BadInput):
@@ -115,7 +118,7 @@ class RunDirectory:
         in the middle of a write) is cut off first: it never held a complete record."""
         line = (json.dumps(record, default=_jsonable) + "\n").encode("utf-8")
         path = self.path / log
-        with disk_errors(path), open(path, "ab") as handle:
+        with _APPENDING, disk_errors(path), open(path, "ab") as handle:
             _cut_partial_line(handle)
             handle.write(line)
             handle.flush()

@@ -14,8 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class RecordedChatServer:
-    def __init__(self, replies: list[str]):
+    def __init__(self, replies: list[str], together: int = 1):
         self.replies = list(replies)
+        # with together=K a reply goes out only once K requests are in flight (a request
+        # alone at the barrier for 20 s gets an error): proof that K were sent at once
+        self.barrier = threading.Barrier(together) if together > 1 else None
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         server = self
@@ -33,6 +36,12 @@ class RecordedChatServer:
                 with server._lock:
                     server.requests.append(body)
                     content = server.replies.pop(0) if server.replies else ""
+                if server.barrier is not None:
+                    try:
+                        server.barrier.wait(timeout=20)
+                    except threading.BrokenBarrierError:
+                        self.send_error(503, "alone at the barrier")
+                        return
                 prompt_tokens = sum(len(m.get("content", "")) // 4 for m in body["messages"])
                 payload = {
                     "id": f"chatcmpl-{len(server.requests)}",

@@ -130,6 +130,11 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(help="$ per 1M prompt tokens (for the cost record).")
         ] = None,
         price_out: Annotated[float | None, typer.Option(help="$ per 1M completion tokens.")] = None,
+        max_usd: Annotated[float | None, typer.Option(help="LLM budget in $: stop there.")] = None,
+        max_llm_tokens: Annotated[int | None, typer.Option(help="LLM budget in tokens.")] = None,
+        llm_max_tokens: Annotated[int, typer.Option(help="Tokens per LLM reply.")] = 16_384,
+        llm_retries: Annotated[int, typer.Option(help="Retries per request (backoff).")] = 4,
+        parallel: Annotated[int, typer.Option(min=1, help="LLM proposals at once.")] = 1,
         workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
         unsafe_no_sandbox: Annotated[
             bool,
@@ -177,6 +182,11 @@ def register(app: typer.Typer) -> None:
                         temperature,
                         price_in,
                         price_out,
+                        max_tokens=llm_max_tokens,
+                        max_retries=llm_retries,
+                        max_usd=max_usd,
+                        max_llm_tokens=max_llm_tokens,
+                        parallel=parallel,
                         api_key=api_key,
                         isolate=isolate,
                     )

@@ -23,7 +23,7 @@ import re
 import time
 from typing import TypedDict
 
-from ..rundir import RunDirectory, RunError
+from ..rundir import RunDirectory
 from ..sandbox import SandboxLimits
 from .candidates import CandidateResult, evaluate_candidate
 from .family import curve_score
@@ -186,9 +186,9 @@ class LLMProposer:
         return {"status": status}
 
     def reflect(self, state: RoundState) -> RoundState:
-        rounds = self.run.rounds()
-        mine = rounds[-1] if rounds else {}
-        scores = [r["score"] for r in rounds[:-1] if r.get("score") is not None]
+        rounds = self.run.rounds()  # rounds running in parallel may have finished after mine
+        mine = next((r for r in rounds if r.get("round") == state["round"]), {})
+        scores = [r["score"] for r in rounds if r is not mine and r.get("score") is not None]
         if mine.get("status") != "ok":
             lesson = f"round {mine.get('round')}: rejected: {mine.get('reason', '')[:300]}"
         else:
@@ -299,84 +299,4 @@ def _result_dict(result: CandidateResult) -> dict:
     }
 
 
-MAX_ENDPOINT_FAILURES = 3  # consecutive rounds whose LLM request failed: the run stops
-
-
-def run_llm_discovery(
-    run: RunDirectory, settings, config: dict, api_key, console=None, isolate: bool = True
-) -> dict:
-    """Run (or continue) LLM rounds until ``settings.trials`` rounds are recorded, then pick
-    the best candidate on the search set (recorded as the ``best`` stage). Candidates run in
-    the OS sandbox; ``isolate=False`` (``--unsafe-no-sandbox``) runs them without it."""
-    from ..replay import ReplayEnvironment
-
-    envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
-    proposer = LLMProposer(run, settings, config["llm"], api_key, envs, isolate)
-    done = len([r for r in run.rounds() if r.get("stage") == "llm"])
-    failures = 0
-    for number in range(done, settings.trials):
-        outcome = proposer.run_round(number)
-        if console is not None:
-            console.print(
-                f"round {number + 1}/{settings.trials}: {outcome.get('status')} — "
-                f"{outcome.get('lesson', '')[:160]}",
-                highlight=False,
-            )
-        error = outcome.get("error") or ""
-        failures = failures + 1 if error.startswith("LLM request failed") else 0
-        if failures >= MAX_ENDPOINT_FAILURES:
-            raise RunError(
-                f"the LLM endpoint failed {failures} rounds in a row (last: {error[:300]}); "
-                f"the run stops here. Fix the endpoint, then resume the run in {run.path}"
-            )
-    scored = proposer._scored()
-    if scored and not run.stage_done("best"):
-        best = max(scored, key=lambda r: r["score"])
-        run.finish_stage("best", candidate=best["candidate"], score=best["score"])
-    best = run.stage_done("best")
-    if best and not run.stage_done("judged"):
-        judge_best(run, settings, best["candidate"], config.get("name", "discovered"), isolate)
-        run.finish_stage("judged")
-    return {"rounds": [r for r in run.rounds() if r.get("stage") == "llm"], "best": best}
-
-
-def judge_best(
-    run: RunDirectory, settings, candidate: str, name: str, isolate: bool = True
-) -> None:
-    """The chosen candidate's full β curve (sandboxed, ``final_seeds``) next to CMC and
-    SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
-    from ..evaluation import DEFAULT_BETAS
-    from ..replay import ReplayEnvironment
-    from .pipeline import curves_with_baselines, with_intervals, write_judgement
-
-    source = (run.candidate_dir(int(candidate)) / "controller.py").read_text()
-    targets = (("search.json", settings.search_envs), ("heldout.json", settings.heldout_envs))
-    for relative, env_ids in targets:
-        if not env_ids:
-            continue
-        envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in env_ids}
-        result = evaluate_candidate(
-            source,
-            envs,
-            list(DEFAULT_BETAS),
-            settings.final_seeds,
-            workers=settings.workers or 2,
-            trace_seeds=0,
-            limits=SandboxLimits(cpu_s=3600),
-            isolate=isolate,
-        )
-        data = curves_with_baselines(None, name, env_ids, settings)
-        data["name"] = name
-        data["status"] = "ok" if result.ok else f"rejected: {result.reason}"
-        data["winner"] = [{"setting": f"β={p['beta']:g}", **p} for p in result.curve]
-        for point, (accuracy, tokens) in zip(data["winner"], result.tables, strict=False):
-            with_intervals(point, accuracy, tokens)
-        data["_tables"]["winner"] = result.tables
-        if result.ok:
-            write_judgement(run, relative, data)
-        else:
-            data.pop("_tables")
-            run.write_json(relative, data)
-
-
-__all__ = ["LLMProposer", "extract_code", "run_llm_discovery", "select_failure_traces"]
+__all__ = ["LLMProposer", "extract_code", "select_failure_traces"]

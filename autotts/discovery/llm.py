@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 
 from ..rundir import RunDirectory
+from .replies import strip_reasoning
 
 
 class LLMClient:
     """Chat completions through the ``openai`` client. ``llm`` holds ``model`` and optionally
-    ``base_url``, ``temperature``, ``price_in``/``price_out`` ($ per million tokens)."""
+    ``base_url``, ``temperature``, ``price_in``/``price_out`` ($ per million tokens),
+    ``max_tokens`` per reply, ``timeout_s`` per request and ``max_retries`` (the client's own
+    retries with exponential backoff on connection errors, 429 and 5xx)."""
 
     def __init__(self, run: RunDirectory, llm: dict, api_key: str | None):
         from openai import OpenAI
@@ -18,19 +21,22 @@ class LLMClient:
         self.client = OpenAI(
             base_url=llm.get("base_url"),
             api_key=api_key or "not-needed",
-            max_retries=1,
-            timeout=120,
+            max_retries=int(llm.get("max_retries", 4)),
+            timeout=float(llm.get("timeout_s", 600.0)),
         )
 
     def chat(self, round_: int, messages: list[dict]) -> str:
-        """One completion; logs the exchange and its usage. Network errors propagate."""
+        """One completion; logs the exchange and its usage. Network errors propagate. The
+        reply is its answer only: a reasoning model's thinking (``<think>…</think>`` in the
+        text, or a separate ``reasoning_content``) never reaches the code extraction."""
         start = time.perf_counter()
         response = self.client.chat.completions.create(
             model=self.llm["model"],
             messages=messages,
             temperature=self.llm.get("temperature", 0.7),
+            max_tokens=int(self.llm.get("max_tokens", 16_384)),
         )
-        text = response.choices[0].message.content if response.choices else ""
+        text = strip_reasoning(response.choices[0].message.content if response.choices else "")
         usage = response.usage
         prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
         completion_tokens = getattr(usage, "completion_tokens", 0) or 0

@@ -35,6 +35,19 @@ def apply_edits(base: str, reply: str) -> tuple[str | None, str | None]:
     return source, None
 
 
+THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+
+
+def strip_reasoning(reply: str | None) -> str:
+    """A reply without its reasoning: every ``<think>…</think>`` block removed, and an
+    unclosed one (a reply cut off while thinking) to the end — code written while thinking is
+    never taken."""
+    text = reply or ""
+    if "</think>" in text and "<think>" not in text:  # the template opened the block
+        text = text.split("</think>", 1)[1]
+    return THINK_BLOCK.sub("", text).strip()
+
+
 def extract_code(reply: str | None, base: str | None = None) -> tuple[str | None, str | None]:
     """The controller a reply proposes — a whole file in a ```python block, or SEARCH/REPLACE
     edits of ``base`` (the best candidate so far): ``(source, None)`` or ``(None, why the

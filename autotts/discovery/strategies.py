@@ -109,6 +109,12 @@ class LLMStrategy(Strategy):
     temperature: float = 0.7
     price_in: float | None = None
     price_out: float | None = None
+    max_tokens: int = 16_384  # per reply (a reasoning model's thinking included)
+    timeout_s: float = 600.0  # per request; the client retries with exponential backoff
+    max_retries: int = 4
+    max_usd: float | None = None  # budget: the run stops cleanly once spent (resumable)
+    max_llm_tokens: int | None = None
+    parallel: int = 1  # proposals per round of the loop, requested and evaluated at once
     api_key: str | None = field(default=None, compare=False)
     isolate: bool = field(default=True, compare=False)
     name: ClassVar[str] = "llm"
@@ -120,7 +126,7 @@ class LLMStrategy(Strategy):
         return options
 
     def search(self, run, settings, name, progress=None, log=None) -> dict:
-        from .agent import run_llm_discovery
+        from .llm_loop import run_llm_discovery
 
         api_key = (
             self.api_key

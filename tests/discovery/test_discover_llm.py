@@ -146,3 +146,67 @@ def test_failure_traces_prefer_wrong_stops_within_budget():
     assert text.index("[wrong stop]") < text.index("[wasted branches]")
     assert text.count("[wrong stop]") == 1  # the wrong answer that never saw gold is skipped
     assert len(select_failure_traces(traces * 50, 600)) <= 600
+
+
+def test_code_written_while_thinking_is_never_taken():
+    from autotts.discovery.replies import strip_reasoning
+
+    good = REPLIES["replies"][3]  # a reply with a valid controller
+    code = good[good.index("```python") :]
+    assert extract_code(strip_reasoning(f"<think>draft:\n{code}\n</think>Done."))[1] == (
+        "the reply has no ```python code block (nor SEARCH/REPLACE edits)"
+    )
+    assert strip_reasoning(f"<think>cut off while thinking {code}") == ""
+    assert strip_reasoning(f"draft {code}</think>final") == "final"  # template opened it
+    assert extract_code(strip_reasoning(f"<think>hm</think>{good}"))[0] is not None
+
+
+def test_the_client_caps_replies_and_strips_thinking(tmp_path):
+    from autotts.discovery.llm import LLMClient
+
+    run = RunDirectory.create(tmp_path / "run", {"strategy": "llm"})
+    thinking = "<think>\n```python\nclass Sneaky: pass\n```\n</think>\nNo code this time."
+    with RecordedChatServer([thinking]) as server:
+        client = LLMClient(run, {"model": "m", "base_url": server.base_url, "max_tokens": 512}, "k")
+        assert client.chat(0, [{"role": "user", "content": "hi"}]) == "No code this time."
+        assert server.requests[0]["max_tokens"] == 512
+
+
+def test_the_llm_budget_stops_the_run_cleanly(tmp_path, env_dir):
+    run_path = tmp_path / "run"
+    with RecordedChatServer(REPLIES["replies"][3:4] * 4) as server:
+        done = discover(
+            "-o", str(run_path), "--trials", "3", "--llm-model", "recorded",
+            "--llm-base-url", server.base_url, "--max-llm-tokens", "10", env_dir=env_dir,
+        )  # fmt: skip
+        requests = len(server.requests)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = RunDirectory.open(run_path)
+    assert len(run.rounds()) == 1 and requests == 1  # the first round spent the budget
+    (stop,) = [r for r in run.records() if r.get("event") == "budget_stop"]
+    assert "of 10 tokens" in stop["reason"] and "LLM budget is spent" in done.stdout
+
+
+def test_repeated_endpoint_failures_end_the_run_with_an_error(tmp_path, env_dir):
+    done = discover(
+        "-o", str(tmp_path / "run"), "--trials", "5", "--llm-model", "nobody",
+        "--llm-base-url", "http://127.0.0.1:9/v1", "--llm-retries", "0", env_dir=env_dir,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "failed 3 rounds in a row" in " ".join(done.stderr.split() + done.stdout.split())
+    assert len(RunDirectory.open(tmp_path / "run").rounds()) == 3
+
+
+def test_parallel_proposals_are_requested_and_recorded_at_once(tmp_path, env_dir):
+    run_path = tmp_path / "run"
+    good = REPLIES["replies"][3]  # a whole valid controller
+    with RecordedChatServer([good, good], together=2) as server:
+        done = discover(
+            "-o", str(run_path), "--trials", "2", "--parallel", "2", "--llm-model", "recorded",
+            "--llm-base-url", server.base_url, "--llm-retries", "0", env_dir=env_dir,
+        )  # fmt: skip
+        prompts = [r["messages"][1]["content"] for r in server.requests]
+    assert done.returncode == 0, done.stderr[-3000:]
+    rounds = RunDirectory.open(run_path).rounds()
+    assert sorted(r["round"] for r in rounds) == [0, 1] and {r["status"] for r in rounds} == {"ok"}
+    assert len(prompts) == 2  # both were in flight together (else the double refuses)
