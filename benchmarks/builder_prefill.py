@@ -8,7 +8,7 @@ questions in flight). From the engines' own per-request numbers it prints, per b
 
 - prompt tokens sent, of which served from the prefix cache, and generated tokens (branches
   and probes), and **prefilled tokens per generated token** ((prompt − cached) / generated);
-- wall seconds,
+- wall seconds, branch tokens per second, and the probes' share of the generated tokens,
 
 then the ratios new/old. On this machine (tiny model, 4 questions × 16 branches, Δ = 32, 256
 tokens, block size 32): stepwise 1.644, streaming 1.018 prefilled tokens per generated token
@@ -23,22 +23,26 @@ where the stepwise builder's prefixes also fall out of the KV cache.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 
-def measure(make, build, label: str) -> dict:
+def measure(make, build, label: str, probe_tokens: int) -> dict:
     engine = make()
     try:
         start = time.perf_counter()
-        build(engine)
+        path = build(engine)
         seconds = time.perf_counter() - start
     finally:
         engine.close()
     s = engine.stats
     prefilled = s.prompt_tokens - s.cached_prompt_tokens
+    records = json.loads(Path(path).read_text())
+    branch_tokens = sum(b[1] for r in records for b in r["each_branch"])
+    probes = sum(len(b[0]) for r in records for b in r["each_branch"])
     row = {
         "builder": label,
         "prompt": s.prompt_tokens,
@@ -46,11 +50,14 @@ def measure(make, build, label: str) -> dict:
         "generated": s.generated_tokens,
         "prefill_per_generated": prefilled / max(1, s.generated_tokens),
         "seconds": seconds,
+        "branch_tokens_per_s": branch_tokens / seconds,
+        "probe_share": probes * probe_tokens / max(1, s.generated_tokens),
     }
     print(
         f"{label:>9}: {row['prompt']:>9,} prompt tokens ({row['cached']:,} cached), "
         f"{row['generated']:,} generated -> {row['prefill_per_generated']:.3f} prefilled per "
-        f"generated token; {seconds:.1f} s",
+        f"generated token; {seconds:.1f} s, {row['branch_tokens_per_s']:,.0f} branch tokens/s, "
+        f"probe decodes {100 * row['probe_share']:.1f} % of generated tokens",
         flush=True,
     )
     return row
@@ -105,11 +112,13 @@ def main() -> None:
         engine(False),
         lambda e: build_environment(e, questions, work / "a" / "M" / "d.json", args.n, settings),
         "stepwise",
+        settings.probe_tokens,
     )
     new = measure(
         engine(True),
         lambda e: e.build(questions, work / "b" / "M" / "d.json", args.n, settings),
         "streaming",
+        settings.probe_tokens,
     )
     print(
         f"prefill per generated token: stepwise {old['prefill_per_generated']:.3f}, streaming "

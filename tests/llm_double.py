@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class RecordedChatServer:
-    def __init__(self, replies: list[str], together: int = 1):
+    def __init__(self, replies: list[str], together: int = 1, structured: bool = True):
         self.replies = list(replies)
+        self.structured = structured  # False: answer response_format with 400, like some servers
         # with together=K a reply goes out only once K requests are in flight (a request
         # alone at the barrier for 20 s gets an error): proof that K were sent at once
         self.barrier = threading.Barrier(together) if together > 1 else None
@@ -35,6 +36,16 @@ class RecordedChatServer:
                     return
                 with server._lock:
                     server.requests.append(body)
+                    if "response_format" in body and not server.structured:
+                        refusal = {"error": {"message": "response_format is not supported",
+                                             "type": "invalid_request_error"}}  # fmt: skip
+                        data = json.dumps(refusal).encode()
+                        self.send_response(400)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
                     content = server.replies.pop(0) if server.replies else ""
                 if server.barrier is not None:
                     try:

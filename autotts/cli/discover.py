@@ -135,6 +135,7 @@ def register(app: typer.Typer) -> None:
         llm_max_tokens: Annotated[int, typer.Option(help="Tokens per LLM reply.")] = 16_384,
         llm_retries: Annotated[int, typer.Option(help="Retries per request (backoff).")] = 4,
         parallel: Annotated[int, typer.Option(min=1, help="LLM proposals at once.")] = 1,
+        llm_structured: Annotated[bool, typer.Option(help="JSON replies where supported.")] = True,
         workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
         unsafe_no_sandbox: Annotated[
             bool,
@@ -187,6 +188,7 @@ def register(app: typer.Typer) -> None:
                         max_usd=max_usd,
                         max_llm_tokens=max_llm_tokens,
                         parallel=parallel,
+                        structured=llm_structured,
                         api_key=api_key,
                         isolate=isolate,
                     )

@@ -115,6 +115,7 @@ class LLMStrategy(Strategy):
     max_usd: float | None = None  # budget: the run stops cleanly once spent (resumable)
     max_llm_tokens: int | None = None
     parallel: int = 1  # proposals per round of the loop, requested and evaluated at once
+    structured: bool = True  # JSON replies (response_format) where the endpoint has them
     api_key: str | None = field(default=None, compare=False)
     isolate: bool = field(default=True, compare=False)
     name: ClassVar[str] = "llm"

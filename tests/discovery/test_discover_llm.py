@@ -210,3 +210,25 @@ def test_parallel_proposals_are_requested_and_recorded_at_once(tmp_path, env_dir
     rounds = RunDirectory.open(run_path).rounds()
     assert sorted(r["round"] for r in rounds) == [0, 1] and {r["status"] for r in rounds} == {"ok"}
     assert len(prompts) == 2  # both were in flight together (else the double refuses)
+
+
+def test_structured_replies_and_the_fallback_to_text(tmp_path):
+    from autotts.discovery.llm import LLMClient
+
+    good = REPLIES["replies"][3]
+    code = good[good.index("```python") + len("```python") : good.rindex("```")]
+    as_json = json.dumps({"idea": "confident pool", "action": "test", "code": code, "edits": ""})
+    run = RunDirectory.create(tmp_path / "run", {"strategy": "llm"})
+    with RecordedChatServer([as_json]) as server:
+        client = LLMClient(run, {"model": "m", "base_url": server.base_url}, "k")
+        text = client.chat(0, [{"role": "user", "content": "hi"}])
+        assert server.requests[0]["response_format"]["type"] == "json_schema"
+    source, error = extract_code(text)
+    assert error is None and source.strip() == code.strip() and "ACTION: test" in text
+    with RecordedChatServer([good, good], structured=False) as server:
+        client = LLMClient(run, {"model": "m", "base_url": server.base_url, "max_retries": 0}, "k")
+        assert client.chat(0, [{"role": "user", "content": "hi"}]) == good.strip()
+        assert client.chat(1, [{"role": "user", "content": "again"}]) == good.strip()
+        kinds = ["response_format" in r for r in server.requests]
+    assert kinds == [True, False, False]  # refused once, text from then on
+    assert [r["event"] for r in run.records() if r.get("event") == "llm_structured_off"]
