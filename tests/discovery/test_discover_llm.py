@@ -184,7 +184,8 @@ def test_the_llm_budget_stops_the_run_cleanly(tmp_path, env_dir):
     run = RunDirectory.open(run_path)
     assert len(run.rounds()) == 1 and requests == 1  # the first round spent the budget
     (stop,) = [r for r in run.records() if r.get("event") == "budget_stop"]
-    assert "of 10 tokens" in stop["reason"] and "LLM budget is spent" in done.stdout
+    assert "of 10 tokens" in stop["reason"]
+    assert "LLM budget is spent" in done.stdout + done.stderr
 
 
 def test_repeated_endpoint_failures_end_the_run_with_an_error(tmp_path, env_dir):
