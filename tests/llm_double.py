@@ -13,6 +13,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def send_json(handler: BaseHTTPRequestHandler, code: int, payload: dict) -> None:
+    """Answer a request with ``payload`` as JSON (shared by the protocol doubles)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class RecordedChatServer:
     def __init__(self, replies: list[str], together: int = 1, structured: bool = True):
         self.replies = list(replies)
@@ -28,6 +38,8 @@ class RecordedChatServer:
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
+            send_json = send_json
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -37,15 +49,9 @@ class RecordedChatServer:
                 with server._lock:
                     server.requests.append(body)
                     if "response_format" in body and not server.structured:
-                        refusal = {"error": {"message": "response_format is not supported",
-                                             "type": "invalid_request_error"}}  # fmt: skip
-                        data = json.dumps(refusal).encode()
-                        self.send_response(400)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                        return
+                        refusal = {"message": "response_format is not supported",
+                                   "type": "invalid_request_error"}  # fmt: skip
+                        return self.send_json(400, {"error": refusal})
                     content = server.replies.pop(0) if server.replies else ""
                 if server.barrier is not None:
                     try:
@@ -72,12 +78,7 @@ class RecordedChatServer:
                         "total_tokens": prompt_tokens + len(content) // 4,
                     },
                 }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(200, payload)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from llm_double import send_json
 
 from autotts import Answer, Branch, Continue, Controller
 from autotts.live.answers import LiveSettings
@@ -34,13 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    _send = send_json
 
     def do_GET(self):  # noqa: N802
         self._send(200, {"object": "list", "data": [{"id": "double", "object": "model",
