@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import inspect
 import sys
 import types
 from pathlib import Path
@@ -37,8 +38,18 @@ def builtin_controllers() -> dict[str, Path]:
     return found
 
 
+def split_selector(target: str | Path) -> tuple[str | Path, str | None]:
+    """``"methods.py:ASCMethod"`` → ``("methods.py", "ASCMethod")``: a file holding several
+    classes (AutoTTS-API method files) names the one to run after a colon."""
+    head, sep, name = str(target).rpartition(":")
+    if sep and head.endswith(".py") and name.isidentifier():
+        return head, name
+    return target, None
+
+
 def resolve_controller_path(target: str | Path) -> Path:
     """A controller path or short name (``cmc``, ``parallel-probe``) → its file."""
+    target = split_selector(target)[0]
     path = Path(target)
     if path.suffix in (".py", *CONTROLLER_FILE_TYPES) or path.exists():
         if not path.is_file():
@@ -84,11 +95,15 @@ def load_controller_class(target: str | Path) -> type[Controller]:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ControllerLoadError(f"{path}: cannot be read ({exc})") from None
-    return controller_class_from_source(source, path)
+    return controller_class_from_source(source, path, split_selector(target)[1])
 
 
-def controller_class_from_source(source: str, origin: str | Path) -> type[Controller]:
-    """Execute controller source as a fresh module and return its single Controller subclass.
+def controller_class_from_source(
+    source: str, origin: str | Path, select: str | None = None
+) -> type[Controller]:
+    """Execute controller source as a fresh module and return its single Controller subclass,
+    or the class named ``select``. A file of AutoTTS-API methods (no Controller subclass) gives
+    its method wrapped by :mod:`autotts.autotts_api` (``select`` picks one of several).
     ``origin`` names the file in messages and tracebacks."""
     digest = hashlib.sha1(f"{origin}\0{source}".encode()).hexdigest()[:10]
     module_name = f"autotts_controller_{Path(str(origin)).stem.replace('-', '_')}_{digest}"
@@ -110,6 +125,10 @@ def controller_class_from_source(source: str, origin: str | Path) -> type[Contro
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, Controller) and obj.__module__ == module_name
     ]
+    if select is not None or not classes:
+        legacy = _select_legacy(module, module_name, classes, select, origin)
+        if legacy is not None:
+            return legacy
     if len(classes) != 1:
         what = "no" if not classes else f"{len(classes)} ({', '.join(c.__name__ for c in classes)})"
         raise ControllerLoadError(
@@ -123,6 +142,53 @@ def controller_class_from_source(source: str, origin: str | Path) -> type[Contro
     if not cls.name:
         cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
+
+
+BASE_NAME = "LLMDesignedMethod"
+
+
+def is_legacy_method(obj: object) -> bool:
+    """Whether ``obj`` is an AutoTTS-API method class (derives from a class named
+    ``LLMDesignedMethod``, has ``solve``, is concrete)."""
+    return (
+        isinstance(obj, type)
+        and obj.__name__ != BASE_NAME
+        and any(base.__name__ == BASE_NAME for base in obj.__mro__[1:])
+        and callable(getattr(obj, "solve", None))
+        and not inspect.isabstract(obj)
+    )
+
+
+def _select_legacy(module, module_name, classes, select, origin):
+    """The ``select``-ed class (wrapped if it is an AutoTTS-API method), the only method of an
+    AutoTTS-API file, or None when the file is an ordinary controller file."""
+    own = {n: o for n, o in vars(module).items() if getattr(o, "__module__", "") == module_name}
+    methods = [n for n, o in own.items() if is_legacy_method(o)]
+    if select is not None:
+        chosen = own.get(select)
+        if chosen in classes:
+            return chosen
+        if select in methods:
+            return _wrap(chosen)
+        raise ControllerLoadError(
+            f"{origin}: no controller or AutoTTS-API method named {select!r} (it defines "
+            f"{', '.join(c.__name__ for c in classes) or 'no controllers'}; methods: "
+            f"{', '.join(methods) or 'none'})"
+        )
+    if len(methods) == 1:
+        return _wrap(own[methods[0]])
+    if methods:
+        raise ControllerLoadError(
+            f"{origin}: defines AutoTTS-API methods {', '.join(methods)}; name one as "
+            f"{Path(str(origin)).name}:{methods[0]}"
+        )
+    return None
+
+
+def _wrap(method_class: type) -> type[Controller]:
+    from .autotts_api import legacy_controller_class
+
+    return legacy_controller_class(method_class)
 
 
 # Put at the top of LLM-written controller files (by ``autotts export``): such a file

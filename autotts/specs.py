@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .contract import Controller
 from .errors import BadInput
+from .loader import split_selector
 
 DEFAULT_BETAS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -53,7 +54,8 @@ class RunConfig:
             target = type(target)
         if isinstance(target, type):
             return target.name or target.__name__
-        return Path(target).stem.replace("_", "-")
+        file, selected = split_selector(target)  # "methods.py:ASCMethod": the class names it
+        return selected or Path(file).stem.replace("_", "-")
 
     @property
     def setting(self) -> str:

@@ -101,6 +101,9 @@ def _preload() -> None:
     """Import every module a candidate may use: once locked down, no file can be read."""
     for name in sorted(SAFE_MODULES):
         __import__(name)
+    import greenlet  # noqa: F401
+
+    import autotts.autotts_api  # noqa: F401  (AutoTTS-API method files)
     import autotts.contract  # noqa: F401
     import autotts.voting  # noqa: F401
 

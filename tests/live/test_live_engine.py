@@ -185,3 +185,22 @@ def test_no_logprobs_no_signals(vllm_backend, settings):
     deepconf = load_controller("deepconf")
     result = env.run_episode(deepconf, deepconf.params(0.0), 0, 0)
     assert "needs per-interval confidence" in result.error
+
+
+def test_autotts_api_methods_run_live(vllm_backend, settings):
+    from pathlib import Path
+
+    api = Path(__file__).resolve().parents[3] / "shared" / "autotts-api" / "cmc_method.py"
+    if not api.exists():
+        pytest.skip(f"{api} not found (../shared)")
+    env = LiveEnvironment(vllm_backend, QUESTIONS, settings, max_branches=8)
+    runs = {
+        "ASCMethod": {"max_samples": 3},
+        "Parallel_Probe": {"num_chains": 3, "T": 2, "warm_up": 1, "max_steps": 3},
+    }
+    for name, params in runs.items():
+        method = load_controller(f"{api}:{name}")
+        result = env.run_episode(method, method.params(0.0, **params), 0, 0)
+        assert result.error is None and result.tokens > 0 and 1 <= result.opened <= 3, name
+        # one engine call per legacy API call: the method waits for each answer
+        assert all(len(step[1]) == 1 for step in result.trace if step[0] != "note"), name

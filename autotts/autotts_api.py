@@ -1,0 +1,160 @@
+"""Controllers written for the AutoTTS paper's environment API, run unchanged.
+
+The AutoTTS reference environment hands a method (a subclass of its ``LLMDesignedMethod``
+with ``solve(question)``) a ``Question`` object that it calls synchronously:
+``probe_new()`` → ``(answer, index, finished)``, ``probe_more(index)`` → ``(answer,
+finished)``, ``get_new_branch_final_answer()``, ``get_cost_per_branch_active()``,
+``get_seq_and_total_tokens()`` and ``probe_freq``. :func:`legacy_controller_class` wraps such
+a method class (recognised by :func:`autotts.loader.is_legacy_method`) as an ordinary
+:class:`~autotts.contract.Controller`, so the file runs on
+replay and live environments with traces, step limits and the same cost convention:
+
+    autotts evaluate path/to/methods.py:ASCMethod@max_samples=64@threshold=0.95
+
+**Inversion of control.** ``solve`` runs in a greenlet (a coroutine with its own stack, no
+thread: the sandbox forbids threads). Each API call switches back to the controller's
+generator with one action — ``probe_new`` is ``Branch(1)``, ``probe_more(i)`` is
+``Continue([i])``, ``get_new_branch_final_answer`` is ``Read(1)`` — and resumes with the state
+the action left. Every call is one action of one branch, so live backends cannot batch a
+legacy method's branches (its code waits for each answer before the next call).
+
+**Parameters.** The method's constructor keywords (their defaults form the schedule) plus
+``beta``, passed as ``config={"beta": β}`` (CMC's ``OptimalController`` reads it there;
+methods that ignore it have a flat β curve).
+
+**The reference's quirks, reproduced where results depend on them:**
+
+- ``probe_new`` past the last branch raises ``ValueError``, ``get_new_branch_final_answer``
+  ``IndexError`` — the reference methods catch exactly these;
+- ``probe_more(i)`` accepts ``i`` up to the number opened; ``i`` equal to it (or negative)
+  explores a branch that was never opened, which makes the reference evaluator reject the
+  episode (a token cost mismatch): here the episode ends with that error;
+- ``probe_more`` on a finished branch returns its final answer again; the reference charges
+  the branch's last interval again each time, which a replay of real branches cannot do (the
+  tokens were generated once), so here it costs nothing — the one difference, noted in the
+  trace;
+- ``get_cost_per_branch_active`` is each opened branch's cost so far, in opening order;
+- an answer that is not a ``str`` never matches a gold answer (the reference compares with
+  ``==``), so it is returned as a string that cannot match.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from typing import Any
+
+from .contract import Answer, Branch, Continue, Controller, ControllerFailure, Note, Read
+
+
+def _constructor_defaults(method_class: type) -> dict[str, Any]:
+    params = inspect.signature(method_class.__init__).parameters.values()
+    return {
+        p.name: p.default
+        for p in params
+        if p.name not in ("self", "config")
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.default is not p.empty
+    }
+
+
+def legacy_controller_class(method_class: type) -> type[Controller]:
+    """A :class:`Controller` subclass running ``method_class`` (see the module docstring)."""
+    defaults = _constructor_defaults(method_class)
+    takes_config = "config" in inspect.signature(method_class.__init__).parameters
+
+    class AutoTTSMethod(Controller):
+        name = str(getattr(method_class, "NAME", "") or method_class.__name__)
+        description = f"AutoTTS-API method {method_class.__name__} (autotts.autotts_api)"
+
+        @staticmethod
+        def schedule(beta: float) -> dict:
+            return {**defaults, "beta": beta}
+
+        def run(self, state, beta: float, **kwargs):
+            method = method_class(**kwargs, **({"config": {"beta": beta}} if takes_config else {}))
+            return (yield from _drive(method, state))
+
+    AutoTTSMethod.__name__ = AutoTTSMethod.__qualname__ = f"AutoTTS_{method_class.__name__}"
+    return AutoTTSMethod
+
+
+def _drive(method, state):
+    """Run ``method.solve`` in a greenlet, yielding the action of each API call."""
+    from greenlet import greenlet
+
+    question = LegacyQuestion(state)
+    worker = greenlet(lambda: ("answer", method.solve(question)))
+    message = worker.switch()
+    while message[0] == "action":
+        before = state.tokens
+        reply = yield message[1]
+        question._charge(message[2], state.tokens - before)
+        message = worker.switch(reply)
+    answer = message[1]
+    if isinstance(answer, str):
+        return Answer(answer, f"{type(method).__name__}.solve")
+    return Answer(f"<{type(answer).__name__} answer {answer!r:.40}: never matches>", "not a str")
+
+
+class LegacyQuestion:
+    """The reference ``Question`` API over the controller contract (one action per call)."""
+
+    def __init__(self, state):
+        self._state = state
+        self._costs: list[int] = []  # per opened branch, in opening order
+        self.probe_freq = state.delta
+
+    def _act(self, action, branch: int | None = None):
+        """Hand ``action`` to the controller's generator; resume with its reply."""
+        from greenlet import getcurrent
+
+        return getcurrent().parent.switch(("action", action, branch))
+
+    def _charge(self, branch: int | None, tokens: int) -> None:
+        if branch is not None:
+            while len(self._costs) <= branch:
+                self._costs.append(0)
+            self._costs[branch] += tokens
+
+    def probe_new(self):
+        state = self._state
+        i = state.opened
+        if i >= state.max_branches:
+            raise ValueError("Index out of range for branches.")
+        self._act(Branch(1), i)
+        return state.answer[i], i, state.finished[i]
+
+    def probe_more(self, index):
+        state = self._state
+        index = operator.index(index)  # numpy integers too, as list indexing accepts them
+        if index < 0 or index >= state.opened:
+            if index <= state.opened:
+                raise ControllerFailure(
+                    f"probe_more({index}) explores a branch that was never opened (only "
+                    f"{state.opened} are); the AutoTTS evaluator rejects such an episode "
+                    "(token cost mismatch)"
+                )
+            raise ValueError("Index out of range for branches.")
+        if state.finished[index]:
+            self._act(Note(f"probe_more({index}) on a finished branch: free here"))
+            return state.answer[index], True
+        self._act(Continue([index]), index)
+        return state.answer[index], state.finished[index]
+
+    def get_new_branch_final_answer(self):
+        state = self._state
+        i = state.opened
+        if i >= state.max_branches:
+            raise IndexError("list index out of range")
+        self._act(Read(1), i)
+        return state.answer[i]
+
+    def get_cost_per_branch_active(self):
+        return [*self._costs, *[0] * (self._state.opened - len(self._costs))]
+
+    def get_seq_and_total_tokens(self):
+        return 0, self._state.tokens
+
+
+__all__ = ["LegacyQuestion", "legacy_controller_class"]

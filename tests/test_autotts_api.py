@@ -1,0 +1,171 @@
+"""AutoTTS-API method files run unchanged (autotts/autotts_api.py): the reference's own
+hand-written baselines and the agent-written CMC reproduce the published cells exactly, read
+from ../shared/autotts-api/ (never copied); every quirk of the reference API on hand-made
+methods; loading errors name the file and the classes."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import autotts
+from autotts.loader import ControllerLoadError, load_controller
+from autotts.outputs import reference_cells
+
+API = Path(__file__).resolve().parents[2] / "shared" / "autotts-api" / "cmc_method.py"
+# the reference's configurations (../shared/docs/reference-results.md) and their cells
+REFERENCE = {
+    f"{API}:ASCMethod@max_samples=64@threshold=0.95": ("asc", "n=64"),
+    f"{API}:ESCMethod@max_samples=64@window_size=8": ("esc", "n=64"),
+    f"{API}:Parallel_Probe@num_chains=64@T=40@prune_patience=7@warm_up=15": (
+        "parallel-probe", "n=64",
+    ),
+    f"{API}:OptimalController@beta=0.5": ("cmc", "β=0.5"),
+    f"{API}:OptimalController@beta=1.0": ("cmc", "β=1"),
+}  # fmt: skip
+
+pytestmark = pytest.mark.skipif(not API.exists(), reason=f"{API} not found (../shared)")
+
+
+@pytest.mark.slow  # 5 methods x 8 stores x 100 seeds: a few minutes
+def test_reference_methods_reproduce_the_published_cells_exactly(env_dir):
+    cells = reference_cells()
+    for spec, key in REFERENCE.items():
+        report = autotts.evaluate(spec, "all", env_dir=env_dir, seeds=100, trace_seeds=0)
+        assert len(report.rows) == 8
+        for row in report.rows:
+            assert row.status == "ok", row.status
+            accuracy, tokens_k = cells[(*key, row.env_id)]
+            assert round(row.accuracy, 2) == pytest.approx(accuracy, abs=0.01 + 1e-9), row
+            assert round(row.tokens) / 1000 == pytest.approx(tokens_k, abs=0.1 + 1e-9), row
+
+
+def test_each_episode_equals_the_native_baseline(env_dir):
+    env = autotts.make("Qwen3-1.7B/aime25", env_dir)
+    pairs = [
+        (f"{API}:ASCMethod", {"max_samples": 64, "threshold": 0.95}, "asc", {"n": 64}),
+        (f"{API}:Parallel_Probe", {"num_chains": 64, "T": 40, "prune_patience": 7,
+                                   "warm_up": 15}, "parallel-probe", {"n": 64}),
+        (f"{API}:OptimalController", {}, "cmc", {}),
+    ]  # fmt: skip
+    for spec, legacy_params, native, native_params in pairs:
+        legacy, reference = load_controller(spec), load_controller(native)
+        for q in range(0, 30, 3):
+            for seed in range(3):
+                a = env.run_episode(legacy, legacy.params(0.5, **legacy_params), q, seed)
+                b = env.run_episode(reference, reference.params(0.5, **native_params), q, seed)
+                assert a.error is None, a.error
+                assert (a.answer, a.tokens, a.opened) == (b.answer, b.tokens, b.opened), spec
+
+
+QUIRKS = """
+    from abc import ABC, abstractmethod
+
+    import numpy as np
+
+
+    class LLMDesignedMethod(ABC):
+        def __init__(self, config=None):
+            self.config = config or {}
+
+        @abstractmethod
+        def solve(self, question): ...
+
+
+    class Probing(LLMDesignedMethod):
+        NAME = "probing"
+
+        def __init__(self, mode: str = "normal", config=None):
+            super().__init__(config)
+            self.mode = mode
+
+        def solve(self, question):
+            seen = []
+            if self.mode == "costs":
+                answer, i, done = question.probe_new()
+                question.probe_more(np.int64(i))  # numpy indices work as in a list
+                final = question.get_new_branch_final_answer()
+                return repr((question.get_cost_per_branch_active(),
+                             question.get_seq_and_total_tokens(), question.probe_freq, final))
+            if self.mode == "unopened":
+                question.probe_new()
+                question.probe_more(1)  # the next branch, never opened
+            if self.mode == "finished":
+                answer, i, done = question.probe_new()
+                while not done:
+                    answer, done = question.probe_more(i)
+                again = question.probe_more(i)  # free here, charged again by the reference
+                return repr((again, question.get_seq_and_total_tokens()))
+            if self.mode == "int":
+                return 7
+            while True:  # exhaust the branches: the reference raises, methods catch it
+                try:
+                    seen.append(question.get_new_branch_final_answer())
+                except IndexError:
+                    break
+            try:
+                question.probe_new()
+            except ValueError:
+                return f"{len(seen)} read, then ValueError"
+
+
+    class Other(LLMDesignedMethod):
+        def solve(self, question):
+            return "x"
+"""
+
+
+@pytest.fixture
+def quirks(tmp_path):
+    path = tmp_path / "methods.py"
+    path.write_text(textwrap.dedent(QUIRKS))
+    return path
+
+
+@pytest.fixture
+def small(tmp_path):
+    from conftest import tiny_store
+
+    from autotts.replay import ReplayEnvironment
+    from autotts.store import load_records
+
+    store = tiny_store(tmp_path / "T" / "s.json", [[["1", "2"], 1200, "7"], [["3"], 700, "7"]])
+    return ReplayEnvironment("T/s", load_records(store))
+
+
+def play(env, path, mode):
+    method = load_controller(f"{path}:Probing")
+    return env.run_episode(method, method.params(0.0, mode=mode), 0, 0)
+
+
+def test_the_reference_apis_quirks(quirks, small):
+    from autotts.replay import branch_order
+
+    first, second = branch_order(0, 2)
+    lengths = {0: 1200, 1: 700}
+    done = play(small, quirks, "normal")
+    assert done.answer == "2 read, then ValueError" and done.tokens == 1900
+    costs = play(small, quirks, "costs")
+    # the first branch's second step: a probe of branch 0, or the end of branch 1 (one probe)
+    expected_first = 1000 if first == 0 else lengths[1]
+    assert costs.error is None
+    assert costs.answer == repr(
+        ([expected_first, lengths[second]], (0, expected_first + lengths[second]), 500, "7")
+    )
+    unopened = play(small, quirks, "unopened")
+    assert "never opened" in unopened.error and "token cost mismatch" in unopened.error
+    finished = play(small, quirks, "finished")
+    assert finished.answer == repr((("7", True), (0, lengths[first]))) and finished.error is None
+    assert any(step[0] == "note" for step in finished.trace)
+    assert play(small, quirks, "int").answer.startswith("<int answer 7")  # never equals "7"
+
+
+def test_loading_names_the_methods(quirks, env_dir):
+    with pytest.raises(ControllerLoadError, match=r"defines AutoTTS-API methods Probing, Other"):
+        load_controller(str(quirks))
+    with pytest.raises(ControllerLoadError, match=r"no controller or AutoTTS-API method named"):
+        load_controller(f"{quirks}:Missing")
+    method = load_controller(f"{quirks}:Probing")
+    assert method.params(0.3) == {"mode": "normal", "beta": 0.3}
+    assert autotts.check(f"{quirks}:Other", "Qwen3-8B/aime24", env_dir=env_dir, questions=1,
+                         seeds=1).ok  # fmt: skip
