@@ -169,3 +169,24 @@ def test_loading_names_the_methods(quirks, env_dir):
     assert method.params(0.3) == {"mode": "normal", "beta": 0.3}
     assert autotts.check(f"{quirks}:Other", "Qwen3-8B/aime24", env_dir=env_dir, questions=1,
                          seeds=1).ok  # fmt: skip
+
+
+def test_reference_file_runs_in_the_os_sandbox(env_dir):
+    """numpy/scipy imports pass the static check and are imported before the lock-down; the
+    parent's recomputed results equal the in-process run's."""
+    from autotts.replay import ReplayEnvironment
+    from autotts.sandbox import run_sandboxed
+    from autotts.store import load_environment_records
+
+    records = load_environment_records("Qwen3-8B/aime24", env_dir)[:4]
+    env = ReplayEnvironment("Qwen3-8B/aime24", records)
+    outcome = run_sandboxed(
+        API.read_text(), {env.env_id: env}, [(0.5, {})], 2, class_name="OptimalController"
+    )
+    assert outcome.ok, outcome.reason
+    legacy = load_controller(f"{API}:OptimalController")
+    params = legacy.params(0.5)
+    for _, _, question, result in outcome.results:
+        direct = env.run_episode(legacy, params, question, result.seed)
+        assert (result.answer, result.tokens) == (direct.answer, direct.tokens)
+    assert len(outcome.results) == 8

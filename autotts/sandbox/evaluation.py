@@ -17,6 +17,7 @@ from ..loader import (  # noqa: F401 (the mark's home is the loader; re-exported
     is_marked_untrusted,
     mark_untrusted,
     resolve_controller_path,
+    split_selector,
 )
 from ..replay import ReplayEnvironment
 from ..report import UnitResult
@@ -66,6 +67,7 @@ def evaluate_in_sandbox(
                     trace_seeds=trace_seeds,
                     isolate=isolate,
                     max_branches=None,
+                    class_name=split_selector(target)[1],
                 )
                 failure = None if outcome.ok else f"sandbox: {outcome.reason}"
             n = len(env)

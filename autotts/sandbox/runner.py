@@ -67,6 +67,7 @@ def run_sandboxed(
     max_branches: int | None = MAX_BRANCHES,
     max_steps: int = DEFAULT_MAX_STEPS,
     verify_fraction: float = VERIFY_FRACTION,
+    class_name: str | None = None,
 ) -> SandboxOutcome:
     """Run ``configs`` (β, overrides) of a candidate on every (environment, question, seed)
     of ``envs`` in isolated workers and recompute every episode here.
@@ -76,6 +77,7 @@ def run_sandboxed(
     isolation (``--unsafe-no-sandbox``); with ``isolate=True`` a machine that cannot isolate
     raises :class:`IsolationUnavailable`. ``static_check=False`` and ``audit_hook=False``
     switch off the two Python-level layers (to test the OS layer on its own).
+    ``class_name`` picks one class of a file that defines several (``file.py:Class``).
     """
     limits = limits or SandboxLimits()
     start = time.monotonic()
@@ -115,6 +117,7 @@ def run_sandboxed(
         needed = {units[u][1] for u in share}
         return {
             "source": source,
+            "class_name": class_name,
             "envs": {env_id: envs[env_id].questions for env_id in needed},
             "configs": configs,
             "units": [units[u] for u in share],

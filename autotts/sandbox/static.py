@@ -30,6 +30,9 @@ SAFE_MODULES = frozenset(
         "typing",
     }
 )
+# Numeric libraries a candidate may import (AutoTTS-API method files use them): the worker
+# imports exactly the modules a candidate names before it locks itself down.
+NUMERIC_MODULES = frozenset({"numpy", "scipy"})
 # the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
 AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
 FORBIDDEN_CALLS = frozenset(
@@ -87,7 +90,7 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 root = alias.name.split(".")[0]
-                if root not in SAFE_MODULES and alias.name != "autotts":
+                if root not in SAFE_MODULES | NUMERIC_MODULES and alias.name != "autotts":
                     bad(node, f"import of {alias.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
@@ -95,7 +98,7 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
                 for alias in node.names:
                     if alias.name not in AUTOTTS_NAMES:
                         bad(node, f"'from autotts import {alias.name}' is not allowed")
-            elif module.split(".")[0] not in SAFE_MODULES or node.level:
+            elif module.split(".")[0] not in SAFE_MODULES | NUMERIC_MODULES or node.level:
                 bad(node, f"import from {module or '.'!r} is not allowed")
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_CALLS:
             bad(node, f"use of {node.id!r} is not allowed")
@@ -113,3 +116,21 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
             ):
                 bad(node, f"private attribute {attr!r} of another object is not allowed")
     return problems
+
+
+def numeric_imports(source: str) -> list[str]:
+    """The modules of :data:`NUMERIC_MODULES` the source imports, submodules included
+    (``from scipy import stats`` names ``scipy.stats``): what the worker must import before
+    the file system closes. Unparsable source names none."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return sorted(n for n in names if n.split(".")[0] in NUMERIC_MODULES)

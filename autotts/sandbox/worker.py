@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import io
 import json
 import os
@@ -31,7 +32,7 @@ from ..loader import ControllerLoadError, controller_class_from_source
 from ..replay import ReplayEnvironment
 from . import isolation
 from .protocol import EXIT_CPU, EXIT_FAILED, EXIT_IDLE, EXIT_ISOLATION, encode_unit
-from .static import SAFE_MODULES
+from .static import NUMERIC_MODULES, SAFE_MODULES, numeric_imports
 
 F_SETPIPE_SZ = 1031  # Linux
 
@@ -39,7 +40,7 @@ F_SETPIPE_SZ = 1031  # Linux
 def _install_audit_hook() -> None:
     """A convenience layer on top of the OS boundary: refuses, with a readable message, the
     imports and calls the static check would have refused."""
-    allowed = SAFE_MODULES | {"autotts", "encodings"}
+    allowed = SAFE_MODULES | NUMERIC_MODULES | {"autotts", "encodings"}
     blocked = (
         "socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
         "os.fork", "os.kill", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.listdir",
@@ -97,10 +98,19 @@ def _supervise(pid: int, ready_fd: int, cpu_s: float, idle_s: float) -> int:
     return 0 if os.WEXITSTATUS(status) == 0 else EXIT_FAILED
 
 
-def _preload() -> None:
-    """Import every module a candidate may use: once locked down, no file can be read."""
+def _preload(source: str = "") -> None:
+    """Import every module a candidate may use: once locked down, no file can be read.
+    numpy/scipy only when the source imports them (each ``from X import y`` that names a
+    submodule imports it too); their thread pools stay at one thread, as no thread can be
+    started once locked down."""
     for name in sorted(SAFE_MODULES):
         __import__(name)
+    numeric = numeric_imports(source)
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    for name in numeric:
+        with contextlib.suppress(ImportError):  # 'from numpy import pi' names no module
+            importlib.import_module(name)
     import greenlet  # noqa: F401
 
     import autotts.autotts_api  # noqa: F401  (AutoTTS-API method files)
@@ -111,7 +121,7 @@ def _preload() -> None:
 def _run_job(job: dict, out) -> None:
     envs = job["envs"]
     try:
-        cls = controller_class_from_source(job["source"], "candidate.py")
+        cls = controller_class_from_source(job["source"], "candidate.py", job.get("class_name"))
         controller = cls()
         params = [controller.params(beta, **overrides) for beta, overrides in job["configs"]]
         header = json.dumps(params, separators=(",", ":"), default=repr, allow_nan=False)
@@ -165,7 +175,7 @@ def main() -> None:
         fcntl.fcntl(1, F_SETPIPE_SZ, 1 << 20)
     out = io.BufferedWriter(io.FileIO(1, "wb", closefd=False), buffer_size=1 << 18)
     sys.stdout = io.StringIO()  # a candidate's print() must not corrupt the reply
-    _preload()
+    _preload("" if probe else job["source"])
     if not probe:
         job["envs"] = {
             env_id: ReplayEnvironment.without_gold(

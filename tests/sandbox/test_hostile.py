@@ -182,6 +182,17 @@ def test_gold_answers_cannot_be_looked_up(envs, env_dir):
     assert alone.ok and all(r.answer.startswith("contained") for *_, r in alone.results)
 
 
+def test_numpy_is_preloaded_but_reaches_no_file(envs, env_dir):
+    """numpy (allowed for AutoTTS-API method files) is imported before the lock-down; its own
+    file readers then fail like open() does, with or without the Python-level layers."""
+    store = Path(env_dir) / "Qwen3-8B" / "aime24.json"
+    source = hostile(f'return np.fromfile("{store}", dtype=np.uint8)[:64]', "import numpy as np")
+    proposer, alone = both_paths(source, envs)
+    assert proposer.ok, proposer.reason
+    for outcome in (alone, run_sandboxed(source, envs, [(0.0, {})], 1, limits=LIMITS)):
+        assert outcome.ok and all(r.answer.startswith("contained") for *_, r in outcome.results)
+
+
 def test_no_network(envs):
     hits = []
 
