@@ -179,6 +179,11 @@ def _match_questions(stores: Sequence[ReplayEnvironment]) -> list[CrossQuestion]
     first = stores[0]
     by_text = []
     for env in stores:
+        if env.width_only:
+            raise StoreError(
+                f"{env.env_id} is a width-only store (no probe answers); fill them in with "
+                "`autotts envs probe` before combining it with other models"
+            )
         texts: dict[str, int] = {}
         for i, q in enumerate(env.questions):
             key = _normalise(q.text)

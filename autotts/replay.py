@@ -75,6 +75,7 @@ class ReplayQuestion:
     tokens: tuple[int, ...]
     finals: tuple[str, ...]
     signals: dict[str, tuple[tuple[float | None, ...], ...]] | None = None  # see autotts.signals
+    width_only: bool = False  # no probe answers: whole-branch reads only (autotts.importers)
 
     @classmethod
     def from_record(cls, record: QuestionRecord) -> ReplayQuestion:
@@ -86,6 +87,7 @@ class ReplayQuestion:
             tokens=tuple(tokens for _, tokens, _ in branches),
             finals=tuple(intern_answer(final) for _, _, final in branches),
             signals={k: tuple(map(tuple, v)) for k, v in signals.items()} if signals else None,
+            width_only=record.width_only,
         )
 
 
@@ -139,6 +141,11 @@ class ReplayEnvironment(EpisodeRunner):
         return len(self.questions)
 
     @property
+    def width_only(self) -> bool:
+        """Whether some question has no probe answers (an imported store not yet probed)."""
+        return any(q.width_only for q in self.questions)
+
+    @property
     def signal_names(self) -> frozenset[str]:
         """The signals every question of the store carries (:mod:`autotts.signals`)."""
         named = [set(q.signals or ()) for q in self.questions]
@@ -179,7 +186,7 @@ class ReplayEnvironment(EpisodeRunner):
         recorded elsewhere, e.g. in a sandbox worker)."""
         q = self.questions[question]
         return (
-            _SignalEpisode if q.signals else _Episode,
+            _WidthOnlyEpisode if q.width_only else _SignalEpisode if q.signals else _Episode,
             q,
             self._episode_order(question, seed),
             self.probe_cost,
@@ -369,3 +376,18 @@ class _SignalEpisode(RevealsSignals, _Episode):
     """A replay episode of a store with per-interval signals (:mod:`autotts.signals`)."""
 
     __slots__ = ("values",)
+
+
+class _WidthOnlyEpisode(_Episode):
+    """A replay episode of a width-only store: whole branches only (``Read``)."""
+
+    __slots__ = ()
+
+    def _no_probes(self, *_, **__) -> None:
+        raise ActionError(
+            "this store has no probe answers (it was imported from whole samples): only "
+            "Read(k) can open branches here. Fill in the probes with `autotts envs probe`, "
+            "or run a width controller (self-consistency, ASC, ESC)"
+        )
+
+    open = extend = probe = _no_probes  # type: ignore[assignment]

@@ -59,8 +59,20 @@ class QuestionRecord(BaseModel):
         "per branch with one value per interval, len(probes) + 1 (null: no tokens)",
     )
 
+    width_only: bool = Field(
+        False,
+        description="true for a store imported from whole samples (`autotts envs import`): "
+        "branches have no probe answers, so only whole-branch reads are possible until "
+        "`autotts envs probe` fills them in",
+    )
+
     @model_validator(mode="after")
     def _signals_fit_branches(self) -> QuestionRecord:
+        if self.width_only and any(probes for probes, _, _ in self.each_branch):
+            raise ValueError(
+                "width_only is true but some branches have probe answers: drop width_only "
+                "(the store has probes) or empty the probe lists"
+            )
         for name, per_branch in (self.signals or {}).items():
             if len(per_branch) != len(self.each_branch):
                 raise ValueError(

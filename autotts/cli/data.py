@@ -1,4 +1,5 @@
-"""Commands that read data: ``envs`` (list, fetch, canonicalize) and ``trace`` (show, schema)."""
+"""Commands that read data: ``envs`` (list, fetch, canonicalize; import and probe in
+:mod:`.samples`) and ``trace`` (show, schema)."""
 
 from __future__ import annotations
 
@@ -207,3 +208,8 @@ def trace_schema() -> None:
     from ..traces import EpisodeTrace
 
     console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
+
+
+from .samples import register as _register_samples  # noqa: E402
+
+_register_samples(envs_app)

@@ -135,14 +135,17 @@ class PartialBuild:
     def write(self, q: int, record: dict) -> None:
         atomic_write_text(self._path(q), json.dumps(record))
 
-    def finish(self) -> Path:
-        records = []
-        for q in range(self.n_questions):
-            raw = json.loads(self._path(q).read_text())
-            QuestionRecord.model_validate(raw)  # what we assemble must load as a store
-            records.append(raw)
+    def finish(self, summarise: Callable[[list[dict]], dict] | None = None) -> Path:
+        """Assemble the store; ``summarise(records)`` may take per-question bookkeeping out
+        of the records and returns what to add to the meta (default: generated tokens)."""
+        records = [json.loads(self._path(q).read_text()) for q in range(self.n_questions)]
         meta = dict(self.meta)
-        meta["generated_tokens"] = sum(b[1] for r in records for b in r["each_branch"])
+        if summarise is None:
+            meta["generated_tokens"] = sum(b[1] for r in records for b in r["each_branch"])
+        else:
+            meta.update(summarise(records))
+        for raw in records:
+            QuestionRecord.model_validate(raw)  # what we assemble must load as a store
         meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out = self.out
         atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
