@@ -1,5 +1,5 @@
 """The README's live commands (GPU ones included) name options that exist: every option of
-every ``autotts build-env``/``validate`` line is one of the command's, and every
+every ``autotts build-env``/``validate``/``envs import|probe`` line is one of the command's, and every
 ``--engine-arg KEY=VALUE`` is a field of the installed vLLM's ``EngineArgs``."""
 
 import dataclasses
@@ -21,7 +21,7 @@ def _commands():
     joined = "\n".join(b.replace("\\\n", " ") for b in blocks)
     for line in joined.splitlines():
         line = line.split(" #")[0].strip()
-        if line.startswith(("autotts build-env", "autotts validate")):
+        if line.startswith(("autotts build-env", "autotts validate", "autotts envs ")):
             yield shlex.split(line)
 
 
@@ -31,8 +31,11 @@ def test_readme_live_commands_use_existing_options():
     cli = typer.main.get_command(app)
     found = list(_commands())
     assert any("--streaming" in c for c in found)  # the GPU build command is among them
+    assert any(c[:3] == ["autotts", "envs", "probe"] for c in found)
     for words in found:
         command = cli.commands[words[1]]
+        if words[1] == "envs":
+            command = command.commands[words[2]]
         known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
         for i, word in enumerate(words):
             if word.startswith("-") and not word.lstrip("-").isdigit():
