@@ -117,13 +117,18 @@ class LegacyQuestion:
                 self._costs.append(0)
             self._costs[branch] += tokens
 
+    def _open_next(self, action, out_of_range: Exception) -> int:
+        """Open the next branch in seed order with ``action``; past the last one, raise what
+        the reference raises there (its methods catch it)."""
+        i = self._state.opened
+        if i >= self._state.max_branches:
+            raise out_of_range
+        self._act(action, i)
+        return i
+
     def probe_new(self):
-        state = self._state
-        i = state.opened
-        if i >= state.max_branches:
-            raise ValueError("Index out of range for branches.")
-        self._act(Branch(1), i)
-        return state.answer[i], i, state.finished[i]
+        i = self._open_next(Branch(1), ValueError("Index out of range for branches."))
+        return self._state.answer[i], i, self._state.finished[i]
 
     def probe_more(self, index):
         state = self._state
@@ -143,12 +148,8 @@ class LegacyQuestion:
         return state.answer[index], state.finished[index]
 
     def get_new_branch_final_answer(self):
-        state = self._state
-        i = state.opened
-        if i >= state.max_branches:
-            raise IndexError("list index out of range")
-        self._act(Read(1), i)
-        return state.answer[i]
+        i = self._open_next(Read(1), IndexError("list index out of range"))
+        return self._state.answer[i]
 
     def get_cost_per_branch_active(self):
         return [*self._costs, *[0] * (self._state.opened - len(self._costs))]

@@ -307,6 +307,12 @@ def register(app: typer.Typer) -> None:
         gpu_memory_utilization: GpuMemOption = None,
         enforce_eager: EagerOption = False,
         engine_arg: EngineArgOption = None,
+        episodes_in_flight: Annotated[
+            int,
+            typer.Option(
+                min=1, help="Episodes played at once, their steps merged into shared batches."
+            ),
+        ] = 1,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Write results.json + traces.jsonl.")
         ] = None,
@@ -340,7 +346,7 @@ def register(app: typer.Typer) -> None:
                 others[name] = OpenAIBackend(url, None, api_key)
             report = validate_live(
                 engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir,
-                aliases=alias or (), others=others,
+                aliases=alias or (), others=others, episodes_in_flight=episodes_in_flight,
             )  # fmt: skip
         except BackendError as exc:
             raise _fail(str(exc)) from None

@@ -215,11 +215,8 @@ class VLLMBackend(GenerationBackend):
             ids = tuple(completion.token_ids)
             sampled = confidences = None
             if request.logprobs and completion.logprobs is not None:
-                per_token = completion.logprobs  # {token id: Logprob} per generated token
-                sampled = tuple(float(d[t].logprob) for d, t in zip(per_token, ids, strict=True))
-                confidences = tuple(
-                    token_confidence((lp.logprob for lp in d.values()), request.logprobs)
-                    for d in per_token
+                sampled, confidences = map(
+                    tuple, vllm_token_scores(ids, completion.logprobs, request.logprobs)
                 )
             out.append(
                 Generation(
@@ -241,10 +238,7 @@ class VLLMBackend(GenerationBackend):
         return {"vllm": vllm.__version__}
 
     def sampling_defaults(self) -> dict[str, float]:
-        model_config = self.llm.llm_engine.model_config
-        return {
-            k: v for k, v in model_config.get_diff_sampling_param().items() if k in SAMPLING_KEYS
-        }
+        return vllm_sampling_defaults(self.llm.llm_engine.model_config)
 
     def close(self) -> None:
         llm = self.__dict__.pop("llm", None)
@@ -253,3 +247,20 @@ class VLLMBackend(GenerationBackend):
             shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
             if shutdown is not None:
                 shutdown()
+
+
+def vllm_sampling_defaults(model_config) -> dict[str, float]:
+    """The ``SAMPLING_KEYS`` a vLLM model config's generation defaults set (what vLLM samples
+    with where a request does not override them)."""
+    return {k: v for k, v in model_config.get_diff_sampling_param().items() if k in SAMPLING_KEYS}
+
+
+def vllm_token_scores(token_ids, per_token, k: int) -> tuple[list[float], list[float]]:
+    """Each generated token's log-probability and confidence
+    (:func:`autotts.signals.token_confidence` over its top ``k``), from vLLM's per-token
+    ``{token id: Logprob}`` maps."""
+    sampled = [float(scores[t].logprob) for scores, t in zip(per_token, token_ids, strict=False)]
+    confidences = [
+        token_confidence((s.logprob for s in scores.values()), k) for scores in per_token
+    ]
+    return sampled, confidences

@@ -28,9 +28,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..signals import interval_means, token_confidence
+from ..signals import interval_means
 from .answers import LiveSettings, final_answer, probe_answer
-from .backend import SAMPLING_KEYS, BackendError, BackendStats, _chat_prompt
+from .backend import (
+    BackendError,
+    BackendStats,
+    _chat_prompt,
+    vllm_sampling_defaults,
+    vllm_token_scores,
+)
 from .builder import PartialBuild
 from .environment import LiveQuestion
 
@@ -71,8 +77,7 @@ class StreamingBuilder:
         return {"vllm": vllm.__version__}
 
     def sampling_defaults(self) -> dict[str, float]:
-        defaults = self.engine.model_config.get_diff_sampling_param()
-        return {k: v for k, v in defaults.items() if k in SAMPLING_KEYS}
+        return vllm_sampling_defaults(self.engine.model_config)
 
     def close(self) -> None:
         engine = self.__dict__.pop("engine", None)
@@ -144,11 +149,9 @@ class StreamingBuilder:
         async for out in self._run(prompt, params):
             piece = out.outputs[0]
             text += piece.text
-            for token, scores in zip(piece.token_ids, piece.logprobs or (), strict=False):
-                sampled.append(float(scores[token].logprob))
-                confidences.append(
-                    token_confidence((s.logprob for s in scores.values()), settings.logprobs)
-                )
+            scores = vllm_token_scores(piece.token_ids, piece.logprobs or (), settings.logprobs)
+            sampled.extend(scores[0])
+            confidences.extend(scores[1])
             ids.extend(piece.token_ids)
             while len(ids) > (len(probes) + 1) * delta:  # a boundary the branch went past
                 cut = (len(probes) + 1) * delta

@@ -18,8 +18,9 @@ from ..specs import RunConfig
 from ..store import StoreError, list_environments
 from ..traces import episode_record
 from .answers import LiveSettings
-from .backend import GenerationBackend
+from .backend import BackendError, GenerationBackend
 from .environment import LiveEnvironment, LiveQuestion
+from .lockstep import LockstepBackend, play_in_lockstep
 
 REPLAY_SEEDS = 100
 
@@ -36,20 +37,36 @@ def validate_live(
     env_dir: str | Path | None = None,
     aliases: Sequence[str] = (),
     others: Mapping[str, GenerationBackend] | None = None,
+    episodes_in_flight: int = 1,
 ) -> dict:
     """Live accuracy, tokens (branch tokens, comparable with replay's; ``probe_tokens``, the
     probes' decodes, apart), latency and throughput; the replay prediction when a store of
-    the model holds these questions (``replay_env``, or found by model name); the traces."""
+    the model holds these questions (``replay_env``, or found by model name); the traces.
+    ``episodes_in_flight > 1`` plays that many episodes at once, their steps merged into
+    shared engine batches (:mod:`autotts.live.lockstep`; one served model only)."""
+    lockstep = None
+    if episodes_in_flight > 1:
+        if others:
+            raise BackendError(
+                "episodes in flight share one engine's batches: run them with one served "
+                "model (no further models), or one episode at a time"
+            )
+        lockstep = LockstepBackend(backend)
     env = LiveEnvironment(
-        backend, questions, settings, max_branches=max_branches, aliases=aliases, others=others
-    )
+        lockstep or backend, questions, settings, max_branches=max_branches, aliases=aliases,
+        others=others,
+    )  # fmt: skip
     config = RunConfig(controller.name or "controller", label=controller.name)
     tally = Tally()
     traces = []
     start = time.perf_counter()
     episodes = ((env, params, q, seed) for q in range(len(questions)) for seed in range(seeds))
     probe_tokens = 0
-    for result in play_episodes(controller, episodes, time_limit_s=None):
+    if lockstep is not None:
+        played = play_in_lockstep(lockstep, controller, episodes, episodes_in_flight)
+    else:
+        played = play_episodes(controller, episodes, time_limit_s=None)
+    for result in played:
         tally.add(env, result)
         probe_tokens += result.probe_tokens
         traces.append(episode_record(env, config, params, result))

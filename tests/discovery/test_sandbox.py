@@ -131,6 +131,7 @@ def test_the_sandbox_payload_holds_no_gold(small_env):
         "tokens",
         "finals",
         "signals",  # per-interval confidence, revealed like probes; never the gold answer
+        "width_only",  # a flag: the store has no probe answers
     }
     blind = ReplayEnvironment.without_gold("x", small_env["Qwen3-8B/aime24"].questions)
     with pytest.raises(IndexError):

@@ -204,3 +204,32 @@ def test_autotts_api_methods_run_live(vllm_backend, settings):
         assert result.error is None and result.tokens > 0 and 1 <= result.opened <= 3, name
         # one engine call per legacy API call: the method waits for each answer
         assert all(len(step[1]) == 1 for step in result.trace if step[0] != "note"), name
+
+
+def test_legacy_methods_batch_across_episodes_in_flight(vllm_backend, settings):
+    """A legacy method asks one branch at a time; four episodes in flight share each engine
+    batch and get exactly the results they get one at a time."""
+    from pathlib import Path
+
+    from autotts.live.validation import validate_live
+
+    api = Path(__file__).resolve().parents[3] / "shared" / "autotts-api" / "cmc_method.py"
+    if not api.exists():
+        pytest.skip(f"{api} not found (../shared)")
+    method = load_controller(f"{api}:Parallel_Probe")
+    params = method.params(0.0, num_chains=3, T=2, warm_up=1, max_steps=3)
+    questions = QUESTIONS * 2
+
+    def run(in_flight):
+        before = (vllm_backend.stats.calls, len(vllm_backend.stats.batch_sizes))
+        report = validate_live(vllm_backend, questions, method, params, settings, seeds=2,
+                               max_branches=8, episodes_in_flight=in_flight)  # fmt: skip
+        calls = vllm_backend.stats.calls - before[0]
+        batches = vllm_backend.stats.batch_sizes[before[1] :]
+        episodes = [(t["question"], t["seed"], t["answer"], t["tokens"]) for t in report["traces"]]
+        return episodes, calls, sum(batches) / len(batches), report
+
+    alone, calls_alone, mean_alone, _ = run(1)
+    together, calls_together, mean_together, report = run(4)
+    assert together == alone and report["live"]["errors"] == 0
+    assert calls_together * 2 < calls_alone and mean_together > 2 * mean_alone
