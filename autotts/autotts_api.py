@@ -36,12 +36,18 @@ methods that ignore it have a flat β curve).
 - ``get_cost_per_branch_active`` is each opened branch's cost so far, in opening order;
 - an answer that is not a ``str`` never matches a gold answer (the reference compares with
   ``==``), so it is returned as a string that cannot match.
+
+**Files that import the reference's helpers.** A method file may define ``LLMDesignedMethod``
+itself or take it from the reference's ``controller_api`` module; such an import gets this
+module's equivalents (:class:`LLMDesignedMethod`, :class:`MethodTraceRecorder`,
+:class:`MethodStrategyAdapter`), in process and in the sandbox.
 """
 
 from __future__ import annotations
 
 import inspect
 import operator
+from abc import ABC, abstractmethod
 from typing import Any
 
 from .contract import Answer, Branch, Continue, Controller, ControllerFailure, Note, Read
@@ -158,4 +164,53 @@ class LegacyQuestion:
         return 0, self._state.tokens
 
 
-__all__ = ["LegacyQuestion", "legacy_controller_class"]
+class LLMDesignedMethod(ABC):
+    """The reference's method base, for files that import it from ``controller_api``:
+    ``config`` (a dict, empty by default), ``solve(question)``, ``description()``."""
+
+    NAME = "unnamed_method"
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        self.config = config or {}
+
+    @abstractmethod
+    def solve(self, question) -> str:
+        """The method's answer to ``question`` (a :class:`LegacyQuestion`)."""
+
+    def description(self) -> str:
+        return f"{self.NAME} | config={self.config}" if self.config else self.NAME
+
+
+class MethodTraceRecorder:
+    """The reference's step recorder: ``add_step(**fields)``, ``to_list()``."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    def add_step(self, **fields: Any) -> None:
+        self.steps.append(dict(fields))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return list(self.steps)
+
+
+class MethodStrategyAdapter:
+    """The reference's wrapper for its older pipeline: ``execute(question)`` solves."""
+
+    def __init__(self, method: LLMDesignedMethod):
+        self.method = method
+
+    def execute(self, question) -> str:
+        return self.method.solve(question)
+
+    def description(self) -> str:
+        return self.method.description()
+
+
+__all__ = [
+    "LLMDesignedMethod",
+    "LegacyQuestion",
+    "MethodStrategyAdapter",
+    "MethodTraceRecorder",
+    "legacy_controller_class",
+]

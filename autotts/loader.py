@@ -6,9 +6,11 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import sys
 import types
@@ -111,7 +113,8 @@ def controller_class_from_source(
     module.__file__ = str(origin)
     sys.modules[module_name] = module
     try:
-        exec(compile(source, str(origin), "exec"), module.__dict__)
+        with _reference_helpers(source):
+            exec(compile(source, str(origin), "exec"), module.__dict__)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise ControllerLoadError(f"{origin}:{exc.lineno}: syntax error: {exc.msg}") from None
@@ -145,6 +148,28 @@ def controller_class_from_source(
 
 
 BASE_NAME = "LLMDesignedMethod"
+
+
+# The AutoTTS reference's helper module, which method files may import, and ours standing in
+REFERENCE_HELPERS = "controller_api"
+
+
+@contextlib.contextmanager
+def _reference_helpers(source: str):
+    """While ``source`` runs: ``import controller_api`` gets :mod:`autotts.autotts_api` when
+    no such module is installed (the sandbox worker puts it in place before lock-down)."""
+    added = (
+        REFERENCE_HELPERS in source
+        and REFERENCE_HELPERS not in sys.modules
+        and importlib.util.find_spec(REFERENCE_HELPERS) is None
+    )
+    if added:
+        sys.modules[REFERENCE_HELPERS] = importlib.import_module("autotts.autotts_api")
+    try:
+        yield
+    finally:
+        if added:
+            sys.modules.pop(REFERENCE_HELPERS, None)
 
 
 def is_legacy_method(obj: object) -> bool:

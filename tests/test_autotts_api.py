@@ -190,3 +190,56 @@ def test_reference_file_runs_in_the_os_sandbox(env_dir):
         direct = env.run_episode(legacy, params, question, result.seed)
         assert (result.answer, result.tokens) == (direct.answer, direct.tokens)
     assert len(outcome.results) == 8
+
+
+HELPERS_IMPORTED = """
+from collections import Counter
+
+from controller_api import LLMDesignedMethod, MethodTraceRecorder
+
+
+class Majority(LLMDesignedMethod):
+    NAME = "majority"
+
+    def __init__(self, config=None, n=4):
+        super().__init__(config)
+        self.n, self.trace = n, MethodTraceRecorder()
+
+    def solve(self, question):
+        answers = []
+        for _ in range(self.n):
+            answers.append(question.get_new_branch_final_answer())
+            self.trace.add_step(seen=len(answers))
+        assert self.description() == "majority | config=" + repr(self.config)
+        assert len(self.trace.to_list()) == self.n
+        return Counter(answers).most_common(1)[0][0]
+"""
+
+
+def test_files_importing_the_reference_helpers_run_in_process_and_sandboxed(tmp_path, env_dir):
+    """`from controller_api import LLMDesignedMethod` gets autotts's stand-ins."""
+    from autotts.replay import ReplayEnvironment
+    from autotts.sandbox import run_sandboxed
+    from autotts.store import load_environment_records
+
+    path = tmp_path / "majority.py"
+    path.write_text(HELPERS_IMPORTED)
+    env = ReplayEnvironment(
+        "Qwen3-8B/aime24", load_environment_records("Qwen3-8B/aime24", env_dir)[:3]
+    )
+    method, sc = load_controller(str(path)), load_controller("sc")
+    direct = [env.run_episode(method, method.params(0.5), q, s) for q in range(3) for s in range(2)]
+    for result in direct:
+        assert result.error is None
+        assert (
+            result.tokens
+            == env.run_episode(sc, sc.params(0.5, n=4), result.question, result.seed).tokens
+        )
+    outcome = run_sandboxed(HELPERS_IMPORTED, {env.env_id: env}, [(0.5, {})], 2)
+    assert outcome.ok, outcome.reason
+    assert sorted((q, r.seed, r.answer, r.tokens) for _, _, q, r in outcome.results) == sorted(
+        (r.question, r.seed, r.answer, r.tokens) for r in direct
+    )
+    import sys
+
+    assert "controller_api" not in sys.modules  # the stand-in was there only while loading

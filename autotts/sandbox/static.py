@@ -12,6 +12,8 @@ import ast
 
 import autotts
 
+from ..loader import REFERENCE_HELPERS
+
 SAFE_MODULES = frozenset(
     {
         "__future__",
@@ -33,6 +35,8 @@ SAFE_MODULES = frozenset(
 # Numeric libraries a candidate may import (AutoTTS-API method files use them): the worker
 # imports exactly the modules a candidate names before it locks itself down.
 NUMERIC_MODULES = frozenset({"numpy", "scipy"})
+# (and the AutoTTS reference's helper module, for which autotts.autotts_api stands in)
+IMPORTABLE = SAFE_MODULES | NUMERIC_MODULES | {REFERENCE_HELPERS}
 # the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
 AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
 FORBIDDEN_CALLS = frozenset(
@@ -90,7 +94,7 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 root = alias.name.split(".")[0]
-                if root not in SAFE_MODULES | NUMERIC_MODULES and alias.name != "autotts":
+                if root not in IMPORTABLE and alias.name != "autotts":
                     bad(node, f"import of {alias.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
@@ -98,7 +102,7 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
                 for alias in node.names:
                     if alias.name not in AUTOTTS_NAMES:
                         bad(node, f"'from autotts import {alias.name}' is not allowed")
-            elif module.split(".")[0] not in SAFE_MODULES | NUMERIC_MODULES or node.level:
+            elif module.split(".")[0] not in IMPORTABLE or node.level:
                 bad(node, f"import from {module or '.'!r} is not allowed")
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_CALLS:
             bad(node, f"use of {node.id!r} is not allowed")

@@ -32,7 +32,7 @@ from ..loader import ControllerLoadError, controller_class_from_source
 from ..replay import ReplayEnvironment
 from . import isolation
 from .protocol import EXIT_CPU, EXIT_FAILED, EXIT_IDLE, EXIT_ISOLATION, encode_unit
-from .static import NUMERIC_MODULES, SAFE_MODULES, numeric_imports
+from .static import IMPORTABLE, REFERENCE_HELPERS, SAFE_MODULES, numeric_imports
 
 F_SETPIPE_SZ = 1031  # Linux
 
@@ -40,7 +40,7 @@ F_SETPIPE_SZ = 1031  # Linux
 def _install_audit_hook() -> None:
     """A convenience layer on top of the OS boundary: refuses, with a readable message, the
     imports and calls the static check would have refused."""
-    allowed = SAFE_MODULES | NUMERIC_MODULES | {"autotts", "encodings"}
+    allowed = IMPORTABLE | {"autotts", "encodings"}
     blocked = (
         "socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
         "os.fork", "os.kill", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.listdir",
@@ -113,7 +113,10 @@ def _preload(source: str = "") -> None:
             importlib.import_module(name)
     import greenlet  # noqa: F401
 
-    import autotts.autotts_api  # noqa: F401  (AutoTTS-API method files)
+    import autotts.autotts_api  # (AutoTTS-API method files)
+
+    if REFERENCE_HELPERS in source:  # `from controller_api import LLMDesignedMethod`
+        sys.modules.setdefault(REFERENCE_HELPERS, autotts.autotts_api)
     import autotts.contract  # noqa: F401
     import autotts.voting  # noqa: F401
 
