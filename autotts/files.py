@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written output."""
+"""Atomic file writes (a reader never sees a half-written output) and readers of small
+configuration and JSON-lines files whose errors name the file and line."""
 
 from __future__ import annotations
 
@@ -49,3 +50,17 @@ def read_yaml_or_json(path: str | Path, error: type[Exception], what: str):
         return json.loads(text)
     except ValueError as exc:
         raise error(f"{path}: not valid JSON: {exc}") from None
+
+
+def json_lines(path: Path, text: str, error: type[Exception]):
+    """``(line number, value)`` of every non-blank line of JSON-lines ``text`` read from
+    ``path``; a line that is not JSON raises ``error`` naming the file, line and column."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(
+                f"{path}, line {number}: not valid JSON at column {exc.colno}: {exc.msg}"
+            ) from None

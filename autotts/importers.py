@@ -36,9 +36,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import __version__
-from .canonical import UNPARSABLE
+from .canonical import UNPARSABLE, math_timeout
 from .errors import BadInput
-from .files import atomic_write_text
+from .files import atomic_write_text, json_lines
 
 FORMATS = ("samples", "lm-eval", "openai", "vllm")
 QUESTION_KEYS = ("question", "problem", "Problem", "Question", "input")
@@ -51,7 +51,7 @@ class DumpError(BadInput):
 
 @dataclass
 class ImportedQuestion:
-    """One question's samples, as read from a dump (``where``: ``file:line`` for errors)."""
+    """One question's samples, as read from a dump (``where``: file and line, for errors)."""
 
     where: str
     question: str | None
@@ -233,19 +233,13 @@ def read_dump(path: str | Path, fmt: str | None = None) -> tuple[str, list[Impor
     if fmt is not None and fmt not in READERS:
         raise DumpError(f"unknown dump format {fmt!r}; use one of {', '.join(FORMATS)}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
     questions: list[ImportedQuestion] = []
     seen_docs: set = set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DumpError(f"{where}: not valid JSON at column {exc.colno}: {exc.msg}") from None
+    for number, obj in json_lines(path, text, DumpError):
+        where = f"{path}, line {number}"
         if not isinstance(obj, dict):
             raise DumpError(f"{where}: expected one JSON object per line")
         fmt = fmt or detect_format(obj, where)
@@ -270,7 +264,7 @@ def extract_answer(text: str) -> str:
     try:
         from math_verify import parse
 
-        parsed = parse(text[-2000:], parsing_timeout=None)
+        parsed = parse(text[-2000:], parsing_timeout=math_timeout())
     except Exception:  # math-verify raises on some inputs; nothing was extracted
         parsed = []
     return str(parsed[1]).strip() if len(parsed) > 1 and str(parsed[1]).strip() else UNPARSABLE

@@ -22,12 +22,11 @@ where the stepwise builder's prefixes also fall out of the KV cache.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from _store_setup import store_parser, store_setup
 
 
 def measure(make, build, label: str, probe_tokens: int) -> dict:
@@ -64,43 +63,11 @@ def measure(make, build, label: str, probe_tokens: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model dir or id (default: the tiny one)")
-    parser.add_argument("-n", type=int, default=16, help="branches per question")
-    parser.add_argument("--questions", type=int, default=4)
-    parser.add_argument("--delta", type=int, default=32)
-    parser.add_argument("--max-branch-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max-model-len", type=int, default=1024)
-    parser.add_argument("--engine-arg", action="append", default=[], help="KEY=VALUE for vLLM")
-    args = parser.parse_args()
-    if not args.engine_arg and args.model is None:
-        # vLLM-CPU caches prefixes in blocks of 128 tokens: a probe at a 32-token boundary
-        # could not reuse one; 32 is the smallest its attention accepts (GPUs default to 16)
-        args.engine_arg = ["block_size=32"]
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    args = store_parser(__doc__.splitlines()[0]).parse_args()
+    work, model, questions, settings = store_setup(args, "autotts-prefill-")
 
     from autotts.cli.live import make_backend
-    from autotts.live.answers import LiveSettings
     from autotts.live.builder import build_environment
-    from autotts.live.environment import LiveQuestion
-
-    work = Path(tempfile.mkdtemp(prefix="autotts-prefill-"))
-    model = args.model
-    if model is None:
-        from autotts.live.tiny import build_tiny_model
-
-        model = str(build_tiny_model(work / "tiny"))
-    questions = [LiveQuestion(f"What is {i} + {i}?", str(2 * i)) for i in range(args.questions)]
-    settings = LiveSettings(
-        delta=args.delta, max_branch_tokens=args.max_branch_tokens, probe_tokens=6,
-        temperature=args.temperature,
-    )  # fmt: skip
-    print(
-        f"{args.questions} questions x {args.n} branches, delta {args.delta}, up to "
-        f"{args.max_branch_tokens} tokens per branch, model {model}",
-        flush=True,
-    )
 
     def engine(streaming: bool):
         return lambda: make_backend(

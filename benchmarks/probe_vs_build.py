@@ -23,12 +23,11 @@ prefill and wall time depend on the engine and the hardware (on a GPU, run with
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from _store_setup import store_parser, store_setup
 
 
 def measure(make, run, label: str) -> dict:
@@ -75,45 +74,13 @@ def write_dump(engine, questions, settings, n: int, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model dir or id (default: the tiny one)")
-    parser.add_argument("-n", type=int, default=16, help="branches per question")
-    parser.add_argument("--questions", type=int, default=4)
-    parser.add_argument("--delta", type=int, default=32)
-    parser.add_argument("--max-branch-tokens", type=int, default=256)
-    parser.add_argument("--probe-tokens", type=int, default=6)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max-model-len", type=int, default=1024)
-    parser.add_argument("--engine-arg", action="append", default=[], help="KEY=VALUE for vLLM")
-    args = parser.parse_args()
-    if not args.engine_arg and args.model is None:
-        args.engine_arg = ["block_size=32"]  # vLLM-CPU: cacheable blocks at Δ=32 boundaries
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    args = store_parser(__doc__.splitlines()[0]).parse_args()
+    work, model, questions, settings = store_setup(args, "autotts-probe-")
 
     from autotts.cli.live import make_backend
     from autotts.importers import import_dumps
-    from autotts.live.answers import LiveSettings
     from autotts.live.builder import build_environment
-    from autotts.live.environment import LiveQuestion
     from autotts.live.probing import probe_store
-
-    work = Path(tempfile.mkdtemp(prefix="autotts-probe-"))
-    model = args.model
-    if model is None:
-        from autotts.live.tiny import build_tiny_model
-
-        model = str(build_tiny_model(work / "tiny"))
-    questions = [LiveQuestion(f"What is {i} + {i}?", str(2 * i)) for i in range(args.questions)]
-    settings = LiveSettings(
-        delta=args.delta, max_branch_tokens=args.max_branch_tokens,
-        probe_tokens=args.probe_tokens, temperature=args.temperature,
-    )  # fmt: skip
-    print(
-        f"{args.questions} questions x {args.n} branches, delta {args.delta}, up to "
-        f"{args.max_branch_tokens} tokens per branch, {args.probe_tokens} tokens per probe, "
-        f"model {model}",
-        flush=True,
-    )
 
     def engine():
         return make_backend(

@@ -64,7 +64,7 @@ def test_vllm_outputs_with_a_question_file(tmp_path):
     records = load_records(store_of(tmp_path, "vllm_outputs.jsonl", questions=questions))
     assert [r.question for r in records] == ["Q1", "Q2"]
     assert records[0].each_branch == [([], 3, "5"), ([], 2, "6")]
-    with pytest.raises(DumpError, match=r"vllm_outputs.jsonl:1: question: missing"):
+    with pytest.raises(DumpError, match=r"vllm_outputs.jsonl, line 1: question: missing"):
         store_of(tmp_path, "vllm_outputs.jsonl")
     with pytest.raises(DumpError, match="2 questions but the question file 1"):
         store_of(tmp_path, "vllm_outputs.jsonl", questions=questions[:1])
@@ -76,6 +76,10 @@ def test_width_controllers_replay_and_probe_controllers_are_refused(tmp_path):
     sc = load_controller("sc")
     result = env.run_episode(sc, sc.params(1.0, n=3), 0, seed=0)
     assert result.error is None and result.answer == "42" and result.tokens == 812 + 1530 + 640
+    for name in ("sc", "asc", "esc"):  # budgets beyond the 3 samples read all of them
+        width = load_controller(name)
+        for q in range(2):
+            assert env.run_episode(width, width.params(1.0), q, seed=1).error is None, name
     cmc = load_controller("cmc")
     result = env.run_episode(cmc, cmc.params(0.5), 0, seed=0)
     assert "this store has no probe answers" in result.error
@@ -92,37 +96,37 @@ def test_bad_dumps_name_file_line_and_field(tmp_path):
     good = json.dumps(
         {"question": "q", "gold_answer": "1", "samples": [{"answer": "1", "tokens": 3}]}
     )
-    bad(good + "\n{oops\n", r"bad.jsonl:2: not valid JSON at column 2")
+    bad(good + "\n{oops\n", r"bad.jsonl, line 2: not valid JSON at column 2")
     bad(
         good + '\n{"question": "q", "samples": [{"answer": "1"}]}\n',
-        r"bad.jsonl:2: gold_answer: Field required",
+        r"bad.jsonl, line 2: gold_answer: Field required",
     )
     bad(
         '{"question": "q", "gold_answer": "1", "samples": [{"tokens": 3}]}',
-        r"bad.jsonl:1: samples\[0\]: a sample needs 'text' or 'answer'",
+        r"bad.jsonl, line 1: samples\[0\]: a sample needs 'text' or 'answer'",
     )
     bad(
         '{"question": "q", "gold_answer": "1", "samples": [{"answer": "1", "tokens": -4}]}',
-        r"bad.jsonl:1: samples\[0\].tokens: Input should be greater",
+        r"bad.jsonl, line 1: samples\[0\].tokens: Input should be greater",
     )
     bad(
         '{"question": "q", "gold_answer": "1", "samples": [{"text": "\\\\boxed{1}"}]}',
-        r"bad.jsonl:1: sample 0: no token count in the dump; name a tokenizer",
+        r"bad.jsonl, line 1: sample 0: no token count in the dump; name a tokenizer",
     )
     bad(
         '{"doc_id": 0, "resps": [[1]], "target": "3"}',
-        r"bad.jsonl:1: resps\[0\]\[0\]: expected a generated text",
+        r"bad.jsonl, line 1: resps\[0\]\[0\]: expected a generated text",
     )
     bad(
         '{"id": 3, "choices": [{"index": 0}]}',
-        r"bad.jsonl:1: choices\[0\]: no 'text' or 'message.content'",
+        r"bad.jsonl, line 1: choices\[0\]: no 'text' or 'message.content'",
     )
     bad(
         '{"outputs": [{"token_ids": [1]}]}',
-        r"bad.jsonl:1: outputs\[0\].text: expected the generated text",
+        r"bad.jsonl, line 1: outputs\[0\].text: expected the generated text",
     )
-    bad('{"hello": 1}', r"bad.jsonl:1: cannot tell the format")
-    bad("[1, 2]", r"bad.jsonl:1: expected one JSON object per line")
+    bad('{"hello": 1}', r"bad.jsonl, line 1: cannot tell the format")
+    bad("[1, 2]", r"bad.jsonl, line 1: expected one JSON object per line")
     bad("\n\n", r"bad.jsonl: the dump holds no samples")
     bad(good, r"unknown dump format 'csv'", fmt="csv")
 

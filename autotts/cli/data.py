@@ -51,6 +51,7 @@ def envs(
                 "mean_branch_tokens": sum(b[1] for b in branches) / len(branches),
                 "mean_probes": sum(len(b[0]) for b in branches) / len(branches),
                 "pass_at_all": 100 * passed / len(records),
+                "width_only": any(r.width_only for r in records),
             }
         )
     if as_json:
@@ -83,7 +84,7 @@ def _envs_table(root, found: list[dict]) -> None:
             f"{e['mean_branch_tokens']:,.0f}",
             f"{e['mean_probes']:.1f}",
             f"{e['pass_at_all']:.1f}",
-            "[green]ok[/]",
+            "[yellow]width-only (envs probe)[/]" if e["width_only"] else "[green]ok[/]",
         )
     console.print(table)
 

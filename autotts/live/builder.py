@@ -89,13 +89,7 @@ def build_environment(
         len(questions), builder="stepwise", sampling=backend.effective_sampling(settings.sampling),
     )  # fmt: skip
     env = LiveEnvironment(backend, questions, settings, max_branches=n)
-    for q in range(len(questions)):
-        if build.done(q):
-            continue
-        start = time.perf_counter()
-        build.write(q, sample_question(env, q, n, seed))
-        if progress is not None:
-            progress(q + 1, len(questions), time.perf_counter() - start)
+    build.fill(lambda q: sample_question(env, q, n, seed), progress)
     return build.finish()
 
 
@@ -134,6 +128,19 @@ class PartialBuild:
 
     def write(self, q: int, record: dict) -> None:
         atomic_write_text(self._path(q), json.dumps(record))
+
+    def fill(
+        self, work: Callable[[int], dict], progress: Callable[[int, int, float], None] | None
+    ) -> None:
+        """Write ``work(q)`` for every question not written yet, in order;
+        ``progress(done, total, seconds)`` after each."""
+        for q in range(self.n_questions):
+            if self.done(q):
+                continue
+            start = time.perf_counter()
+            self.write(q, work(q))
+            if progress is not None:
+                progress(q + 1, self.n_questions, time.perf_counter() - start)
 
     def finish(self, summarise: Callable[[list[dict]], dict] | None = None) -> Path:
         """Assemble the store; ``summarise(records)`` may take per-question bookkeeping out

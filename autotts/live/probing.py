@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,13 +125,7 @@ def probe_store(
         sum(len(r.each_branch) for r in records), 0, str(store), len(records),
         builder="envs-probe", sampling={"temperature": 0.0},
     )  # fmt: skip
-    for q, (record, line) in enumerate(zip(records, lines, strict=True)):
-        if build.done(q):
-            continue
-        start = time.perf_counter()
-        build.write(q, probe_question(backend, record, line, settings))
-        if progress is not None:
-            progress(q + 1, len(records), time.perf_counter() - start)
+    build.fill(lambda q: probe_question(backend, records[q], lines[q], settings), progress)
     if texts_path(out) != texts_path(store):
         shutil.copyfile(texts_path(store), texts_path(out))
     meta_path = store.with_name(store.stem + ".meta.json")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInput
+from ..files import json_lines
 from ..store import StoreError, load_environment_records
 from .environment import LiveQuestion
 
@@ -55,14 +56,7 @@ def _from_file(path: Path) -> list[LiveQuestion]:
             raise QuestionsError(f"{path}: expected a JSON list of question objects")
         numbered = [(f"item {i}", row) for i, row in enumerate(rows)]
     else:
-        numbered = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((f"line {n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise QuestionsError(f"{path}, line {n}: not valid JSON ({exc})") from None
+        numbered = [(f"line {n}", row) for n, row in json_lines(path, text, QuestionsError)]
     return [_question(path, where, row) for where, row in numbered]
 
 

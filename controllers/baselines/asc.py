@@ -37,6 +37,7 @@ class AdaptiveConsistency(Controller):
     def run(self, state, n: int, threshold: float):
         counts = Counter()
         reads = top1 = top2 = 0
+        n = min(n, state.max_branches)  # a store with fewer samples: all of them
         while reads < n:
             batch = max(2 - reads, reads_before_possible_stop(top1, top2, threshold, n - reads))
             yield Read(batch)

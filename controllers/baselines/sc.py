@@ -16,5 +16,6 @@ class SelfConsistency(Controller):
         return {"n": 2 ** round(6 * beta)}
 
     def run(self, state, n: int):
+        n = min(n, state.max_branches)  # a store with fewer samples: all of them
         yield Read(n)
         return Answer(majority(state.finals), f"majority of {n} whole branches")
