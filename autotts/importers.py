@@ -158,8 +158,9 @@ def _read_openai(obj: dict, where: str) -> ImportedQuestion:
     if len(choices) == 1 and tokens[0] is None and isinstance(usage.get("completion_tokens"), int):
         tokens[0] = usage["completion_tokens"]
     n = len(texts)
+    prompt = obj.get("prompt") if isinstance(obj.get("prompt"), str) else None
     return ImportedQuestion(
-        where, obj.get("question"), _gold(obj), texts, [None] * n, tokens, obj.get("prompt")
+        where, obj.get("question"), _gold(obj), texts, [None] * n, tokens, prompt
     )
 
 

@@ -57,6 +57,15 @@ def test_openai_responses_completions_and_chat(tmp_path):
     assert records[1].each_branch == [([], 22, "9")] and records[1].gold_answer == "9"
     side = [json.loads(line) for line in texts_path(tmp_path / "Imported/set.json").open()]
     assert side[1]["texts"][0].startswith("3 squared is 9\n</think>")
+    # a prompt given as token ids (the completions API accepts them) is not a text prompt
+    line = json.loads((DUMPS / "openai_completions.jsonl").read_text().splitlines()[0])
+    assert read_dump_line({**line, "prompt": [1, 2, 3]}, tmp_path).prompt is None
+
+
+def read_dump_line(obj: dict, tmp_path):
+    dump = tmp_path / "one.jsonl"
+    dump.write_text(json.dumps(obj) + "\n")
+    return read_dump(dump)[1][0]
 
 
 def test_vllm_outputs_with_a_question_file(tmp_path):
