@@ -39,6 +39,7 @@ from . import __version__
 from .canonical import UNPARSABLE, math_timeout
 from .errors import BadInput
 from .files import atomic_write_text, json_lines
+from .store import meta_path
 
 FORMATS = ("samples", "lm-eval", "openai", "vllm")
 QUESTION_KEYS = ("question", "problem", "Problem", "Question", "input")
@@ -57,11 +58,15 @@ class ImportedQuestion:
     question: str | None
     gold: str | None
     texts: list[str | None]
-    answers: list[str | None]
-    tokens: list[int | None]
+    tokens: list[int | None] | None = None  # None: no counts in the dump
+    answers: list[str | None] | None = None  # None: extracted from the texts
     prompt: str | None = None
     token_ids: list[list[int]] | None = None  # the exact ids, where the dump has them
     prompt_ids: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        self.tokens = self.tokens or [None] * len(self.texts)
+        self.answers = self.answers or [None] * len(self.texts)
 
 
 class _Sample(BaseModel):
@@ -101,8 +106,8 @@ def _read_samples(obj: dict, where: str) -> ImportedQuestion:
         ) from None
     s = line.samples
     return ImportedQuestion(
-        where, line.question, str(line.gold_answer), [x.text for x in s],
-        [None if x.answer is None else str(x.answer) for x in s], [x.tokens for x in s],
+        where, line.question, str(line.gold_answer), [x.text for x in s], [x.tokens for x in s],
+        [None if x.answer is None else str(x.answer) for x in s],
     )  # fmt: skip
 
 
@@ -127,11 +132,8 @@ def _read_lm_eval(obj: dict, where: str) -> ImportedQuestion:
     question = _first(doc, QUESTION_KEYS) or prompt
     gold = obj.get("target")
     gold = _first(doc, GOLD_KEYS) if gold in (None, "") else gold
-    n = len(texts)
-    return ImportedQuestion(
-        where, question, None if gold is None else str(gold), texts, [None] * n, [None] * n,
-        prompt,
-    )  # fmt: skip
+    gold = None if gold is None else str(gold)
+    return ImportedQuestion(where, question, gold, texts, prompt=prompt)
 
 
 def _read_openai(obj: dict, where: str) -> ImportedQuestion:
@@ -157,11 +159,8 @@ def _read_openai(obj: dict, where: str) -> ImportedQuestion:
     usage = response.get("usage") or {}
     if len(choices) == 1 and tokens[0] is None and isinstance(usage.get("completion_tokens"), int):
         tokens[0] = usage["completion_tokens"]
-    n = len(texts)
     prompt = obj.get("prompt") if isinstance(obj.get("prompt"), str) else None
-    return ImportedQuestion(
-        where, obj.get("question"), _gold(obj), texts, [None] * n, tokens, prompt
-    )
+    return ImportedQuestion(where, obj.get("question"), _gold(obj), texts, tokens, prompt=prompt)
 
 
 def _choice_tokens(choice: dict) -> int | None:
@@ -187,13 +186,12 @@ def _read_vllm(obj: dict, where: str) -> ImportedQuestion:
         ids = output.get("token_ids")
         tokens.append(len(ids) if isinstance(ids, list) else None)
         token_ids.append(ids if isinstance(ids, list) else None)
-    n = len(texts)
     prompt = obj.get("prompt") if isinstance(obj.get("prompt"), str) else None
     prompt_ids = obj.get("prompt_token_ids")
     return ImportedQuestion(
-        where, obj.get("question"), _gold(obj), texts, [None] * n, tokens, prompt,
-        token_ids if None not in token_ids else None,
-        prompt_ids if isinstance(prompt_ids, list) else None,
+        where, obj.get("question"), _gold(obj), texts, tokens, prompt=prompt,
+        token_ids=token_ids if None not in token_ids else None,
+        prompt_ids=prompt_ids if isinstance(prompt_ids, list) else None,
     )  # fmt: skip
 
 
@@ -230,12 +228,22 @@ def detect_format(obj: dict, where: str) -> str:
 
 def read_dump(path: str | Path, fmt: str | None = None) -> tuple[str, list[ImportedQuestion]]:
     """Read one dump file; returns its format and its questions in file order."""
-    path = Path(path)
+    return _parse_dump(Path(path), _read_bytes(Path(path)), fmt)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DumpError(f"{path}: cannot read the dump ({exc})") from None
+
+
+def _parse_dump(path: Path, raw: bytes, fmt: str | None) -> tuple[str, list[ImportedQuestion]]:
     if fmt is not None and fmt not in READERS:
         raise DumpError(f"unknown dump format {fmt!r}; use one of {', '.join(FORMATS)}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
     questions: list[ImportedQuestion] = []
     seen_docs: set = set()
@@ -302,9 +310,11 @@ def import_dumps(
     text, the texts sidecar. ``questions`` (objects with ``question`` and ``answer``, e.g.
     from :func:`autotts.live.questions.load_questions`) fill in what the dump lines lack, in
     order; ``count_tokens`` counts samples without a token count. Returns the store path."""
-    read, formats = [], []
-    for path in paths:
-        found, items = read_dump(path, fmt)
+    read, formats, digests = [], [], {}
+    for path in map(Path, paths):  # each file read once: parsed and hashed from its bytes
+        raw = _read_bytes(path)
+        found, items = _parse_dump(path, raw, fmt)
+        digests[str(path)] = hashlib.sha256(raw).hexdigest()
         formats.append(found)
         read.extend(items)
     if questions is not None and len(questions) != len(read):
@@ -324,16 +334,17 @@ def import_dumps(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     side = texts_path(out)
-    if len(sidecar) == len(records):
+    complete = len(sidecar) == len(records)
+    if complete:
         atomic_write_text(side, "".join(json.dumps(line) + "\n" for line in sidecar))
     elif side.exists():
         side.unlink()  # a stale sidecar must not be paired with this store
     meta = {
         "imported_from": [str(p) for p in paths],
-        "sha256": {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths},
+        "sha256": digests,
         "format": formats[0] if len(set(formats)) == 1 else formats,
         "width_only": True,
-        "texts": side.name if len(sidecar) == len(records) else None,
+        "texts": side.name if complete else None,
         "delta": delta,
         "tokenizer": tokenizer,
         "versions": {"autotts": __version__},
@@ -341,7 +352,7 @@ def import_dumps(
         "branches": sum(len(r["each_branch"]) for r in records),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
+    atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
     atomic_write_text(out, json.dumps(records))
     return out
 

@@ -186,6 +186,13 @@ def resolve_env_dir(env_dir: str | Path | None = None) -> Path:
     )
 
 
+def meta_path(store: str | Path) -> Path:
+    """The ``.meta.json`` written beside a store by ``build-env``, ``envs import`` and
+    ``envs probe`` (how it was made)."""
+    store = Path(store)
+    return store.with_name(store.stem + ".meta.json")
+
+
 def list_environments(env_dir: str | Path | None = None) -> list[EnvironmentInfo]:
     """All ``MODEL/DATASET`` stores under the environment directory, sorted by id."""
     root = resolve_env_dir(env_dir)

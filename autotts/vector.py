@@ -57,7 +57,7 @@ class VectorData:
     @classmethod
     def from_env(cls, env: ReplayEnvironment) -> VectorData:
         questions = env.questions
-        if any(q.width_only for q in questions):
+        if env.width_only:
             raise ValueError(
                 f"{env.env_id} is a width-only store (no probe answers): probe-based search "
                 "needs them; fill them in with `autotts envs probe`"

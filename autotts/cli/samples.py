@@ -142,7 +142,9 @@ def register(envs_app: typer.Typer) -> None:
             engine.close()
         import json
 
-        meta = json.loads(path.with_name(path.stem + ".meta.json").read_text())
+        from ..store import meta_path
+
+        meta = json.loads(meta_path(path).read_text())
         console.print(
             f"wrote {path}: {meta['probe_cost']['probes']:,} probes generated "
             f"{meta['generated_tokens']:,} tokens; build-env would generate "

@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import RunFailure
 from ..files import atomic_write_text
-from ..store import QuestionRecord
+from ..store import QuestionRecord, meta_path
 from .answers import LiveSettings
 from .backend import GenerationBackend
 from .environment import LiveEnvironment, LiveEpisode, LiveQuestion
@@ -155,7 +155,7 @@ class PartialBuild:
             QuestionRecord.model_validate(raw)  # what we assemble must load as a store
         meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out = self.out
-        atomic_write_text(out.with_name(out.stem + ".meta.json"), json.dumps(meta, indent=2))
+        atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
         atomic_write_text(out, json.dumps(records))
         shutil.rmtree(self.partial)
         return out

@@ -24,8 +24,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ..files import json_lines
 from ..importers import texts_path
-from ..store import QuestionRecord, load_records
+from ..store import QuestionRecord, load_records, meta_path
 from .answers import LiveSettings, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
 from .builder import BuildError, PartialBuild
@@ -37,14 +38,13 @@ def read_texts(store: Path, records: list[QuestionRecord]) -> list[dict]:
     """The texts sidecar of ``store``, checked against its records."""
     side = texts_path(store)
     try:
-        lines = [json.loads(line) for line in side.read_text(encoding="utf-8").splitlines()]
+        text = side.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BuildError(
             f"{store}: no texts sidecar {side.name}; probing needs each sample's text "
             "(import a dump whose samples have their text)"
         ) from None
-    except json.JSONDecodeError as exc:
-        raise BuildError(f"{side}: not valid JSON lines ({exc})") from None
+    lines = [line for _, line in json_lines(side, text, BuildError)]
     if len(lines) != len(records):
         raise BuildError(f"{side}: {len(lines)} lines for the store's {len(records)} questions")
     for q, (line, record) in enumerate(zip(lines, records, strict=True)):
@@ -128,8 +128,8 @@ def probe_store(
     build.fill(lambda q: probe_question(backend, records[q], lines[q], settings), progress)
     if texts_path(out) != texts_path(store):
         shutil.copyfile(texts_path(store), texts_path(out))
-    meta_path = store.with_name(store.stem + ".meta.json")
-    imported = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    imported_meta = meta_path(store)
+    imported = json.loads(imported_meta.read_text()) if imported_meta.exists() else None
     return build.finish(lambda finished: {**_cost_summary(finished), "imported": imported})
 
 
