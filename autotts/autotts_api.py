@@ -20,7 +20,10 @@ legacy method's branches (its code waits for each answer before the next call).
 
 **Parameters.** The method's constructor keywords (their defaults form the schedule) plus
 ``beta``, passed as ``config={"beta": β}`` (CMC's ``OptimalController`` reads it there;
-methods that ignore it have a flat β curve).
+methods that ignore it have a flat β curve). The ``config`` keys the method reads with a
+literal default (``self.config.get("n_init", 4)``) are parameters too, so
+``file.py:OptimalController@beta=0.5@n_init=8`` passes ``config={"beta": 0.5, "n_init": 8}``
+(a key at its default is not passed, as the reference pipeline would not).
 
 **The reference's quirks, reproduced where results depend on them:**
 
@@ -45,6 +48,8 @@ module's equivalents (:class:`LLMDesignedMethod`, :class:`MethodTraceRecorder`,
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import inspect
 import operator
 from abc import ABC, abstractmethod
@@ -64,10 +69,47 @@ def _constructor_defaults(method_class: type) -> dict[str, Any]:
     }
 
 
-def legacy_controller_class(method_class: type) -> type[Controller]:
-    """A :class:`Controller` subclass running ``method_class`` (see the module docstring)."""
+def _config_defaults(method_class: type, source: str) -> dict[str, Any]:
+    """The ``config`` keys the class (or a base class in the same file) reads as
+    ``<...config...>.get("key", literal default)``, with their defaults (``beta`` aside)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    lineage = {cls.__name__ for cls in method_class.__mro__}
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.ClassDef) and node.name in lineage):
+            continue
+        for call in ast.walk(node):
+            if not (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "get"
+                and len(call.args) == 2
+                and isinstance(call.args[0], ast.Constant)
+                and isinstance(call.args[0].value, str)
+                and "config" in ast.unparse(call.func.value)
+            ):
+                continue
+            with contextlib.suppress(ValueError, TypeError, SyntaxError):
+                default = ast.literal_eval(call.args[1])
+                if isinstance(default, bool | int | float | str):
+                    found.setdefault(call.args[0].value, default)
+    found.pop("beta", None)
+    return found
+
+
+def legacy_controller_class(method_class: type, source: str = "") -> type[Controller]:
+    """A :class:`Controller` subclass running ``method_class`` (see the module docstring);
+    ``source``, the file's text, tells which ``config`` keys the method reads."""
     defaults = _constructor_defaults(method_class)
     takes_config = "config" in inspect.signature(method_class.__init__).parameters
+    config_defaults = {
+        key: value
+        for key, value in (_config_defaults(method_class, source) if takes_config else {}).items()
+        if key not in defaults
+    }
 
     class AutoTTSMethod(Controller):
         name = str(getattr(method_class, "NAME", "") or method_class.__name__)
@@ -75,10 +117,14 @@ def legacy_controller_class(method_class: type) -> type[Controller]:
 
         @staticmethod
         def schedule(beta: float) -> dict:
-            return {**defaults, "beta": beta}
+            return {**defaults, **config_defaults, "beta": beta}
 
         def run(self, state, beta: float, **kwargs):
-            method = method_class(**kwargs, **({"config": {"beta": beta}} if takes_config else {}))
+            config = {"beta": beta}
+            for key, default in config_defaults.items():  # only what differs from the default
+                if (value := kwargs.pop(key, default)) != default:
+                    config[key] = value
+            method = method_class(**kwargs, **({"config": config} if takes_config else {}))
             return (yield from _drive(method, state))
 
     AutoTTSMethod.__name__ = AutoTTSMethod.__qualname__ = f"AutoTTS_{method_class.__name__}"
@@ -91,6 +137,7 @@ def _drive(method, state):
 
     question = LegacyQuestion(state)
     worker = greenlet(lambda: ("answer", method.solve(question)))
+    question._act_switch = worker.parent.switch  # back to this generator, from inside solve
     message = worker.switch()
     while message[0] == "action":
         before = state.tokens
@@ -113,9 +160,7 @@ class LegacyQuestion:
 
     def _act(self, action, branch: int | None = None):
         """Hand ``action`` to the controller's generator; resume with its reply."""
-        from greenlet import getcurrent
-
-        return getcurrent().parent.switch(("action", action, branch))
+        return self._act_switch(("action", action, branch))
 
     def _charge(self, branch: int | None, tokens: int) -> None:
         if branch is not None:
@@ -162,6 +207,26 @@ class LegacyQuestion:
 
     def get_seq_and_total_tokens(self):
         return 0, self._state.tokens
+
+    @property
+    def _cost_per_branch(self):
+        """The reference's per-branch cost list (every branch, unopened ones 0), which some
+        methods read directly."""
+        active = self.get_cost_per_branch_active()
+        return [*active, *[0] * (self._state.max_branches - len(active))]
+
+    def __getattr__(self, name):
+        raise AttributeError(
+            f"the AutoTTS-API question has no {name!r}: it offers probe_new(), probe_more(i), "
+            "get_new_branch_final_answer(), get_cost_per_branch_active(), "
+            "get_seq_and_total_tokens() and probe_freq"
+            + (
+                " (the reference's shuffling rng is not handed out: a controller's choices "
+                "depend only on what it observed)"
+                if name == "rng"
+                else ""
+            )
+        )
 
 
 class LLMDesignedMethod(ABC):

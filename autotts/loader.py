@@ -6,14 +6,17 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import difflib
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import types
+import warnings
 from pathlib import Path
 
 from .bundled import project_dir
@@ -107,6 +110,8 @@ def controller_class_from_source(
     or the class named ``select``. A file of AutoTTS-API methods (no Controller subclass) gives
     its method wrapped by :mod:`autotts.autotts_api` (``select`` picks one of several).
     ``origin`` names the file in messages and tracebacks."""
+    if select is not None:
+        source = without_broken_classes(source, select, origin)
     digest = hashlib.sha1(f"{origin}\0{source}".encode()).hexdigest()[:10]
     module_name = f"autotts_controller_{Path(str(origin)).stem.replace('-', '_')}_{digest}"
     module = types.ModuleType(module_name)
@@ -129,7 +134,7 @@ def controller_class_from_source(
         if isinstance(obj, type) and issubclass(obj, Controller) and obj.__module__ == module_name
     ]
     if select is not None or not classes:
-        legacy = _select_legacy(module, module_name, classes, select, origin)
+        legacy = _select_legacy(module, module_name, classes, select, origin, source)
         if legacy is not None:
             return legacy
     if len(classes) != 1:
@@ -145,6 +150,43 @@ def controller_class_from_source(
     if not cls.name:
         cls.name = Path(str(origin)).stem.replace("_", "-")
     return cls
+
+
+_TOP_LEVEL_DEFINITION = re.compile(r"(?:async\s+def|def|class)\s+(\w+)")
+
+
+def without_broken_classes(source: str, select: str, origin: str | Path) -> str:
+    """``source`` with the top-level classes and functions that do not parse blanked out
+    (line numbers kept), so that ``select`` loads from a file whose other parts are unfinished
+    (the AutoTTS repository's ``reference_methods.py`` ends in a stub with no body). Each
+    part left out is announced with a warning naming file, line and class. ``source`` comes
+    back unchanged when it parses, or when ``select`` itself (or code outside a definition)
+    is what does not parse: then loading reports the syntax error."""
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if _TOP_LEVEL_DEFINITION.match(line)]
+    for _ in range(len(starts)):
+        try:
+            ast.parse("".join(lines))
+            return "".join(lines)
+        except SyntaxError as exc:
+            error = exc
+        first = max((i for i in starts if i < (error.lineno or 0)), default=None)
+        if first is None:
+            return source
+        name = _TOP_LEVEL_DEFINITION.match(lines[first])[1]
+        end = min((i for i in starts if i > first), default=len(lines))
+        while first > 0 and lines[first - 1].startswith("@"):
+            first -= 1
+        if name == select:
+            return source
+        warnings.warn(
+            f"{origin}:{first + 1}: {name} does not parse ({error.msg}, line {error.lineno}); "
+            f"left out to load {select}",
+            stacklevel=3,
+        )
+        lines[first:end] = ["\n"] * (end - first)
+        starts = [i for i in starts if not first <= i < end]
+    return source
 
 
 BASE_NAME = "LLMDesignedMethod"
@@ -184,7 +226,7 @@ def is_legacy_method(obj: object) -> bool:
     )
 
 
-def _select_legacy(module, module_name, classes, select, origin):
+def _select_legacy(module, module_name, classes, select, origin, source):
     """The ``select``-ed class (wrapped if it is an AutoTTS-API method), the only method of an
     AutoTTS-API file, or None when the file is an ordinary controller file."""
     own = {n: o for n, o in vars(module).items() if getattr(o, "__module__", "") == module_name}
@@ -194,14 +236,14 @@ def _select_legacy(module, module_name, classes, select, origin):
         if chosen in classes:
             return chosen
         if select in methods:
-            return _wrap(chosen)
+            return _wrap(chosen, source)
         raise ControllerLoadError(
             f"{origin}: no controller or AutoTTS-API method named {select!r} (it defines "
             f"{', '.join(c.__name__ for c in classes) or 'no controllers'}; methods: "
             f"{', '.join(methods) or 'none'})"
         )
     if len(methods) == 1:
-        return _wrap(own[methods[0]])
+        return _wrap(own[methods[0]], source)
     if methods:
         raise ControllerLoadError(
             f"{origin}: defines AutoTTS-API methods {', '.join(methods)}; name one as "
@@ -210,10 +252,10 @@ def _select_legacy(module, module_name, classes, select, origin):
     return None
 
 
-def _wrap(method_class: type) -> type[Controller]:
+def _wrap(method_class: type, source: str) -> type[Controller]:
     from .autotts_api import legacy_controller_class
 
-    return legacy_controller_class(method_class)
+    return legacy_controller_class(method_class, source)
 
 
 # Put at the top of LLM-written controller files (by ``autotts export``): such a file

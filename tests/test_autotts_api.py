@@ -193,6 +193,8 @@ def test_reference_file_runs_in_the_os_sandbox(env_dir):
 
 
 HELPERS_IMPORTED = """
+import copy
+import re
 from collections import Counter
 
 from controller_api import LLMDesignedMethod, MethodTraceRecorder
@@ -208,8 +210,8 @@ class Majority(LLMDesignedMethod):
     def solve(self, question):
         answers = []
         for _ in range(self.n):
-            answers.append(question.get_new_branch_final_answer())
-            self.trace.add_step(seen=len(answers))
+            answers.append(re.sub(r"\\s+", "", question.get_new_branch_final_answer()))
+            self.trace.add_step(seen=copy.deepcopy(answers))
         assert self.description() == "majority | config=" + repr(self.config)
         assert len(self.trace.to_list()) == self.n
         return Counter(answers).most_common(1)[0][0]
@@ -243,3 +245,94 @@ def test_files_importing_the_reference_helpers_run_in_process_and_sandboxed(tmp_
     import sys
 
     assert "controller_api" not in sys.modules  # the stand-in was there only while loading
+
+
+PUBLISHED = API.with_name("reference_methods.py")  # its OptimalController is a stub with no body
+
+
+def test_the_published_baselines_file_loads_past_its_unfinished_stub(env_dir):
+    """The AutoTTS repository's reference_methods.py does not parse (its last class has no
+    body): a selected class loads with the broken one left out, announced, in process and
+    in the sandbox; the results equal the same class in cmc_method.py."""
+    with pytest.warns(UserWarning, match=r"reference_methods.py:983: OptimalController does not"):
+        published = load_controller(f"{PUBLISHED}:ESCMethod")
+    with pytest.raises(ControllerLoadError, match=r"reference_methods.py:991: syntax error"):
+        load_controller(f"{PUBLISHED}:OptimalController")
+    env = autotts.make("Qwen3-4B/aime25", env_dir)
+    same = load_controller(f"{API}:ESCMethod")
+    for q, seed in [(0, 0), (7, 1), (19, 2)]:
+        a = env.run_episode(published, published.params(0.5), q, seed)
+        b = env.run_episode(same, same.params(0.5), q, seed)
+        assert a.error is None and (a.answer, a.tokens, a.trace) == (b.answer, b.tokens, b.trace)
+    with pytest.warns(UserWarning, match="left out to load ESCMethod"):
+        sandboxed = autotts.evaluate(
+            f"{PUBLISHED}:ESCMethod", "Qwen3-4B/aime25", env_dir=env_dir, seeds=2, sandbox=True
+        )
+    direct = autotts.evaluate(f"{API}:ESCMethod", "Qwen3-4B/aime25", env_dir=env_dir, seeds=2)
+    assert sandboxed.rows[0].status == "ok", sandboxed.rows[0].status
+    assert (sandboxed.rows[0].accuracy, sandboxed.rows[0].tokens) == (
+        direct.rows[0].accuracy,
+        direct.rows[0].tokens,
+    )
+
+
+def test_only_the_definitions_that_do_not_parse_are_left_out(tmp_path):
+    from autotts.loader import without_broken_classes
+
+    source = textwrap.dedent("""
+        import math
+
+
+        @staticmethod
+        def broken(:
+            pass
+
+
+        class Kept:
+            VALUE = math.pi
+
+
+        class AlsoBroken:
+            def method(self):
+        """)
+    with pytest.warns(UserWarning) as caught:
+        kept = without_broken_classes(source, "Kept", "m.py")
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        "m.py:5: broken does not parse",
+        "m.py:14: AlsoBroken does not parse",
+    ]
+    assert kept.count("\n") == source.count("\n") and "class Kept" in kept
+    assert "@staticmethod" not in kept and "def broken" not in kept and "AlsoBroken" not in kept
+    assert without_broken_classes(source, "AlsoBroken", "m.py") == source  # reported as is
+    assert without_broken_classes("x = (\n", "Kept", "m.py") == "x = (\n"
+
+
+CONFIGURED = """
+from controller_api import LLMDesignedMethod
+
+
+class Configured(LLMDesignedMethod):
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.n = int(self.config.get("n", 2))
+
+    def solve(self, question):
+        for _ in range(self.n):
+            question.get_new_branch_final_answer()
+        if self.config.get("label", "x") == "rng":
+            return question.rng.random()
+        return repr((sorted(self.config.items()), len(question._cost_per_branch)))
+"""
+
+
+def test_config_keys_the_method_reads_are_parameters(tmp_path, small):
+    path = tmp_path / "configured.py"
+    path.write_text(CONFIGURED)
+    method = load_controller(str(path))
+    assert method.params(0.3) == {"n": 2, "label": "x", "beta": 0.3}
+    default = small.run_episode(method, method.params(0.3), 0, 0)
+    assert default.answer == repr(([("beta", 0.3)], 2)) and default.opened == 2
+    one = small.run_episode(method, method.params(0.3, n=1), 0, 0)
+    assert one.answer == repr(([("beta", 0.3), ("n", 1)], 2)) and one.opened == 1
+    rng = small.run_episode(method, method.params(0.3, label="rng"), 0, 0)
+    assert "has no 'rng'" in rng.error and "probe_new()" in rng.error

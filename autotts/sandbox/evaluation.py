@@ -18,6 +18,7 @@ from ..loader import (  # noqa: F401 (the mark's home is the loader; re-exported
     mark_untrusted,
     resolve_controller_path,
     split_selector,
+    without_broken_classes,
 )
 from ..replay import ReplayEnvironment
 from ..report import UnitResult
@@ -44,6 +45,8 @@ def evaluate_in_sandbox(
         try:
             path = resolve_controller_path(target)
             source = path.read_text(encoding="utf-8")
+            if (class_name := split_selector(target)[1]) is not None:
+                source = without_broken_classes(source, class_name, path)
             if path.suffix != ".py":
                 source, failure = (
                     None,

@@ -20,6 +20,7 @@ SAFE_MODULES = frozenset(
         "abc",
         "bisect",
         "collections",
+        "copy",
         "dataclasses",
         "enum",
         "fractions",
@@ -28,6 +29,7 @@ SAFE_MODULES = frozenset(
         "itertools",
         "math",
         "operator",
+        "re",  # (AutoTTS-API method files normalise answers with it)
         "statistics",
         "typing",
     }
