@@ -152,6 +152,7 @@ def controller_class_from_source(
     return cls
 
 
+_ANNOUNCED: set[tuple[str, int, str]] = set()
 _TOP_LEVEL_DEFINITION = re.compile(r"(?:async\s+def|def|class)\s+(\w+)")
 
 
@@ -159,34 +160,34 @@ def without_broken_classes(source: str, select: str, origin: str | Path) -> str:
     """``source`` with the top-level classes and functions that do not parse blanked out
     (line numbers kept), so that ``select`` loads from a file whose other parts are unfinished
     (the AutoTTS repository's ``reference_methods.py`` ends in a stub with no body). Each
-    part left out is announced with a warning naming file, line and class. ``source`` comes
-    back unchanged when it parses, or when ``select`` itself (or code outside a definition)
-    is what does not parse: then loading reports the syntax error."""
+    part left out is announced with a warning at its file and line, naming the class.
+    ``source`` comes back unchanged when it parses, or when ``select`` itself (or code outside
+    a definition) is what does not parse: then loading reports the syntax error."""
     lines = source.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if _TOP_LEVEL_DEFINITION.match(line)]
-    for _ in range(len(starts)):
+    left_out: list[tuple[int, str]] = []
+    for _ in range(len(starts) + 1):
         try:
             ast.parse("".join(lines))
-            return "".join(lines)
+            break
         except SyntaxError as exc:
             error = exc
         first = max((i for i in starts if i < (error.lineno or 0)), default=None)
-        if first is None:
+        if first is None or _TOP_LEVEL_DEFINITION.match(lines[first])[1] == select:
             return source
         name = _TOP_LEVEL_DEFINITION.match(lines[first])[1]
         end = min((i for i in starts if i > first), default=len(lines))
         while first > 0 and lines[first - 1].startswith("@"):
             first -= 1
-        if name == select:
-            return source
-        warnings.warn(
-            f"{origin}:{first + 1}: {name} does not parse ({error.msg}, line {error.lineno}); "
-            f"left out to load {select}",
-            stacklevel=3,
-        )
+        left_out.append((first, f"{name} does not parse ({error.msg}, line {error.lineno})"))
         lines[first:end] = ["\n"] * (end - first)
         starts = [i for i in starts if not first <= i < end]
-    return source
+    for first, problem in left_out:
+        if (str(origin), first, select) not in _ANNOUNCED:  # once per process (and worker)
+            _ANNOUNCED.add((str(origin), first, select))
+            message = f"{problem}; left out to load {select}"
+            warnings.warn_explicit(message, UserWarning, str(origin), first + 1)
+    return "".join(lines)
 
 
 BASE_NAME = "LLMDesignedMethod"
