@@ -34,8 +34,11 @@ literal default (``self.config.get("n_init", 4)``) are parameters too, so
   episode (a token cost mismatch): here the episode ends with that error;
 - ``probe_more`` on a finished branch returns its final answer again; the reference charges
   the branch's last interval again each time, which a replay of real branches cannot do (the
-  tokens were generated once), so here it costs nothing — the one difference, noted in the
-  trace;
+  tokens were generated once), so here it costs nothing, noted in the trace. Likewise for a
+  branch read whole by ``get_new_branch_final_answer``: the reference would walk its probes
+  again from the first (charging each) though it charged the whole branch already; here it is
+  finished and gives its final answer. These are the two differences, both only for methods
+  that extend a branch they already finished;
 - ``get_cost_per_branch_active`` is each opened branch's cost so far, in opening order;
 - an answer that is not a ``str`` never matches a gold answer (the reference compares with
   ``==``), so it is returned as a string that cannot match.

@@ -167,6 +167,8 @@ def test_loading_names_the_methods(quirks, env_dir):
         load_controller(f"{quirks}:Missing")
     method = load_controller(f"{quirks}:Probing")
     assert method.params(0.3) == {"mode": "normal", "beta": 0.3}
+    # among several methods, the one the reference's search evaluates
+    assert type(load_controller(str(API))).__name__ == "AutoTTS_OptimalController"
     assert autotts.check(f"{quirks}:Other", "Qwen3-8B/aime24", env_dir=env_dir, questions=1,
                          seeds=1).ok  # fmt: skip
 
