@@ -29,9 +29,11 @@ literal default (``self.config.get("n_init", 4)``) are parameters too, so
 
 - ``probe_new`` past the last branch raises ``ValueError``, ``get_new_branch_final_answer``
   ``IndexError`` — the reference methods catch exactly these;
-- ``probe_more(i)`` accepts ``i`` up to the number opened; ``i`` equal to it (or negative)
-  explores a branch that was never opened, which makes the reference evaluator reject the
-  episode (a token cost mismatch): here the episode ends with that error;
+- ``probe_more(i)`` accepts ``i`` up to the number opened (``ValueError`` beyond); ``i``
+  equal to it explores a branch that was never opened, which makes the reference evaluator
+  reject the episode (a token cost mismatch): here the episode ends with that error. A
+  negative ``i`` counts from the end of the list of every branch, as Python's indexing does:
+  a branch that is open only once all are (``IndexError`` below ``-n``, or for ``i == n``);
 - ``probe_more`` on a finished branch returns its final answer again; the reference charges
   the branch's last interval again each time, which a replay of real branches cannot do (the
   tokens were generated once), so here it costs nothing, noted in the trace. Likewise for a
@@ -187,14 +189,19 @@ class LegacyQuestion:
     def probe_more(self, index):
         state = self._state
         index = operator.index(index)  # numpy integers too, as list indexing accepts them
-        if index < 0 or index >= state.opened:
-            if index <= state.opened:
-                raise ControllerFailure(
-                    f"probe_more({index}) explores a branch that was never opened (only "
-                    f"{state.opened} are); the AutoTTS evaluator rejects such an episode "
-                    "(token cost mismatch)"
-                )
+        n = state.max_branches
+        if index > state.opened:
             raise ValueError("Index out of range for branches.")
+        if not -n <= index < n:
+            raise IndexError("list index out of range")
+        if index < 0:  # the reference indexes its list of every branch: from the end
+            index += n
+        if index >= state.opened:
+            raise ControllerFailure(
+                f"probe_more({index}) explores a branch that was never opened (only "
+                f"{state.opened} are); the AutoTTS evaluator rejects such an episode "
+                "(token cost mismatch)"
+            )
         if state.finished[index]:
             self._act(Note(f"probe_more({index}) on a finished branch: free here"))
             return state.answer[index], True

@@ -90,6 +90,16 @@ QUIRKS = """
             if self.mode == "unopened":
                 question.probe_new()
                 question.probe_more(1)  # the next branch, never opened
+            if self.mode == "negative":  # -1: the last of every branch, open once all are
+                question.probe_new()
+                try:
+                    question.probe_more(-3)
+                except IndexError:
+                    question.probe_new()
+                    return repr(question.probe_more(-2))
+            if self.mode == "negative-unopened":
+                question.probe_new()
+                question.probe_more(-1)
             if self.mode == "finished":
                 answer, i, done = question.probe_new()
                 while not done:
@@ -154,6 +164,10 @@ def test_the_reference_apis_quirks(quirks, small):
     )
     unopened = play(small, quirks, "unopened")
     assert "never opened" in unopened.error and "token cost mismatch" in unopened.error
+    assert "never opened" in play(small, quirks, "negative-unopened").error
+    negative = play(small, quirks, "negative")  # -2 of 2 branches: the first opened
+    assert negative.error is None
+    assert negative.answer == repr(("2", False) if first == 0 else ("7", True))
     finished = play(small, quirks, "finished")
     assert finished.answer == repr((("7", True), (0, lengths[first]))) and finished.error is None
     assert any(step[0] == "note" for step in finished.trace)
@@ -338,3 +352,94 @@ def test_config_keys_the_method_reads_are_parameters(tmp_path, small):
     assert one.answer == repr(([("beta", 0.3), ("n", 1)], 2)) and one.opened == 1
     rng = small.run_episode(method, method.params(0.3, label="rng"), 0, 0)
     assert "has no 'rng'" in rng.error and "probe_new()" in rng.error
+
+
+SCRIPTED = """
+class LLMDesignedMethod:
+    def __init__(self, config=None):
+        self.config = config or {}
+
+
+class Scripted(LLMDesignedMethod):
+    # a pseudo-random walk over every call of the API (none on a finished branch: the
+    # documented difference), logging what each returns
+
+    def __init__(self, script=0, config=None):
+        super().__init__(config)
+        self.script = script
+
+    def solve(self, question):
+        log, growing, x = [], [], self.script * 7919 + 1
+        for _ in range(40):
+            x = (x * 1103515245 + 12345) % 2**31
+            choice = x % 6
+            if choice == 0:
+                try:
+                    answer, i, finished = question.probe_new()
+                except ValueError:
+                    log.append("no new branch")
+                    continue
+                log.append(("new", answer, i, finished))
+                if not finished:
+                    growing.append(i)
+            elif choice in (1, 2) and growing:
+                i = growing[x // 8 % len(growing)]
+                if x % 5 == 0 and i == question.get_cost_per_branch_active().__len__() - 1:
+                    i -= len(question._cost_per_branch)  # the same branch, counted from the end
+                answer, finished = question.probe_more(i)
+                log.append(("more", i, answer, finished))
+                if finished:
+                    growing.remove(i % len(question._cost_per_branch))
+            elif choice == 3:
+                try:
+                    log.append(("read", question.get_new_branch_final_answer()))
+                except IndexError:
+                    log.append("no branch to read")
+            elif choice == 4:
+                try:
+                    question.probe_more(len(question._cost_per_branch) + 1)
+                except ValueError:
+                    log.append("beyond")
+            else:
+                log.append((question.get_cost_per_branch_active(),
+                            question.get_seq_and_total_tokens(), question.probe_freq))
+        return repr(log)
+"""
+
+
+def test_every_call_agrees_with_the_reference_question(tmp_path):
+    """Differential: the reference's own Question (../shared/autotts-api/data_loader.py, run
+    from there) and the adapter give the same return values and the same cost for pseudo-
+    random walks over the API, on branches with no probes, short tails and long tails."""
+    import importlib.util
+    import json
+
+    from conftest import tiny_store
+
+    from autotts.replay import ReplayEnvironment
+    from autotts.store import load_records
+
+    spec = importlib.util.spec_from_file_location(
+        "reference_data_loader", API.parent / "data_loader.py"
+    )
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    branches = [[["1", "2", "3"], 1600, "7"], [[], 300, "5"], [["4"], 900, "7"],
+                [["7", "7"], 1000, "7"], [["2", "2", "2", "2"], 1800, "9"], [["5"], 2000, "5"]]  # fmt: skip
+    store = tiny_store(tmp_path / "T" / "s.json", branches)
+    info = json.loads(store.read_text())[0]
+    env = ReplayEnvironment("T/s", load_records(store))
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED)
+    ours = load_controller(f"{path}:Scripted")
+    theirs = {}
+    exec(compile(SCRIPTED, "scripted.py", "exec"), theirs)
+    for script in range(40):
+        for seed in range(3):
+            method, seen = theirs["Scripted"](script), []
+            _, cost = reference.Question(info, seed=seed).solve(
+                lambda q, method=method, seen=seen: seen.append(method.solve(q)) or seen[-1]
+            )
+            result = env.run_episode(ours, ours.params(0.0, script=script), 0, seed)
+            assert result.error is None, result.error
+            assert (result.answer, result.tokens) == (seen[0], cost), (script, seed)
