@@ -18,6 +18,13 @@ generator with one action — ``probe_new`` is ``Branch(1)``, ``probe_more(i)`` 
 the action left. Every call is one action of one branch, so live backends cannot batch a
 legacy method's branches (its code waits for each answer before the next call).
 
+**Instances.** Each episode gets a fresh instance of the method, and calls it as the
+reference's ``Question.solve`` does: ``method(question)`` where the class defines
+``__call__`` (the agent-written files route it to ``solve``), else ``method.solve(question)``.
+The reference reuses one instance for every question and seed in turn, so a method that
+carries information from one question to the next would not reproduce; autotts controllers
+keep none across episodes, which is what lets episodes run in any order and in parallel.
+
 **Parameters.** The method's constructor keywords (their defaults form the schedule) plus
 ``beta``, passed as ``config={"beta": β}`` (CMC's ``OptimalController`` reads it there;
 methods that ignore it have a flat β curve). The ``config`` keys the method reads with a
@@ -141,7 +148,8 @@ def _drive(method, state):
     from greenlet import greenlet
 
     question = LegacyQuestion(state)
-    worker = greenlet(lambda: ("answer", method.solve(question)))
+    entry = method if callable(method) else method.solve  # the reference calls __call__
+    worker = greenlet(lambda: ("answer", entry(question)))
     question._act_switch = worker.parent.switch  # back to this generator, from inside solve
     message = worker.switch()
     while message[0] == "action":

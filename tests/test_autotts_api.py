@@ -443,3 +443,22 @@ def test_every_call_agrees_with_the_reference_question(tmp_path):
             result = env.run_episode(ours, ours.params(0.0, script=script), 0, seed)
             assert result.error is None, result.error
             assert (result.answer, result.tokens) == (seen[0], cost), (script, seed)
+
+
+def test_a_method_is_called_as_the_reference_calls_it(tmp_path, small):
+    """``Question.solve`` calls ``method(question)``: a ``__call__`` of the method's own runs."""
+    path = tmp_path / "called.py"
+    path.write_text(
+        textwrap.dedent("""
+            from controller_api import LLMDesignedMethod
+
+            class Called(LLMDesignedMethod):
+                def __call__(self, question):
+                    return "called:" + self.solve(question)
+
+                def solve(self, question):
+                    return question.get_new_branch_final_answer()
+            """)
+    )
+    method = load_controller(str(path))
+    assert small.run_episode(method, method.params(1.0), 0, 0).answer == "called:7"
