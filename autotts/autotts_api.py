@@ -41,13 +41,15 @@ literal default (``self.config.get("n_init", 4)``) are parameters too, so
   reject the episode (a token cost mismatch): here the episode ends with that error. A
   negative ``i`` counts from the end of the list of every branch, as Python's indexing does:
   a branch that is open only once all are (``IndexError`` below ``-n``, or for ``i == n``);
-- ``probe_more`` on a finished branch returns its final answer again; the reference charges
-  the branch's last interval again each time, which a replay of real branches cannot do (the
-  tokens were generated once), so here it costs nothing, noted in the trace. Likewise for a
-  branch read whole by ``get_new_branch_final_answer``: the reference would walk its probes
-  again from the first (charging each) though it charged the whole branch already; here it is
-  finished and gives its final answer. These are the two differences, both only for methods
-  that extend a branch they already finished;
+- ``probe_more`` on a finished branch returns its final answer again and charges the
+  branch's last interval again each time, as the reference does (``ChargeAgain``: on replay
+  the engine charges it, so the parent's recomputation from the action log includes it; live,
+  where cost is generated tokens, it is free);
+- the one difference: ``probe_more`` on a branch read whole by
+  ``get_new_branch_final_answer``. The reference would walk that branch's probes again from
+  the first (revealing and charging each, reporting it unfinished) though it charged the whole
+  branch already; here it is finished, gives its final answer and costs nothing (a note in the
+  trace);
 - ``get_cost_per_branch_active`` is each opened branch's cost so far, in opening order;
 - an answer that is not a ``str`` never matches a gold answer (the reference compares with
   ``==``), so it is returned as a string that cannot match.
@@ -67,7 +69,16 @@ import operator
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .contract import Answer, Branch, Continue, Controller, ControllerFailure, Note, Read
+from .contract import (
+    Answer,
+    Branch,
+    ChargeAgain,
+    Continue,
+    Controller,
+    ControllerFailure,
+    Note,
+    Read,
+)
 
 
 def _constructor_defaults(method_class: type) -> dict[str, Any]:
@@ -169,6 +180,7 @@ class LegacyQuestion:
     def __init__(self, state):
         self._state = state
         self._costs: list[int] = []  # per opened branch, in opening order
+        self._read: set[int] = set()  # branches opened by get_new_branch_final_answer
         self.probe_freq = state.delta
 
     def _act(self, action, branch: int | None = None):
@@ -210,14 +222,18 @@ class LegacyQuestion:
                 f"{state.opened} are); the AutoTTS evaluator rejects such an episode "
                 "(token cost mismatch)"
             )
-        if state.finished[index]:
-            self._act(Note(f"probe_more({index}) on a finished branch: free here"))
+        if state.finished[index]:  # the reference charges its last interval again
+            if index in self._read:
+                self._act(Note(f"probe_more({index}) on a branch read whole: free here"))
+            else:
+                self._act(ChargeAgain(index), index)
             return state.answer[index], True
         self._act(Continue([index]), index)
         return state.answer[index], state.finished[index]
 
     def get_new_branch_final_answer(self):
         i = self._open_next(Read(1), IndexError("list index out of range"))
+        self._read.add(i)
         return self._state.answer[i]
 
     def get_cost_per_branch_active(self):

@@ -20,6 +20,8 @@ probe=True)``               (fewer if it finishes)
 ``Prune(ids)``              stop spending on branches (their history stays visible)    ``None``
 ``Read(k, model=None)``     open ``k`` new branches and generate them to the end        new ids
 ``Note(text)``              annotate the execution trace (free)                         ``None``
+``ChargeAgain(i)``          charge finished branch ``i``'s last interval again (the      ``None``
+                            AutoTTS reference's accounting; :mod:`autotts.autotts_api`)
 ``Generate(prompt,          generate text for a prompt the controller writes (live      the text
 model=None, max_tokens)``   backends only: replay stores hold answers, not text)
 ==========================  ========================================================  ==========
@@ -137,6 +139,21 @@ class Note(Action):
 
     def __repr__(self) -> str:
         return f"Note({self.text!r})"
+
+
+class ChargeAgain(Action):
+    """Charge the last interval of finished branch ``branch`` again, revealing nothing: the
+    AutoTTS reference's accounting of ``probe_more`` on a finished branch, which
+    :mod:`autotts.autotts_api` reproduces on replay. It only ever adds cost; live
+    environments, which charge generated tokens only, record it at no cost."""
+
+    __slots__ = ("branch",)
+
+    def __init__(self, branch: int):
+        self.branch = branch
+
+    def __repr__(self) -> str:
+        return f"ChargeAgain({self.branch!r})"
 
 
 class Generate(Action):

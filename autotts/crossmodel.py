@@ -294,6 +294,14 @@ class _CrossEpisode(_Episode):
         super().extend(ids, k, probe)
         self._account(before)
 
+    def charge_again(self, i) -> None:
+        before = self.tokens
+        super().charge_again(i)
+        extra = self.tokens - before  # tokens it did not generate again: priced by hand
+        self.cost += extra * self.rate_of[i]
+        self.model_tokens[self.state.model[i]] += extra
+        self.state.cost = self.cost
+
     def read(self, k, model=None) -> range:
         ids = super().read(k, model)
         self.was_read.extend([True] * k)

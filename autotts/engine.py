@@ -23,6 +23,7 @@ from .contract import (
     ActionError,
     Answer,
     Branch,
+    ChargeAgain,
     Continue,
     Controller,
     ControllerFailure,
@@ -38,7 +39,7 @@ DEFAULT_MAX_STEPS = 20_000
 
 # Trace event kinds (also the "action" field of the JSONL schema in traces/).
 BRANCH, CONTINUE, PROBE, PRUNE, READ, NOTE = "branch", "continue", "probe", "prune", "read", "note"
-GENERATE = "generate"
+GENERATE, CHARGE_AGAIN = "generate", "charge_again"
 
 
 @dataclass(slots=True)
@@ -216,6 +217,9 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
                 append((PRUNE, ids, 0, False, episode.tokens))
             elif kind is Note:
                 append((NOTE, (), str(action.text), False, episode.tokens))
+            elif kind is ChargeAgain:
+                episode.charge_again(i := action.branch)
+                append((CHARGE_AGAIN, (i,), 0, False, episode.tokens))
             elif kind is Generate:
                 model = model_name(action.model)
                 reply = episode.generate(action.prompt, model, action.max_tokens)
@@ -305,6 +309,10 @@ def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
             episode.probe(ids)
         elif event == PRUNE:
             episode.prune(ids)
+        elif event == CHARGE_AGAIN:
+            episode.charge_again(ids[0])
+            trace.append((CHARGE_AGAIN, ids, (), (), tokens))
+            continue
         else:
             trace.append((NOTE, (), (k,), (), tokens))
             continue
@@ -327,6 +335,12 @@ def model_name(value):
     if value is not None and type(value) is not str:
         raise ActionError(f"model must be None or a model name (str), got {value!r}")
     return value
+
+
+def check_finished(i, done) -> None:
+    """``ChargeAgain(i)`` must name a finished branch."""
+    if type(i) is not int or not 0 <= i < len(done) or not done[i]:
+        raise ActionError(f"ChargeAgain({i!r}): only a finished branch can be charged again")
 
 
 def check_ids(ids) -> None:

@@ -33,6 +33,7 @@ from .contract import (
 from .engine import (
     DEFAULT_MAX_STEPS,
     EpisodeRunner,
+    check_finished,
     check_ids,
     inactive_message,
     requested_intervals,
@@ -355,6 +356,10 @@ class _Episode(PythonReplayLoop):
             state.history[i].append(a)
             n_probed += 1
         self._charge(0, n_probed * self.probe_cost)
+
+    def charge_again(self, i) -> None:
+        check_finished(i, self.done)
+        self._charge(max(0, self.totals[i] - self.delta * self.lengths[i]))  # the last interval
 
     def prune(self, ids) -> None:
         check_ids(ids)

@@ -25,7 +25,9 @@ class TraceStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["branch", "continue", "probe", "prune", "read", "note", "generate"]
+    action: Literal[
+        "branch", "continue", "probe", "prune", "read", "note", "generate", "charge_again"
+    ]
     ids: list[int]
     revealed: list[str | None]  # answer of each id after the action (note: the note text)
     finished: list[int]  # ids whose final answer this action revealed
@@ -211,7 +213,7 @@ def render_episode(episode: EpisodeTrace):
     for n, step in enumerate(episode.steps):
         if step.action == "note":
             shown = " ".join(str(r) for r in step.revealed)
-        elif step.action == "prune":
+        elif step.action in ("prune", "charge_again"):
             shown = ", ".join(map(str, step.ids))
         else:
             shown = ", ".join(f"{i}→{r}" for i, r in zip(step.ids, step.revealed, strict=False))

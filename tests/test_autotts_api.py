@@ -104,8 +104,11 @@ QUIRKS = """
                 answer, i, done = question.probe_new()
                 while not done:
                     answer, done = question.probe_more(i)
-                again = question.probe_more(i)  # free here, charged again by the reference
-                return repr((again, question.get_seq_and_total_tokens()))
+                again = question.probe_more(i)  # the last interval charged again
+                read = question.get_new_branch_final_answer()
+                index = len(question.get_cost_per_branch_active()) - 1
+                return repr((again, question.probe_more(index), read,  # a read one: free
+                             question.get_seq_and_total_tokens()))
             if self.mode == "int":
                 return 7
             while True:  # exhaust the branches: the reference raises, methods catch it
@@ -169,8 +172,12 @@ def test_the_reference_apis_quirks(quirks, small):
     assert negative.error is None
     assert negative.answer == repr(("2", False) if first == 0 else ("7", True))
     finished = play(small, quirks, "finished")
-    assert finished.answer == repr((("7", True), (0, lengths[first]))) and finished.error is None
-    assert any(step[0] == "note" for step in finished.trace)
+    last_interval = 200  # 1200 - 2 x 500 and 700 - 500
+    assert finished.error is None
+    assert finished.answer == repr(
+        (("7", True), ("7", True), "7", (0, lengths[first] + last_interval + lengths[second]))
+    )
+    assert [step[0] for step in finished.trace][-3:] == ["charge_again", "read", "note"]
     assert play(small, quirks, "int").answer.startswith("<int answer 7")  # never equals "7"
 
 
@@ -361,15 +368,15 @@ class LLMDesignedMethod:
 
 
 class Scripted(LLMDesignedMethod):
-    # a pseudo-random walk over every call of the API (none on a finished branch: the
+    # a pseudo-random walk over every call of the API (none on a branch read whole: the
     # documented difference), logging what each returns
 
-    def __init__(self, script=0, config=None):
+    def __init__(self, script=0, digest=0, config=None):
         super().__init__(config)
-        self.script = script
+        self.script, self.digest = script, digest
 
     def solve(self, question):
-        log, growing, x = [], [], self.script * 7919 + 1
+        log, growing, done, x = [], [], [], self.script * 7919 + 1
         for _ in range(40):
             x = (x * 1103515245 + 12345) % 2**31
             choice = x % 6
@@ -380,8 +387,7 @@ class Scripted(LLMDesignedMethod):
                     log.append("no new branch")
                     continue
                 log.append(("new", answer, i, finished))
-                if not finished:
-                    growing.append(i)
+                (done if finished else growing).append(i)
             elif choice in (1, 2) and growing:
                 i = growing[x // 8 % len(growing)]
                 if x % 5 == 0 and i == question.get_cost_per_branch_active().__len__() - 1:
@@ -390,6 +396,9 @@ class Scripted(LLMDesignedMethod):
                 log.append(("more", i, answer, finished))
                 if finished:
                     growing.remove(i % len(question._cost_per_branch))
+                    done.append(i % len(question._cost_per_branch))
+            elif choice in (1, 2) and done:  # charged again, as the reference charges it
+                log.append(("again", question.probe_more(done[x // 8 % len(done)])))
             elif choice == 3:
                 try:
                     log.append(("read", question.get_new_branch_final_answer()))
@@ -403,7 +412,11 @@ class Scripted(LLMDesignedMethod):
             else:
                 log.append((question.get_cost_per_branch_active(),
                             question.get_seq_and_total_tokens(), question.probe_freq))
-        return repr(log)
+        return checksum(repr(log)) if self.digest else repr(log)
+
+
+def checksum(text):  # (sandboxed answers have at most 1000 characters)
+    return f"{len(text)}:{sum((i + 1) * ord(c) for i, c in enumerate(text)) % 10**12}"
 """
 
 
@@ -417,6 +430,7 @@ def test_every_call_agrees_with_the_reference_question(tmp_path):
     from conftest import tiny_store
 
     from autotts.replay import ReplayEnvironment
+    from autotts.sandbox import run_sandboxed
     from autotts.store import load_records
 
     spec = importlib.util.spec_from_file_location(
@@ -432,7 +446,7 @@ def test_every_call_agrees_with_the_reference_question(tmp_path):
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED)
     ours = load_controller(f"{path}:Scripted")
-    theirs = {}
+    theirs, direct = {}, {}
     exec(compile(SCRIPTED, "scripted.py", "exec"), theirs)
     for script in range(40):
         for seed in range(3):
@@ -443,6 +457,15 @@ def test_every_call_agrees_with_the_reference_question(tmp_path):
             result = env.run_episode(ours, ours.params(0.0, script=script), 0, seed)
             assert result.error is None, result.error
             assert (result.answer, result.tokens) == (seen[0], cost), (script, seed)
+            direct[script, seed] = (result.answer, result.tokens)
+    # in the sandbox, the parent recomputes every cost (charges again included) from the log
+    configs = [(0.0, {"script": script, "digest": 1}) for script in range(0, 40, 4)]
+    outcome = run_sandboxed(SCRIPTED, {env.env_id: env}, configs, 3, class_name="Scripted")
+    assert outcome.ok, outcome.reason
+    assert len(outcome.results) == 30
+    for index, _, _, result in outcome.results:
+        answer, tokens = direct[4 * index, result.seed]
+        assert (result.answer, result.tokens) == (theirs["checksum"](answer), tokens)
 
 
 def test_a_method_is_called_as_the_reference_calls_it(tmp_path, small):

@@ -164,3 +164,21 @@ def test_price_table_in_dollars_and_its_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(StoreError, match="bad.json: not valid JSON"):
         CostModel.load(tmp_path / "bad.json")
+
+
+def test_charging_a_finished_branch_again_is_priced_by_its_model(cross):
+    """The AutoTTS-API adapter's ChargeAgain: the branch's last interval, at its model's rate."""
+    from autotts.contract import ChargeAgain
+
+    finish = [Branch(1, model="Qwen3-0.6B"), Branch(1, model="Qwen3-8B"), Continue([1], 200)]
+    once = cross.run_episode(Scripted(finish), {}, 3, 5)
+    twice = cross.run_episode(Scripted([*finish, ChargeAgain(1), ChargeAgain(1)]), {}, 3, 5)
+    order = cross.stores["Qwen3-8B"]._episode_order(cross.questions[3].index["Qwen3-8B"], 5)
+    last_interval = max(0, order[2][0] - cross.questions[3].delta * len(order[0][0]))
+    assert last_interval > 0
+    assert twice.tokens - once.tokens == 2 * last_interval
+    assert twice.model_tokens["Qwen3-8B"] - once.model_tokens["Qwen3-8B"] == 2 * last_interval
+    assert twice.cost - once.cost == pytest.approx(2 * last_interval * 16.4e9)
+    assert [step[0] for step in twice.trace][-2:] == ["charge_again", "charge_again"]
+    unfinished = cross.run_episode(Scripted([*finish, ChargeAgain(0)]), {}, 3, 5)
+    assert "ChargeAgain(0): only a finished branch can be charged again" in unfinished.error

@@ -19,8 +19,8 @@ generation:
 - with ``settings.logprobs`` (the default), ``state.signals`` holds the ``confidence`` and
   ``logprob`` of every generated interval (:mod:`autotts.signals`), as replay stores do.
 
-Cost: ``tokens`` counts every generated token, probe decodes included; ``probe_tokens`` is the
-probe part. Traces have the replay's JSONL format.
+Cost: ``tokens`` counts every generated token, probe decodes included (so ``ChargeAgain`` is
+free); ``probe_tokens`` is the probe part. Traces have the replay's JSONL format.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from ..contract import ActionError, Controller, EpisodeState
 from ..engine import (
     BRANCH,
+    CHARGE_AGAIN,
     CONTINUE,
     GENERATE,
     PROBE,
@@ -41,6 +42,7 @@ from ..engine import (
     EngineFailure,
     Environment,
     EpisodeResult,
+    check_finished,
     inactive_message,
     play,
     requested_intervals,
@@ -83,9 +85,7 @@ class LiveEnvironment(Environment):
         self.models = tuple(self.backends)
         self.questions = list(questions)
         self.settings = settings or LiveSettings()
-        self.max_branches = max_branches
-        self.max_steps = max_steps
-        self.env_id = env_id
+        self.max_branches, self.max_steps, self.env_id = max_branches, max_steps, env_id
         self._prompts: dict[tuple[int, int], tuple[int, ...] | str] = {}
         self.signal_names = frozenset(SIGNALS if self.settings.logprobs else ())
         self._suffixes = {id(b): b.encode(self.settings.probe_suffix) for b in self.served}
@@ -369,6 +369,10 @@ class LiveEpisode:
             self.state.pruned[i] = True
             self.live[i] = False
         self._record(PRUNE, ids, (), ())
+
+    def charge_again(self, i) -> None:
+        check_finished(i, self.done)
+        self._record(CHARGE_AGAIN, (i,), (), ())
 
     def read(self, k, model=None) -> range:
         ids = self.open(k, model)

@@ -18,6 +18,7 @@ entries separated by ``;``:
 ``r<K>``               Read of ``K`` branches (``R<K>:<model>`` names the model)
 ``p:<ids>``            Probe
 ``x:<ids>``            Prune
+``a:<id>``             ChargeAgain (the AutoTTS-API adapter's, replayed through Python)
 ``n<text>``            Note
 =====================  ==================================================================
 
@@ -44,6 +45,7 @@ from hashlib import blake2b
 
 from ..engine import (
     BRANCH,
+    CHARGE_AGAIN,
     CONTINUE,
     NOTE,
     PROBE,
@@ -69,7 +71,7 @@ EXIT_FAILED = 1  # the runner exited with an error
 EXIT_CPU = 120  # the runner used up its CPU time
 EXIT_IDLE = 121  # the runner stopped using CPU (sleeping or blocked) for too long
 EXIT_ISOLATION = 123  # isolation could not be set up (before any untrusted code ran)
-_CODES = {CONTINUE: "c", BRANCH: "b", READ: "r", PROBE: "p", PRUNE: "x", NOTE: "n"}
+_CODES = {PROBE: "p", PRUNE: "x", CHARGE_AGAIN: "a"}  # the ones written code:ids
 
 
 class ProtocolError(ValueError):
@@ -101,7 +103,7 @@ def encode_actions(log, wide: bool) -> str:
                 parts.append(f"{head}{len(ids)}")
             else:
                 parts.append(f"{head.upper()}{len(ids)}:{arg.encode().hex()}")
-        elif event in (PROBE, PRUNE):
+        elif event in _CODES:
             parts.append(f"{_CODES[event]}:{_hex(ids, wide)}")
         elif event == NOTE:
             parts.append("n" + str(arg)[:MAX_TEXT_CHARS].encode("utf-8", "replace").hex())
@@ -238,8 +240,9 @@ def _entry(text: str, wide: bool) -> tuple:
         if b:
             return BRANCH, int(k), _model(model, b == "B"), probe == "1"
         return READ, int(rk), _model(rmodel, r == "R"), False
-    if code in ("p", "x") and text[1:2] == ":" and _HEX.fullmatch(text, 2):
-        return (PROBE if code == "p" else PRUNE), _ids(text[2:], wide), 0, code == "p"
+    if code in ("p", "x", "a") and text[1:2] == ":" and _HEX.fullmatch(text, 2):
+        event = {"p": PROBE, "x": PRUNE, "a": CHARGE_AGAIN}[code]
+        return event, _ids(text[2:], wide), 0, code == "p"
     if code == "n" and _HEX.fullmatch(text, 1) and len(text) <= 1 + 8 * MAX_TEXT_CHARS:
         try:
             return NOTE, (), bytes.fromhex(text[1:]).decode("utf-8"), False
@@ -268,6 +271,10 @@ def replay_actions(episode, actions: str, wide: bool, keep_log: bool) -> tuple[i
                 episode.probe(ids)
             elif event == PRUNE:
                 episode.prune(ids)
+            elif event == CHARGE_AGAIN:
+                if len(ids) != 1:
+                    raise ValueError("ChargeAgain names one branch")
+                episode.charge_again(ids[0])
         except Exception as exc:  # the engine refused it: an honest log never holds that
             raise ProtocolError(
                 f"action {position} ({event}) does not replay: {type(exc).__name__}: {exc}"

@@ -187,7 +187,23 @@ def test_no_logprobs_no_signals(vllm_backend, settings):
     assert "needs per-interval confidence" in result.error
 
 
-def test_autotts_api_methods_run_live(vllm_backend, settings):
+AGAIN = """
+from controller_api import LLMDesignedMethod
+
+
+class Again(LLMDesignedMethod):
+    def solve(self, question):
+        answer, i, finished = question.probe_new()
+        while not finished:
+            answer, finished = question.probe_more(i)
+        spent = question.get_seq_and_total_tokens()[1]
+        assert question.probe_more(i) == (answer, True)  # charged again on replay only
+        assert question.get_seq_and_total_tokens()[1] == spent
+        return answer
+"""
+
+
+def test_autotts_api_methods_run_live(vllm_backend, settings, tmp_path):
     from pathlib import Path
 
     api = Path(__file__).resolve().parents[3] / "shared" / "autotts-api" / "cmc_method.py"
@@ -204,6 +220,10 @@ def test_autotts_api_methods_run_live(vllm_backend, settings):
         assert result.error is None and result.tokens > 0 and 1 <= result.opened <= 3, name
         # one engine call per legacy API call: the method waits for each answer
         assert all(len(step[1]) == 1 for step in result.trace if step[0] != "note"), name
+    (tmp_path / "again.py").write_text(AGAIN)
+    again = load_controller(str(tmp_path / "again.py"))
+    result = env.run_episode(again, again.params(0.0), 0, 0)
+    assert result.error is None and result.trace[-1][0] == "charge_again"
 
 
 def test_legacy_methods_batch_across_episodes_in_flight(vllm_backend, settings):
