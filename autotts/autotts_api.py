@@ -51,6 +51,8 @@ literal default (``self.config.get("n_init", 4)``) are parameters too, so
   branch already; here it is finished, gives its final answer and costs nothing (a note in the
   trace);
 - ``get_cost_per_branch_active`` is each opened branch's cost so far, in opening order;
+- ``probe_freq`` is read-only: assigning it in the reference changes the price of each step
+  (not what a step reveals), a way to set one's own cost, so here it is an error;
 - an answer that is not a ``str`` never matches a gold answer (the reference compares with
   ``==``), so it is returned as a string that cannot match.
 
@@ -181,7 +183,6 @@ class LegacyQuestion:
         self._state = state
         self._costs: list[int] = []  # per opened branch, in opening order
         self._read: set[int] = set()  # branches opened by get_new_branch_final_answer
-        self.probe_freq = state.delta
 
     def _act(self, action, branch: int | None = None):
         """Hand ``action`` to the controller's generator; resume with its reply."""
@@ -241,6 +242,20 @@ class LegacyQuestion:
 
     def get_seq_and_total_tokens(self):
         return 0, self._state.tokens
+
+    @property
+    def probe_freq(self) -> int:
+        """The store's probe interval Δ (read-only: the reference charges whatever value a
+        method assigns per step, which would let a method set its own price)."""
+        return self._state.delta
+
+    @probe_freq.setter
+    def probe_freq(self, value) -> None:
+        raise AttributeError(
+            f"probe_freq is the store's probe interval ({self._state.delta} tokens) and cannot "
+            f"be set to {value!r}: the reference would charge the new value per step without "
+            "changing what a step reveals"
+        )
 
     @property
     def _cost_per_branch(self):

@@ -111,6 +111,8 @@ QUIRKS = """
                              question.get_seq_and_total_tokens()))
             if self.mode == "int":
                 return 7
+            if self.mode == "price":
+                question.probe_freq = 1  # the reference would charge 1 token per step
             while True:  # exhaust the branches: the reference raises, methods catch it
                 try:
                     seen.append(question.get_new_branch_final_answer())
@@ -179,6 +181,10 @@ def test_the_reference_apis_quirks(quirks, small):
     )
     assert [step[0] for step in finished.trace][-3:] == ["charge_again", "read", "note"]
     assert play(small, quirks, "int").answer.startswith("<int answer 7")  # never equals "7"
+    assert (
+        "probe_freq is the store's probe interval (500 tokens)"
+        in play(small, quirks, "price").error
+    )
 
 
 def test_loading_names_the_methods(quirks, env_dir):
