@@ -59,7 +59,9 @@ literal default (``self.config.get("n_init", 4)``) are parameters too, so
 **Files that import the reference's helpers.** A method file may define ``LLMDesignedMethod``
 itself or take it from the reference's ``controller_api`` module; such an import gets this
 module's equivalents (:class:`LLMDesignedMethod`, :class:`MethodTraceRecorder`,
-:class:`MethodStrategyAdapter`), in process and in the sandbox.
+:class:`MethodStrategyAdapter`), in process and in the sandbox. ``from data_loader import
+Question`` (for type hints) gets :class:`LegacyQuestion`; its ``ModelandTask`` evaluator
+exists only to be named (a ``__main__`` block does not run here).
 """
 
 from __future__ import annotations
@@ -319,6 +321,22 @@ class MethodStrategyAdapter:
 
     def description(self) -> str:
         return self.method.description()
+
+
+# `from data_loader import Question` (type hints) gets the question the adapter hands out
+Question = LegacyQuestion
+
+
+class ModelandTask:
+    """The reference's evaluator, named by files that import it for a ``__main__`` block;
+    autotts evaluates instead (``autotts evaluate file.py:Class``)."""
+
+    def __init__(self, *_, **__):
+        raise RuntimeError(
+            "ModelandTask is the AutoTTS reference's evaluator over its test_environment/ "
+            "files; evaluate the method with `autotts evaluate file.py:Class` (or "
+            "autotts.evaluate) instead"
+        )
 
 
 __all__ = [

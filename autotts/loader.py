@@ -195,37 +195,48 @@ BASE_NAME = "LLMDesignedMethod"
 SEARCHED_METHOD = "OptimalController"
 
 
-# The AutoTTS reference's helper module, which method files may import, and ours standing in
-REFERENCE_HELPERS = "controller_api"
+# The AutoTTS reference's modules a method file may import (its base class and trace recorder;
+# its Question, for type hints), and ours standing in for both
+REFERENCE_HELPERS = ("controller_api", "data_loader")
 
 
 @contextlib.contextmanager
 def _reference_helpers(source: str):
-    """While ``source`` runs: ``import controller_api`` gets :mod:`autotts.autotts_api` when
-    no such module is installed (the sandbox worker puts it in place before lock-down)."""
-    added = (
-        REFERENCE_HELPERS in source
-        and REFERENCE_HELPERS not in sys.modules
-        and importlib.util.find_spec(REFERENCE_HELPERS) is None
-    )
-    if added:
-        sys.modules[REFERENCE_HELPERS] = importlib.import_module("autotts.autotts_api")
+    """While ``source`` runs: ``import controller_api`` (or ``data_loader``) gets
+    :mod:`autotts.autotts_api` when no such module is installed (the sandbox worker puts it
+    in place before lock-down)."""
+    added = [
+        name
+        for name in REFERENCE_HELPERS
+        if name in source and name not in sys.modules and importlib.util.find_spec(name) is None
+    ]
+    for name in added:
+        sys.modules[name] = importlib.import_module("autotts.autotts_api")
     try:
         yield
     finally:
-        if added:
-            sys.modules.pop(REFERENCE_HELPERS, None)
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def _solves(obj: object) -> bool:
+    """A concrete class with a ``solve`` method (and not a controller)."""
+    return (
+        isinstance(obj, type)
+        and not issubclass(obj, Controller)
+        and callable(getattr(obj, "solve", None))
+        and not inspect.isabstract(obj)
+    )
 
 
 def is_legacy_method(obj: object) -> bool:
     """Whether ``obj`` is an AutoTTS-API method class (derives from a class named
-    ``LLMDesignedMethod``, has ``solve``, is concrete)."""
+    ``LLMDesignedMethod``, has ``solve``, is concrete). Named after a colon, any class with
+    ``solve`` runs as one, whatever its base."""
     return (
-        isinstance(obj, type)
+        _solves(obj)
         and obj.__name__ != BASE_NAME
         and any(base.__name__ == BASE_NAME for base in obj.__mro__[1:])
-        and callable(getattr(obj, "solve", None))
-        and not inspect.isabstract(obj)
     )
 
 
@@ -239,7 +250,7 @@ def _select_legacy(module, module_name, classes, select, origin, source):
         chosen = own.get(select)
         if chosen in classes:
             return chosen
-        if select in methods:
+        if select in methods or _solves(chosen):  # named: any concrete class with solve()
             return _wrap(chosen, source)
         raise ControllerLoadError(
             f"{origin}: no controller or AutoTTS-API method named {select!r} (it defines "

@@ -227,6 +227,7 @@ import re
 from collections import Counter
 
 from controller_api import LLMDesignedMethod, MethodTraceRecorder
+from data_loader import ModelandTask, Question
 
 
 class Majority(LLMDesignedMethod):
@@ -236,7 +237,7 @@ class Majority(LLMDesignedMethod):
         super().__init__(config)
         self.n, self.trace = n, MethodTraceRecorder()
 
-    def solve(self, question):
+    def solve(self, question: Question):
         answers = []
         for _ in range(self.n):
             answers.append(re.sub(r"\\s+", "", question.get_new_branch_final_answer()))
@@ -244,6 +245,10 @@ class Majority(LLMDesignedMethod):
         assert self.description() == "majority | config=" + repr(self.config)
         assert len(self.trace.to_list()) == self.n
         return Counter(answers).most_common(1)[0][0]
+
+
+if __name__ == "__main__":  # the reference's own evaluation: not run on import
+    print(ModelandTask("Qwen3-8B", "aime24").evaluate(Majority()))
 """
 
 
@@ -273,7 +278,10 @@ def test_files_importing_the_reference_helpers_run_in_process_and_sandboxed(tmp_
     )
     import sys
 
-    assert "controller_api" not in sys.modules  # the stand-in was there only while loading
+    for name in ("controller_api", "data_loader"):  # the stand-ins are there only while loading
+        assert name not in sys.modules
+    with pytest.raises(RuntimeError, match="autotts evaluate file.py:Class"):
+        autotts.autotts_api.ModelandTask("Qwen3-8B", "aime24")
 
 
 PUBLISHED = API.with_name("reference_methods.py")  # its OptimalController is a stub with no body
@@ -491,3 +499,12 @@ def test_a_method_is_called_as_the_reference_calls_it(tmp_path, small):
     )
     method = load_controller(str(path))
     assert small.run_episode(method, method.params(1.0), 0, 0).answer == "called:7"
+
+
+def test_a_named_class_with_solve_runs_whatever_its_base(tmp_path, small):
+    path = tmp_path / "solo.py"
+    path.write_text("class Solo:\n    def solve(self, question):\n        return 'x'\n")
+    solo = load_controller(f"{path}:Solo")
+    assert small.run_episode(solo, solo.params(1.0), 0, 0).answer == "x"
+    with pytest.raises(ControllerLoadError, match="defines no Controller subclasses"):
+        load_controller(str(path))  # unnamed, only LLMDesignedMethod subclasses are methods

@@ -38,7 +38,7 @@ SAFE_MODULES = frozenset(
 # imports exactly the modules a candidate names before it locks itself down.
 NUMERIC_MODULES = frozenset({"numpy", "scipy"})
 # (and the AutoTTS reference's helper module, for which autotts.autotts_api stands in)
-IMPORTABLE = SAFE_MODULES | NUMERIC_MODULES | {REFERENCE_HELPERS}
+IMPORTABLE = SAFE_MODULES | NUMERIC_MODULES | set(REFERENCE_HELPERS)
 # the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
 AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
 FORBIDDEN_CALLS = frozenset(

@@ -115,8 +115,9 @@ def _preload(source: str = "") -> None:
 
     import autotts.autotts_api  # (AutoTTS-API method files)
 
-    if REFERENCE_HELPERS in source:  # `from controller_api import LLMDesignedMethod`
-        sys.modules.setdefault(REFERENCE_HELPERS, autotts.autotts_api)
+    for name in REFERENCE_HELPERS:  # `from controller_api import LLMDesignedMethod`
+        if name in source:
+            sys.modules.setdefault(name, autotts.autotts_api)
     import autotts.contract  # noqa: F401
     import autotts.voting  # noqa: F401
 
