@@ -3,7 +3,8 @@
 People already hold sampled reasoning traces; these readers turn them into width-only stores
 (every branch whole: its token count and final answer, no probe answers yet) that width
 controllers replay at once and ``autotts envs probe`` (:mod:`autotts.live.probing`) can
-complete. Formats, one JSON object per line (``--format``, or recognised from the first line):
+complete. Formats, one JSON object per line or one JSON array of them, gzipped where the name
+ends in ``.gz`` (``--format``, or recognised from the first record):
 
 - ``samples``: ``{"question", "gold_answer", "samples": [{"text" | "answer", "tokens"}]}``,
   our own format for pipelines that write JSONL;
@@ -26,6 +27,7 @@ and the exact ``token_ids``/``prompt_ids`` where the dump has them) for ``envs p
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -232,10 +234,29 @@ def read_dump(path: str | Path, fmt: str | None = None) -> tuple[str, list[Impor
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The dump's bytes (gunzipped where the name ends in ``.gz``)."""
     try:
-        return path.read_bytes()
-    except OSError as exc:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError) as exc:  # (gzip.BadGzipFile is an OSError)
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
+
+
+def _records(path: Path, text: str):
+    """``(where, object)`` of each record: one per line of JSON lines, or one per item of a
+    file holding a single JSON array (``json.dump(outputs, f, indent=2)``)."""
+    if not text.lstrip().startswith("["):
+        for number, obj in json_lines(path, text, DumpError):
+            yield f"{path}, line {number}", obj
+        return
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DumpError(
+            f"{path}, line {exc.lineno}: not valid JSON at column {exc.colno}: {exc.msg}"
+        ) from None
+    for number, obj in enumerate(items, 1):
+        yield f"{path}, item {number}", obj
 
 
 def _parse_dump(path: Path, raw: bytes, fmt: str | None) -> tuple[str, list[ImportedQuestion]]:
@@ -247,10 +268,9 @@ def _parse_dump(path: Path, raw: bytes, fmt: str | None) -> tuple[str, list[Impo
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
     questions: list[ImportedQuestion] = []
     seen_docs: set = set()
-    for number, obj in json_lines(path, text, DumpError):
-        where = f"{path}, line {number}"
+    for where, obj in _records(path, text):
         if not isinstance(obj, dict):
-            raise DumpError(f"{where}: expected one JSON object per line")
+            raise DumpError(f"{where}: expected a JSON object (one per line, or array item)")
         fmt = fmt or detect_format(obj, where)
         if fmt == "lm-eval":  # one line per (filter, doc): the responses are the same
             if obj.get("doc_id") in seen_docs:

@@ -79,6 +79,27 @@ def test_vllm_outputs_with_a_question_file(tmp_path):
         store_of(tmp_path, "vllm_outputs.jsonl", questions=questions[:1])
 
 
+def test_a_json_array_and_a_gzipped_dump_read_like_json_lines(tmp_path):
+    """``json.dump(outputs, f, indent=2)`` and ``.jsonl.gz`` files: the same store."""
+    import gzip
+
+    questions = load_questions(str(DUMPS / "vllm_questions.jsonl"))
+    lines = (DUMPS / "vllm_outputs.jsonl").read_text().splitlines()
+    array = tmp_path / "outputs.json"
+    array.write_text(json.dumps([json.loads(line) for line in lines], indent=2))
+    packed = tmp_path / "outputs.jsonl.gz"
+    packed.write_bytes(gzip.compress("\n".join(lines).encode()))
+    expected = load_records(store_of(tmp_path, "vllm_outputs.jsonl", questions=questions))
+    for dump in (array, packed):
+        store = import_dumps([dump], tmp_path / dump.stem / "set.json", questions=questions)
+        assert load_records(store) == expected
+    with pytest.raises(DumpError, match=r"outputs.json, item 1: question: missing"):
+        import_dumps([array], tmp_path / "x" / "set.json")
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(DumpError, match=r"broken.jsonl.gz: cannot read the dump"):
+        read_dump(tmp_path / "broken.jsonl.gz")
+
+
 def test_width_controllers_replay_and_probe_controllers_are_refused(tmp_path):
     store_of(tmp_path, "samples.jsonl")
     env = autotts.make("Imported/set", tmp_path)
@@ -135,7 +156,10 @@ def test_bad_dumps_name_file_line_and_field(tmp_path):
         r"bad.jsonl, line 1: outputs\[0\].text: expected the generated text",
     )
     bad('{"hello": 1}', r"bad.jsonl, line 1: cannot tell the format")
-    bad("[1, 2]", r"bad.jsonl, line 1: expected one JSON object per line")
+    bad("[1, 2]", r"bad.jsonl, item 1: expected a JSON object")
+    bad(
+        '[{"question": "q",\n  "gold_answer": }]', r"bad.jsonl, line 2: not valid JSON at column 18"
+    )
     bad("\n\n", r"bad.jsonl: the dump holds no samples")
     bad(good, r"unknown dump format 'csv'", fmt="csv")
 
