@@ -37,14 +37,18 @@ def register(envs_app: typer.Typer) -> None:
 
     @envs_app.command("import")
     def envs_import(
-        dumps: Annotated[list[Path], typer.Argument(help="Dump files (JSONL), read in order.")],
+        dumps: Annotated[
+            list[Path],
+            typer.Argument(help="Dump files (JSON lines or a JSON array; .gz too), read in order."),
+        ],
         out: Annotated[
             Path, typer.Option("--out", "-o", help="Store to write: ENV_DIR/MODEL/DATASET.json.")
         ],
         fmt: Annotated[
             str | None,
             typer.Option(
-                "--format", help="samples, lm-eval, openai or vllm (default: from the first line)."
+                "--format",
+                help="samples, lm-eval, openai or vllm (default: from the first record).",
             ),
         ] = None,
         questions: Annotated[
