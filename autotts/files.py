@@ -1,5 +1,5 @@
 """Atomic file writes (a reader never sees a half-written output) and readers of small
-configuration and JSON-lines files whose errors name the file and line."""
+configuration, JSON-lines and JSON-array files whose errors name the file and line."""
 
 from __future__ import annotations
 
@@ -64,3 +64,22 @@ def json_lines(path: Path, text: str, error: type[Exception]):
             raise error(
                 f"{path}, line {number}: not valid JSON at column {exc.colno}: {exc.msg}"
             ) from None
+
+
+def json_records(path: Path, text: str, error: type[Exception]):
+    """``(where, value)`` of every record of ``text`` read from ``path``: each line of JSON
+    lines (``where`` is ``"<path>, line N"``), or each item of a file holding one JSON array
+    (``"<path>, item N"``; ``json.dump(records, f, indent=2)``). Bad JSON raises ``error``
+    naming the file, line and column."""
+    if not text.lstrip().startswith("["):
+        for number, value in json_lines(path, text, error):
+            yield f"{path}, line {number}", value
+        return
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{path}, line {exc.lineno}: not valid JSON at column {exc.colno}: {exc.msg}"
+        ) from None
+    for number, value in enumerate(items, 1):
+        yield f"{path}, item {number}", value

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import __version__
 from .canonical import UNPARSABLE, math_timeout
 from .errors import BadInput
-from .files import atomic_write_text, json_lines
+from .files import atomic_write_text, json_records
 from .store import meta_path
 
 FORMATS = ("samples", "lm-eval", "openai", "vllm")
@@ -242,23 +242,6 @@ def _read_bytes(path: Path) -> bytes:
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
 
 
-def _records(path: Path, text: str):
-    """``(where, object)`` of each record: one per line of JSON lines, or one per item of a
-    file holding a single JSON array (``json.dump(outputs, f, indent=2)``)."""
-    if not text.lstrip().startswith("["):
-        for number, obj in json_lines(path, text, DumpError):
-            yield f"{path}, line {number}", obj
-        return
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DumpError(
-            f"{path}, line {exc.lineno}: not valid JSON at column {exc.colno}: {exc.msg}"
-        ) from None
-    for number, obj in enumerate(items, 1):
-        yield f"{path}, item {number}", obj
-
-
 def _parse_dump(path: Path, raw: bytes, fmt: str | None) -> tuple[str, list[ImportedQuestion]]:
     if fmt is not None and fmt not in READERS:
         raise DumpError(f"unknown dump format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -268,7 +251,7 @@ def _parse_dump(path: Path, raw: bytes, fmt: str | None) -> tuple[str, list[Impo
         raise DumpError(f"{path}: cannot read the dump ({exc})") from None
     questions: list[ImportedQuestion] = []
     seen_docs: set = set()
-    for where, obj in _records(path, text):
+    for where, obj in json_records(path, text, DumpError):
         if not isinstance(obj, dict):
             raise DumpError(f"{where}: expected a JSON object (one per line, or array item)")
         fmt = fmt or detect_format(obj, where)
