@@ -160,12 +160,11 @@ def legacy_controller_class(method_class: type, source: str = "") -> type[Contro
 
 def _drive(method, state):
     """Run ``method.solve`` in a greenlet, yielding the action of each API call."""
-    from greenlet import greenlet
+    from greenlet import getcurrent, greenlet
 
-    question = LegacyQuestion(state)
+    question = LegacyQuestion(state, getcurrent().switch)  # back here, from inside solve
     entry = method if callable(method) else method.solve  # the reference calls __call__
     worker = greenlet(lambda: ("answer", entry(question)))
-    question._act_switch = worker.parent.switch  # back to this generator, from inside solve
     message = worker.switch()
     while message[0] == "action":
         before = state.tokens
@@ -181,8 +180,9 @@ def _drive(method, state):
 class LegacyQuestion:
     """The reference ``Question`` API over the controller contract (one action per call)."""
 
-    def __init__(self, state):
+    def __init__(self, state, act_switch):
         self._state = state
+        self._act_switch = act_switch  # switches to the greenlet driving the controller
         self._costs: list[int] = []  # per opened branch, in opening order
         self._read: set[int] = set()  # branches opened by get_new_branch_final_answer
 

@@ -274,11 +274,10 @@ class _CrossEpisode(_Episode):
             return self.totals[i]
         return max(self.totals[i], self.lengths[i] * self.delta)
 
-    def _account(self, before: dict[int, int]) -> None:
-        """Price what the branches in ``before`` (id -> tokens spent before) generated since."""
+    def _price(self, charged: dict[int, int]) -> None:
+        """Price the tokens just charged to each branch (id -> tokens) at its model's rate."""
         models = self.state.model
-        for i, spent in before.items():
-            extra = self._spent(i) - spent
+        for i, extra in charged.items():
             self.cost += extra * self.rate_of[i]
             self.model_tokens[models[i]] += extra
         self.state.cost = self.cost
@@ -292,20 +291,17 @@ class _CrossEpisode(_Episode):
         n = len(self.live)
         before = {i: self._spent(i) for i in ids if type(i) is int and 0 <= i < n}
         super().extend(ids, k, probe)
-        self._account(before)
+        self._price({i: self._spent(i) - spent for i, spent in before.items()})
 
     def charge_again(self, i) -> None:
         before = self.tokens
         super().charge_again(i)
-        extra = self.tokens - before  # tokens it did not generate again: priced by hand
-        self.cost += extra * self.rate_of[i]
-        self.model_tokens[self.state.model[i]] += extra
-        self.state.cost = self.cost
+        self._price({i: self.tokens - before})  # (not generated again: _spent stays)
 
     def read(self, k, model=None) -> range:
         ids = super().read(k, model)
         self.was_read.extend([True] * k)
-        self._account(dict.fromkeys(ids, 0))
+        self._price({i: self._spent(i) for i in ids})
         return ids
 
 

@@ -61,9 +61,11 @@ def json_lines(path: Path, text: str, error: type[Exception]):
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise error(
-                f"{path}, line {number}: not valid JSON at column {exc.colno}: {exc.msg}"
-            ) from None
+            raise _not_json(error, path, number, exc) from None
+
+
+def _not_json(error: type[Exception], path: Path, line: int, exc: json.JSONDecodeError):
+    return error(f"{path}, line {line}: not valid JSON at column {exc.colno}: {exc.msg}")
 
 
 def json_records(path: Path, text: str, error: type[Exception]):
@@ -78,8 +80,6 @@ def json_records(path: Path, text: str, error: type[Exception]):
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(
-            f"{path}, line {exc.lineno}: not valid JSON at column {exc.colno}: {exc.msg}"
-        ) from None
+        raise _not_json(error, path, exc.lineno, exc) from None
     for number, value in enumerate(items, 1):
         yield f"{path}, item {number}", value

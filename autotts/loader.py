@@ -153,6 +153,7 @@ def controller_class_from_source(
 
 
 _ANNOUNCED: set[tuple[str, int, str]] = set()
+MAX_LEFT_OUT = 16  # broken definitions left out of one file (each costs a parse of the file)
 _TOP_LEVEL_DEFINITION = re.compile(r"(?:async\s+def|def|class)\s+(\w+)")
 
 
@@ -162,20 +163,21 @@ def without_broken_classes(source: str, select: str, origin: str | Path) -> str:
     (the AutoTTS repository's ``reference_methods.py`` ends in a stub with no body). Each
     part left out is announced with a warning at its file and line, naming the class.
     ``source`` comes back unchanged when it parses, or when ``select`` itself (or code outside
-    a definition) is what does not parse: then loading reports the syntax error."""
+    a definition) is what does not parse, or more than :data:`MAX_LEFT_OUT` definitions do:
+    then loading reports the syntax error."""
     lines = source.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if _TOP_LEVEL_DEFINITION.match(line)]
     left_out: list[tuple[int, str]] = []
-    for _ in range(len(starts) + 1):
+    for _ in range(min(len(starts), MAX_LEFT_OUT) + 1):
         try:
             ast.parse("".join(lines))
             break
         except SyntaxError as exc:
             error = exc
         first = max((i for i in starts if i < (error.lineno or 0)), default=None)
-        if first is None or _TOP_LEVEL_DEFINITION.match(lines[first])[1] == select:
+        name = None if first is None else _TOP_LEVEL_DEFINITION.match(lines[first])[1]
+        if name is None or name == select or len(left_out) == MAX_LEFT_OUT:
             return source
-        name = _TOP_LEVEL_DEFINITION.match(lines[first])[1]
         end = min((i for i in starts if i > first), default=len(lines))
         while first > 0 and lines[first - 1].startswith("@"):
             first -= 1

@@ -314,7 +314,7 @@ def test_the_published_baselines_file_loads_past_its_unfinished_stub(env_dir):
 
 
 def test_only_the_definitions_that_do_not_parse_are_left_out(tmp_path):
-    from autotts.loader import without_broken_classes
+    from autotts.loader import MAX_LEFT_OUT, without_broken_classes
 
     source = textwrap.dedent("""
         import math
@@ -342,6 +342,15 @@ def test_only_the_definitions_that_do_not_parse_are_left_out(tmp_path):
     assert "@staticmethod" not in kept and "def broken" not in kept and "AlsoBroken" not in kept
     assert without_broken_classes(source, "AlsoBroken", "m.py") == source  # reported as is
     assert without_broken_classes("x = (\n", "Kept", "m.py") == "x = (\n"
+    # a file of more broken definitions than MAX_LEFT_OUT (each costs a parse) is reported
+    many = (
+        "".join(f"def f{i}(:\n    pass\n" for i in range(MAX_LEFT_OUT + 1))
+        + "class Kept:\n    x = 1\n"
+    )
+    assert without_broken_classes(many, "Kept", "many.py") == many
+    fewer = "".join(many.splitlines(keepends=True)[2:])
+    with pytest.warns(UserWarning):
+        assert "def f" not in without_broken_classes(fewer, "Kept", "fewer.py")
 
 
 CONFIGURED = """

@@ -72,6 +72,7 @@ EXIT_CPU = 120  # the runner used up its CPU time
 EXIT_IDLE = 121  # the runner stopped using CPU (sleeping or blocked) for too long
 EXIT_ISOLATION = 123  # isolation could not be set up (before any untrusted code ran)
 _CODES = {PROBE: "p", PRUNE: "x", CHARGE_AGAIN: "a"}  # the ones written code:ids
+_EVENTS = {code: event for event, code in _CODES.items()}
 
 
 class ProtocolError(ValueError):
@@ -240,9 +241,8 @@ def _entry(text: str, wide: bool) -> tuple:
         if b:
             return BRANCH, int(k), _model(model, b == "B"), probe == "1"
         return READ, int(rk), _model(rmodel, r == "R"), False
-    if code in ("p", "x", "a") and text[1:2] == ":" and _HEX.fullmatch(text, 2):
-        event = {"p": PROBE, "x": PRUNE, "a": CHARGE_AGAIN}[code]
-        return event, _ids(text[2:], wide), 0, code == "p"
+    if code in _EVENTS and text[1:2] == ":" and _HEX.fullmatch(text, 2):
+        return _EVENTS[code], _ids(text[2:], wide), 0, code == "p"
     if code == "n" and _HEX.fullmatch(text, 1) and len(text) <= 1 + 8 * MAX_TEXT_CHARS:
         try:
             return NOTE, (), bytes.fromhex(text[1:]).decode("utf-8"), False
