@@ -83,6 +83,8 @@ def main() -> None:
           f"tokens {ref_tokens:,.0f}")  # fmt: skip
     print(f"  autotts adapter:     {adapter_s:6.1f} s  accuracy {row.accuracy:.2f}  "
           f"tokens {row.tokens:,.0f}  ({row.status})")  # fmt: skip
+    print(f"  (the accuracy with its uncertainty, paired over questions and seeds: "
+          f"{row.accuracy_text} %, 95 % interval {row.interval_text})")  # fmt: skip
     print(f"  adapter / reference time: {adapter_s / reference_s:.2f}x; results identical: "
           f"{abs(ref_accuracy - row.accuracy) < 1e-9 and abs(ref_tokens - row.tokens) < 1e-6}")  # fmt: skip
 
