@@ -1,7 +1,8 @@
 """Builds the optional compiled replay loop and bundles the project's own files; everything
 else is configured in pyproject.toml.
 
-Without a C compiler the build skips the extension and autotts uses its pure-Python loop.
+Without a C compiler the build skips the extensions and autotts uses their pure-Python
+specifications.
 A built (non-editable) package carries copies of ``controllers/`` and ``agents/`` in
 ``autotts/_bundled/`` (see ``autotts/bundled.py``)."""
 
@@ -32,6 +33,9 @@ class BuildWithProjectFiles(build_py):
 
 
 setup(
-    ext_modules=[Extension("autotts._replay_loop", ["autotts/_replay_loop.c"], optional=True)],
+    ext_modules=[
+        Extension("autotts._replay_loop", ["autotts/_replay_loop.c"], optional=True),
+        Extension("autotts.sandbox._wire", ["autotts/sandbox/_wire.c"], optional=True),
+    ],
     cmdclass={"build_py": BuildWithProjectFiles},
 )

@@ -170,8 +170,10 @@ def check_controller(
     sandboxed only when ``autotts export`` marked it untrusted (``None``)."""
     report = CheckReport(RunConfig(target).name if RunConfig(target).in_memory else str(target))
     env = make(env_id, env_dir)
-    from .loader import is_marked_untrusted
+    from .loader import is_marked_untrusted, trust_marked_files
 
+    if sandbox is False:  # the user's explicit choice: a marked file runs in process
+        trust_marked_files([target])
     if sandbox and RunConfig(target).in_memory:
         raise BadInput("the sandbox runs controller files; write the controller to a file first")
     if sandbox or (sandbox is None and is_marked_untrusted(target)):

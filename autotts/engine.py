@@ -19,6 +19,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .arguments import (  # noqa: F401 (re-exported: the engines import them from here)
+    MAX_STEPS_PER_ACTION,
+    check_finished,
+    check_ids,
+    flag,
+    inactive_message,
+    model_name,
+    requested_intervals,
+)
 from .contract import (
     ActionError,
     Answer,
@@ -163,18 +172,11 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
     ``live``, and ``cost``/``model_tokens``, ``None`` where tokens are the cost), fill
     ``result`` and return the action log. Failures of the controller or of the
     engine end the episode with ``result.error`` set."""
-    state = episode.state
     log: list[tuple] = []
     append = log.append
     steps = 0
     try:
-        gen = controller.run(state, **params)
-        if not hasattr(gen, "send"):
-            raise ControllerFailure(
-                f"{type(controller).__name__}.run() returned {type(gen).__name__} "
-                f"{gen!r:.60} instead of a generator: run() must yield actions (at least one "
-                "`yield`) and return the answer"
-            )
+        gen = start_run(controller, episode.state, params)
         send = gen.send
         reply = None
         while True:
@@ -182,74 +184,65 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
             steps += 1
             if steps > max_steps:
                 gen.close()
-                raise ControllerFailure(
-                    f"step limit exceeded: {max_steps} actions without an answer "
-                    "(does the controller loop forever?)"
-                )
-            reply = None
-            kind = type(action)  # exact types: a subclass could answer differently each time
-            if kind is Continue:
-                ids = tuple(action.ids)
-                k = action.steps
-                if type(k) is not int:
-                    if not isinstance(k, Sequence) or isinstance(k, str):
-                        requested_intervals(ids, k)  # raises the clear error
-                    k = tuple(k)
-                probe = flag(action.probe)
-                episode.extend(ids, k, probe)
-                append((CONTINUE, ids, k, probe, episode.tokens))
-            elif kind is Branch:
-                model, probe = model_name(action.model), flag(action.probe)
-                ids = tuple(episode.open(action.k, model))
-                episode.extend(ids, 1, probe)
-                reply = list(ids)
-                append((BRANCH, ids, model, probe, episode.tokens))
-            elif kind is Read:
-                model = model_name(action.model)
-                ids = tuple(episode.read(action.k, model))
-                reply = list(ids)
-                append((READ, ids, model, False, episode.tokens))
-            elif kind is Probe:
-                episode.probe(ids := tuple(action.ids))
-                append((PROBE, ids, 0, True, episode.tokens))
-            elif kind is Prune:
-                episode.prune(ids := tuple(action.ids))
-                append((PRUNE, ids, 0, False, episode.tokens))
-            elif kind is Note:
-                append((NOTE, (), str(action.text), False, episode.tokens))
-            elif kind is ChargeAgain:
-                episode.charge_again(i := action.branch)
-                append((CHARGE_AGAIN, (i,), 0, False, episode.tokens))
-            elif kind is Generate:
-                model = model_name(action.model)
-                reply = episode.generate(action.prompt, model, action.max_tokens)
-                append((GENERATE, (), model, False, episode.tokens))
-            else:
-                raise ActionError(
-                    f"controller yielded {action!r}; expected an action such as Branch, "
-                    "Continue, Probe, Prune, Read, Note or Generate (from autotts, not a "
-                    "subclass)"
-                )
+                raise ControllerFailure(step_limit_message(max_steps))
+            reply = perform(episode, action, append)
     except StopIteration as stop:
-        value = stop.value
-        if isinstance(value, Answer):
-            result.reason = value.reason
-            value = value.value
-        if isinstance(value, str):
-            result.answer = value
-        else:
-            result.error = (
-                f"controller returned {type(value).__name__} {value!r}; it must return the "
-                "answer as a str (or Answer(value, reason))"
-            )
-    except ActionError as exc:
-        result.error, result.exception = f"invalid action: {exc}", exc
-    except ControllerFailure as exc:
-        result.error, result.exception = str(exc), exc
-    except EngineFailure as exc:
-        result.error = f"inference backend failed: {exc}"
+        result.answer, result.reason, result.error = final_answer(stop.value)
     except Exception as exc:
-        result.error, result.exception = _describe_exception(exc, controller), exc
+        result.error, result.exception = error_text(exc, controller), exc
+        if isinstance(exc, EngineFailure):
+            result.exception = None
+    finish_result(episode, result, steps)
+    return log
+
+
+def start_run(controller: Controller, state, params: dict):
+    """``controller.run(state, **params)``, checked to be a generator."""
+    gen = controller.run(state, **params)
+    if not hasattr(gen, "send"):
+        raise ControllerFailure(
+            f"{type(controller).__name__}.run() returned {type(gen).__name__} "
+            f"{gen!r:.60} instead of a generator: run() must yield actions (at least one "
+            "`yield`) and return the answer"
+        )
+    return gen
+
+
+def step_limit_message(max_steps: int) -> str:
+    return (
+        f"step limit exceeded: {max_steps} actions without an answer "
+        "(does the controller loop forever?)"
+    )
+
+
+def final_answer(value) -> tuple[str | None, str, str | None]:
+    """``(answer, reason, error)`` of what a controller returned."""
+    reason = ""
+    if isinstance(value, Answer):
+        value, reason = value.value, value.reason
+    if isinstance(value, str):
+        return value, reason, None
+    return (
+        None,
+        reason,
+        f"controller returned {type(value).__name__} {value!r:.200}; it must return the "
+        "answer as a str (or Answer(value, reason))",
+    )
+
+
+def error_text(exc: Exception, controller: Controller) -> str:
+    """The ``result.error`` of an episode that ``exc`` ended."""
+    if isinstance(exc, ActionError):
+        return f"invalid action: {exc}"
+    if isinstance(exc, ControllerFailure):
+        return str(exc)
+    if isinstance(exc, EngineFailure):
+        return f"inference backend failed: {exc}"
+    return _describe_exception(exc, controller)
+
+
+def finish_result(episode, result: EpisodeResult, steps: int) -> None:
+    """Copy an ended episode's accounting into ``result``."""
     result.tokens = episode.tokens
     result.probe_tokens = episode.probe_tokens
     if episode.cost is not None:  # priced environments (cross-model replay)
@@ -257,7 +250,58 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
         result.model_tokens = dict(episode.model_tokens)
     result.opened = len(episode.live)
     result.steps = steps
-    return log
+
+
+def perform(episode, action, append):
+    """Execute one action on ``episode`` after checking its arguments, log it with
+    ``append`` and return what the controller's ``yield`` gets back."""
+    kind = type(action)  # exact types: a subclass could answer differently each time
+    if kind is Continue:
+        ids = tuple(action.ids)
+        k = action.steps
+        if type(k) is not int:
+            if not isinstance(k, Sequence) or isinstance(k, str):
+                requested_intervals(ids, k)  # raises the clear error
+            k = tuple(k)
+        probe = flag(action.probe)
+        episode.extend(ids, k, probe)
+        append((CONTINUE, ids, k, probe, episode.tokens))
+        return None
+    if kind is Branch:
+        model, probe = model_name(action.model), flag(action.probe)
+        ids = tuple(episode.open(action.k, model))
+        episode.extend(ids, 1, probe)
+        append((BRANCH, ids, model, probe, episode.tokens))
+        return list(ids)
+    if kind is Read:
+        model = model_name(action.model)
+        ids = tuple(episode.read(action.k, model))
+        append((READ, ids, model, False, episode.tokens))
+        return list(ids)
+    if kind is Probe:
+        episode.probe(ids := tuple(action.ids))
+        append((PROBE, ids, 0, True, episode.tokens))
+        return None
+    if kind is Prune:
+        episode.prune(ids := tuple(action.ids))
+        append((PRUNE, ids, 0, False, episode.tokens))
+        return None
+    if kind is Note:
+        append((NOTE, (), str(action.text), False, episode.tokens))
+        return None
+    if kind is ChargeAgain:
+        episode.charge_again(i := action.branch)
+        append((CHARGE_AGAIN, (i,), 0, False, episode.tokens))
+        return None
+    if kind is Generate:
+        model = model_name(action.model)
+        reply = episode.generate(action.prompt, model, action.max_tokens)
+        append((GENERATE, (), model, False, episode.tokens))
+        return reply
+    raise ActionError(
+        f"controller yielded {action!r:.200}; expected an action such as Branch, "
+        "Continue, Probe, Prune, Read, Note or Generate (from autotts, not a subclass)"
+    )
 
 
 def _describe_exception(exc: Exception, controller: Controller) -> str:
@@ -320,54 +364,3 @@ def _rebuild_trace(source: tuple, actions: list[tuple]) -> list[tuple]:
         revealed = () if event == PRUNE else tuple(map(answer.__getitem__, ids))
         trace.append((event, ids, revealed, done, tokens))
     return trace
-
-
-MAX_STEPS_PER_ACTION = 1_000_000  # steps of one Continue, per branch (far past any branch's end)
-
-
-def flag(value) -> bool:
-    if value is not True and value is not False:
-        raise ActionError(f"probe must be True or False, got {value!r}")
-    return value
-
-
-def model_name(value):
-    if value is not None and type(value) is not str:
-        raise ActionError(f"model must be None or a model name (str), got {value!r}")
-    return value
-
-
-def check_finished(i, done) -> None:
-    """``ChargeAgain(i)`` must name a finished branch."""
-    if type(i) is not int or not 0 <= i < len(done) or not done[i]:
-        raise ActionError(f"ChargeAgain({i!r}): only a finished branch can be charged again")
-
-
-def check_ids(ids) -> None:
-    """Branch ids must be built-in ints (not bools, not subclasses)."""
-    for i in ids:
-        if type(i) is not int:
-            raise ActionError(f"branch ids must be ints, got {i!r} ({type(i).__name__})")
-
-
-def requested_intervals(ids, k) -> int:
-    """Intervals a ``Continue(ids, steps=k)`` asks for, or a clear error for bad steps."""
-    bound = MAX_STEPS_PER_ACTION
-    if type(k) is int:
-        if not 1 <= k <= bound:
-            raise ActionError(f"steps must be an int in 1..{bound:,}, got {k!r}")
-        return k * len(ids)
-    if not isinstance(k, Sequence) or isinstance(k, str):
-        raise ActionError(f"steps must be an int >= 1 or a list of them (one per id), got {k!r}")
-    if len(k) != len(ids):
-        raise ActionError(f"steps has {len(k)} entries for {len(ids)} branch ids")
-    if not all(type(s) is int and 1 <= s <= bound for s in k):
-        raise ActionError(f"steps must be ints in 1..{bound:,}, got {list(k)!r}")
-    return sum(k)
-
-
-def inactive_message(i, live, pruned) -> str:
-    if not isinstance(i, int) or i < 0 or i >= len(live):
-        return f"branch id {i!r} was never opened ({len(live)} branches are open)"
-    status = "pruned" if pruned[i] else "finished"
-    return f"branch {i} is {status}; only active branches can be continued"

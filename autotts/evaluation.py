@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine import EpisodeRunner
 from .episodes import EPISODE_TIME_LIMIT_S, MAX_TIMEOUTS, Tally, play_episodes, timed_out
 from .errors import BadInput
-from .loader import ControllerLoadError, load_controller
+from .loader import ControllerLoadError, load_controller, trust_marked_files
 from .registry import resolve_ids, shared
-from .replay import ReplayEnvironment
 from .report import EvaluationReport, Row, UnitResult
 from .specs import DEFAULT_BETAS, ControllerLike, RunConfig, check_configs, run_configs
 from .stats import estimate
@@ -198,19 +198,23 @@ def evaluate(
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = str(env_dir) if env_dir is not None else None
     env_options = {"canonicalize": True} if canonicalize else {}
-    check_configs(configs, [shared(env_id, env_dir, **env_options) for env_id in env_ids])
+    sandboxed = _sandboxed(configs, sandbox)
+    if sandbox is False:  # the user's explicit choice: marked files run in process
+        trust_marked_files(c.controller for c in configs if not c.in_memory)
+    stores = [shared(env_id, env_dir, **env_options) for env_id in env_ids]
+    check_configs(configs, stores, sandboxed)
     sizes = {env_id: len(shared(env_id, env_dir, **env_options)) for env_id in env_ids}
     workers = 1 if stop_on_error else workers or min(2, os.cpu_count() or 1)
-    sandboxed = _sandboxed(configs, sandbox)
     units: list[UnitResult] = []
     if sandboxed:
         from .sandbox.evaluation import evaluate_in_sandbox
 
         envs_by_id = {env_id: shared(env_id, env_dir, **env_options) for env_id in env_ids}
         for env_id, env in envs_by_id.items():
-            if not isinstance(env, ReplayEnvironment):
+            if not isinstance(env, EpisodeRunner):
                 raise BadInput(
-                    f"{env_id}: sandboxed evaluation runs on single-model replay environments"
+                    f"{env_id}: sandboxed evaluation runs on replay environments (single- or "
+                    "cross-model); run live controllers with `autotts validate`"
                 )
         units += evaluate_in_sandbox(sandboxed, envs_by_id, seeds, trace_seeds, workers, isolate)
     blocks_per_env = 1 if workers == 1 else 2 * workers

@@ -103,13 +103,44 @@ def load_controller_class(target: str | Path) -> type[Controller]:
     return controller_class_from_source(source, path, split_selector(target)[1])
 
 
+class UntrustedCode(ControllerLoadError):
+    """A controller file marked as LLM-written was about to run in a trusted process."""
+
+
+_TRUSTED_BY_USER: set[str] = set()  # marked files the user chose to run in process
+
+
+def trust_marked_files(targets) -> None:
+    """Let the marked controller files ``targets`` run in this process (and in the processes
+    it forks): the user's explicit choice (``--no-sandbox``), never a default."""
+    for target in targets:
+        if isinstance(target, str | Path) and is_marked_untrusted(target):
+            _TRUSTED_BY_USER.add(str(resolve_controller_path(target)))
+
+
+def has_untrusted_mark(source: str) -> bool:
+    """Whether controller source carries :data:`UNTRUSTED_MARK` in its first lines."""
+    return any(line.startswith(UNTRUSTED_MARK) for line in source.splitlines()[:5])
+
+
 def controller_class_from_source(
-    source: str, origin: str | Path, select: str | None = None
+    source: str, origin: str | Path, select: str | None = None, *, in_sandbox: bool = False
 ) -> type[Controller]:
     """Execute controller source as a fresh module and return its single Controller subclass,
     or the class named ``select``. A file of AutoTTS-API methods (no Controller subclass) gives
     its method wrapped by :mod:`autotts.autotts_api` (``select`` picks one of several).
-    ``origin`` names the file in messages and tracebacks."""
+    ``origin`` names the file in messages and tracebacks.
+
+    Source marked as LLM-written (:data:`UNTRUSTED_MARK`) is executed only where
+    ``in_sandbox`` (the sandbox worker) or where the user trusted the file
+    (:func:`trust_marked_files`); anywhere else it raises :class:`UntrustedCode` before a line
+    of it runs: every path that loads a controller comes through here."""
+    if not in_sandbox and has_untrusted_mark(source) and str(origin) not in _TRUSTED_BY_USER:
+        raise UntrustedCode(
+            f"{origin}: marked as LLM-written ({UNTRUSTED_MARK}), so it never runs in this "
+            "process: `autotts evaluate`, `compare` and `check` run it in the sandbox; to "
+            "trust it, pass --no-sandbox (or delete the mark)"
+        )
     if select is not None:
         source = without_broken_classes(source, select, origin)
     digest = hashlib.sha1(f"{origin}\0{source}".encode()).hexdigest()[:10]
@@ -307,7 +338,7 @@ def is_marked_untrusted(target: str | Path) -> bool:
             head = [handle.readline() for _ in range(5)]
     except OSError:
         return False
-    return any(line.startswith(UNTRUSTED_MARK) for line in head)
+    return has_untrusted_mark("".join(head))
 
 
 def load_controller(target: str | Path | type[Controller] | Controller) -> Controller:

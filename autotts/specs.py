@@ -153,13 +153,16 @@ def run_configs(
     return list(dict.fromkeys(configs))
 
 
-def check_configs(configs: Sequence[RunConfig], envs: Sequence = ()) -> None:
+def check_configs(
+    configs: Sequence[RunConfig], envs: Sequence = (), sandboxed: Sequence[RunConfig] = ()
+) -> None:
     """Refuse, before anything runs, configurations that cannot run: an unknown controller
     (with the closest names), β outside [0, 1], a parameter the controller's schedule does
     not define, a value of the wrong kind, or a signal it requires that one of ``envs`` lacks
     (:class:`~autotts.signals.MissingSignal`). Controller files are imported for this unless
-    marked untrusted (those never run in this process); one that does not import is left to
-    the evaluation, which reports it in its row."""
+    they will run ``sandboxed`` or are marked untrusted (those never run in this process: the
+    sandbox checks their parameters); one that does not import is left to the evaluation,
+    which reports it in its row."""
     from .loader import is_marked_untrusted, load_controller, resolve_controller_path
     from .signals import check_required
 
@@ -170,7 +173,7 @@ def check_configs(configs: Sequence[RunConfig], envs: Sequence = ()) -> None:
             raise BadInput(f"{where}: beta must lie in [0, 1], got {config.beta:g}")
         if not config.in_memory:
             resolve_controller_path(config.controller)  # unknown names raise, with suggestions
-            if is_marked_untrusted(config.controller):
+            if config in sandboxed or is_marked_untrusted(config.controller):
                 continue
         key = config.controller if not isinstance(config.controller, Controller) else id(config)
         if key not in schedules:
@@ -202,15 +205,19 @@ def check_configs(configs: Sequence[RunConfig], envs: Sequence = ()) -> None:
 
 
 def without_missing_signals(
-    configs: Sequence[RunConfig], envs: Sequence
+    configs: Sequence[RunConfig], envs: Sequence, sandbox: bool | None = None
 ) -> tuple[list[RunConfig], list[str]]:
     """``configs`` minus those whose controller requires a signal one of ``envs`` lacks (a
-    preset then runs the rest), and one note per controller left out."""
-    from .loader import load_controller
+    preset then runs the rest), and one note per controller left out. Files that will run in
+    the sandbox (all with ``sandbox=True``) are kept unread."""
+    from .loader import is_marked_untrusted, load_controller
     from .signals import MissingSignal, check_required
 
     kept, notes = [], {}
     for config in configs:
+        if not config.in_memory and (sandbox or is_marked_untrusted(config.controller)):
+            kept.append(config)
+            continue
         try:
             controller = load_controller(config.controller)
             for env in envs:

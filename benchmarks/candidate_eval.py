@@ -4,8 +4,9 @@ One candidate = a β grid of 11 × the 4 AIME24 search environments × 100 seeds
 episodes for 30-question stores), on both cores. Measured two ways for a CMC-like Python
 controller (``controllers/baselines/cmc.py``):
 
-- **sandboxed**: as an untrusted LLM candidate (OS-isolated workers, gold-free payload, every
-  action log replayed and scored in the parent, determinism checked on a random sample);
+- **sandboxed**: as an untrusted LLM candidate (OS-isolated workers that hold no store data,
+  every action played on the parent's engine in lockstep rounds, scored in the parent,
+  cross-episode state checked on a random sample);
 - **trusted**: the in-process evaluator used for the Optuna path's own composable controller.
 
 Both run ``--repeat`` times, interleaved (sandboxed first, then trusted first, ...), because

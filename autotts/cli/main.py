@@ -327,7 +327,8 @@ def compare(
     default_envs = ["all"] if preset else ["Qwen3-8B/aime24"]
     configs, env_ids = _configs_and_envs(specs, env, env_dir, default_envs)
     if preset:  # a preset's controllers that need signals these stores lack are left out
-        configs, notes = without_missing_signals(configs, [shared(e, env_dir) for e in env_ids])
+        stores = [shared(e, env_dir) for e in env_ids]
+        configs, notes = without_missing_signals(configs, stores, sandbox)
         for note in notes:
             console.print(note, markup=False, highlight=False)
     options = dict(

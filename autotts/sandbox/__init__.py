@@ -1,21 +1,21 @@
 """Running untrusted controller code (anything an LLM wrote, or a file marked as such).
 
-The boundary is the operating system (:mod:`.isolation`: namespaces, an unprivileged uid,
-Landlock, seccomp, resource limits) and the parent's own recomputation of every episode from
-the worker's action log (:mod:`.protocol`, :mod:`.runner`, :mod:`.processes`). The static
-check (:mod:`.static`) and the worker's audit hook only give early, readable feedback.
+The process that runs untrusted code holds no store data: the parent is the engine of its
+episodes (:mod:`.serving`), the worker plays only the controller against the observations its
+actions reveal (:mod:`.remote`), over a strict protocol (:mod:`.protocol`). Around it, the
+operating system (:mod:`.isolation`: namespaces, an unprivileged uid, Landlock, seccomp, no
+clock or random source, resource limits) and the parent's limits and checks
+(:mod:`.processes`, :mod:`.runner`). The static check (:mod:`.static`) and the worker's audit
+hook only give early, readable feedback.
 """
 
-from .processes import (
-    IsolationUnavailable,
-    SandboxLimits,
-    isolation_problems,
-    require_isolation,
-)
-from .runner import MAX_BRANCHES, SandboxOutcome, run_sandboxed
+from .limits import SandboxLimits
+from .processes import IsolationUnavailable, isolation_problems, require_isolation
+from .runner import IN_FLIGHT, MAX_BRANCHES, SandboxOutcome, run_sandboxed
 from .static import SAFE_MODULES, static_problems
 
 __all__ = [
+    "IN_FLIGHT",
     "MAX_BRANCHES",
     "SAFE_MODULES",
     "IsolationUnavailable",

@@ -65,6 +65,14 @@ DENIED_SYSCALLS = (
     "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
     "setfsuid", "setfsgid", "capset", "setrlimit",
+    # clocks, randomness and timers: a worker evaluated twice must see the same thing
+    # (the vDSO's clock functions are routed here first, see _route_vdso_to_syscalls)
+    "clock_gettime", "clock_getres", "gettimeofday", "time", "times", "getrusage", "sysinfo",
+    "getrandom", "getcpu", "setitimer", "getitimer", "alarm", "timer_create", "timer_settime",
+    "timer_gettime", "timerfd_create", "timerfd_settime", "timerfd_gettime", "rt_sigaction",
+    "nanosleep", "clock_nanosleep", "select", "pselect6", "poll", "ppoll", "epoll_create",
+    "epoll_create1", "epoll_wait", "epoll_pwait", "epoll_pwait2", "pause", "rt_sigsuspend",
+    "rt_sigtimedwait",
     # kernel facilities a controller never needs
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
@@ -74,6 +82,15 @@ DENIED_SYSCALLS = (
     "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "mknod",
     "mknodat", "fanotify_init", "personality",
 )  # fmt: skip
+
+
+AT_SYSINFO_EHDR = 33
+PR_SET_TSC, PR_TSC_SIGSEGV = 26, 2
+# x86-64 vDSO entry points and the system calls they stand for
+VDSO_SYSCALLS = {
+    "__vdso_clock_gettime": 228, "__vdso_gettimeofday": 96, "__vdso_time": 201,
+    "__vdso_clock_getres": 229, "__vdso_getcpu": 309, "__vdso_getrandom": 318,
+}  # fmt: skip
 
 
 class IsolationError(RuntimeError):
@@ -228,6 +245,72 @@ def _drop_privileges() -> None:
     _check(_c().capset(ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
+def _vdso_symbols(base: int) -> dict[str, int]:
+    """The addresses of the vDSO's dynamic symbols (an ELF64 image mapped at ``base``)."""
+    import struct
+
+    at = ctypes.string_at
+    phoff = struct.unpack_from("<Q", at(base, 64), 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", at(base, 64), 54)
+    load = dynamic = None
+    for k in range(phnum):
+        kind, _, _, vaddr, _, _, memsz, _ = struct.unpack(
+            "<IIQQQQQQ", at(base + phoff + k * phentsize, 56)
+        )
+        if kind == 1 and load is None:
+            load, size = vaddr, memsz
+        elif kind == 2:
+            dynamic = (vaddr, memsz)
+    if load is None or dynamic is None:
+        raise IsolationError("the vDSO has no loadable segment or no dynamic section")
+    bias, tags = base - load, {}
+    for offset in range(0, dynamic[1], 16):
+        tag, value = struct.unpack("<qQ", at(bias + dynamic[0] + offset, 16))
+        if tag == 0:
+            break
+        tags[tag] = value
+    symtab, strtab = bias + tags[6], bias + tags[5]
+    count = struct.unpack("<I", at(bias + tags[4] + 4, 4))[0]  # DT_HASH's nchain
+    symbols = {"": base + size}  # where the image ends
+    for k in range(count):
+        name, _, _, _, value, _ = struct.unpack("<IBBHQQ", at(symtab + 24 * k, 24))
+        if value:
+            symbols[ctypes.string_at(strtab + name).decode()] = bias + value
+    return symbols
+
+
+def _route_vdso_to_syscalls() -> None:
+    """Make the vDSO's clock, CPU-number and random functions real system calls, which the
+    seccomp filter then refuses: the kernel's clock page is otherwise readable with no system
+    call at all. Also make ``rdtsc`` fault (``PR_SET_TSC``). x86-64 only; elsewhere the vDSO
+    stays (the README's threat model says so)."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return
+    libc = _c()
+    libc.getauxval.restype = ctypes.c_ulong
+    libc.getauxval.argtypes = [ctypes.c_ulong]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    _check(libc.prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0), "prctl(PR_SET_TSC)")
+    base = libc.getauxval(AT_SYSINFO_EHDR)
+    if not base:
+        return  # no vDSO mapped: every clock read is a system call already
+    try:
+        symbols = _vdso_symbols(base)
+    except (KeyError, ValueError, OSError) as exc:
+        raise IsolationError(f"cannot read the vDSO's symbols: {exc}") from None
+    targets = {symbols[name]: number for name, number in VDSO_SYSCALLS.items() if name in symbols}
+    if not targets:
+        raise IsolationError("the vDSO exports none of the clock functions it should")
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = (symbols[""] - base + page - 1) & ~(page - 1)  # the whole mapping: it cannot split
+    _check(libc.mprotect(base, size, 7), "mprotect(vDSO, writable)")
+    for address, number in targets.items():  # mov eax, number; syscall; ret
+        ctypes.memmove(address, b"\xb8" + number.to_bytes(4, "little") + b"\x0f\x05\xc3", 8)
+    _check(libc.mprotect(base, size, 5), "mprotect(vDSO, read-execute)")
+
+
 def set_limits(memory_mb: int, cpu_s: float, open_files: int = 32) -> None:
     """Kernel-enforced limits of the calling process (CPU time in seconds: at the limit the
     kernel kills the process, whatever the machine's load)."""
@@ -235,7 +318,7 @@ def set_limits(memory_mb: int, cpu_s: float, open_files: int = 32) -> None:
     memory = memory_mb * 1024 * 1024
     for limit, value in (
         (resource.RLIMIT_AS, (memory, memory)),
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_CPU, (cpu, cpu)),  # SIGKILL at the limit: no SIGXCPU to time by
         (resource.RLIMIT_FSIZE, (0, 0)),
         (resource.RLIMIT_CORE, (0, 0)),
         (resource.RLIMIT_NOFILE, (open_files, open_files)),
@@ -259,4 +342,5 @@ def lock_down(memory_mb: int, cpu_s: float, keep_fd: int) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")
     _restrict_with_landlock()
+    _route_vdso_to_syscalls()
     _load_seccomp_filter(pyseccomp)

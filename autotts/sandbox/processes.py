@@ -1,7 +1,8 @@
-"""The sandbox's worker processes, seen from the parent: how to start one (never with a
-gold answer, a path or a store in its job), read its reply with bounded buffers, turn how it
-ended into a reason, and kill every process it made. :func:`drive` runs a set of them to the
-end; :mod:`.runner` decides what they run and what their replies mean.
+"""The sandbox's worker processes, seen from the parent: how to start one (its job holds no
+store data, only public episode headers), exchange frames with it over non-blocking pipes with
+bounded buffers, serve its rounds on the parent's engine (:mod:`.serving`), hold it to its
+limits, turn how it ended into a reason, and kill every process it made. :func:`drive` runs a
+set of them to the end; :mod:`.runner` decides what they run and what their results mean.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import marshal
 import os
 import pickle
 import selectors
@@ -17,17 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 
 from ..errors import RunFailure
+from .limits import LimitWatch, Rejected, SandboxLimits
 from .protocol import (
     EXIT_CPU,
-    EXIT_IDLE,
     EXIT_ISOLATION,
+    MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
-    MAX_LINE_BYTES,
     MAX_TEXT_CHARS,
     ProtocolError,
+    frame,
     strict_json,
 )
 
@@ -37,37 +39,13 @@ class IsolationUnavailable(RunFailure):
     to proceed."""
 
 
-@dataclass
-class SandboxLimits:
-    """Limits of one sandboxed evaluation. Results depend only on CPU time, never on the
-    machine's load: ``cpu_s`` and ``episode_cpu_s`` are CPU seconds (kernel-enforced per
-    worker, and per episode by a CPU-time timer). The wall-clock ones only end workers that
-    stop computing: ``idle_s`` (no CPU used for that long: sleeping or blocked) and the
-    backstop ``wall_s`` (default ``10 × cpu_s + 60``)."""
-
-    cpu_s: float = 300.0
-    memory_mb: int = 2048
-    episode_cpu_s: float = 5.0
-    idle_s: float = 30.0
-    wall_s: float | None = None
-    reply_mb: int = 1024  # per worker, over the whole reply
-
-    @property
-    def backstop_s(self) -> float:
-        return self.wall_s if self.wall_s is not None else 10 * self.cpu_s + 60
-
-
-class Rejected(Exception):
-    """Ends a sandboxed evaluation with a reason (the candidate's fault)."""
-
-
 @functools.cache
 def isolation_problems() -> tuple[str, ...]:
     """What keeps this machine from isolating a worker (empty when nothing does): a worker
     isolates itself for real and tries what it must not be able to do."""
     try:
         process = subprocess.run(
-            [sys.executable, "-I", "-m", "autotts.sandbox.worker", "--probe"],
+            _worker_command("--probe"),
             capture_output=True,
             timeout=60,
             env=_worker_environment(),
@@ -98,82 +76,127 @@ def require_isolation() -> None:
 
 
 def _worker_environment() -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    # a fixed hash secret: a worker evaluated twice sees the same str/bytes hashes
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+
+
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _without_address_randomisation() -> None:  # runs in the child, before exec
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.personality(ADDR_NO_RANDOMIZE)
+
+
+def _worker_command(*args: str) -> list[str]:
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, "-s", *safe_path, "-m", "autotts.sandbox.worker", *args]
 
 
 class WorkerProcess:
-    """One worker process and the units it owes, read line by line."""
+    """One worker process: its job, the frames it sends, the parent's engine serving them
+    (``server``, an :class:`~autotts.sandbox.serving.EpisodeServer`), and its limits."""
 
-    def __init__(self, units: list[int], handle, limits: SandboxLimits):
-        self.units = units  # global unit indices, in the order the worker runs them
-        self.handle = handle  # (worker, position, payload) → None; raises Rejected
+    def __init__(self, limits: SandboxLimits):
         self.limits = limits
         self.process: subprocess.Popen | None = None
-        self.pending = b""
+        self.server = None
+        self.pending = bytearray()
+        self.outbox = bytearray()
         self.received = 0
         self.stderr = b""
         self.params = None
-        self.next = 0
+        self.pid_fd: int | None = None
+        self.watch = LimitWatch(limits)
 
     def start(self, workdir: str) -> None:
+        read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-m", "autotts.sandbox.worker"],
+            _worker_command(str(write_fd)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=workdir,
             env=_worker_environment(),
             start_new_session=True,
+            pass_fds=(write_fd,),
+            preexec_fn=_without_address_randomisation,
         )
+        os.close(write_fd)
+        self.pid_fd = read_fd
+        self.watch.owe()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            os.set_blocking(stream.fileno(), False)
 
-    def send(self, job: dict) -> None:
-        """Hand the worker its job (it reads all of it before writing anything)."""
-        try:
-            self.process.stdin.write(pickle.dumps(job, protocol=5))
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass
+    def send(self, job: dict, server) -> None:
+        """Queue the worker's job; ``server`` will serve its rounds."""
+        self.server = server
+        self.outbox += frame(pickle.dumps(job, protocol=5))
+
+    def read_pid(self) -> None:
+        data = os.read(self.pid_fd, 32)
+        os.close(self.pid_fd)
+        self.pid_fd = None
+        if data.isdigit():
+            self.watch.runner_started(int(data))
+
+    def flush(self) -> bool:
+        """Write what the worker is owed, as far as its pipe takes it; whether all is out."""
+        if self.outbox:
+            try:
+                written = os.write(self.process.stdin.fileno(), self.outbox)
+            except BlockingIOError:
+                return False
+            except (BrokenPipeError, OSError):
+                self.outbox.clear()
+                return True
+            del self.outbox[:written]
+        if not self.outbox:
+            self.watch.paid()
+        return not self.outbox
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.limits.reply_mb << 20:
             raise Rejected(f"the reply exceeds {self.limits.reply_mb} MB")
-        lines = (self.pending + chunk).split(b"\n")
-        self.pending = lines.pop()
-        if len(self.pending) > MAX_LINE_BYTES:
-            raise Rejected(f"a reply line exceeds {MAX_LINE_BYTES >> 20} MB")
-        for line in lines:
-            self._line(line)
+        pending = self.pending
+        pending += chunk
+        while len(pending) >= 4:
+            size = int.from_bytes(pending[:4], "big")
+            limit = MAX_HEADER_BYTES if self.params is None else MAX_FRAME_BYTES
+            if size > limit:
+                raise Rejected(f"malformed reply: a frame of {size:,} bytes (at most {limit:,})")
+            if len(pending) < 4 + size:
+                break
+            payload = bytes(pending[4 : 4 + size])
+            del pending[: 4 + size]
+            self._frame(payload)
 
-    def _line(self, line: bytes) -> None:
-        tag, tab, payload = line.partition(b"\t")
-        if not tab:
-            raise Rejected("malformed reply: a line without a tab")
-        if self.params is None:
-            if len(line) > MAX_HEADER_BYTES:
-                raise Rejected("malformed reply: the header line is too long")
-            try:
-                message = strict_json(payload)
-            except ProtocolError as exc:
-                raise Rejected(f"malformed reply: the header line: {exc}") from None
-            if tag == b"E":
-                if type(message) is not str:
-                    raise Rejected("malformed reply: the load error is not a string")
-                raise Rejected(message[:MAX_TEXT_CHARS])
-            if tag != b"P":
-                raise Rejected("malformed reply: it does not start with the parameters")
-            params = message
-            if type(params) is not list or not all(type(p) is dict for p in params):
-                raise Rejected("malformed reply: parameters must be a list of objects")
-            self.params = params
-            return
-        if tag != b"%d" % self.next or self.next >= len(self.units):
-            raise Rejected(
-                f"malformed reply: expected unit {self.next} of {len(self.units)}, got "
-                f"{tag[:20].decode('ascii', 'replace')!r}"
-            )
-        self.handle(self, self.next, payload)
-        self.next += 1
+    def _frame(self, payload: bytes) -> None:
+        if self.watch.owed_since is not None or self.outbox:
+            raise Rejected("malformed reply: a frame before the parent answered the last one")
+        try:
+            if self.params is None:
+                return self._header(payload)
+            self.watch.owe(round_done=True)
+            observations = self.server.serve(payload)
+        except ProtocolError as exc:
+            raise Rejected(f"malformed reply: {exc}") from None
+        self.outbox += frame(marshal.dumps(observations))
+
+    def _header(self, payload: bytes) -> None:
+        tag, message = payload[:1], strict_json(payload[1:])
+        if tag == b"E":
+            if type(message) is not str:
+                raise Rejected("malformed reply: the load error is not a string")
+            raise Rejected(message[:MAX_TEXT_CHARS])
+        if tag != b"P":
+            raise Rejected("malformed reply: it does not start with the parameters")
+        if type(message) is not list or not all(type(p) is dict for p in message):
+            raise Rejected("malformed reply: parameters must be a list of objects")
+        self.params = message
 
     def finish(self) -> None:
         """After the worker exited: how it ended, and whether it owed anything."""
@@ -184,10 +207,6 @@ class WorkerProcess:
             raise IsolationUnavailable(f"a sandbox worker could not isolate itself: {last}")
         if code == EXIT_CPU:
             raise Rejected(f"CPU-time limit exceeded ({self.limits.cpu_s:g} s of CPU)")
-        if code == EXIT_IDLE:
-            raise Rejected(
-                f"the worker stopped computing for {self.limits.idle_s:g} s (sleeping or blocked)"
-            )
         if code > 128:
             try:
                 name = signal.Signals(code - 128).name
@@ -199,13 +218,16 @@ class WorkerProcess:
                 raise Rejected(f"memory limit exceeded ({self.limits.memory_mb} MB)")
             raise Rejected(f"sandbox worker failed: {last or f'exit code {code}'}")
         if self.pending:
-            raise Rejected("malformed reply: the last line is incomplete")
-        if self.params is None or self.next != len(self.units):
-            raise Rejected(f"malformed reply: {self.next} of {len(self.units)} units were reported")
+            raise Rejected("malformed reply: the last frame is incomplete")
+        if self.params is None or not self.server.finished:
+            raise Rejected("malformed reply: the worker ended before its last episode")
 
     def kill(self) -> None:
         """Kill every process of the worker's session (the supervisor and the runner, which
         is PID 1 of its own PID namespace), close its pipes, and wait until none is left."""
+        if self.pid_fd is not None:
+            os.close(self.pid_fd)
+            self.pid_fd = None
         if self.process is None:
             return
         group = self.process.pid
@@ -225,14 +247,15 @@ class WorkerProcess:
 
 def drive(
     workers: list[WorkerProcess],
-    jobs: list[dict],
+    jobs: list[tuple[dict, object]],
     limits: SandboxLimits,
     workdir: str,
     then=None,
 ) -> None:
-    """Run the workers to the end (starting those not started yet), feeding their output to
-    their handlers; every process is killed on the way out, whatever happened. ``then(worker)``
-    is called as each worker ends well and may return more (worker, job) pairs to run."""
+    """Run the workers to the end (starting those not started yet): send each its job, serve
+    its rounds, read what it writes with bounded buffers; every process is killed on the way
+    out, whatever happened. ``jobs`` are ``(job, server)`` pairs. ``then(worker)`` is called
+    as each worker ends well and may return more ``(worker, (job, server))`` pairs to run."""
     deadline = time.monotonic() + limits.backstop_s
     selector = selectors.DefaultSelector()
     running: dict[WorkerProcess, int] = {}  # open output streams per worker
@@ -243,36 +266,60 @@ def drive(
         for worker, _ in pairs:  # all start at once; each imports while the others do
             if worker.process is None:
                 worker.start(workdir)
-        for worker, job in pairs:
+        for worker, (job, server) in pairs:
             everyone.append(worker)
-            worker.send(job)
-            for stream, kind in (
-                (worker.process.stdout, "out"),
-                (worker.process.stderr, "err"),
-            ):
-                os.set_blocking(stream.fileno(), False)
-                selector.register(stream, selectors.EVENT_READ, (worker, kind))
+            worker.send(job, server)
+            selector.register(worker.process.stdout, selectors.EVENT_READ, (worker, "out"))
+            selector.register(worker.process.stderr, selectors.EVENT_READ, (worker, "err"))
+            if worker.pid_fd is not None:
+                selector.register(worker.pid_fd, selectors.EVENT_READ, (worker, "pid"))
+            writable(worker)
             running[worker] = 2
+
+    def writable(worker: WorkerProcess) -> None:
+        stdin = worker.process.stdin
+        if worker.flush():
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(stdin)
+        elif stdin not in selector.get_map():
+            selector.register(stdin, selectors.EVENT_WRITE, (worker, "in"))
 
     try:
         launch(zip(workers, jobs, strict=True))
+        last_check = time.monotonic()
         while running:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
-            for key, _ in selector.select(timeout=0.5):
+            if now - last_check >= 0.25:
+                last_check = now
+                for worker in running:
+                    worker.watch.check(now)
+            for key, _ in selector.select(timeout=0.25):
                 worker, kind = key.data
+                if kind == "in":
+                    writable(worker)
+                    continue
+                if kind == "pid":
+                    selector.unregister(key.fileobj)
+                    worker.read_pid()
+                    continue
                 chunk = os.read(key.fd, 1 << 20)
                 if chunk:
                     if kind == "err":
                         worker.stderr = (worker.stderr + chunk)[-4096:]
                     else:
                         worker.feed(chunk)
+                        if worker.outbox:
+                            writable(worker)
                     continue
                 selector.unregister(key.fileobj)
                 running[worker] -= 1
                 if running[worker]:
                     continue
                 del running[worker]
+                with contextlib.suppress(KeyError, ValueError):
+                    selector.unregister(worker.process.stdin)
                 try:
                     worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:

@@ -1,37 +1,57 @@
-"""The sandbox reply: what a worker writes, and how the parent reads it without trusting it.
+"""The sandbox protocol: the worker plays only the controller; the trusted parent is the
+engine. Nothing of a store crosses to the worker except what an action reveals.
 
-A worker writes one line per message, ASCII only, never pickle:
+Every message is a *frame*: a 4-byte big-endian length, then the payload. The parent sends
+the job (pickle) and one observation frame per round (marshal): both are trusted → untrusted.
+The worker sends a header frame and then one round frame per round, in a small binary format
+the parent reads strictly (:func:`decode_round`), never with pickle or marshal.
 
-- ``P<TAB>[params, ...]``: the ``run`` parameters of each configuration (display only);
-- ``E<TAB>"message"``: the candidate could not be loaded (nothing else follows);
-- ``<n><TAB><answer><TAB><error><TAB><reason><TAB><actions>``: unit ``n`` of the worker's
-  job, in job order; ``answer``, ``error`` and ``reason`` are UTF-8 in lowercase hex, ``-``
-  for none (an episode has an answer or an error, never both).
+- Header: ``P`` + JSON ``[params, ...]`` (the ``run`` parameters of each configuration,
+  display only) or ``E`` + a JSON string (the candidate does not load; nothing follows).
+- Round: one *entry* per episode in flight, in slot order. Slots are the episodes in flight,
+  at most ``in_flight`` of them: at the start of every round both sides append the next units
+  of the job, in job order, to the free slots; an episode that ended leaves its slot. An entry
+  is the episode's next action, its answer, or its failure; integers are little-endian
+  (``q``: signed 64-bit, ``I``: unsigned 32-bit), texts are ``I`` + UTF-8, a model is a text
+  or ``I`` = 0xFFFFFFFF for none, ``ids`` are ``I`` + that many ``q``:
 
-``actions`` is the episode's action log as one ASCII string, one entry per executed action,
-entries separated by ``;``:
+  =====================================  ==========================================
+  ``c`` probe:B steps:q ids              ``Continue`` with one step count
+  ``C`` probe:B ids steps:(q per id)     ``Continue`` with one step count per id
+  ``b`` probe:B k:q model                ``Branch``
+  ``r`` k:q model                        ``Read``
+  ``p`` ids / ``x`` ids                  ``Probe`` / ``Prune``
+  ``a`` i:q                              ``ChargeAgain``
+  ``n`` text                             ``Note``
+  ``g`` prompt:text model max_tokens:q   ``Generate``
+  ``=`` answer:text reason:text          the episode's answer (it ends)
+  ``!`` message:text                     the controller failed (it ends)
+  ``?`` message:text                     it yielded an action that cannot be sent (a
+                                         step, as in process; it ends)
+  =====================================  ==========================================
 
-=====================  ==================================================================
-``c<P><S>:<ids>``      Continue; ``P`` is ``1``/``0`` (probe), ``S`` the steps: a decimal,
-                       or ``[s1,s2,...]`` one per id
-``b<P><K>``            Branch of ``K`` branches (``B<P><K>:<model>`` names the model)
-``r<K>``               Read of ``K`` branches (``R<K>:<model>`` names the model)
-``p:<ids>``            Probe
-``x:<ids>``            Prune
-``a:<id>``             ChargeAgain (the AutoTTS-API adapter's, replayed through Python)
-``n<text>``            Note
-=====================  ==================================================================
+- Observation: one element per entry of the round: ``0`` for an episode that ended by its
+  own entry, ``"!"`` for one the engine ended (an action it refused, the step limit), else
+  the action's effect on the :class:`~autotts.contract.EpisodeState`, in one of two forms:
 
-``ids`` are lowercase hex, two digits per branch id (four where an episode can open more
-than 256 branches); ``model`` and ``text`` are the UTF-8 bytes in lowercase hex; decimals
-have at most 7 digits. The compiled loop (``autotts/_replay_loop.c``) encodes and replays
-this string; the Python functions here are its specification.
+  - ``(reply, tokens, probe_tokens, cost, answers, ends)`` for ``Continue``, ``Branch``,
+    ``Probe``, ``Prune``, ``ChargeAgain`` and ``Note`` on replay engines: ``answers`` holds,
+    for each id the action named (the new ones for ``Branch``), the answer it revealed
+    (``None`` where none; the whole field ``None`` when nothing was revealed), and ``ends``
+    a ``(position, depth, final)`` for each branch that finished;
+  - ``[reply, tokens, probe_tokens, cost, changes, finals]`` for everything else: one
+    ``[i, depth, finished, pruned, revealed]`` per branch the action touched (``revealed``:
+    the answers newly appended to ``history[i]``; a sixth element maps signal names to the
+    values newly revealed), then the new final answers.
 
-The parent (:class:`UnitDecoder`) accepts a line only if it fits this schema exactly (fields,
-hex digits, UTF-8, lengths; the header is strict JSON: finite numbers, small integers), then
-replays the actions on its own engine: the tokens, the validity of every action and the
-revealed answers are its own, never the worker's. An honest worker logs only the actions that
-executed, so an action that does not replay marks the reply as forged.
+  Either is exactly what the trusted engine writes into its own state, so a sandboxed
+  controller observes what an in-process one does, and nothing else.
+
+The parent (:mod:`.serving`) executes each decoded action (:func:`decode_round`) on its own
+episode engine through :func:`autotts.engine.perform` (which refuses invalid actions exactly
+as in process) and computes the observation (:mod:`.observations`); the worker
+(:mod:`.remote`) encodes its controller's actions (:func:`encode_action`) and applies
+observations to the mirror state its controller reads.
 """
 
 from __future__ import annotations
@@ -39,100 +59,255 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import sys
-from hashlib import blake2b
+import struct
+from array import array
 
-from ..engine import (
-    BRANCH,
-    CHARGE_AGAIN,
-    CONTINUE,
-    NOTE,
-    PROBE,
-    PRUNE,
-    READ,
-    EpisodeResult,
+from ..arguments import (
+    MAX_STEPS_PER_ACTION,
+    check_ids,
+    flag,
+    model_name,
+    requested_intervals,
 )
-
-# The compiled encoder and replayer (autotts/_replay_loop.c); the functions below are their
-# specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
-_compiled_encode = _compiled_decode = None
-if not os.environ.get("AUTOTTS_PURE_PYTHON"):
-    with contextlib.suppress(ImportError):
-        from .._replay_loop import decode_unit as _compiled_decode
-        from .._replay_loop import encode_log as _compiled_encode
+from ..contract import (
+    ActionError,
+    Branch,
+    ChargeAgain,
+    Continue,
+    Generate,
+    Note,
+    Probe,
+    Prune,
+    Read,
+)
 
 MAX_ANSWER_CHARS = 1000
 MAX_TEXT_CHARS = 1000  # error, reason and note texts
-MAX_LINE_BYTES = 8 << 20
+MAX_PROMPT_CHARS = 200_000
+MAX_FRAME_BYTES = 64 << 20
 MAX_HEADER_BYTES = 256 << 10
 # Exit codes of a worker's supervisor (the runner cannot forge them).
 EXIT_FAILED = 1  # the runner exited with an error
 EXIT_CPU = 120  # the runner used up its CPU time
-EXIT_IDLE = 121  # the runner stopped using CPU (sleeping or blocked) for too long
 EXIT_ISOLATION = 123  # isolation could not be set up (before any untrusted code ran)
-_CODES = {PROBE: "p", PRUNE: "x", CHARGE_AGAIN: "a"}  # the ones written code:ids
-_EVENTS = {code: event for event, code in _CODES.items()}
+ENDED_BY_ENGINE = "!"
+NO_MODEL = 0xFFFFFFFF
+U32, I64 = struct.Struct("<I"), struct.Struct("<q")
+_INT64 = 1 << 63
 
 
 class ProtocolError(ValueError):
-    """A reply line that does not fit the schema, or actions that do not replay."""
+    """A frame that does not fit the protocol: the worker is not an honest one."""
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its 4-byte length in front."""
+    return len(payload).to_bytes(4, "big") + payload
 
 
 # --- worker side -----------------------------------------------------------------------
 
 
-def _hex(ids, wide: bool) -> str:
-    return b"".join(i.to_bytes(2, "big") for i in ids).hex() if wide else bytes(ids).hex()
+def _q(value, what: str) -> bytes:
+    if type(value) is not int:
+        raise ActionError(f"{what} must be an int, got {value!r:.60}")
+    if not -_INT64 <= value < _INT64:
+        raise ActionError(f"{what} {value} is out of range")
+    return I64.pack(value)
 
 
-def encode_actions(log, wide: bool) -> str:
-    """The action string of an action log (the specification of the compiled encoder)."""
-    parts = []
-    for event, ids, arg, probe, _tokens in log:
-        flag = "1" if probe else "0"
-        if event == CONTINUE:
-            if type(arg) is int:
-                steps = str(arg)
-            else:  # one per id; with no ids, any steps mean the same
-                steps = "[" + ",".join(map(str, arg)) + "]" if arg else "1"
-            parts.append(f"c{flag}{steps}:{_hex(ids, wide)}")
-        elif event in (BRANCH, READ):
-            code = "b" if event == BRANCH else "r"
-            head = f"{code}{flag}" if event == BRANCH else code
-            if arg is None:
-                parts.append(f"{head}{len(ids)}")
-            else:
-                parts.append(f"{head.upper()}{len(ids)}:{arg.encode().hex()}")
-        elif event in _CODES:
-            parts.append(f"{_CODES[event]}:{_hex(ids, wide)}")
-        elif event == NOTE:
-            parts.append("n" + str(arg)[:MAX_TEXT_CHARS].encode("utf-8", "replace").hex())
-    return ";".join(parts)
+def encode_ids_python(ids) -> bytes:
+    """A round entry's id list (the specification of the compiled ``encode_ids``)."""
+    ids = list(ids)
+    if not all(type(i) is int for i in ids):
+        raise TypeError("branch ids must be ints")
+    return U32.pack(len(ids)) + array("q", ids).tobytes()
 
 
-def _hex_field(text: str | None) -> bytes:
-    return b"-" if text is None else text.encode("utf-8", "replace").hex().encode("ascii")
+def _ids(values) -> bytes:
+    ids = values if type(values) is list or type(values) is tuple else list(values)
+    try:
+        return encode_ids(ids)
+    except TypeError:
+        check_ids(ids)  # raises the engine's message
+        raise
+    except OverflowError:
+        raise ActionError(f"a branch id is out of range: {max(ids, key=abs)}") from None
 
 
-def encode_unit(result: EpisodeResult, wide: bool) -> bytes:
-    """The payload of a unit line (after ``<n><TAB>``) for an episode played with
-    ``record_trace=True``."""
-    log = result.actions or ()
-    actions = _compiled_encode(log, wide) if _compiled_encode else None
-    if actions is None:  # not built, or a note or a named model in the log
-        actions = encode_actions(log, wide)
-    answer, error = result.answer, result.error
-    if error is None and len(answer) > MAX_ANSWER_CHARS:
-        answer, error = None, f"the answer is longer than {MAX_ANSWER_CHARS} characters"
-    if error is not None:
-        answer, error = None, error[:MAX_TEXT_CHARS]
-    reason = (result.reason or "")[:MAX_TEXT_CHARS]
-    fields = (_hex_field(answer), _hex_field(error), _hex_field(reason), actions.encode("ascii"))
-    return b"\t".join(fields)
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    return U32.pack(len(data)) + data
+
+
+def _model(value) -> bytes:
+    return U32.pack(NO_MODEL) if model_name(value) is None else _text(value)
+
+
+def encode_action(action) -> tuple[bytes, tuple, int | tuple]:
+    """The round entry of an action, with the argument checks the engine makes on exact types
+    (so that what crosses is what the controller meant), and the ids and steps it names (what
+    :func:`apply_observation` needs); raises :class:`~autotts.contract.ActionError` like the
+    engine would."""
+    kind = type(action)
+    if kind is Continue:
+        ids, steps = action.ids, action.steps
+        ids = tuple(ids) if type(ids) is not tuple else ids
+        probe = b"\x01" if flag(action.probe) else b"\x00"
+        if type(steps) is int and 1 <= steps <= MAX_STEPS_PER_ACTION:
+            return b"c" + probe + I64.pack(steps) + _ids(ids), ids, steps
+        requested_intervals(ids, steps)
+        steps = tuple(steps)
+        return b"C" + probe + _ids(ids) + array("q", steps).tobytes(), ids, steps
+    if kind is Branch:
+        probe = b"\x01" if flag(action.probe) else b"\x00"
+        return b"b" + probe + _q(action.k, "branch count") + _model(action.model), (), 1
+    if kind is Read:
+        return b"r" + _q(action.k, "branch count") + _model(action.model), (), 0
+    if kind is Probe or kind is Prune:
+        ids = tuple(action.ids)
+        return (b"p" if kind is Probe else b"x") + _ids(ids), ids, 0
+    if kind is ChargeAgain:
+        i = action.branch
+        if type(i) is not int or not 0 <= i < _INT64:
+            raise ActionError(
+                f"ChargeAgain({i!r:.60}): only a finished branch can be charged again"
+            )
+        return b"a" + I64.pack(i), (), 0
+    if kind is Note:
+        return b"n" + _text(str(action.text)[:MAX_TEXT_CHARS]), (), 0
+    if kind is Generate:
+        if type(action.prompt) is not str or len(action.prompt) > MAX_PROMPT_CHARS:
+            raise ActionError(f"Generate needs a prompt str of at most {MAX_PROMPT_CHARS} chars")
+        entry = b"g" + _text(action.prompt) + _model(action.model)
+        return entry + _q(action.max_tokens, "max_tokens"), (), 0
+    raise ActionError(
+        f"controller yielded {action!r:.200}; expected an action such as Branch, "
+        "Continue, Probe, Prune, Read, Note or Generate (from autotts, not a subclass)"
+    )
+
+
+def answer_entry(answer: str, reason: str) -> bytes:
+    if len(answer) > MAX_ANSWER_CHARS:
+        return failure_entry(f"the answer is longer than {MAX_ANSWER_CHARS} characters")
+    return b"=" + _text(answer) + _text(reason[:MAX_TEXT_CHARS])
+
+
+def failure_entry(message: str, refused: bool = False) -> bytes:
+    """The controller failed (``!``), or yielded an action refused before it crossed
+    (``?``: that action counts as a step, as in process)."""
+    return (b"?" if refused else b"!") + _text(message[:MAX_TEXT_CHARS])
 
 
 # --- parent side -----------------------------------------------------------------------
+
+
+class _Reader:
+    """Strict reading of a round frame."""
+
+    __slots__ = ("data", "at")
+
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def take(self, n: int) -> memoryview:
+        start, self.at = self.at, self.at + n
+        if self.at > len(self.data) or n < 0:
+            raise ProtocolError("an entry runs past the end of the round")
+        return self.data[start : self.at]
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def flag(self) -> bool:
+        value = self.byte()
+        if value > 1:
+            raise ProtocolError("a probe flag must be 0 or 1")
+        return value == 1
+
+    def q(self) -> int:
+        return I64.unpack(self.take(8))[0]
+
+    def count(self) -> int:
+        return U32.unpack(self.take(4))[0]
+
+    def ids(self) -> tuple:
+        n = self.count()
+        return tuple(self.take(8 * n).cast("q"))
+
+    def text(self, limit: int, what: str) -> str:
+        n = self.count()
+        if n > 4 * limit:
+            raise ProtocolError(f"{what} is longer than {limit} characters")
+        try:
+            text = str(self.take(n), "utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{what} is not UTF-8") from None
+        if len(text) > limit:
+            raise ProtocolError(f"{what} is longer than {limit} characters")
+        return text
+
+    def model(self):
+        size = U32.unpack(self.take(4))[0]
+        if size == NO_MODEL:
+            return None
+        self.at -= 4
+        return self.text(200, "a model name")
+
+
+def decode_round(data: bytes, n: int) -> list:
+    """The ``n`` entries of a round frame (see :func:`decode_round_python`), by the compiled
+    decoder where it is built and the frame is well formed."""
+    if _compiled_decode is not None:
+        entries = _compiled_decode(
+            data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, Generate,
+            MAX_ANSWER_CHARS, MAX_TEXT_CHARS, MAX_PROMPT_CHARS,
+        )  # fmt: skip
+        if entries is not None:
+            return entries
+    return decode_round_python(data, n)
+
+
+def decode_round_python(data: bytes, n: int) -> list:
+    """The ``n`` entries of a round frame, as action objects or ``("=", answer, reason)`` /
+    ``("!", message)``; raises :class:`ProtocolError` for anything an honest worker does not
+    send."""
+    reader = _Reader(memoryview(data))
+    out = []
+    for _ in range(n):
+        tag = reader.byte()
+        if tag == 0x63:  # c
+            probe, steps = reader.flag(), reader.q()
+            out.append(Continue(reader.ids(), steps, probe))
+        elif tag == 0x43:  # C
+            probe, ids = reader.flag(), reader.ids()
+            out.append(Continue(ids, tuple(reader.take(8 * len(ids)).cast("q")), probe))
+        elif tag == 0x62:  # b
+            probe, k = reader.flag(), reader.q()
+            out.append(Branch(k, probe, reader.model()))
+        elif tag == 0x72:  # r
+            out.append(Read(reader.q(), reader.model()))
+        elif tag == 0x70:  # p
+            out.append(Probe(reader.ids()))
+        elif tag == 0x78:  # x
+            out.append(Prune(reader.ids()))
+        elif tag == 0x61:  # a
+            out.append(ChargeAgain(reader.q()))
+        elif tag == 0x6E:  # n
+            out.append(Note(reader.text(MAX_TEXT_CHARS, "a note")))
+        elif tag == 0x67:  # g
+            prompt = reader.text(MAX_PROMPT_CHARS, "a prompt")
+            out.append(Generate(prompt, reader.model(), reader.q()))
+        elif tag == 0x3D:  # =
+            answer = reader.text(MAX_ANSWER_CHARS, "an answer")
+            out.append(("=", answer, reader.text(MAX_TEXT_CHARS, "a reason")))
+        elif tag == 0x21 or tag == 0x3F:  # ! or ?
+            out.append((chr(tag), reader.text(MAX_TEXT_CHARS, "an error")))
+        else:
+            raise ProtocolError(f"unknown entry tag {tag}")
+    if reader.at != len(data):
+        raise ProtocolError("bytes after the last entry of a round")
+    return out
 
 
 def _reject_constant(name: str):
@@ -167,201 +342,10 @@ def strict_json(data: bytes):
         raise ProtocolError(f"unreadable JSON ({type(exc).__name__})") from None
 
 
-def payload_digest(payload: bytes) -> int | bytes:
-    """What the determinism check compares between two runs of the same unit: Python's own
-    hash of the bytes (SipHash keyed with this process's random secret, which a worker never
-    sees), or a BLAKE2b digest where hash randomisation is off (``PYTHONHASHSEED=0``)."""
-    if sys.flags.hash_randomization:
-        return hash(payload)
-    return blake2b(payload, digest_size=16).digest()
-
-
-def _text(field: bytes, what: str, limit: int) -> str | None:
-    """A hex field: ``-`` for none, else UTF-8 text of at most ``limit`` characters."""
-    if field == b"-":
-        return None
-    if len(field) > 8 * limit:
-        raise ProtocolError(f"{what} is longer than {limit} characters")
-    try:
-        raw = bytes.fromhex(field.decode("ascii"))
-        if 2 * len(raw) != len(field):  # fromhex skips whitespace; the wire has none
-            raise ValueError
-        text = raw.decode("utf-8")
-    except ValueError:  # UnicodeDecodeError included
-        raise ProtocolError(f"{what} is not UTF-8 in hex") from None
-    if len(text) > limit:
-        raise ProtocolError(f"{what} is longer than {limit} characters")
-    return text
-
-
-_HEX = re.compile(r"(?:[0-9a-f]{2})*")
-_CONTINUE = re.compile(r"c([01])([0-9]{1,7}|\[[0-9]{1,7}(?:,[0-9]{1,7})*\]):((?:[0-9a-f]{2})*)")
-_COUNT = re.compile(
-    r"([bB])([01])([0-9]{1,7})(?::((?:[0-9a-f]{2})+))?|([rR])([0-9]{1,7})(?::((?:[0-9a-f]{2})+))?"
-)
-
-
-def _ids(text: str, wide: bool) -> tuple[int, ...]:
-    raw = bytes.fromhex(text)
-    if not wide:
-        return tuple(raw)
-    if len(raw) % 2:
-        raise ProtocolError("branch ids must have four hex digits each")
-    return tuple(int.from_bytes(raw[j : j + 2], "big") for j in range(0, len(raw), 2))
-
-
-def _model(hex_text: str | None, upper: bool):
-    if hex_text is None:
-        if upper:
-            raise ProtocolError("a named model is missing")
-        return None
-    if not upper or len(hex_text) > 400:
-        raise ProtocolError("a model name where none belongs, or one too long")
-    try:
-        return bytes.fromhex(hex_text).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolError("a model name that is not UTF-8") from None
-
-
-def _entry(text: str, wide: bool) -> tuple:
-    """One entry of the action string as ``(event, ids_or_count, arg, probe)``."""
-    code = text[:1]
-    if code == "c":
-        match = _CONTINUE.fullmatch(text)
-        if match is None:
-            raise ProtocolError("a malformed Continue entry")
-        probe, steps, ids = match.groups()
-        k = int(steps) if steps[0] != "[" else tuple(int(s) for s in steps[1:-1].split(","))
-        return CONTINUE, _ids(ids, wide), k, probe == "1"
-    if code and code in "bBrR":
-        match = _COUNT.fullmatch(text)
-        if match is None:
-            raise ProtocolError("a malformed Branch/Read entry")
-        b, probe, k, model, r, rk, rmodel = match.groups()
-        if b:
-            return BRANCH, int(k), _model(model, b == "B"), probe == "1"
-        return READ, int(rk), _model(rmodel, r == "R"), False
-    if code in _EVENTS and text[1:2] == ":" and _HEX.fullmatch(text, 2):
-        return _EVENTS[code], _ids(text[2:], wide), 0, code == "p"
-    if code == "n" and _HEX.fullmatch(text, 1) and len(text) <= 1 + 8 * MAX_TEXT_CHARS:
-        try:
-            return NOTE, (), bytes.fromhex(text[1:]).decode("utf-8"), False
-        except UnicodeDecodeError:
-            raise ProtocolError("a note that is not UTF-8") from None
-    raise ProtocolError(f"unknown action entry {text[:12]!r}")
-
-
-def replay_actions(episode, actions: str, wide: bool, keep_log: bool) -> tuple[int, list | None]:
-    """Execute the action string on ``episode`` (the parent's engine); returns the number of
-    actions and, with ``keep_log``, the action log. The specification of the compiled
-    decoder's replay."""
-    log: list | None = [] if keep_log else None
-    entries = actions.split(";") if actions else []
-    for position, text in enumerate(entries):
-        event, ids, arg, probe = _entry(text, wide)
-        try:
-            if event == CONTINUE:
-                episode.extend(ids, arg, probe)
-            elif event == BRANCH:
-                ids = tuple(episode.open(ids, arg))
-                episode.extend(ids, 1, probe)
-            elif event == READ:
-                ids = tuple(episode.read(ids, arg))
-            elif event == PROBE:
-                episode.probe(ids)
-            elif event == PRUNE:
-                episode.prune(ids)
-            elif event == CHARGE_AGAIN:
-                if len(ids) != 1:
-                    raise ValueError("ChargeAgain names one branch")
-                episode.charge_again(ids[0])
-        except Exception as exc:  # the engine refused it: an honest log never holds that
-            raise ProtocolError(
-                f"action {position} ({event}) does not replay: {type(exc).__name__}: {exc}"
-            ) from None
-        if log is not None:
-            log.append((event, ids, arg, probe, episode.tokens))
-    return len(entries), log
-
-
-class UnitDecoder:
-    """Reads the unit lines of one environment's episodes: ``decoder(payload, question, seed,
-    keep_log)`` checks the payload (the line after its number) and recomputes the episode
-    from its actions on ``replayer`` (a gold-free
-    :class:`~autotts.replay.ReplayEnvironment`); raises :class:`ProtocolError`. The compiled
-    decoder does it in one call where it can; anything it does not handle (malformed,
-    notes, named models) goes through the Python specification,
-    :func:`decode_unit_python`, which gives the exact error."""
-
-    def __init__(self, replayer, *, max_steps: int, wide: bool):
-        self.replayer, self.max_steps, self.wide = replayer, max_steps, wide
-
-    def __call__(self, payload: bytes, question: int, seed: int, keep_log: bool) -> EpisodeResult:
-        source = self.replayer.episode_source(question, seed)
-        if _compiled_decode is not None:
-            _, q, order, probe_cost, limit, _model = source
-            lengths = order[1]
-            n_branches = len(lengths) if limit is None else min(len(lengths), limit)
-            fast = _compiled_decode(
-                payload, lengths, order[2], q.delta, probe_cost, n_branches,
-                self.wide, self.max_steps, MAX_ANSWER_CHARS, MAX_TEXT_CHARS, keep_log,
-            )  # fmt: skip
-            if fast is not None:
-                answer, error, reason, tokens, probe_tokens, opened, steps, log = fast
-                result = EpisodeResult(
-                    question, seed, answer, tokens, probe_tokens, opened, steps, reason, error
-                )
-                if keep_log:
-                    result.actions, result.source = log, source
-                return result
-        return decode_unit_python(
-            payload, source, question, seed, max_steps=self.max_steps, wide=self.wide,
-            keep_log=keep_log,
-        )  # fmt: skip
-
-
-def decode_unit_python(
-    payload: bytes,
-    source: tuple,
-    question: int,
-    seed: int,
-    *,
-    max_steps: int,
-    wide: bool,
-    keep_log: bool,
-) -> EpisodeResult:
-    """One unit's payload, checked and replayed on ``source``
-    (:meth:`~autotts.engine.EpisodeRunner.episode_source`) in Python: the specification of
-    the compiled decoder behind :class:`UnitDecoder`."""
-    fields = payload.split(b"\t")
-    if len(fields) != 4:
-        raise ProtocolError(f"a unit has 4 fields after its number, not {len(fields)}")
-    answer = _text(fields[0], "the answer", MAX_ANSWER_CHARS)
-    error = _text(fields[1], "the error", MAX_TEXT_CHARS)
-    reason = _text(fields[2], "the reason", MAX_TEXT_CHARS) or ""
-    if (answer is None) == (error is None):
-        raise ProtocolError("an episode has either an answer or an error")
-    try:
-        actions = fields[3].decode("ascii")
-    except UnicodeDecodeError:
-        raise ProtocolError("actions must be ASCII") from None
-    if actions.count(";") >= max_steps:
-        raise ProtocolError(f"more than {max_steps} actions")
-    episode = source[0](*source[1:])
-    steps, log = replay_actions(episode, actions, wide, keep_log)
-    if steps > max_steps:
-        raise ProtocolError(f"more than {max_steps} actions")
-    result = EpisodeResult(
-        question,
-        seed,
-        answer,
-        episode.tokens,
-        episode.probe_tokens,
-        len(episode.live),
-        steps,
-        reason,
-        error,
-    )
-    if keep_log:
-        result.actions, result.source = log, source
-    return result
+# The compiled hot paths (autotts/sandbox/_wire.c); the functions above are their
+# specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
+encode_ids, _compiled_decode = encode_ids_python, None
+if not os.environ.get("AUTOTTS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        from ._wire import decode_round as _compiled_decode
+        from ._wire import encode_ids

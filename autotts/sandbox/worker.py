@@ -1,17 +1,19 @@
-"""Sandbox worker: ``python -I -m autotts.sandbox.worker`` reads one pickled job (from the
-trusted parent) on stdin and writes the reply lines of :mod:`autotts.sandbox.protocol` on
-stdout.
+"""Sandbox worker: ``python -s -m autotts.sandbox.worker PID_FD`` reads its job (a frame of
+pickle, from the trusted parent) on stdin, then plays the candidate's episodes against the
+parent's engine over stdin/stdout (:mod:`autotts.sandbox.protocol`).
 
 The process started by the parent (the *supervisor*) imports everything the candidate may
-use, enters new namespaces, and forks the *runner*, PID 1 of the new PID namespace. The runner
-locks itself down (:func:`autotts.sandbox.isolation.lock_down`), tells the supervisor over a
-private pipe that it is confined, and only then loads the candidate. The supervisor runs no
-untrusted code: it watches the runner's CPU time, kills it when it stops using CPU for
-``idle_s`` seconds, and turns how it ended into an exit code the runner cannot forge
-(``EXIT_*`` in :mod:`autotts.sandbox.protocol`).
+use, enters new namespaces, and forks the *runner*, PID 1 of the new PID namespace. It writes
+the runner's pid to ``PID_FD`` (so that the parent can watch the runner's CPU time) and closes
+it. The runner locks itself down (:func:`autotts.sandbox.isolation.lock_down`), tells the
+supervisor over a private pipe that it is confined, and only then loads the candidate. The
+supervisor runs no untrusted code: it waits for the runner and turns how it ended into an exit
+code the runner cannot forge (``EXIT_*`` in :mod:`autotts.sandbox.protocol`).
+
+The job holds no store data: the episodes' public headers only (:mod:`.remote`).
 
 ``--probe`` runs the same isolation and then tries what it must forbid (fork, exec, files,
-sockets, signals), replying ``{"problems": [...]}``.
+sockets, signals, clocks, randomness), replying ``{"problems": [...]}``.
 """
 
 from __future__ import annotations
@@ -19,19 +21,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
-import io
 import json
 import os
 import pickle
+import random
 import signal
 import sys
 import time
 
-from ..episodes import play_episodes
 from ..loader import ControllerLoadError, controller_class_from_source
-from ..replay import ReplayEnvironment
 from . import isolation
-from .protocol import EXIT_CPU, EXIT_FAILED, EXIT_IDLE, EXIT_ISOLATION, encode_unit
+from .protocol import EXIT_CPU, EXIT_FAILED, EXIT_ISOLATION
+from .remote import Channel, play_remote
 from .static import IMPORTABLE, REFERENCE_HELPERS, SAFE_MODULES, numeric_imports
 
 F_SETPIPE_SZ = 1031  # Linux
@@ -46,7 +47,7 @@ def _install_audit_hook() -> None:
         "os.fork", "os.kill", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.listdir",
         "os.scandir", "os.chdir", "shutil.", "ctypes.", "gc.", "sys._getframe",
         "sys._current_frames", "sys.settrace", "sys.setprofile", "urllib.", "http.",
-        "webbrowser.", "code.", "marshal.", "pickle.",
+        "webbrowser.", "code.", "pickle.",
     )  # fmt: skip
 
     def hook(event: str, args: tuple) -> None:
@@ -58,30 +59,9 @@ def _install_audit_hook() -> None:
     sys.addaudithook(hook)
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _supervise(pid: int, ready_fd: int, cpu_s: float, idle_s: float) -> int:
+def _supervise(pid: int, ready_fd: int, cpu_s: float) -> int:
     """Wait for the runner; the exit code says how it ended."""
-    last_cpu, last_change = None, time.monotonic()
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            break
-        cpu, now = _cpu_seconds(pid), time.monotonic()
-        if cpu != last_cpu:
-            last_cpu, last_change = cpu, now
-        elif now - last_change > idle_s:
-            os.kill(pid, signal.SIGKILL)
-            os.wait4(pid, 0)
-            return EXIT_IDLE
-        time.sleep(0.2)
+    _, status, usage = os.wait4(pid, 0)
     os.set_blocking(ready_fd, False)
     try:
         ready = os.read(ready_fd, 1) == b"1"
@@ -121,32 +101,33 @@ def _preload(source: str = "") -> None:
     import autotts.contract  # noqa: F401
     import autotts.voting  # noqa: F401
 
+    random.seed(0)  # module-level generators: seeded alike in every worker
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(0)
 
-def _run_job(job: dict, out) -> None:
-    envs = job["envs"]
+
+def _run_job(job: dict, channel: Channel) -> None:
     try:
-        cls = controller_class_from_source(job["source"], "candidate.py", job.get("class_name"))
+        cls = controller_class_from_source(
+            job["source"], "candidate.py", job.get("class_name"), in_sandbox=True
+        )
         controller = cls()
         params = [controller.params(beta, **overrides) for beta, overrides in job["configs"]]
         header = json.dumps(params, separators=(",", ":"), default=repr, allow_nan=False)
     except ControllerLoadError as exc:
-        out.write(b"E\t" + json.dumps(f"does not load: {exc}"[:1000]).encode() + b"\n")
+        channel.send(b"E" + json.dumps(f"does not load: {exc}"[:1000]).encode())
         return
     except Exception as exc:
         message = f"schedule/params failed: {type(exc).__name__}: {exc}"[:1000]
-        out.write(b"E\t" + json.dumps(message).encode() + b"\n")
+        channel.send(b"E" + json.dumps(message).encode())
         return
-    out.write(b"P\t" + header.encode("ascii") + b"\n")
-    wide = job["wide"]
-    episodes = ((envs[e], params[i], question, seed) for i, e, question, seed in job["units"])
-    results = play_episodes(controller, episodes, time_limit_s=job["episode_cpu_s"])
-    for n, result in enumerate(results):
-        out.write(b"%d\t" % n + encode_unit(result, wide) + b"\n")
+    channel.send(b"P" + header.encode("ascii"))
+    play_remote(controller, params, job["headers"], job["units"], job["in_flight"], channel)
 
 
 def _self_test() -> list[str]:
     """Try what isolation must forbid; every attempt has to fail."""
-    import _socket
+    _socket = sys.modules["_socket"]  # imported before the lock-down
 
     attempts = {
         "fork": os.fork,
@@ -156,12 +137,17 @@ def _self_test() -> list[str]:
         "writing the working directory": lambda: open("probe-file", "wb").close(),
         "opening a socket": lambda: _socket.socket().close(),
         "signalling the supervisor": lambda: os.kill(os.getppid() or 1, 0),
+        "reading the clock": time.time,
+        "reading the monotonic clock": time.monotonic,
+        "reading random bytes": lambda: os.urandom(8),
+        "setting a CPU timer": lambda: signal.setitimer(signal.ITIMER_PROF, 1.0),
+        "installing a signal handler": lambda: signal.signal(signal.SIGPROF, print),
     }
     problems = []
     for what, attempt in attempts.items():
         try:
             child = attempt()
-        except OSError:
+        except (OSError, NotImplementedError):
             continue
         if what == "fork" and child == 0:
             os._exit(0)
@@ -171,22 +157,17 @@ def _self_test() -> list[str]:
 
 def main() -> None:
     probe = "--probe" in sys.argv[1:]
+    channel = Channel(0, 1)
     if probe:
-        job = {"isolate": True, "memory_mb": 512, "cpu_s": 10, "idle_s": 10}
+        import _socket  # noqa: F401 (for the self-test, which can import nothing)
+
+        job, pid_fd = {"isolate": True, "memory_mb": 512, "cpu_s": 10}, None
     else:
-        job = pickle.loads(sys.stdin.buffer.read())
+        job, pid_fd = pickle.loads(channel.receive()), int(sys.argv[1])
     with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups of the parent
         fcntl.fcntl(1, F_SETPIPE_SZ, 1 << 20)
-    out = io.BufferedWriter(io.FileIO(1, "wb", closefd=False), buffer_size=1 << 18)
-    sys.stdout = io.StringIO()  # a candidate's print() must not corrupt the reply
+    sys.stdout = sys.stderr  # a candidate's print() must not corrupt the protocol
     _preload("" if probe else job["source"])
-    if not probe:
-        job["envs"] = {
-            env_id: ReplayEnvironment.without_gold(
-                env_id, questions, branch_limit=job["max_branches"], max_steps=job["max_steps"]
-            )
-            for env_id, questions in job["envs"].items()
-        }
     ready_read, ready_write = os.pipe()
     try:
         if job["isolate"]:
@@ -197,12 +178,17 @@ def main() -> None:
     pid = os.fork()
     if pid:
         os.close(ready_write)
-        sys.exit(_supervise(pid, ready_read, job["cpu_s"], job["idle_s"]))
+        if pid_fd is not None:
+            os.write(pid_fd, b"%d" % pid)
+            os.close(pid_fd)
+        sys.exit(_supervise(pid, ready_read, job["cpu_s"]))
     os.close(ready_read)
     try:
         if job["isolate"]:
             isolation.lock_down(job["memory_mb"], job["cpu_s"], keep_fd=ready_write)
         else:
+            if pid_fd is not None:
+                os.close(pid_fd)
             isolation.set_limits(job["memory_mb"], job["cpu_s"])
         os.write(ready_write, b"1")
         os.close(ready_write)
@@ -212,12 +198,11 @@ def main() -> None:
         os._exit(1)
     # ---- untrusted code may run from here on ----
     if probe:
-        out.write(json.dumps({"problems": _self_test()}).encode() + b"\n")
+        os.write(1, json.dumps({"problems": _self_test()}).encode() + b"\n")
     else:
         if job["audit_hook"]:
             _install_audit_hook()
-        _run_job(job, out)
-    out.flush()
+        _run_job(job, channel)
     os._exit(0)
 
 

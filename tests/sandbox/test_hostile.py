@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ENV = "Qwen3-8B/aime24"
-LIMITS = SandboxLimits(memory_mb=1024, cpu_s=20, episode_cpu_s=2.0, idle_s=3)
+LIMITS = SandboxLimits(memory_mb=1024, cpu_s=20, step_cpu_s=2.0, idle_s=3)
 
 TEMPLATE = """
 import dataclasses
@@ -314,19 +314,24 @@ def test_hostile_action_arguments_are_refused(action, envs):
 
 # --- the reply: the worker process lies ------------------------------------------------------
 
-HEADER = 'os.write(1, b"P\\t[{}, {}]\\n")\n'
+# A forging module writes frames itself (4-byte big-endian length, then the payload) and exits
+# before its class runs. 8 episodes are in flight in the first round (2 configurations × 2
+# seeds × 2 questions).
+FRAME = "def fr(data):\n    os.write(1, len(data).to_bytes(4, 'big') + data)\n"
+HEADER = FRAME + 'fr(b"P[{}, {}]")\n'
+ANSWER = 'b"=" + (1).to_bytes(4, "little") + b"7" + (0).to_bytes(4, "little")'
 FORGERIES = {
-    "nan-in-the-header": 'os.write(1, b"P\\t[{}, {\\"n\\": NaN}]\\n")',
-    "huge-int-in-the-header": 'os.write(1, b"P\\t[{}, {\\"n\\": ' + "9" * 40 + '}]\\n")',
-    "some-units-only": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11\\n")',
-    "unit-out-of-order": HEADER + 'os.write(1, b"3\\t31\\t-\\t\\tb11\\n")',
-    "actions-that-do-not-replay": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11;c11:05\\n")',
-    "answer-and-error": HEADER + 'os.write(1, b"0\\t31\\t31\\t\\tb11\\n")',
-    "answer-not-hex": HEADER + 'os.write(1, b"0\\t3 1\\t-\\t\\tb11\\n")',
-    "answer-not-utf8": HEADER + 'os.write(1, b"0\\tff\\t-\\t\\tb11\\n")',
-    "answer-too-long": HEADER + 'os.write(1, b"0\\t" + b"31" * 1001 + b"\\t-\\t\\tb11\\n")',
-    "extra-field": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb11\\tx\\n")',
-    "non-ascii-actions": HEADER + 'os.write(1, b"0\\t31\\t-\\t\\tb\\xc3\\xa911\\n")',
+    "nan-in-the-header": FRAME + 'fr(b"P[{}, {\\"n\\": NaN}]")',
+    "huge-int-in-the-header": FRAME + 'fr(b"P[{}, {\\"n\\": ' + "9" * 40 + '}]")',
+    "a-frame-over-the-limit": HEADER + 'os.write(1, (1 << 30).to_bytes(4, "big"))',
+    "fewer-entries-than-episodes": HEADER + f"fr({ANSWER} * 7)",
+    "more-entries-than-episodes": HEADER + f"fr({ANSWER} * 9)",
+    "unknown-entry": HEADER + f'fr({ANSWER} * 7 + b"z")',
+    "probe-flag-not-a-bool": HEADER + f'fr({ANSWER} * 7 + b"c\\x02" + bytes(8) + bytes(4))',
+    "answer-not-utf8": HEADER + 'fr(b"=" + (1).to_bytes(4, "little") + b"\\xff" + bytes(4) * 8)',
+    "answer-too-long": HEADER + 'fr(b"=" + (4001).to_bytes(4, "little") + b"7" * 4001 + bytes(4))',
+    "a-frame-before-the-answer": HEADER + f"fr({ANSWER} * 8)\nfr({ANSWER} * 8)",
+    "truncated-frame": HEADER + 'os.write(1, (100).to_bytes(4, "big") + b"=")',
     "pickle-payload": 'os.write(1, b"\\x80\\x05\\x95junk\\n")',
 }
 
@@ -340,38 +345,79 @@ def test_forged_replies_are_rejected_without_crashing(forgery, envs):
     assert "malformed reply" in outcome.reason, outcome.reason
 
 
-def test_forged_episode_results_are_recomputed(envs):
-    """The worker's episode results are its own to forge (zero tokens, a shorter log
-    listing an action that never ran): the parent replays the log and refuses what does
-    not replay."""
+def test_costs_are_the_parents_whatever_the_worker_does(envs):
+    """The worker cannot report a cost at all: it sends actions, and the parent plays them.
+    A worker whose own bookkeeping is sabotaged (its mirror never updated, its encoder
+    replaced) still pays, episode by episode, exactly what its actions cost on a fresh
+    trusted engine."""
     prelude = (
-        "protocol = sys.modules['autotts.sandbox.protocol']\n"
-        "_encode = protocol.encode_unit\n"
-        "def forged(result, wide):\n    result.tokens = result.probe_tokens = 0\n"
-        "    return _encode(result, wide)\n"
-        "protocol.encode_unit = forged\n"
-        "sys.modules['__main__'].encode_unit = forged\n"
+        "remote = sys.modules['autotts.sandbox.remote']\n"
+        "_encode = remote.encode_action\n"
+        "remote.encode_action = lambda action: _encode(action)\n"
+        "remote.apply_observation = lambda state, *a: [0]\n"
     )
     outcome = os_layer_only(hostile("return None", prelude), envs)
-    assert outcome.ok and _tokens(outcome) == honest_tokens(envs)
+    assert outcome.ok
+    traced = [r for *_, r in outcome.results if r.actions is not None]
+    assert traced and all(r.tokens > 0 for *_, r in outcome.results)
+    for result in traced:
+        fresh = result.source[0](*result.source[1:])
+        for event, ids, arg, probe, _ in result.actions:
+            if event == "branch":
+                fresh.extend(tuple(fresh.open(len(ids), arg)), 1, probe)
+            else:
+                fresh.extend(ids, arg, probe)
+        assert fresh.tokens == result.tokens
 
 
 # --- limits ---------------------------------------------------------------------------------
 
 
-def test_ignoring_the_episode_alarm_hits_the_cpu_limit(envs):
+def test_an_endless_loop_hits_a_cpu_limit(envs):
     body = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
-    limits = SandboxLimits(memory_mb=1024, cpu_s=4, episode_cpu_s=0.5, idle_s=30)
+    limits = SandboxLimits(memory_mb=1024, cpu_s=4, step_cpu_s=0.5, idle_s=30)
     result = evaluate_candidate(hostile(body), envs, [0.0, 1.0], 2, limits=limits)
     assert not result.ok and "CPU-time limit exceeded" in result.reason
     outcome = os_layer_only(hostile(body), envs, limits)
     assert not outcome.ok and "CPU-time limit exceeded" in outcome.reason
 
 
-def test_sleeping_is_ended_by_the_idle_limit(envs):
+def test_sleeping_is_refused(envs):
     body = "sys.modules['time'].sleep(3600)"
     outcome = os_layer_only(hostile(body, prelude="import time"), envs)
+    assert outcome.ok
+    assert all(r.answer == "contained: PermissionError" for *_, r in outcome.results)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "os.read(0, 1)",
+        "lock = sys.modules['_thread'].allocate_lock()\nlock.acquire()\nlock.acquire()",
+        "lock = sys.modules['_thread'].allocate_lock()\nlock.acquire()\n"
+        "lock.acquire(timeout=10**6)",
+    ],
+    ids=["reading-the-parent-pipe", "a-lock-held-twice", "a-timed-wait"],
+)
+def test_blocking_is_ended_by_the_idle_limit(body, envs):
+    outcome = os_layer_only(hostile(body), envs)
     assert not outcome.ok and "stopped computing" in outcome.reason
+
+
+def test_idle_time_adds_up(envs):
+    """Waits each shorter than the idle allowance, with computing in between, still end the
+    worker once they add up to it (the worker has no clock: a timed lock wait ends at an
+    absolute monotonic deadline, which this test computes for it)."""
+    import time
+
+    start = time.monotonic() + 5  # past the worker's start-up
+    body = (
+        "lock = sys.modules['_thread'].allocate_lock()\nlock.acquire()\n"
+        f"for k in range(1, 30):\n    lock.acquire(timeout={start} + 1.0 * k)\n"
+        "    sum(range(10**5))"
+    )
+    outcome = os_layer_only(hostile(body), envs)
+    assert not outcome.ok and "stopped computing for 3 s in all" in outcome.reason
 
 
 def test_a_memory_bomb_is_contained(envs):
@@ -431,6 +477,43 @@ outcome = run_sandboxed(source, {{"{env}": env}}, [(0.0, {{}})], 2, limits=limit
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(outcome.ok, (after - before) // 1024, outcome.reason)
 """
+
+
+STEP_FLOOD = """
+import resource, sys
+from autotts.replay import ReplayEnvironment
+from autotts.sandbox import SandboxLimits, run_sandboxed
+from autotts.store import load_environment_records
+env = ReplayEnvironment("{env}", load_environment_records("{env}", {env_dir!r})[:2])
+source = sys.stdin.read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcome = run_sandboxed(source, {{"{env}": env}}, [(b / 10, {{}}) for b in range(11)], 3,
+                        trace_seeds=3, max_steps=20_000, static_check=False, audit_hook=False)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+longest = max(len(r.actions) for *_, r in outcome.results)
+print(outcome.ok, (after - before) // 1024, longest, outcome.reason)
+"""
+
+
+def test_a_step_flood_keeps_the_parent_small(env_dir):
+    """20,000 actions in every traced episode (66 of them): the traces are cut, so the
+    parent stays far below 512 MB more than it started with."""
+    import subprocess
+    import sys
+
+    source = hostile("return None").replace(
+        "        while state.active():\n            yield Continue(state.active())",
+        "        for _ in range(19_990):\n            yield Probe(ids)",
+    ).replace("from autotts import Branch, Continue, Controller",
+              "from autotts import Branch, Continue, Controller, Probe")  # fmt: skip
+    script = STEP_FLOOD.format(env=ENV, env_dir=str(env_dir))
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=source, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ok, extra_mb, longest, reason = done.stdout.split(" ", 3)
+    assert ok == "True", reason
+    assert int(extra_mb) < 512 and int(longest) <= 5_001, done.stdout
 
 
 @pytest.mark.parametrize(

@@ -121,3 +121,57 @@ def test_a_graph_never_runs_a_marked_file_in_process(files, env_dir):
     assert env.run_episode(controller, controller.params(0.0), 0, 0).answer == "elsewhere"
     with pytest.raises(GraphError, match="marked as LLM-written"):
         compile_graph(graph(marked), env)
+
+
+# Top-level code that leaves a trace wherever it runs outside the sandbox (inside, the write
+# fails: the worker can write no file).
+LEAVES_A_TRACE = "open({marker!r}, 'w').write('ran')\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "{marked}", "--betas", "0", "--seeds", "1"],
+        ["evaluate", "{plain}", "--sandbox", "--betas", "0", "--seeds", "1"],
+        ["evaluate", "{plain}@width=2", "--sandbox", "--seeds", "1"],
+        ["compare", "{marked}", "--preset", "baselines", "--seeds", "1"],
+        ["compare", "{plain}", "--preset", "paper", "--sandbox", "--seeds", "1"],
+        ["check", "{marked}", "--questions", "1", "--seeds", "1"],
+        ["check", "{plain}", "--sandbox", "--questions", "1", "--seeds", "1"],
+        ["validate", "{marked}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+         "--questions", "replay:Qwen3-8B/aime24", "--limit", "1"],
+    ],
+    ids=["evaluate-marked", "evaluate-sandbox", "evaluate-sandbox-override", "compare-baselines",
+         "compare-paper-sandbox", "check-marked", "check-sandbox", "validate-marked"],
+)  # fmt: skip
+def test_no_entry_runs_untrusted_code_in_the_trusted_process(command, env_dir, tmp_path):
+    marker = tmp_path / "ran-in-the-parent"
+    source = LEAVES_A_TRACE.format(marker=str(marker)) + WHERE_AM_I
+    plain = tmp_path / "plain.py"
+    plain.write_text(source)
+    marked = tmp_path / "marked.py"
+    marked.write_text(mark_untrusted(source, "test"))
+    args = [a.format(plain=plain, marked=marked) for a in command]
+    if args[0] in ("evaluate", "compare"):
+        args += ["-e", ENV, "-o", str(tmp_path / "out")]
+    if args[0] == "check":
+        args += ["-e", ENV]
+    done = subprocess.run(
+        [sys.executable, "-m", "autotts.cli", *args, "--env-dir", str(env_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert not marker.exists(), done.stdout[-2000:] + done.stderr[-2000:]
+    if args[0] == "validate":
+        assert done.returncode != 0
+        assert "marked as LLM-written" in (done.stdout + done.stderr).replace("\n", " ")
+
+
+def test_the_python_api_refuses_to_import_a_marked_file(tmp_path):
+    from autotts.loader import UntrustedCode, load_controller
+
+    marker = tmp_path / "ran"
+    marked = tmp_path / "marked.py"
+    marked.write_text(mark_untrusted(LEAVES_A_TRACE.format(marker=str(marker)) + WHERE_AM_I, "t"))
+    with pytest.raises(UntrustedCode, match="never runs in this process"):
+        load_controller(str(marked))
+    assert not marker.exists()

@@ -1,0 +1,468 @@
+/* The sandbox protocol's hot paths in C (autotts/sandbox/protocol.py is the specification;
+ * tests run both and compare).
+ *
+ * encode_ids(ids) -> bytes
+ *     A round entry's id list: a 4-byte little-endian count, then each id as a signed
+ *     64-bit little-endian integer. TypeError unless every id is a built-in int (bools and
+ *     int subclasses refused), OverflowError for one outside 64 bits.
+ *
+ * reveal(depth, answer, history, ids, steps, answers) -> None
+ *     The worker's mirror of a Continue/Branch: depth[i] += steps (or steps[j]) for each
+ *     ids[j] and, unless answers is None, answer[i] = answers[j] and history[i].append(...).
+ *     IndexError/TypeError where the mirror is not what the engine wrote (a controller that
+ *     changed its state).
+ *
+ * pick(values, ids) -> tuple
+ *     values[i] for each id (a list and a tuple of ints): the answers an action revealed.
+ *
+ * decode_round(data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, Generate,
+ *              answer_limit, text_limit, prompt_limit) -> list or None
+ *     The n entries of a round frame as action objects, or ("=", answer, reason),
+ *     ("!", message) and ("?", message). None for anything malformed: the caller then runs the specification,
+ *     which says what is wrong.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NO_MODEL 0xFFFFFFFFu
+
+static void
+put_u32(char *p, uint32_t v)
+{
+    for (int b = 0; b < 4; b++)
+        p[b] = (char)((v >> (8 * b)) & 0xFF);
+}
+
+static void
+put_i64(char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int b = 0; b < 8; b++)
+        p[b] = (char)((u >> (8 * b)) & 0xFF);
+}
+
+static uint32_t
+get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int64_t
+get_i64(const unsigned char *p)
+{
+    uint64_t u = 0;
+    for (int b = 7; b >= 0; b--)
+        u = u << 8 | p[b];
+    return (int64_t)u;
+}
+
+static PyObject *
+encode_ids(PyObject *self, PyObject *ids)
+{
+    PyObject *seq = PySequence_Fast(ids, "branch ids must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 0x7FFFFFF) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_OverflowError, "too many branch ids");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 4 + 8 * n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    char *p = PyBytes_AS_STRING(out);
+    put_u32(p, (uint32_t)n);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, j);
+        if (!PyLong_CheckExact(item)) {
+            PyErr_SetString(PyExc_TypeError, "branch ids must be ints");
+            goto fail;
+        }
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError, "a branch id is out of range");
+            goto fail;
+        }
+        if (v == -1 && PyErr_Occurred())
+            goto fail;
+        put_i64(p + 4 + 8 * j, (int64_t)v);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* list[i] = item (borrowed), with bounds and type checks */
+static int
+set_item(PyObject *list, Py_ssize_t i, PyObject *item)
+{
+    if (!PyList_Check(list) || i < 0 || i >= PyList_GET_SIZE(list)) {
+        PyErr_Format(PyExc_IndexError, "branch index %zd out of range", i);
+        return -1;
+    }
+    PyObject *old = PyList_GET_ITEM(list, i);
+    Py_INCREF(item);
+    PyList_SET_ITEM(list, i, item);
+    Py_DECREF(old);
+    return 0;
+}
+
+static PyObject *
+reveal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "reveal() takes exactly 6 arguments");
+        return NULL;
+    }
+    PyObject *depth = args[0], *answer = args[1], *history = args[2], *ids = args[3],
+             *steps = args[4], *answers = args[5];
+    if (!PyTuple_Check(ids) || !PyList_Check(depth) || !PyList_Check(answer) ||
+        !PyList_Check(history)) {
+        PyErr_SetString(PyExc_TypeError, "reveal: ids must be a tuple and the mirror lists");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(ids);
+    int one_step = PyLong_CheckExact(steps);
+    if (!one_step && (!PyTuple_Check(steps) || PyTuple_GET_SIZE(steps) != n)) {
+        PyErr_SetString(PyExc_TypeError, "reveal: steps must be an int or one per id");
+        return NULL;
+    }
+    if (answers != Py_None && (!PyTuple_Check(answers) || PyTuple_GET_SIZE(answers) != n)) {
+        PyErr_SetString(PyExc_TypeError, "reveal: answers must be None or one per id");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(ids, j));
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 0 || i >= PyList_GET_SIZE(depth)) {
+            PyErr_Format(PyExc_IndexError, "branch index %zd out of range", i);
+            return NULL;
+        }
+        PyObject *k = one_step ? steps : PyTuple_GET_ITEM(steps, j);
+        PyObject *d = PyNumber_Add(PyList_GET_ITEM(depth, i), k);
+        if (d == NULL)
+            return NULL;
+        int failed = set_item(depth, i, d);
+        Py_DECREF(d);
+        if (failed)
+            return NULL;
+        if (answers == Py_None)
+            continue;
+        PyObject *a = PyTuple_GET_ITEM(answers, j);
+        if (i >= PyList_GET_SIZE(history) || !PyList_Check(PyList_GET_ITEM(history, i))) {
+            PyErr_SetString(PyExc_TypeError, "reveal: history entries must be lists");
+            return NULL;
+        }
+        if (PyList_Append(PyList_GET_ITEM(history, i), a) < 0 || set_item(answer, i, a) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    const unsigned char *p, *end;
+} reader;
+
+static int
+take(reader *r, Py_ssize_t n, const unsigned char **out)
+{
+    if (n < 0 || r->end - r->p < n)
+        return 0;
+    *out = r->p;
+    r->p += n;
+    return 1;
+}
+
+static int
+read_u32(reader *r, uint32_t *v)
+{
+    const unsigned char *p;
+    if (!take(r, 4, &p))
+        return 0;
+    *v = get_u32(p);
+    return 1;
+}
+
+static int
+read_i64(reader *r, int64_t *v)
+{
+    const unsigned char *p;
+    if (!take(r, 8, &p))
+        return 0;
+    *v = get_i64(p);
+    return 1;
+}
+
+static int
+read_flag(reader *r, PyObject **flag)
+{
+    const unsigned char *p;
+    if (!take(r, 1, &p) || p[0] > 1)
+        return 0;
+    *flag = p[0] ? Py_True : Py_False;
+    return 1;
+}
+
+/* a tuple of n int64s; NULL (no error set) if the frame ends first */
+static PyObject *
+read_longs(reader *r, uint32_t n)
+{
+    const unsigned char *p;
+    if ((uint64_t)n * 8 > (uint64_t)(r->end - r->p) || !take(r, (Py_ssize_t)n * 8, &p))
+        return NULL;
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    for (uint32_t j = 0; j < n; j++) {
+        PyObject *v = PyLong_FromLongLong(get_i64(p + 8 * (size_t)j));
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, j, v);
+    }
+    return t;
+}
+
+static PyObject *
+read_ids(reader *r)
+{
+    uint32_t n;
+    if (!read_u32(r, &n))
+        return NULL;
+    return read_longs(r, n);
+}
+
+/* UTF-8 text of at most limit characters; NULL (no error set) when malformed */
+static PyObject *
+read_text(reader *r, Py_ssize_t limit)
+{
+    uint32_t n;
+    const unsigned char *p;
+    if (!read_u32(r, &n) || (uint64_t)n > 4 * (uint64_t)limit || !take(r, (Py_ssize_t)n, &p))
+        return NULL;
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, "surrogatepass");
+    if (text == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyUnicode_GET_LENGTH(text) > limit) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* a model name, or None; *ok = 0 when malformed */
+static PyObject *
+read_model(reader *r, int *ok)
+{
+    *ok = 1;
+    if (r->end - r->p >= 4 && get_u32(r->p) == NO_MODEL) {
+        r->p += 4;
+        Py_RETURN_NONE;
+    }
+    PyObject *text = read_text(r, 200);
+    *ok = text != NULL;
+    return text;
+}
+
+static PyObject *
+make(PyObject *cls, PyObject **items, Py_ssize_t n)
+{
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (items[j] == NULL)
+            return NULL;
+    return PyObject_Vectorcall(cls, items, n, NULL);
+}
+
+static PyObject *
+decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
+{
+    const unsigned char *t;
+    if (!take(r, 1, &t))
+        return NULL;
+    PyObject *items[3] = {NULL, NULL, NULL}, *out = NULL, *flag = NULL;
+    int64_t v;
+    int ok = 1;
+    switch (t[0]) {
+    case 'c': {
+        if (!read_flag(r, &flag) || !read_i64(r, &v))
+            return NULL;
+        items[1] = PyLong_FromLongLong(v);
+        items[0] = items[1] ? read_ids(r) : NULL;
+        items[2] = flag;
+        Py_INCREF(flag);
+        out = make(classes[0], items, 3);
+        break;
+    }
+    case 'C': {
+        if (!read_flag(r, &flag))
+            return NULL;
+        items[0] = read_ids(r);
+        items[1] = items[0] ? read_longs(r, (uint32_t)PyTuple_GET_SIZE(items[0])) : NULL;
+        items[2] = flag;
+        Py_INCREF(flag);
+        out = make(classes[0], items, 3);
+        break;
+    }
+    case 'b':
+        if (!read_flag(r, &flag) || !read_i64(r, &v))
+            return NULL;
+        items[0] = PyLong_FromLongLong(v);
+        items[1] = flag;
+        Py_INCREF(flag);
+        items[2] = items[0] ? read_model(r, &ok) : NULL;
+        out = make(classes[1], items, 3);
+        break;
+    case 'r':
+        if (!read_i64(r, &v))
+            return NULL;
+        items[0] = PyLong_FromLongLong(v);
+        items[1] = items[0] ? read_model(r, &ok) : NULL;
+        out = make(classes[2], items, 2);
+        break;
+    case 'p':
+    case 'x':
+        items[0] = read_ids(r);
+        out = make(classes[t[0] == 'p' ? 3 : 4], items, 1);
+        break;
+    case 'a':
+        if (!read_i64(r, &v))
+            return NULL;
+        items[0] = PyLong_FromLongLong(v);
+        out = make(classes[5], items, 1);
+        break;
+    case 'n':
+        items[0] = read_text(r, limits[1]);
+        out = make(classes[6], items, 1);
+        break;
+    case 'g':
+        items[0] = read_text(r, limits[2]);
+        items[1] = items[0] ? read_model(r, &ok) : NULL;
+        if (items[1] != NULL && read_i64(r, &v))
+            items[2] = PyLong_FromLongLong(v);
+        out = make(classes[7], items, 3);
+        break;
+    case '=':
+        items[1] = read_text(r, limits[0]);
+        items[2] = items[1] ? read_text(r, limits[1]) : NULL;
+        if (items[1] != NULL && items[2] != NULL)
+            out = Py_BuildValue("(sOO)", "=", items[1], items[2]);
+        break;
+    case '!':
+    case '?':
+        items[1] = read_text(r, limits[1]);
+        if (items[1] != NULL)
+            out = Py_BuildValue("(sO)", t[0] == '!' ? "!" : "?", items[1]);
+        break;
+    default:
+        break;
+    }
+    for (int j = 0; j < 3; j++)
+        Py_XDECREF(items[j]);
+    (void)ok;
+    return out;
+}
+
+static PyObject *
+decode_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "decode_round() takes exactly 13 arguments");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t limits[3];
+    for (int j = 0; j < 3; j++)
+        limits[j] = PyLong_AsSsize_t(args[10 + j]);
+    PyObject *out = NULL;
+    if (n < 0 || PyErr_Occurred())
+        goto done;
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    reader r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len};
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *entry = decode_entry(&r, args + 2, limits);
+        if (entry == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, j, entry);
+    }
+    if (out != NULL && r.p != r.end)
+        Py_CLEAR(out);
+done:
+    PyBuffer_Release(&view);
+    if (out == NULL) {
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_MemoryError))
+            PyErr_Clear();
+        if (!PyErr_Occurred())
+            Py_RETURN_NONE;
+    }
+    return out;
+}
+
+static PyObject *
+pick(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "pick(values: list, ids: tuple)");
+        return NULL;
+    }
+    PyObject *values = args[0], *ids = args[1];
+    Py_ssize_t n = PyTuple_GET_SIZE(ids);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(ids, j));
+        if (i == -1 && PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (i < 0 || i >= PyList_GET_SIZE(values)) {
+            Py_DECREF(out);
+            PyErr_Format(PyExc_IndexError, "branch index %zd out of range", i);
+            return NULL;
+        }
+        PyObject *v = PyList_GET_ITEM(values, i);
+        Py_INCREF(v);
+        PyTuple_SET_ITEM(out, j, v);
+    }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"pick", (PyCFunction)(void (*)(void))pick, METH_FASTCALL, "values[i] for each id, as a tuple."},
+    {"encode_ids", (PyCFunction)encode_ids, METH_O, "A round entry's id list (see above)."},
+    {"reveal", (PyCFunction)(void (*)(void))reveal, METH_FASTCALL, "The mirror of a Continue."},
+    {"decode_round", (PyCFunction)(void (*)(void))decode_round, METH_FASTCALL,
+     "A round frame's entries, or None when malformed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "autotts.sandbox._wire",
+    "Compiled hot paths of the sandbox protocol.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__wire(void)
+{
+    return PyModule_Create(&module);
+}

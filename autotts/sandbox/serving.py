@@ -1,0 +1,147 @@
+"""The parent as the engine of a worker's episodes: :class:`EpisodeServer` keeps the episodes
+a worker has in flight on the parent's own episode engines, executes each round's actions and
+answers with what they reveal (:mod:`.protocol`). Every number of a result (tokens, validity,
+revealed answers, steps) is the parent's own; the worker only chooses actions and answers.
+"""
+
+from __future__ import annotations
+
+from ..contract import ActionError, ControllerFailure
+from ..engine import (
+    NOTE,
+    EpisodeResult,
+    error_text,
+    finish_result,
+    perform,
+    step_limit_message,
+)
+from ..replay import _Episode as ReplayEpisode
+from .observations import FAST, observe_changes, observe_fast, touched_before
+from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
+
+MAX_TRACE_ACTIONS = 5_000  # per traced episode; the rest of a longer log is left out
+TRACE_BUDGET = 400_000  # traced actions per evaluation, over all episodes
+
+
+class TraceBudget:
+    """How many more actions the traces of one evaluation may keep (bounds the parent's
+    memory whatever the candidate does)."""
+
+    def __init__(self, total: int = TRACE_BUDGET):
+        self.left = total
+
+
+class _Episode:
+    __slots__ = ("unit", "engine", "result", "steps", "log", "append", "source", "fast")
+
+    def __init__(self, unit: int, source: tuple, result: EpisodeResult, traced: bool):
+        self.unit, self.source, self.result = unit, source, result
+        self.engine = source[0](*source[1:])
+        self.fast = isinstance(self.engine, ReplayEpisode) and not self.engine.state.signals
+        self.steps = 0
+        self.log = [] if traced else None
+        self.append = self._record if traced else _drop
+
+    def _record(self, entry: tuple) -> None:
+        if len(self.log) <= MAX_TRACE_ACTIONS:
+            self.log.append(entry)
+
+
+def _drop(_entry) -> None:
+    pass
+
+
+class EpisodeServer:
+    """Serves one worker: ``units`` are ``(env, question, seed)`` per unit of its job, in
+    job order (``env`` an :class:`~autotts.engine.EpisodeRunner`); ``traced(position)`` says
+    whether to keep a unit's action log. ``serve(entries)`` executes one round and returns
+    the observations; ``done(position, result)`` receives each finished episode."""
+
+    def __init__(self, units, in_flight: int, max_steps: int, traced, done, budget=None):
+        self.units, self.in_flight, self.max_steps = units, in_flight, max_steps
+        self.traced, self.done = traced, done
+        self.budget = budget or TraceBudget()
+        self.next = 0
+        self.slots: list[_Episode] = []
+
+    @property
+    def finished(self) -> bool:
+        return not self.slots and self.next >= len(self.units)
+
+    def _fill(self) -> None:
+        while len(self.slots) < self.in_flight and self.next < len(self.units):
+            env, question, seed = self.units[self.next]
+            result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
+            source = env.episode_source(question, seed)
+            self.slots.append(_Episode(self.next, source, result, self.traced(self.next)))
+            self.next += 1
+
+    def serve(self, data: bytes) -> list:
+        """One round: ``data`` (the round frame) holds an entry per slot, in slot order."""
+        self._fill()
+        if not self.slots:
+            raise ProtocolError("a round after the last episode ended")
+        observations, kept = [], []
+        for episode, action in zip(self.slots, decode_round(data, len(self.slots)), strict=True):
+            if type(action) is tuple:  # the episode's answer or failure
+                result = episode.result
+                if action[0] == "=":
+                    result.answer, result.reason = action[1], action[2]
+                elif action[0] == "?":  # an action refused before it crossed: a step
+                    episode.steps += 1
+                    over = episode.steps > self.max_steps
+                    result.error = step_limit_message(self.max_steps) if over else action[1]
+                else:
+                    result.error = action[1]
+                self._end(episode)
+                observations.append(0)
+                continue
+            observation = self._step(episode, action)
+            observations.append(observation)
+            if observation == ENDED_BY_ENGINE:
+                self._end(episode)
+            else:
+                kept.append(episode)
+        self.slots = kept
+        return observations
+
+    def _step(self, episode: _Episode, action):
+        episode.steps += 1
+        engine = episode.engine
+        try:
+            if episode.steps > self.max_steps:
+                raise ControllerFailure(step_limit_message(self.max_steps))
+            state = engine.state
+            n_finals = len(state.finals)
+            if episode.fast and type(action) in FAST:
+                reply = perform(engine, action, episode.append)
+                return observe_fast(state, action, reply, n_finals)
+            before = touched_before(state, action)
+            reply = perform(engine, action, episode.append)
+        except (ActionError, ControllerFailure) as exc:  # refused, as it would be in process
+            episode.result.error = error_text(exc, None)
+            return ENDED_BY_ENGINE
+        except Exception as exc:
+            episode.result.error = f"invalid action arguments: {type(exc).__name__}: {exc}"
+            return ENDED_BY_ENGINE
+        return observe_changes(state, before, reply, n_finals)
+
+    def _end(self, episode: _Episode) -> None:
+        result = episode.result
+        if result.error is not None:
+            result.answer = None
+        finish_result(episode.engine, result, episode.steps)
+        if episode.log is not None:
+            result.actions, result.source = self._kept(episode), episode.source
+        self.done(episode.unit, result)
+
+    def _kept(self, episode: _Episode) -> list:
+        log = episode.log
+        room = max(0, min(MAX_TRACE_ACTIONS, self.budget.left))
+        if len(log) > room:
+            tokens = log[-1][4] if log else 0
+            del log[room:]
+            log.append((NOTE, (), f"trace cut: {len(log)} of {episode.steps} actions kept",
+                        False, tokens))  # fmt: skip
+        self.budget.left -= len(log)
+        return log
