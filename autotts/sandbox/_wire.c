@@ -27,6 +27,8 @@
 #include <string.h>
 
 #define NO_MODEL 0xFFFFFFFFu
+#define MAX_STEPS 1000000 /* engine.MAX_STEPS_PER_ACTION */
+#include <stdarg.h>
 
 static void
 put_u32(char *p, uint32_t v)
@@ -447,6 +449,452 @@ pick(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+
+/* ---- ReplayCore: the parent's engine of one plain replay episode ----------------------
+ *
+ * ReplayCore(probes, lengths, totals, finals, delta, probe_cost, max_branches, model,
+ *            explain)
+ *
+ * The accounting of autotts.replay._Episode (its specification; tests play both) without the
+ * controller-facing state, which only the worker keeps: private depths and flags per branch,
+ * the token totals, and each action's observation in the fast form of
+ * autotts/sandbox/protocol.py, (reply, tokens, probe_tokens, None, answers, ends). An action
+ * the engine refuses changes nothing and calls explain(kind, ...), which raises the
+ * engine's own ActionError: ("bad_id", i, n_opened), ("inactive", i, pruned),
+ * ("count", k), ("model", model), ("limit", k, start, max), ("steps", ids, steps),
+ * ("charge", i, n_opened). Arguments are the decoder's exact types (tuples of ints, bools).
+ */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, opened, n_finished;
+    long long delta, probe_cost, tokens, probe_tokens, serial;
+    long long *length, *total, *depth, *stamp, *ahead;
+    char *live, *done, *pruned;
+    PyObject *probes, *finals, *model, *explain;
+} Core;
+
+static void
+core_dealloc(Core *c)
+{
+    PyMem_Free(c->length);
+    PyMem_Free(c->live);
+    Py_XDECREF(c->probes);
+    Py_XDECREF(c->finals);
+    Py_XDECREF(c->model);
+    Py_XDECREF(c->explain);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyObject *
+core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *probes, *lengths, *totals, *finals, *model, *explain;
+    long long delta, probe_cost;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!LLnUO", &PyTuple_Type, &probes, &PyTuple_Type,
+                          &lengths, &PyTuple_Type, &totals, &PyTuple_Type, &finals, &delta,
+                          &probe_cost, &n, &model, &explain))
+        return NULL;
+    Py_ssize_t size = PyTuple_GET_SIZE(lengths);
+    if (PyTuple_GET_SIZE(probes) != size || PyTuple_GET_SIZE(totals) != size ||
+        PyTuple_GET_SIZE(finals) != size || n < 0 || n > size) {
+        PyErr_SetString(PyExc_ValueError, "ReplayCore: branch data of unequal sizes");
+        return NULL;
+    }
+    Core *c = (Core *)type->tp_alloc(type, 0);
+    if (c == NULL)
+        return NULL;
+    c->n = n;
+    c->delta = delta;
+    c->probe_cost = probe_cost;
+    c->length = PyMem_Malloc(5 * (size_t)(n + 1) * sizeof(long long));
+    c->live = PyMem_Malloc(3 * (size_t)(n + 1));
+    if (c->length == NULL || c->live == NULL) {
+        Py_DECREF(c);
+        return PyErr_NoMemory();
+    }
+    c->total = c->length + n + 1;
+    c->depth = c->total + n + 1;
+    c->stamp = c->depth + n + 1; /* which action last looked at a branch, and its depth then */
+    c->ahead = c->stamp + n + 1;
+    for (Py_ssize_t i = 0; i <= n; i++)
+        c->stamp[i] = 0;
+    c->done = c->live + n + 1;
+    c->pruned = c->done + n + 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        c->length[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
+        c->total[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(totals, i));
+        if (!PyTuple_Check(PyTuple_GET_ITEM(probes, i)) ||
+            PyTuple_GET_SIZE(PyTuple_GET_ITEM(probes, i)) != c->length[i]) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ReplayCore: probes must match lengths");
+            Py_DECREF(c);
+            return NULL;
+        }
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    c->probes = probes;
+    c->finals = finals;
+    c->model = model;
+    c->explain = explain;
+    Py_INCREF(probes);
+    Py_INCREF(finals);
+    Py_INCREF(model);
+    Py_INCREF(explain);
+    return (PyObject *)c;
+}
+
+/* calls explain(...) (which raises) and returns NULL */
+static PyObject *
+refuse(Core *c, const char *format, ...)
+{
+    va_list va;
+    va_start(va, format);
+    PyObject *args = Py_VaBuildValue(format, va);
+    va_end(va);
+    if (args == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallObject(c->explain, args);
+    Py_DECREF(args);
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_RuntimeError, "ReplayCore: explain() must raise");
+    }
+    return NULL;
+}
+
+static PyObject *
+observation(Core *c, PyObject *reply, PyObject *answers, PyObject *ends)
+{
+    return Py_BuildValue("(OLLOOO)", reply, c->tokens, c->probe_tokens, Py_None, answers, ends);
+}
+
+static PyObject *
+new_ids(Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *ids = PyList_New(end - start);
+    for (Py_ssize_t i = start; ids != NULL && i < end; i++) {
+        PyObject *v = PyLong_FromSsize_t(i);
+        if (v == NULL) {
+            Py_CLEAR(ids);
+            break;
+        }
+        PyList_SET_ITEM(ids, i - start, v);
+    }
+    return ids;
+}
+
+/* The checks of _Episode._reserve; 0 with *start set, or -1 (error raised). */
+static int
+reserve(Core *c, long long k, PyObject *model, Py_ssize_t *start)
+{
+    PyObject *r = NULL;
+    *start = c->opened;
+    if (k < 0)
+        r = refuse(c, "(sL)", "count", k);
+    else if (model != Py_None && PyUnicode_Compare(model, c->model) != 0)
+        r = PyErr_Occurred() ? NULL : refuse(c, "(sO)", "model", model);
+    else if (k > c->n - c->opened)
+        r = refuse(c, "(sLnn)", "limit", k, c->opened, c->n);
+    else
+        return 0;
+    (void)r;
+    return -1;
+}
+
+/* extend: the core of Continue and Branch (see _Episode.extend) */
+static PyObject *
+extend(Core *c, PyObject *ids, PyObject *steps, int probe, PyObject *reply)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(ids);
+    int one = PyLong_CheckExact(steps);
+    long long nominal = 0, k_all = one ? PyLong_AsLongLong(steps) : 0;
+    if (one ? (k_all < 1 || k_all > MAX_STEPS) :
+              (!PyTuple_Check(steps) || PyTuple_GET_SIZE(steps) != n))
+        return refuse(c, "(sOO)", "steps", ids, steps);
+    if (!one) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            long long k = PyLong_AsLongLong(PyTuple_GET_ITEM(steps, j));
+            if (k < 1 || k > MAX_STEPS) {
+                PyErr_Clear();
+                return refuse(c, "(sOO)", "steps", ids, steps);
+            }
+            nominal += k;
+        }
+    }
+    else
+        nominal = k_all * n;
+    /* check first, so that a refused action changes nothing; a branch named twice moves
+     * twice, and one that finished at its first mention is inactive at its second */
+    long long serial = ++c->serial;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        long long i = PyLong_AsLongLong(PyTuple_GET_ITEM(ids, j));
+        if (i < 0 || i >= c->opened)
+            return refuse(c, "(sLn)", "bad_id", i, c->opened);
+        if (c->stamp[i] != serial) {
+            c->stamp[i] = serial;
+            c->ahead[i] = c->depth[i];
+        }
+        if (!c->live[i] || c->ahead[i] > c->length[i])
+            return refuse(c, "(sLi)", "inactive", i, (int)c->pruned[i]);
+        c->ahead[i] += one ? k_all : PyLong_AsLongLong(PyTuple_GET_ITEM(steps, j));
+    }
+    PyObject *answers = probe ? PyTuple_New(n) : Py_None;
+    PyObject *ends = PyList_New(0);
+    if (answers == NULL || ends == NULL) {
+        Py_XDECREF(ends);
+        if (probe)
+            Py_XDECREF(answers);
+        return NULL;
+    }
+    if (!probe)
+        Py_INCREF(Py_None);
+    long long shortfall = 0, finishing = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = (Py_ssize_t)PyLong_AsLongLong(PyTuple_GET_ITEM(ids, j));
+        long long k = one ? k_all : PyLong_AsLongLong(PyTuple_GET_ITEM(steps, j));
+        long long d = c->depth[i] + k;
+        PyObject *a;
+        if (d > c->length[i]) { /* finishes: the rest of the branch, its final revealed */
+            long long intervals = c->length[i] - c->depth[i];
+            long long rest = c->total[i] - c->delta * c->length[i];
+            shortfall += (k - intervals) * c->delta - (rest > 0 ? rest : 0);
+            c->depth[i] = c->length[i] + 1;
+            c->live[i] = 0;
+            c->done[i] = 1;
+            c->n_finished++;
+            finishing++;
+            a = PyTuple_GET_ITEM(c->finals, i);
+            PyObject *end = Py_BuildValue("(nLO)", j, c->depth[i], a);
+            if (end == NULL || PyList_Append(ends, end) < 0) {
+                Py_XDECREF(end);
+                goto fail;
+            }
+            Py_DECREF(end);
+        }
+        else {
+            c->depth[i] = d;
+            a = PyTuple_GET_ITEM(PyTuple_GET_ITEM(c->probes, i), d - 1);
+        }
+        if (probe) {
+            Py_INCREF(a);
+            PyTuple_SET_ITEM(answers, j, a);
+        }
+    }
+    long long probed = probe ? n - finishing : 0;
+    c->tokens += c->delta * nominal - shortfall + probed * c->probe_cost;
+    c->probe_tokens += probed * c->probe_cost;
+    PyObject *ends_tuple = PyList_AsTuple(ends);
+    Py_DECREF(ends);
+    if (ends_tuple == NULL) {
+        Py_DECREF(answers);
+        return NULL;
+    }
+    PyObject *out = observation(c, reply, answers, ends_tuple);
+    Py_DECREF(answers);
+    Py_DECREF(ends_tuple);
+    return out;
+fail:
+    Py_DECREF(ends);
+    Py_DECREF(answers);
+    return NULL;
+}
+
+static PyObject *
+core_continue(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "continue_(ids: tuple, steps, probe)");
+        return NULL;
+    }
+    return extend(c, args[0], args[1], args[2] == Py_True, Py_None);
+}
+
+static PyObject *
+core_branch(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "branch(k, probe, model)");
+        return NULL;
+    }
+    long long k = PyLong_AsLongLong(args[0]);
+    Py_ssize_t start;
+    if ((k == -1 && PyErr_Occurred()) || reserve(c, k, args[2], &start) < 0)
+        return NULL;
+    for (Py_ssize_t i = start; i < start + k; i++) {
+        c->depth[i] = 0;
+        c->live[i] = 1;
+        c->done[i] = c->pruned[i] = 0;
+    }
+    c->opened = start + k;
+    PyObject *reply = new_ids(start, start + k);
+    PyObject *ids = reply ? PyList_AsTuple(reply) : NULL;
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *out = ids && one ? extend(c, ids, one, args[1] == Py_True, reply) : NULL;
+    Py_XDECREF(reply);
+    Py_XDECREF(ids);
+    Py_XDECREF(one);
+    return out;
+}
+
+static PyObject *
+core_read(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read(k, model)");
+        return NULL;
+    }
+    long long k = PyLong_AsLongLong(args[0]);
+    Py_ssize_t start;
+    if ((k == -1 && PyErr_Occurred()) || reserve(c, k, args[1], &start) < 0)
+        return NULL;
+    PyObject *ends = PyTuple_New(k);
+    PyObject *reply = new_ids(start, start + k);
+    if (ends == NULL || reply == NULL) {
+        Py_XDECREF(ends);
+        Py_XDECREF(reply);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_ssize_t i = start + j;
+        c->depth[i] = c->length[i] + 1;
+        c->live[i] = 0;
+        c->done[i] = 1;
+        c->pruned[i] = 0;
+        c->tokens += c->total[i];
+        PyObject *end = Py_BuildValue("(nLO)", j, c->depth[i], PyTuple_GET_ITEM(c->finals, i));
+        if (end == NULL) {
+            Py_DECREF(ends);
+            Py_DECREF(reply);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(ends, j, end);
+    }
+    c->opened = start + k;
+    c->n_finished += k;
+    PyObject *out = observation(c, reply, Py_None, ends);
+    Py_DECREF(ends);
+    Py_DECREF(reply);
+    return out;
+}
+
+/* Probe (reveal=1) and Prune (reveal=0) */
+static PyObject *
+probe_or_prune(Core *c, PyObject *ids, int reveal)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(ids);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        long long i = PyLong_AsLongLong(PyTuple_GET_ITEM(ids, j));
+        if (i < 0 || i >= c->opened)
+            return refuse(c, "(sLn)", "bad_id", i, c->opened);
+    }
+    PyObject *answers = reveal ? PyTuple_New(n) : Py_None;
+    if (answers == NULL)
+        return NULL;
+    if (!reveal)
+        Py_INCREF(Py_None);
+    long long probed = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t i = (Py_ssize_t)PyLong_AsLongLong(PyTuple_GET_ITEM(ids, j));
+        if (!reveal) {
+            c->pruned[i] = 1;
+            c->live[i] = 0;
+            continue;
+        }
+        PyObject *a = Py_None;
+        if (!c->done[i] && c->depth[i] > 0) {
+            a = PyTuple_GET_ITEM(PyTuple_GET_ITEM(c->probes, i), c->depth[i] - 1);
+            probed++;
+        }
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(answers, j, a);
+    }
+    c->tokens += probed * c->probe_cost;
+    c->probe_tokens += probed * c->probe_cost;
+    PyObject *ends = PyTuple_New(0);
+    PyObject *out = ends ? observation(c, Py_None, answers, ends) : NULL;
+    Py_XDECREF(ends);
+    Py_DECREF(answers);
+    return out;
+}
+
+static PyObject *
+core_probe(Core *c, PyObject *ids)
+{
+    if (!PyTuple_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "probe(ids: tuple)");
+        return NULL;
+    }
+    return probe_or_prune(c, ids, 1);
+}
+
+static PyObject *
+core_prune(Core *c, PyObject *ids)
+{
+    if (!PyTuple_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "prune(ids: tuple)");
+        return NULL;
+    }
+    return probe_or_prune(c, ids, 0);
+}
+
+static PyObject *
+core_charge_again(Core *c, PyObject *arg)
+{
+    long long i = PyLong_AsLongLong(arg);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (i < 0 || i >= c->opened || !c->done[i])
+        return refuse(c, "(sLn)", "charge", i, c->opened);
+    long long last = c->total[i] - c->delta * c->length[i];
+    c->tokens += last > 0 ? last : 0;
+    PyObject *ends = PyTuple_New(0);
+    PyObject *out = ends ? observation(c, Py_None, Py_None, ends) : NULL;
+    Py_XDECREF(ends);
+    return out;
+}
+
+static PyObject *
+core_note(Core *c, PyObject *unused)
+{
+    PyObject *ends = PyTuple_New(0);
+    PyObject *out = ends ? observation(c, Py_None, Py_None, ends) : NULL;
+    Py_XDECREF(ends);
+    return out;
+}
+
+static PyObject *
+core_totals(Core *c, PyObject *unused)
+{
+    return Py_BuildValue("(LLn)", c->tokens, c->probe_tokens, c->opened);
+}
+
+static PyMethodDef core_methods[] = {
+    {"continue_", (PyCFunction)(void (*)(void))core_continue, METH_FASTCALL, "Continue."},
+    {"branch", (PyCFunction)(void (*)(void))core_branch, METH_FASTCALL, "Branch."},
+    {"read", (PyCFunction)(void (*)(void))core_read, METH_FASTCALL, "Read."},
+    {"probe", (PyCFunction)core_probe, METH_O, "Probe."},
+    {"prune", (PyCFunction)core_prune, METH_O, "Prune."},
+    {"charge_again", (PyCFunction)core_charge_again, METH_O, "ChargeAgain."},
+    {"note", (PyCFunction)core_note, METH_NOARGS, "Note."},
+    {"totals", (PyCFunction)core_totals, METH_NOARGS, "(tokens, probe_tokens, opened)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "autotts.sandbox._wire.ReplayCore",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = core_new,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_methods = core_methods,
+    .tp_doc = "The parent's engine of one plain replay episode (see above).",
+};
+
 static PyMethodDef methods[] = {
     {"pick", (PyCFunction)(void (*)(void))pick, METH_FASTCALL, "values[i] for each id, as a tuple."},
     {"encode_ids", (PyCFunction)encode_ids, METH_O, "A round entry's id list (see above)."},
@@ -464,5 +912,16 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__wire(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "ReplayCore", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -30,6 +30,9 @@ def apply_observation(state, entry: bytes, ids: tuple, steps, observation):
         ids = tuple(reply)
         _open(state, len(ids), _entry_model(entry, 10))
         reveal(state.depth, state.answer, state.history, ids, 1, answers)
+    elif tag == 0x72:  # r: Read (every new branch ends at once)
+        ids = tuple(reply)
+        _open(state, len(ids), _entry_model(entry, 9))
     elif tag == 0x70:  # p: Probe, as the engine: only branches neither finished nor new
         answer, history, finished, depth = state.answer, state.history, state.finished, state.depth
         for i, a in zip(ids, answers, strict=True):

@@ -35,7 +35,8 @@ the parent reads strictly (:func:`decode_round`), never with pickle or marshal.
   the action's effect on the :class:`~autotts.contract.EpisodeState`, in one of two forms:
 
   - ``(reply, tokens, probe_tokens, cost, answers, ends)`` for ``Continue``, ``Branch``,
-    ``Probe``, ``Prune``, ``ChargeAgain`` and ``Note`` on replay engines: ``answers`` holds,
+    ``Probe``, ``Prune``, ``ChargeAgain`` and ``Note`` on replay engines (and ``Read`` on the
+    parent's compiled engine): ``answers`` holds,
     for each id the action named (the new ones for ``Branch``), the answer it revealed
     (``None`` where none; the whole field ``None`` when nothing was revealed), and ``ends``
     a ``(position, depth, final)`` for each branch that finished;

@@ -16,6 +16,7 @@ from ..engine import (
     step_limit_message,
 )
 from ..replay import _Episode as ReplayEpisode
+from .compiled_engine import CompiledEpisode, compiled_source
 from .observations import FAST, observe_changes, observe_fast, touched_before
 from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
 
@@ -36,8 +37,11 @@ class _Episode:
 
     def __init__(self, unit: int, source: tuple, result: EpisodeResult, traced: bool):
         self.unit, self.source, self.result = unit, source, result
-        self.engine = source[0](*source[1:])
-        self.fast = isinstance(self.engine, ReplayEpisode) and not self.engine.state.signals
+        if not traced and compiled_source(source):
+            self.engine, self.fast = CompiledEpisode(source), None
+        else:
+            self.engine = source[0](*source[1:])
+            self.fast = isinstance(self.engine, ReplayEpisode) and not self.engine.state.signals
         self.steps = 0
         self.log = [] if traced else None
         self.append = self._record if traced else _drop
@@ -49,6 +53,13 @@ class _Episode:
 
 def _drop(_entry) -> None:
     pass
+
+
+def _repeats(action) -> bool:
+    """Whether an action names a branch twice (its observation then takes the general form:
+    the fast one holds one answer per branch)."""
+    ids = getattr(action, "ids", ())
+    return len(ids) > 1 and len(set(ids)) != len(ids)
 
 
 class EpisodeServer:
@@ -111,9 +122,11 @@ class EpisodeServer:
         try:
             if episode.steps > self.max_steps:
                 raise ControllerFailure(step_limit_message(self.max_steps))
+            if episode.fast is None:
+                return engine.act(action)
             state = engine.state
             n_finals = len(state.finals)
-            if episode.fast and type(action) in FAST:
+            if episode.fast and type(action) in FAST and not _repeats(action):
                 reply = perform(engine, action, episode.append)
                 return observe_fast(state, action, reply, n_finals)
             before = touched_before(state, action)
@@ -130,7 +143,11 @@ class EpisodeServer:
         result = episode.result
         if result.error is not None:
             result.answer = None
-        finish_result(episode.engine, result, episode.steps)
+        if episode.fast is None:
+            result.tokens, result.probe_tokens, result.opened = episode.engine.totals()
+            result.steps = episode.steps
+        else:
+            finish_result(episode.engine, result, episode.steps)
         if episode.log is not None:
             result.actions, result.source = self._kept(episode), episode.source
         self.done(episode.unit, result)
