@@ -5,6 +5,7 @@ kernel's accounting of the process that runs the candidate."""
 from __future__ import annotations
 
 import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -56,55 +57,84 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class LimitWatch:
-    """The parent's view of one worker's time: when it waits on the parent (the parent owes
-    it a frame), and the runner's scheduled and CPU time (``/proc``), checked by
-    :meth:`check` every fraction of a second."""
+# the calls an honest runner blocks in: reading the parent's pipe (fd 0), writing its own (1)
+WAITING_ON_THE_PARENT = {
+    "x86_64": {"0 0x0", "19 0x0", "1 0x1", "20 0x1"},  # read, readv, write, writev
+    "aarch64": {"63 0x0", "65 0x0", "64 0x1", "66 0x1"},
+}.get(platform.machine(), set())
 
-    def __init__(self, limits: SandboxLimits):
-        self.limits = limits
+
+def _state(pid: int) -> tuple[str, float] | None:
+    """The runner's scheduler state letter and CPU seconds (``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0].decode(), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _blocked_on_the_channel(pid: int) -> bool:
+    """Whether the runner is blocked reading the parent's pipe or writing its own
+    (``/proc/<pid>/syscall``: the call's number and first argument)."""
+    try:
+        with open(f"/proc/{pid}/syscall", "rb") as handle:
+            fields = handle.read().split()[:2]
+    except OSError:
+        return False
+    return b" ".join(fields).decode("ascii", "replace") in WAITING_ON_THE_PARENT
+
+
+class LimitWatch:
+    """The parent's view of one worker's time, sampled by :meth:`check` every fraction of a
+    second from the kernel's accounting of the runner (``/proc``). The time it spends neither
+    running nor waiting for a CPU (``schedstat``) is summed over its life and split by what
+    the samples of it found: blocked on the pipe to the parent while the parent owes it
+    something (``owes()``: a frame unread or incomplete, an answer not written out) is the
+    parent's; anything else (sleeping, blocked elsewhere) is idle, held to ``idle_s`` in all.
+    A round (the time between two frames from the worker) may use at most ``step_cpu_s`` of
+    CPU."""
+
+    def __init__(self, limits: SandboxLimits, owes):
+        self.limits, self.owes = limits, owes
         self.runner: int | None = None
-        self.born = 0.0  # when the runner's pid arrived
-        self.base = 0.0  # the runner's scheduled time then
-        self.parent_s = 0.0  # time the worker waited on the parent
-        self.owed_since: float | None = None  # the parent owes it a frame since then
+        self.last: tuple[float, float] | None = None  # (wall, scheduled) at the last check
+        self.gaps = 0.0  # time neither running nor runnable, in all
+        self.samples = {"idle": 0, "parent": 0}  # what the samples found it blocked on
         self.rounds = 0
         self.round_mark: tuple[int, float] | None = None  # (rounds, CPU) at the last check
 
+    @property
+    def idle(self) -> float:
+        seen = self.samples["idle"] + self.samples["parent"]
+        return self.gaps * self.samples["idle"] / seen if seen else 0.0
+
     def runner_started(self, pid: int) -> None:
-        self.runner, self.born = pid, time.monotonic()
-        self.base = _runner_times(pid) or 0.0
+        self.runner = pid
+        scheduled = _runner_times(pid)
+        self.last = (time.monotonic(), scheduled) if scheduled is not None else None
 
-    def owe(self, round_done: bool = False) -> None:
-        """The parent owes the worker a frame from now on (after a round, with
-        ``round_done``)."""
-        self.owed_since = time.monotonic()
-        self.rounds += round_done
-
-    def paid(self) -> None:
-        """The parent's frame is out: the worker computes again."""
-        if self.owed_since is not None:
-            self.parent_s += time.monotonic() - self.owed_since
-            self.owed_since = None
+    def round_received(self) -> None:
+        self.rounds += 1
 
     def check(self, now: float) -> None:
         """Hold a running worker to its idle allowance and its CPU time per round."""
-        if self.runner is None:
+        if self.runner is None or self.last is None:
             return
-        scheduled = _runner_times(self.runner)
-        if scheduled is None:
+        scheduled, state = _runner_times(self.runner), _state(self.runner)
+        if scheduled is None or state is None:
             return
-        waited = self.parent_s + (now - self.owed_since if self.owed_since is not None else 0)
-        idle = (now - self.born) - (scheduled - self.base) - waited
-        if idle > self.limits.idle_s:
+        self.gaps += max(0.0, (now - self.last[0]) - (scheduled - self.last[1]))
+        self.last = (now, scheduled)
+        if state[0] != "R":
+            waiting = self.owes() and _blocked_on_the_channel(self.runner)
+            self.samples["parent" if waiting else "idle"] += 1
+        if self.idle > self.limits.idle_s:
             raise Rejected(
                 f"the worker stopped computing for {self.limits.idle_s:g} s in all "
                 "(sleeping or blocked)"
             )
-        cpu = _cpu_seconds(self.runner)
-        if self.owed_since is not None or cpu is None:
-            self.round_mark = None
-            return
+        cpu = state[1]
         if self.round_mark is None or self.round_mark[0] != self.rounds:
             self.round_mark = (self.rounds, cpu)
         elif cpu - self.round_mark[1] > self.limits.step_cpu_s:

@@ -8,6 +8,7 @@ set of them to the end; :mod:`.runner` decides what they run and what their resu
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import marshal
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 
 from ..errors import RunFailure
@@ -109,7 +111,7 @@ class WorkerProcess:
         self.stderr = b""
         self.params = None
         self.pid_fd: int | None = None
-        self.watch = LimitWatch(limits)
+        self.watch = LimitWatch(limits, self._owes)
 
     def start(self, workdir: str) -> None:
         read_fd, write_fd = os.pipe()
@@ -126,7 +128,6 @@ class WorkerProcess:
         )
         os.close(write_fd)
         self.pid_fd = read_fd
-        self.watch.owe()
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             os.set_blocking(stream.fileno(), False)
 
@@ -153,8 +154,6 @@ class WorkerProcess:
                 self.outbox.clear()
                 return True
             del self.outbox[:written]
-        if not self.outbox:
-            self.watch.paid()
         return not self.outbox
 
     def feed(self, chunk: bytes) -> None:
@@ -175,16 +174,25 @@ class WorkerProcess:
             self._frame(payload)
 
     def _frame(self, payload: bytes) -> None:
-        if self.watch.owed_since is not None or self.outbox:
-            raise Rejected("malformed reply: a frame before the parent answered the last one")
         try:
             if self.params is None:
                 return self._header(payload)
-            self.watch.owe(round_done=True)
+            self.watch.round_received()
             observations = self.server.serve(payload)
         except ProtocolError as exc:
             raise Rejected(f"malformed reply: {exc}") from None
         self.outbox += frame(marshal.dumps(observations))
+
+    def _owes(self) -> bool:
+        """Whether the worker waits on the parent: a frame of its is unread or incomplete, or
+        an answer is not written out yet."""
+        if self.outbox or self.pending or self.server is None:
+            return True
+        try:
+            unread = fcntl.ioctl(self.process.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return int.from_bytes(unread, sys.byteorder) > 0
 
     def _header(self, payload: bytes) -> None:
         tag, message = payload[:1], strict_json(payload[1:])

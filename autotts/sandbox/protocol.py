@@ -8,9 +8,11 @@ the parent reads strictly (:func:`decode_round`), never with pickle or marshal.
 
 - Header: ``P`` + JSON ``[params, ...]`` (the ``run`` parameters of each configuration,
   display only) or ``E`` + a JSON string (the candidate does not load; nothing follows).
-- Round: one *entry* per episode in flight, in slot order. Slots are the episodes in flight,
-  at most ``in_flight`` of them: at the start of every round both sides append the next units
-  of the job, in job order, to the free slots; an episode that ended leaves its slot. An entry
+- Round: one *entry* per episode in flight of the group whose turn it is, in order. The
+  episodes in flight form two groups of at most ``in_flight`` whose rounds take turns (the
+  worker computes one group's actions while the parent serves the other's); before its round
+  a group takes the next units of the job, in job order, for the episodes that ended, and
+  both sides do the same, so they always agree on which episode an entry belongs to. An entry
   is the episode's next action, its answer, or its failure; integers are little-endian
   (``q``: signed 64-bit, ``I``: unsigned 32-bit), texts are ``I`` + UTF-8, a model is a text
   or ``I`` = 0xFFFFFFFF for none, ``ids`` are ``I`` + that many ``q``:

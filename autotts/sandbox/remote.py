@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+from collections import deque
 
 from ..contract import EpisodeState
 from ..engine import error_text, final_answer, start_run
@@ -97,28 +98,41 @@ def _close(gen) -> None:
         gen.close()
 
 
-def play_remote(controller, params: list, headers: list, units: list, in_flight: int, channel):
-    """Play ``units`` (``(configuration index, header index)`` each, in job order) with at
-    most ``in_flight`` episodes at once, over ``channel`` to the parent's engine."""
-    slots: list[list] = []  # [generator, state, (entry, ids, steps)] per episode in flight
+def play_remote(
+    controller, params: list, headers: list, units: list, in_flight: int, channel, groups: int = 2
+):
+    """Play ``units`` (``(configuration index, header index)`` each, in job order) over
+    ``channel`` to the parent's engine, in ``groups`` groups of at most ``in_flight`` episodes
+    each. The groups' rounds take turns, so that the worker computes one while the parent
+    serves another; a group takes the next units of the job as its episodes end, right before
+    its round (the parent mirrors it: :class:`~autotts.sandbox.serving.EpisodeServer`)."""
     upcoming = iter(units)
-    while True:
-        for config, header in upcoming if len(slots) < in_flight else ():
+    slots: list[list[list]] = [[] for _ in range(groups)]  # [generator, state, entry] each
+    turns: deque[int] = deque()
+
+    def send(group: int) -> None:
+        mine = slots[group]
+        for config, header in upcoming if len(mine) < in_flight else ():
             state = state_from(headers[header])
             try:
                 gen = start_run(controller, state, params[config])
                 entry = _advance(controller, gen, None)
             except Exception as exc:
                 gen, entry = None, (failure_entry(error_text(exc, controller)), (), 0)
-            slots.append([gen, state, entry])
-            if len(slots) >= in_flight:
+            mine.append([gen, state, entry])
+            if len(mine) >= in_flight:
                 break
-        if not slots:
-            return
-        channel.send(b"".join([slot[2][0] for slot in slots]))
+        if mine:
+            channel.send(b"".join([slot[2][0] for slot in mine]))
+            turns.append(group)
+
+    for group in range(groups):
+        send(group)
+    while turns:
+        group = turns.popleft()
         observations = marshal.loads(channel.receive())
         kept = []
-        for slot, observation in zip(slots, observations, strict=True):
+        for slot, observation in zip(slots[group], observations, strict=True):
             gen, state, entry = slot
             if observation == 0:
                 continue
@@ -133,4 +147,5 @@ def play_remote(controller, params: list, headers: list, units: list, in_flight:
             else:
                 slot[2] = _advance(controller, gen, reply)
             kept.append(slot)
-        slots = kept
+        slots[group] = kept
+        send(group)

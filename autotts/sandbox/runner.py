@@ -39,7 +39,7 @@ from .serving import EpisodeServer, TraceBudget
 from .static import static_problems
 
 MAX_BRANCHES = 64  # what an untrusted candidate may open per episode (the β contract)
-IN_FLIGHT = 48  # episodes a worker plays at once (more only spill the caches)
+IN_FLIGHT = 32  # episodes per group, two groups a worker (more only spill the caches)
 VERIFY_FRACTION = 0.02
 VERIFY_MIN_UNITS = 64
 

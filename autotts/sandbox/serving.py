@@ -6,6 +6,8 @@ revealed answers, steps) is the parent's own; the worker only chooses actions an
 
 from __future__ import annotations
 
+from collections import deque
+
 from ..contract import ActionError, ControllerFailure
 from ..engine import (
     NOTE,
@@ -65,35 +67,49 @@ def _repeats(action) -> bool:
 class EpisodeServer:
     """Serves one worker: ``units`` are ``(env, question, seed)`` per unit of its job, in
     job order (``env`` an :class:`~autotts.engine.EpisodeRunner`); ``traced(position)`` says
-    whether to keep a unit's action log. ``serve(entries)`` executes one round and returns
-    the observations; ``done(position, result)`` receives each finished episode."""
+    whether to keep a unit's action log. ``serve(data)`` executes one round and returns the
+    observations; ``done(position, result)`` receives each finished episode.
 
-    def __init__(self, units, in_flight: int, max_steps: int, traced, done, budget=None):
+    The episodes in flight form ``groups`` groups of at most ``in_flight`` whose rounds take
+    turns, exactly as :func:`~autotts.sandbox.remote.play_remote` plays them: each group
+    takes the next units of the job, in job order, right before its round."""
+
+    def __init__(
+        self, units, in_flight: int, max_steps: int, traced, done, budget=None, groups: int = 2
+    ):
         self.units, self.in_flight, self.max_steps = units, in_flight, max_steps
         self.traced, self.done = traced, done
         self.budget = budget or TraceBudget()
         self.next = 0
-        self.slots: list[_Episode] = []
+        self.groups: list[list[_Episode]] = [[] for _ in range(groups)]
+        self.turns: deque[int] = deque()
+        for group in range(groups):
+            self._fill(group)
 
     @property
     def finished(self) -> bool:
-        return not self.slots and self.next >= len(self.units)
+        return not self.turns
 
-    def _fill(self) -> None:
-        while len(self.slots) < self.in_flight and self.next < len(self.units):
+    def _fill(self, group: int) -> None:
+        mine = self.groups[group]
+        while len(mine) < self.in_flight and self.next < len(self.units):
             env, question, seed = self.units[self.next]
             result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
             source = env.episode_source(question, seed)
-            self.slots.append(_Episode(self.next, source, result, self.traced(self.next)))
+            mine.append(_Episode(self.next, source, result, self.traced(self.next)))
             self.next += 1
+        if mine:
+            self.turns.append(group)
 
     def serve(self, data: bytes) -> list:
-        """One round: ``data`` (the round frame) holds an entry per slot, in slot order."""
-        self._fill()
-        if not self.slots:
+        """One round: ``data`` (the round frame) holds an entry per episode of the group whose
+        turn it is, in order."""
+        if not self.turns:
             raise ProtocolError("a round after the last episode ended")
+        group = self.turns.popleft()
+        mine = self.groups[group]
         observations, kept = [], []
-        for episode, action in zip(self.slots, decode_round(data, len(self.slots)), strict=True):
+        for episode, action in zip(mine, decode_round(data, len(mine)), strict=True):
             if type(action) is tuple:  # the episode's answer or failure
                 result = episode.result
                 if action[0] == "=":
@@ -113,7 +129,8 @@ class EpisodeServer:
                 self._end(episode)
             else:
                 kept.append(episode)
-        self.slots = kept
+        self.groups[group] = kept
+        self._fill(group)
         return observations
 
     def _step(self, episode: _Episode, action):

@@ -4,6 +4,7 @@ by trace; the compiled hot paths agree with their Python specification on every 
 malformed frames included."""
 
 import marshal
+from collections import deque
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,16 +25,16 @@ compiled = pytest.mark.skipif(
 
 
 class Loopback:
-    """The parent's engine behind an in-memory channel."""
+    """The parent's engine behind an in-memory channel (answers in the order asked)."""
 
     def __init__(self, server):
-        self.server, self.reply = server, None
+        self.server, self.replies = server, deque()
 
     def send(self, payload: bytes) -> None:
-        self.reply = marshal.dumps(self.server.serve(payload))
+        self.replies.append(marshal.dumps(self.server.serve(payload)))
 
     def receive(self):
-        return self.reply
+        return self.replies.popleft()
 
 
 def play_both(controller, env, configs, seeds, in_flight=7, traced=True):
