@@ -16,7 +16,7 @@
  *     values[i] for each id (a list and a tuple of ints): the answers an action revealed.
  *
  * decode_round(data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, Generate,
- *              answer_limit, text_limit, prompt_limit) -> list or None
+ *              answer_limit, text_limit, prompt_limit, max_ids) -> list or None
  *     The n entries of a round frame as action objects, or ("=", answer, reason),
  *     ("!", message) and ("?", message). None for anything malformed: the caller then runs the specification,
  *     which says what is wrong.
@@ -236,11 +236,13 @@ read_longs(reader *r, uint32_t n)
     return t;
 }
 
+static Py_ssize_t max_ids = 4096; /* set by each decode_round call */
+
 static PyObject *
 read_ids(reader *r)
 {
     uint32_t n;
-    if (!read_u32(r, &n))
+    if (!read_u32(r, &n) || (Py_ssize_t)n > max_ids)
         return NULL;
     return read_longs(r, n);
 }
@@ -380,10 +382,13 @@ decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
 static PyObject *
 decode_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "decode_round() takes exactly 13 arguments");
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "decode_round() takes exactly 14 arguments");
         return NULL;
     }
+    max_ids = PyLong_AsSsize_t(args[13]);
+    if (max_ids < 0)
+        return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;

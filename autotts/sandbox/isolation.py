@@ -85,6 +85,7 @@ DENIED_SYSCALLS = (
 
 
 AT_SYSINFO_EHDR = 33
+PROT_EXEC = 4
 PR_SET_TSC, PR_TSC_SIGSEGV = 26, 2
 # x86-64 vDSO entry points and the system calls they stand for
 VDSO_SYSCALLS = {
@@ -213,6 +214,9 @@ def _load_seccomp_filter(pyseccomp) -> None:
         flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     # prlimit64 may read limits, never set them
     flt.add_rule(deny, "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
+    # no new executable memory: no machine code of the candidate's own (rdrand, rdtsc, ...)
+    for name in ("mmap", "mprotect", "pkey_mprotect"):
+        flt.add_rule(deny, name, pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, PROT_EXEC))
     try:
         flt.load()
     except OSError as exc:
@@ -279,11 +283,19 @@ def _vdso_symbols(base: int) -> dict[str, int]:
     return symbols
 
 
-def _route_vdso_to_syscalls() -> None:
+def clock_pages() -> list[tuple[int, int]]:
+    """The address ranges of the kernel's clock data pages (``[vvar…]`` in
+    ``/proc/self/maps``; read while files can still be read)."""
+    with open("/proc/self/maps") as handle:
+        lines = [line.split() for line in handle if "[vvar" in line]
+    return [tuple(int(x, 16) for x in fields[0].split("-")) for fields in lines]
+
+
+def _route_vdso_to_syscalls(pages: list[tuple[int, int]]) -> None:
     """Make the vDSO's clock, CPU-number and random functions real system calls, which the
-    seccomp filter then refuses: the kernel's clock page is otherwise readable with no system
-    call at all. Also make ``rdtsc`` fault (``PR_SET_TSC``). x86-64 only; elsewhere the vDSO
-    stays (the README's threat model says so)."""
+    seccomp filter then refuses, and unmap the kernel's clock data pages, which are otherwise
+    readable with no system call at all. Also make ``rdtsc`` fault (``PR_SET_TSC``). x86-64
+    only; elsewhere the vDSO stays (the README's threat model says so)."""
     import platform
 
     if platform.machine() not in ("x86_64", "AMD64"):
@@ -309,6 +321,9 @@ def _route_vdso_to_syscalls() -> None:
     for address, number in targets.items():  # mov eax, number; syscall; ret
         ctypes.memmove(address, b"\xb8" + number.to_bytes(4, "little") + b"\x0f\x05\xc3", 8)
     _check(libc.mprotect(base, size, 5), "mprotect(vDSO, read-execute)")
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    for low, high in pages:  # nothing reads them now: the vDSO makes system calls
+        _check(libc.munmap(low, high - low), "munmap(vvar)")
 
 
 def set_limits(memory_mb: int, cpu_s: float, open_files: int = 32) -> None:
@@ -334,6 +349,7 @@ def lock_down(memory_mb: int, cpu_s: float, keep_fd: int) -> None:
     child that will run untrusted code, after everything that needs files is imported."""
     libc = _c()
     pyseccomp = _seccomp_module()  # imported while files can still be read
+    pages = clock_pages()
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
     _drop_privileges()
     os.closerange(3, keep_fd)
@@ -342,5 +358,5 @@ def lock_down(memory_mb: int, cpu_s: float, keep_fd: int) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(DUMPABLE)")
     _restrict_with_landlock()
-    _route_vdso_to_syscalls()
+    _route_vdso_to_syscalls(pages)
     _load_seccomp_filter(pyseccomp)

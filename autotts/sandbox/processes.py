@@ -97,6 +97,9 @@ def _worker_command(*args: str) -> list[str]:
     return [sys.executable, "-s", *safe_path, "-m", "autotts.sandbox.worker", *args]
 
 
+MAX_OUTBOX_BYTES = 64 << 20  # answers the worker has not read yet
+
+
 class WorkerProcess:
     """One worker process: its job, the frames it sends, the parent's engine serving them
     (``server``, an :class:`~autotts.sandbox.serving.EpisodeServer`), and its limits."""
@@ -182,6 +185,8 @@ class WorkerProcess:
         except ProtocolError as exc:
             raise Rejected(f"malformed reply: {exc}") from None
         self.outbox += frame(marshal.dumps(observations))
+        if len(self.outbox) > MAX_OUTBOX_BYTES:
+            raise Rejected("the worker does not read the parent's answers")
 
     def _owes(self) -> bool:
         """Whether the worker waits on the parent: a frame of its is unread or incomplete, or

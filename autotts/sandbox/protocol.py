@@ -94,6 +94,7 @@ EXIT_FAILED = 1  # the runner exited with an error
 EXIT_CPU = 120  # the runner used up its CPU time
 EXIT_ISOLATION = 123  # isolation could not be set up (before any untrusted code ran)
 ENDED_BY_ENGINE = "!"
+MAX_IDS = 4096  # branch ids one action may name (repeats included)
 NO_MODEL = 0xFFFFFFFF
 U32, I64 = struct.Struct("<I"), struct.Struct("<q")
 _INT64 = 1 << 63
@@ -129,6 +130,8 @@ def encode_ids_python(ids) -> bytes:
 
 def _ids(values) -> bytes:
     ids = values if type(values) is list or type(values) is tuple else list(values)
+    if len(ids) > MAX_IDS:
+        raise ActionError(f"an action names at most {MAX_IDS} branch ids, not {len(ids):,}")
     try:
         return encode_ids(ids)
     except TypeError:
@@ -236,6 +239,8 @@ class _Reader:
 
     def ids(self) -> tuple:
         n = self.count()
+        if n > MAX_IDS:
+            raise ProtocolError(f"an action names at most {MAX_IDS} branch ids")
         return tuple(self.take(8 * n).cast("q"))
 
     def text(self, limit: int, what: str) -> str:
@@ -264,7 +269,7 @@ def decode_round(data: bytes, n: int) -> list:
     if _compiled_decode is not None:
         entries = _compiled_decode(
             data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, Generate,
-            MAX_ANSWER_CHARS, MAX_TEXT_CHARS, MAX_PROMPT_CHARS,
+            MAX_ANSWER_CHARS, MAX_TEXT_CHARS, MAX_PROMPT_CHARS, MAX_IDS,
         )  # fmt: skip
         if entries is not None:
             return entries

@@ -23,6 +23,8 @@ from .observations import FAST, observe_changes, observe_fast, touched_before
 from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
 
 MAX_TRACE_ACTIONS = 5_000  # per traced episode; the rest of a longer log is left out
+MAX_TRACE_IDS = 50_000  # branch ids in one traced episode's log
+MAX_EPISODE_IDS = 200_000  # branch ids one episode may name in all (bounds the engine's state)
 TRACE_BUDGET = 400_000  # traced actions per evaluation, over all episodes
 
 
@@ -35,7 +37,9 @@ class TraceBudget:
 
 
 class _Episode:
-    __slots__ = ("unit", "engine", "result", "steps", "log", "append", "source", "fast")
+    __slots__ = (
+        "unit", "engine", "result", "steps", "log", "append", "source", "fast", "named", "kept",
+    )  # fmt: skip
 
     def __init__(self, unit: int, source: tuple, result: EpisodeResult, traced: bool):
         self.unit, self.source, self.result = unit, source, result
@@ -44,12 +48,13 @@ class _Episode:
         else:
             self.engine = source[0](*source[1:])
             self.fast = isinstance(self.engine, ReplayEpisode) and not self.engine.state.signals
-        self.steps = 0
+        self.steps = self.named = self.kept = 0
         self.log = [] if traced else None
         self.append = self._record if traced else _drop
 
     def _record(self, entry: tuple) -> None:
-        if len(self.log) <= MAX_TRACE_ACTIONS:
+        self.kept += 1 + len(entry[1])
+        if len(self.log) <= MAX_TRACE_ACTIONS and self.kept <= MAX_TRACE_IDS:
             self.log.append(entry)
 
 
@@ -139,6 +144,11 @@ class EpisodeServer:
         try:
             if episode.steps > self.max_steps:
                 raise ControllerFailure(step_limit_message(self.max_steps))
+            episode.named += len(getattr(action, "ids", ()))
+            if episode.named > MAX_EPISODE_IDS:
+                raise ControllerFailure(
+                    f"the episode named more than {MAX_EPISODE_IDS:,} branch ids in all"
+                )
             if episode.fast is None:
                 return engine.act(action)
             state = engine.state
@@ -172,7 +182,7 @@ class EpisodeServer:
     def _kept(self, episode: _Episode) -> list:
         log = episode.log
         room = max(0, min(MAX_TRACE_ACTIONS, self.budget.left))
-        if len(log) > room:
+        if len(log) > room or episode.kept > MAX_TRACE_IDS:
             tokens = log[-1][4] if log else 0
             del log[room:]
             log.append((NOTE, (), f"trace cut: {len(log)} of {episode.steps} actions kept",

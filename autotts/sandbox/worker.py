@@ -125,9 +125,20 @@ def _run_job(job: dict, channel: Channel) -> None:
     play_remote(controller, params, job["headers"], job["units"], job["in_flight"], channel)
 
 
-def _self_test() -> list[str]:
+def _self_test(clock_pages: list[tuple[int, int]]) -> list[str]:
     """Try what isolation must forbid; every attempt has to fail."""
     _socket = sys.modules["_socket"]  # imported before the lock-down
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+    def clock_page_mapped():  # madvise fails with ENOMEM on an unmapped range
+        for low, high in clock_pages:
+            if libc.madvise(low, high - low, 0) == 0:
+                return True
+        raise OSError("unmapped")
 
     attempts = {
         "fork": os.fork,
@@ -142,6 +153,8 @@ def _self_test() -> list[str]:
         "reading random bytes": lambda: os.urandom(8),
         "setting a CPU timer": lambda: signal.setitimer(signal.ITIMER_PROF, 1.0),
         "installing a signal handler": lambda: signal.signal(signal.SIGPROF, print),
+        "reading the kernel's clock page": clock_page_mapped,
+        "mapping executable memory": lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_EXEC),
     }
     problems = []
     for what, attempt in attempts.items():
@@ -160,6 +173,9 @@ def main() -> None:
     channel = Channel(0, 1)
     if probe:
         import _socket  # noqa: F401 (for the self-test, which can import nothing)
+        import mmap  # noqa: F401
+
+        clock_pages = isolation.clock_pages()
 
         job, pid_fd = {"isolate": True, "memory_mb": 512, "cpu_s": 10}, None
     else:
@@ -198,7 +214,7 @@ def main() -> None:
         os._exit(1)
     # ---- untrusted code may run from here on ----
     if probe:
-        os.write(1, json.dumps({"problems": _self_test()}).encode() + b"\n")
+        os.write(1, json.dumps({"problems": _self_test(clock_pages)}).encode() + b"\n")
     else:
         if job["audit_hook"]:
             _install_audit_hook()

@@ -333,6 +333,8 @@ FORGERIES = {
     "a-frame-before-the-answer": HEADER + f"fr({ANSWER} * 8)\nfr({ANSWER} * 8)",
     "truncated-frame": HEADER + 'os.write(1, (100).to_bytes(4, "big") + b"=")',
     "pickle-payload": 'os.write(1, b"\\x80\\x05\\x95junk\\n")',
+    "too-many-ids": HEADER
+    + f'fr(b"p" + (5000).to_bytes(4, "little") + bytes(40000) + {ANSWER} * 7)',
 }
 
 
@@ -380,6 +382,40 @@ def test_an_endless_loop_hits_a_cpu_limit(envs):
     assert not result.ok and "CPU-time limit exceeded" in result.reason
     outcome = os_layer_only(hostile(body), envs, limits)
     assert not outcome.ok and "CPU-time limit exceeded" in outcome.reason
+
+
+CLOCKS_AND_RANDOMNESS = {
+    # the kernel's clock page, read with no system call: the wall clock's seconds on x86-64
+    # kernels of this decade, readable in any process (unmapped here: the read kills the worker)
+    "clock-page": "libc = sys.modules['ctypes'].CDLL(None)\n"
+    "libc.getauxval.restype = sys.modules['ctypes'].c_ulong\n"
+    "base = libc.getauxval(33)\n"
+    "return sys.modules['ctypes'].c_uint64.from_address(base - 0x6000 + 40).value",
+    # machine code of its own (rdrand): no executable memory can be mapped
+    "executable-memory": "import mmap\nreturn mmap.mmap(-1, 4096, prot=mmap.PROT_EXEC)",
+    "wall-clock": "return sys.modules['time'].time()",
+    "random-device": "return os.urandom(8)",
+}
+
+
+@pytest.mark.parametrize("what", sorted(CLOCKS_AND_RANDOMNESS))
+def test_no_clock_and_no_randomness_can_be_read(what, envs):
+    """What would make two evaluations differ is not there: a read of the clock page kills
+    the worker, the other attempts fail in the candidate, and no answer depends on them."""
+    outcome = os_layer_only(hostile(CLOCKS_AND_RANDOMNESS[what], prelude="import time"), envs)
+    if what == "clock-page":
+        assert not outcome.ok and "SIGSEGV" in outcome.reason, outcome.reason
+    else:
+        assert outcome.ok and all(r.answer.startswith("contained") for *_, r in outcome.results)
+
+
+def test_an_action_naming_too_many_branches_is_refused(envs):
+    source = hostile("return None").replace(
+        "        while state.active():\n            yield Continue(state.active())",
+        "        yield Continue(ids * 5000)",
+    )
+    outcome = os_layer_only(source, envs)
+    assert outcome.ok and all("at most 4096 branch ids" in r.error for *_, r in outcome.results)
 
 
 def test_sleeping_is_refused(envs):

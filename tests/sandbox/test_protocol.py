@@ -157,6 +157,7 @@ def test_malformed_rounds_are_refused_alike(data, n):
     fast = protocol._compiled_decode(
         data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, protocol.Generate,
         protocol.MAX_ANSWER_CHARS, protocol.MAX_TEXT_CHARS, protocol.MAX_PROMPT_CHARS,
+        protocol.MAX_IDS,
     )  # fmt: skip
     if spec is None:
         assert fast is None
