@@ -51,6 +51,12 @@ def requested_intervals(ids, k) -> int:
     return sum(k)
 
 
+STATE_MODIFIED = (
+    "the controller modified its EpisodeState (it is read-only: copy a list before sorting "
+    "or changing it)"
+)
+
+
 def inactive_message(i, live, pruned) -> str:
     if not isinstance(i, int) or i < 0 or i >= len(live):
         return f"branch id {i!r} was never opened ({len(live)} branches are open)"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 
+from .arguments import STATE_MODIFIED
 from .contract import (
     ActionError,
     EpisodeState,
@@ -249,7 +250,7 @@ class _Episode(PythonReplayLoop):
                 "opened (state.max_branches)"
             )
         if len(self.state.depth) != start:
-            raise ActionError(_MODIFIED)
+            raise ActionError(STATE_MODIFIED)
         return start, end
 
     def open(self, k, model=None) -> range:
@@ -313,7 +314,7 @@ class _Episode(PythonReplayLoop):
     def _raise_bad_id(self, ids):
         state, n = self.state, len(self.live)
         if any(len(v) != n for v in (state.depth, state.answer, state.history)):
-            raise ActionError(_MODIFIED) from None
+            raise ActionError(STATE_MODIFIED) from None
         bad = next((i for i in ids if not 0 <= i < n), None)
         raise ActionError(inactive_message(bad, self.live, state.pruned)) from None
 
@@ -369,12 +370,6 @@ class _Episode(PythonReplayLoop):
                 self._raise_bad_id(ids)
             state.pruned[i] = True
             self.live[i] = False
-
-
-_MODIFIED = (
-    "the controller modified its EpisodeState (it is read-only: copy a list before sorting "
-    "or changing it)"
-)
 
 
 class _SignalEpisode(RevealsSignals, _Episode):

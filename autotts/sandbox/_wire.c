@@ -173,6 +173,7 @@ reveal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     const unsigned char *p, *end;
+    Py_ssize_t max_ids; /* branch ids one action may name */
 } reader;
 
 static int
@@ -236,13 +237,11 @@ read_longs(reader *r, uint32_t n)
     return t;
 }
 
-static Py_ssize_t max_ids = 4096; /* set by each decode_round call */
-
 static PyObject *
 read_ids(reader *r)
 {
     uint32_t n;
-    if (!read_u32(r, &n) || (Py_ssize_t)n > max_ids)
+    if (!read_u32(r, &n) || (Py_ssize_t)n > r->max_ids)
         return NULL;
     return read_longs(r, n);
 }
@@ -386,9 +385,12 @@ decode_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "decode_round() takes exactly 14 arguments");
         return NULL;
     }
-    max_ids = PyLong_AsSsize_t(args[13]);
-    if (max_ids < 0)
+    Py_ssize_t max_ids = PyLong_AsSsize_t(args[13]);
+    if (max_ids < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "decode_round: max_ids must be >= 0");
         return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -402,7 +404,8 @@ decode_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     out = PyList_New(n);
     if (out == NULL)
         goto done;
-    reader r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len};
+    reader r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len,
+                max_ids};
     for (Py_ssize_t j = 0; j < n; j++) {
         PyObject *entry = decode_entry(&r, args + 2, limits);
         if (entry == NULL) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 from types import SimpleNamespace
 
 from ..arguments import check_finished, inactive_message, requested_intervals
@@ -44,10 +45,10 @@ def _explain(model: str, limit: int, kind: str, *args) -> None:
         start = args[1] if kind == "limit" else 0
         k = args[0] if kind != "model" else 0
         wanted = args[0] if kind == "model" else None
+        opened = range(start)
         episode = SimpleNamespace(
-            live=range(start), model=model, max_branches=limit, state=SimpleNamespace(depth=())
+            live=opened, model=model, max_branches=limit, state=SimpleNamespace(depth=opened)
         )
-        episode.state.depth = range(start)
         ReplayEpisode._reserve(episode, k, wanted)
     raise ActionError(f"refused ({kind})")
 
@@ -72,7 +73,7 @@ class CompiledEpisode:
         _, question, order, probe_cost, limit, model = source
         probes, lengths, totals, finals = order[:4]
         n = len(lengths) if limit is None else min(len(lengths), limit)
-        explain = _explainer(model, n)
+        explain = partial(_explain, model, n)
         self.core = ReplayCore(
             probes, lengths, totals, finals, question.delta, probe_cost, n, model, explain
         )
@@ -86,7 +87,3 @@ class CompiledEpisode:
     def totals(self) -> tuple[int, int, int]:
         """``(tokens, probe_tokens, opened)``."""
         return self.core.totals()
-
-
-def _explainer(model: str, limit: int):
-    return lambda kind, *args: _explain(model, limit, kind, *args)

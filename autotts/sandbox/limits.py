@@ -45,16 +45,8 @@ def _runner_times(pid: int) -> float | None:
             running, waiting = handle.read().split()[:2]
         return (int(running) + int(waiting)) / 1e9
     except (OSError, ValueError):
-        return _cpu_seconds(pid)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        state = _state(pid)
+        return state[1] if state is not None else None
 
 
 # the calls an honest runner blocks in: reading the parent's pipe (fd 0), writing its own (1)

@@ -16,15 +16,13 @@ import marshal
 import os
 from collections import deque
 
+from ..arguments import STATE_MODIFIED
 from ..contract import EpisodeState
 from ..engine import error_text, final_answer, start_run
 from .observations import apply_observation
 from .protocol import ENDED_BY_ENGINE, answer_entry, encode_action, failure_entry, frame
 
-MODIFIED = (
-    "invalid action: the controller modified its EpisodeState (it is read-only: copy a list "
-    "before sorting or changing it)"
-)
+MODIFIED = f"invalid action: {STATE_MODIFIED}"
 
 
 class Channel:
