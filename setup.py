@@ -35,7 +35,18 @@ class BuildWithProjectFiles(build_py):
 setup(
     ext_modules=[
         Extension("autotts._replay_loop", ["autotts/_replay_loop.c"], optional=True),
-        Extension("autotts.sandbox._wire", ["autotts/sandbox/_wire.c"], optional=True),
+        Extension(
+            "autotts.sandbox._wire",
+            ["autotts/sandbox/_wire.c"],
+            depends=["autotts/sandbox/_frames.h"],
+            optional=True,
+        ),
+        Extension(
+            "autotts.sandbox._mirror",
+            ["autotts/sandbox/_mirror.c"],
+            depends=["autotts/sandbox/_frames.h"],
+            optional=True,
+        ),
     ],
     cmdclass={"build_py": BuildWithProjectFiles},
 )

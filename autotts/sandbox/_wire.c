@@ -6,59 +6,26 @@
  *     64-bit little-endian integer. TypeError unless every id is a built-in int (bools and
  *     int subclasses refused), OverflowError for one outside 64 bits.
  *
- * reveal(depth, answer, history, ids, steps, answers) -> None
- *     The worker's mirror of a Continue/Branch: depth[i] += steps (or steps[j]) for each
- *     ids[j] and, unless answers is None, answer[i] = answers[j] and history[i].append(...).
- *     IndexError/TypeError where the mirror is not what the engine wrote (a controller that
- *     changed its state).
- *
  * pick(values, ids) -> tuple
  *     values[i] for each id (a list and a tuple of ints): the answers an action revealed.
  *
  * decode_round(data, n, Continue, Branch, Read, Probe, Prune, ChargeAgain, Note, Generate,
  *              answer_limit, text_limit, prompt_limit, max_ids) -> list or None
  *     The n entries of a round frame as action objects, or ("=", answer, reason),
- *     ("!", message) and ("?", message). None for anything malformed: the caller then runs the specification,
- *     which says what is wrong.
+ *     ("!", message) and ("?", message). None for anything malformed: the caller then runs
+ *     the specification, which says what is wrong.
+ *
+ * ReplayCore and act_round: the parent's compiled engine of plain replay episodes, and one
+ *     round of their common actions in one call (described where they are defined).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
+#include "_frames.h"
 #include <string.h>
 
-#define NO_MODEL 0xFFFFFFFFu
-#define MAX_STEPS 1000000 /* engine.MAX_STEPS_PER_ACTION */
 #include <stdarg.h>
-
-static void
-put_u32(char *p, uint32_t v)
-{
-    for (int b = 0; b < 4; b++)
-        p[b] = (char)((v >> (8 * b)) & 0xFF);
-}
-
-static void
-put_i64(char *p, int64_t v)
-{
-    uint64_t u = (uint64_t)v;
-    for (int b = 0; b < 8; b++)
-        p[b] = (char)((u >> (8 * b)) & 0xFF);
-}
-
-static uint32_t
-get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int64_t
-get_i64(const unsigned char *p)
-{
-    uint64_t u = 0;
-    for (int b = 7; b >= 0; b--)
-        u = u << 8 | p[b];
-    return (int64_t)u;
-}
 
 static PyObject *
 encode_ids(PyObject *self, PyObject *ids)
@@ -101,74 +68,6 @@ fail:
     Py_DECREF(seq);
     Py_DECREF(out);
     return NULL;
-}
-
-/* list[i] = item (borrowed), with bounds and type checks */
-static int
-set_item(PyObject *list, Py_ssize_t i, PyObject *item)
-{
-    if (!PyList_Check(list) || i < 0 || i >= PyList_GET_SIZE(list)) {
-        PyErr_Format(PyExc_IndexError, "branch index %zd out of range", i);
-        return -1;
-    }
-    PyObject *old = PyList_GET_ITEM(list, i);
-    Py_INCREF(item);
-    PyList_SET_ITEM(list, i, item);
-    Py_DECREF(old);
-    return 0;
-}
-
-static PyObject *
-reveal(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "reveal() takes exactly 6 arguments");
-        return NULL;
-    }
-    PyObject *depth = args[0], *answer = args[1], *history = args[2], *ids = args[3],
-             *steps = args[4], *answers = args[5];
-    if (!PyTuple_Check(ids) || !PyList_Check(depth) || !PyList_Check(answer) ||
-        !PyList_Check(history)) {
-        PyErr_SetString(PyExc_TypeError, "reveal: ids must be a tuple and the mirror lists");
-        return NULL;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(ids);
-    int one_step = PyLong_CheckExact(steps);
-    if (!one_step && (!PyTuple_Check(steps) || PyTuple_GET_SIZE(steps) != n)) {
-        PyErr_SetString(PyExc_TypeError, "reveal: steps must be an int or one per id");
-        return NULL;
-    }
-    if (answers != Py_None && (!PyTuple_Check(answers) || PyTuple_GET_SIZE(answers) != n)) {
-        PyErr_SetString(PyExc_TypeError, "reveal: answers must be None or one per id");
-        return NULL;
-    }
-    for (Py_ssize_t j = 0; j < n; j++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(ids, j));
-        if (i == -1 && PyErr_Occurred())
-            return NULL;
-        if (i < 0 || i >= PyList_GET_SIZE(depth)) {
-            PyErr_Format(PyExc_IndexError, "branch index %zd out of range", i);
-            return NULL;
-        }
-        PyObject *k = one_step ? steps : PyTuple_GET_ITEM(steps, j);
-        PyObject *d = PyNumber_Add(PyList_GET_ITEM(depth, i), k);
-        if (d == NULL)
-            return NULL;
-        int failed = set_item(depth, i, d);
-        Py_DECREF(d);
-        if (failed)
-            return NULL;
-        if (answers == Py_None)
-            continue;
-        PyObject *a = PyTuple_GET_ITEM(answers, j);
-        if (i >= PyList_GET_SIZE(history) || !PyList_Check(PyList_GET_ITEM(history, i))) {
-            PyErr_SetString(PyExc_TypeError, "reveal: history entries must be lists");
-            return NULL;
-        }
-        if (PyList_Append(PyList_GET_ITEM(history, i), a) < 0 || set_item(answer, i, a) < 0)
-            return NULL;
-    }
-    Py_RETURN_NONE;
 }
 
 typedef struct {
@@ -280,14 +179,41 @@ read_model(reader *r, int *ok)
     return text;
 }
 
+/* cls(*items): an action class's __init__ only stores its arguments in the __slots__ of the
+ * same names, so they are written straight into those slots (the constructor's Python frame
+ * cost more than the rest of the decoding); a class without exactly those slots is called. */
 static PyObject *
-make(PyObject *cls, PyObject **items, Py_ssize_t n)
+make(PyObject *cls, const char *const *names, PyObject **items, Py_ssize_t n)
 {
     for (Py_ssize_t j = 0; j < n; j++)
         if (items[j] == NULL)
             return NULL;
-    return PyObject_Vectorcall(cls, items, n, NULL);
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyMemberDef *members = type->tp_members;
+    Py_ssize_t offsets[3], found = 0;
+    for (Py_ssize_t m = 0; members != NULL && members[m].name != NULL; m++)
+        for (Py_ssize_t j = 0; j < n; j++)
+            if (strcmp(members[m].name, names[j]) == 0 && members[m].type == T_OBJECT_EX) {
+                offsets[j] = members[m].offset;
+                found++;
+            }
+    if (found != n || type->tp_dictoffset != 0 || members[n].name != NULL)
+        return PyObject_Vectorcall(cls, items, n, NULL);
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_INCREF(items[j]);
+        *(PyObject **)((char *)obj + offsets[j]) = items[j];
+    }
+    return obj;
 }
+
+static const char *const CONTINUE[] = {"ids", "steps", "probe"},
+                         *const BRANCH[] = {"k", "probe", "model"}, *const READ[] = {"k", "model"},
+                         *const IDS[] = {"ids"}, *const CHARGE[] = {"branch"},
+                         *const NOTE[] = {"text"},
+                         *const GENERATE[] = {"prompt", "model", "max_tokens"};
 
 static PyObject *
 decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
@@ -306,7 +232,7 @@ decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
         items[0] = items[1] ? read_ids(r) : NULL;
         items[2] = flag;
         Py_INCREF(flag);
-        out = make(classes[0], items, 3);
+        out = make(classes[0], CONTINUE, items, 3);
         break;
     }
     case 'C': {
@@ -316,7 +242,7 @@ decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
         items[1] = items[0] ? read_longs(r, (uint32_t)PyTuple_GET_SIZE(items[0])) : NULL;
         items[2] = flag;
         Py_INCREF(flag);
-        out = make(classes[0], items, 3);
+        out = make(classes[0], CONTINUE, items, 3);
         break;
     }
     case 'b':
@@ -326,36 +252,36 @@ decode_entry(reader *r, PyObject *const *classes, Py_ssize_t limits[3])
         items[1] = flag;
         Py_INCREF(flag);
         items[2] = items[0] ? read_model(r, &ok) : NULL;
-        out = make(classes[1], items, 3);
+        out = make(classes[1], BRANCH, items, 3);
         break;
     case 'r':
         if (!read_i64(r, &v))
             return NULL;
         items[0] = PyLong_FromLongLong(v);
         items[1] = items[0] ? read_model(r, &ok) : NULL;
-        out = make(classes[2], items, 2);
+        out = make(classes[2], READ, items, 2);
         break;
     case 'p':
     case 'x':
         items[0] = read_ids(r);
-        out = make(classes[t[0] == 'p' ? 3 : 4], items, 1);
+        out = make(classes[t[0] == 'p' ? 3 : 4], IDS, items, 1);
         break;
     case 'a':
         if (!read_i64(r, &v))
             return NULL;
         items[0] = PyLong_FromLongLong(v);
-        out = make(classes[5], items, 1);
+        out = make(classes[5], CHARGE, items, 1);
         break;
     case 'n':
         items[0] = read_text(r, limits[1]);
-        out = make(classes[6], items, 1);
+        out = make(classes[6], NOTE, items, 1);
         break;
     case 'g':
         items[0] = read_text(r, limits[2]);
         items[1] = items[0] ? read_model(r, &ok) : NULL;
         if (items[1] != NULL && read_i64(r, &v))
             items[2] = PyLong_FromLongLong(v);
-        out = make(classes[7], items, 3);
+        out = make(classes[7], GENERATE, items, 3);
         break;
     case '=':
         items[1] = read_text(r, limits[0]);
@@ -477,6 +403,7 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t n, opened, n_finished;
     long long delta, probe_cost, tokens, probe_tokens, serial;
+    long long steps, named; /* the episode's actions, and the branch ids they named */
     long long *length, *total, *depth, *stamp, *ahead;
     char *live, *done, *pruned;
     PyObject *probes, *finals, *model, *explain;
@@ -893,6 +820,12 @@ static PyMethodDef core_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef core_members[] = {
+    {"steps", T_LONGLONG, offsetof(Core, steps), 0, "actions taken (refused ones included)"},
+    {"named", T_LONGLONG, offsetof(Core, named), 0, "branch ids named by its actions"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "autotts.sandbox._wire.ReplayCore",
     .tp_basicsize = sizeof(Core),
@@ -900,13 +833,120 @@ static PyTypeObject CoreType = {
     .tp_new = core_new,
     .tp_dealloc = (destructor)core_dealloc,
     .tp_methods = core_methods,
+    .tp_members = core_members,
     .tp_doc = "The parent's engine of one plain replay episode (see above).",
 };
 
+/* ---- act_round: the common actions of a round on compiled engines ------------------
+ *
+ * act_round(engines, actions, classes, max_steps, max_named) -> (observations, pending)
+ *
+ * For each engine that is a ReplayCore and each action (decode_round's objects, exact types
+ * and checked values) of classes = (Continue, Branch, Read, Probe, Prune, ChargeAgain, Note):
+ * count the step and the ids it names and play it; observations[j] is its observation. Left
+ * to the caller, untouched (observations[j] None, j listed in pending): every other engine
+ * or entry, an action past max_steps or max_named, and an action the engine refuses (a
+ * refused action changes nothing, so the caller plays it again to raise the refusal).
+ */
+/* the attributes act_round reads of each kind (interned at import) */
+static PyObject *NAMES[7][3];
+
+static PyObject *
+act_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyList_Check(args[1]) ||
+        PyList_GET_SIZE(args[0]) != PyList_GET_SIZE(args[1]) || !PyTuple_Check(args[2]) ||
+        PyTuple_GET_SIZE(args[2]) != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "act_round(engines, actions, classes, max_steps, max_named)");
+        return NULL;
+    }
+    PyObject *engines = args[0], *actions = args[1];
+    PyTypeObject *kinds[7];
+    for (int t = 0; t < 7; t++)
+        kinds[t] = (PyTypeObject *)PyTuple_GET_ITEM(args[2], t);
+    long long max_steps = PyLong_AsLongLong(args[3]), max_named = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(engines);
+    PyObject *observations = PyList_New(n), *pending = PyList_New(0);
+    if (observations == NULL || pending == NULL)
+        goto fail;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *engine = PyList_GET_ITEM(engines, j), *action = PyList_GET_ITEM(actions, j);
+        PyObject *out = NULL;
+        int kind = -1;
+        for (int t = 0; t < 7; t++)
+            if (Py_TYPE(action) == kinds[t])
+                kind = t;
+        if (Py_TYPE(engine) == &CoreType && kind >= 0) {
+            Core *c = (Core *)engine;
+            PyObject *ids = NULL;
+            if (kind == 0 || kind == 3 || kind == 4) {
+                ids = PyObject_GetAttr(action, NAMES[0][0]);
+                if (ids == NULL)
+                    goto fail;
+                if (!PyTuple_Check(ids)) {
+                    Py_DECREF(ids);
+                    PyErr_SetString(PyExc_TypeError, "act_round: ids must be a tuple");
+                    goto fail;
+                }
+            }
+            long long named = ids ? PyTuple_GET_SIZE(ids) : 0;
+            if (c->steps + 1 <= max_steps && c->named + named <= max_named) {
+                c->steps++;
+                c->named += named;
+                PyObject *values[3] = {NULL, NULL, NULL};
+                int ok = 1;
+                for (int f = 0; f < 3 && NAMES[kind][f] != NULL; f++)
+                    ok = ok && (values[f] = PyObject_GetAttr(action, NAMES[kind][f])) != NULL;
+                if (ok) {
+                    switch (kind) {
+                    case 0: out = core_continue(c, values, 3); break;
+                    case 1: out = core_branch(c, values, 3); break;
+                    case 2: out = core_read(c, values, 2); break;
+                    case 3: out = core_probe(c, ids); break;
+                    case 4: out = core_prune(c, ids); break;
+                    case 5: out = core_charge_again(c, values[0]); break;
+                    default: out = core_note(c, NULL); break;
+                    }
+                }
+                for (int f = 0; f < 3; f++)
+                    Py_XDECREF(values[f]);
+                if (out == NULL) { /* refused: the caller raises it again */
+                    PyErr_Clear();
+                    c->steps--;
+                    c->named -= named;
+                }
+            }
+            Py_XDECREF(ids);
+        }
+        if (out == NULL) {
+            PyObject *index = PyLong_FromSsize_t(j);
+            if (index == NULL || PyList_Append(pending, index) < 0) {
+                Py_XDECREF(index);
+                goto fail;
+            }
+            Py_DECREF(index);
+            out = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(observations, j, out);
+    }
+    PyObject *both = PyTuple_Pack(2, observations, pending);
+    Py_DECREF(observations);
+    Py_DECREF(pending);
+    return both;
+fail:
+    Py_XDECREF(observations);
+    Py_XDECREF(pending);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"act_round", (PyCFunction)(void (*)(void))act_round, METH_FASTCALL,
+     "The common actions of a round on compiled engines (see above)."},
     {"pick", (PyCFunction)(void (*)(void))pick, METH_FASTCALL, "values[i] for each id, as a tuple."},
     {"encode_ids", (PyCFunction)encode_ids, METH_O, "A round entry's id list (see above)."},
-    {"reveal", (PyCFunction)(void (*)(void))reveal, METH_FASTCALL, "The mirror of a Continue."},
     {"decode_round", (PyCFunction)(void (*)(void))decode_round, METH_FASTCALL,
      "A round frame's entries, or None when malformed."},
     {NULL, NULL, 0, NULL},
@@ -922,6 +962,12 @@ PyInit__wire(void)
 {
     if (PyType_Ready(&CoreType) < 0)
         return NULL;
+    const char *const *fields[7] = {CONTINUE, BRANCH, READ, IDS, IDS, CHARGE, NULL};
+    const int counts[7] = {3, 3, 2, 1, 1, 1, 0};
+    for (int kind = 0; kind < 7; kind++)
+        for (int f = 0; f < counts[kind]; f++)
+            if ((NAMES[kind][f] = PyUnicode_InternFromString(fields[kind][f])) == NULL)
+                return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

@@ -17,10 +17,25 @@ from ..arguments import check_finished, inactive_message, requested_intervals
 from ..contract import ActionError, Branch, ChargeAgain, Continue, Note, Probe, Prune, Read
 from ..replay import _Episode as ReplayEpisode
 
-ReplayCore = None
+ReplayCore = _act_round = None
 if not os.environ.get("AUTOTTS_PURE_PYTHON"):
     with contextlib.suppress(ImportError):
         from ._wire import ReplayCore
+        from ._wire import act_round as _act_round
+
+_KINDS = (Continue, Branch, Read, Probe, Prune, ChargeAgain, Note)
+
+
+def act_round(cores: list, actions: list, max_steps: int, max_named: int) -> tuple[list, list]:
+    """Play the round's common actions on the compiled cores (``None`` for an episode on
+    another engine) in one call: ``(observations, pending)``, where the positions in
+    ``pending`` (their observation ``None``) are left to the caller, untouched: answers and
+    failures, other engines, actions past ``max_steps`` or ``max_named`` (the episode's
+    step and id limits) and actions the engine refuses. Without the extension every
+    position is left."""
+    if _act_round is None:
+        return [None] * len(actions), range(len(actions))
+    return _act_round(cores, actions, _KINDS, max_steps, max_named)
 
 
 def compiled_source(source: tuple) -> bool:

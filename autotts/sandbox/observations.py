@@ -72,10 +72,9 @@ def _open(state, k: int, model) -> None:
         seen.extend([] for _ in range(k))
 
 
-def reveal_python(depth, answer, history, ids, steps, answers) -> None:
+def reveal(depth, answer, history, ids, steps, answers) -> None:
     """Advance each ``ids[j]`` by ``steps`` (or ``steps[j]``) intervals in the mirror and, with
-    ``answers``, record ``answers[j]`` as its latest answer (the specification of the compiled
-    ``reveal``)."""
+    ``answers``, record ``answers[j]`` as its latest answer."""
     for j, i in enumerate(ids):
         depth[i] += steps if type(steps) is int else steps[j]
         if answers is not None:
@@ -176,9 +175,9 @@ def observe_changes(state, before: list, reply, n_finals: int) -> list:
     return [reply, state.tokens, state.probe_tokens, state.cost, changes, state.finals[n_finals:]]
 
 
-# The compiled hot paths (autotts/sandbox/_wire.c); the functions above are their
-# specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
-reveal, pick = reveal_python, pick_python
+# The compiled hot path (autotts/sandbox/_wire.c); the function above is its specification,
+# used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
+pick = pick_python
 if not os.environ.get("AUTOTTS_PURE_PYTHON"):
     with contextlib.suppress(ImportError):
-        from ._wire import pick, reveal
+        from ._wire import pick

@@ -6,7 +6,9 @@ sends back for the actions taken (:mod:`.protocol`).
 
 Many episodes run in lockstep: every round each episode in flight yields its next action,
 the round crosses to the parent in one frame and the observations come back in one frame
-(the idea of Gymnasium's vector environments and of :mod:`autotts.live.lockstep`).
+(the idea of Gymnasium's vector environments and of :mod:`autotts.live.lockstep`). A
+group's round runs in one compiled call (``_mirror.step_group``) where the extension is built;
+:func:`step_group_python` and :func:`_step` are its specification.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import contextlib
 import marshal
 import os
 from collections import deque
+from functools import partial
 
 from ..arguments import STATE_MODIFIED
-from ..contract import EpisodeState
+from ..contract import Branch, Continue, EpisodeState, Probe, Prune, Read
 from ..engine import error_text, final_answer, start_run
 from .observations import apply_observation
-from .protocol import ENDED_BY_ENGINE, answer_entry, encode_action, failure_entry, frame
+from .protocol import (
+    ENDED_BY_ENGINE,
+    MAX_IDS,
+    answer_entry,
+    encode_action,
+    failure_entry,
+    frame,
+)
 
 MODIFIED = f"invalid action: {STATE_MODIFIED}"
 
@@ -71,24 +81,65 @@ def state_from(header: tuple) -> EpisodeState:
     return state
 
 
+RETURNED, RAISED = 1, 2  # how a resumed generator ended (0: it yielded an action)
+
+
 def _advance(controller, gen, reply) -> tuple:
     """Resume ``gen`` with ``reply``: the entry of its next action (with its ids and steps),
     answer or failure."""
     try:
         action = gen.send(reply)
     except StopIteration as stop:
-        answer, reason, error = final_answer(stop.value)
+        return _outcome(controller, gen, RETURNED, stop.value)
+    except Exception as exc:
+        return _outcome(controller, gen, RAISED, exc)
+    return _outcome(controller, gen, 0, action)
+
+
+def _outcome(controller, gen, status: int, value) -> tuple:
+    """The entry of a resumed generator that yielded ``value`` (``status`` 0), returned it
+    (``RETURNED``) or raised it (``RAISED``)."""
+    if status == RETURNED:
+        answer, reason, error = final_answer(value)
         if error is not None:
             return failure_entry(error), (), 0
         return answer_entry(answer, reason if type(reason) is str else str(reason)), (), 0
-    except Exception as exc:
+    if status == RAISED:
         _close(gen)
-        return failure_entry(error_text(exc, controller)), (), 0
+        return failure_entry(error_text(value, controller)), (), 0
     try:
-        return encode_action(action)
+        return encode_action(value)
     except Exception as exc:  # refused before it crosses, as the engine would refuse it
         _close(gen)
         return failure_entry(error_text(exc, controller), refused=True), (), 0
+
+
+def _step(controller, slot: list, observation) -> None:
+    """One episode's part of a round: write its observation into the mirror and put the
+    entry of what the controller does next into ``slot`` (``[generator, state, entry]``)."""
+    gen, state, entry = slot
+    try:
+        reply = apply_observation(state, *entry, observation)
+    except (IndexError, ValueError, TypeError, KeyError, AttributeError):
+        _close(gen)
+        slot[2] = (failure_entry(MODIFIED), (), 0)
+    else:
+        slot[2] = _advance(controller, gen, reply)
+
+
+def step_group_python(slots: list, observations: list, step) -> list:
+    """One round of a group: each slot's :func:`_step`; the slots whose episodes go on (the
+    specification of the compiled ``step_group``)."""
+    kept = []
+    for slot, observation in zip(slots, observations, strict=True):
+        if observation == 0:
+            continue
+        if observation == ENDED_BY_ENGINE:
+            _close(slot[0])
+            continue
+        step(slot, observation)
+        kept.append(slot)
+    return kept
 
 
 def _close(gen) -> None:
@@ -126,24 +177,30 @@ def play_remote(
 
     for group in range(groups):
         send(group)
+    step = partial(_step, controller)
+    if step_group is None:
+        play_round = partial(step_group_python, step=step)
+    else:
+        fixed = (
+            step,
+            partial(_outcome, controller),
+            (failure_entry(MODIFIED), (), 0),
+            (Continue, Branch, Read, Probe, Prune),
+            MAX_IDS,
+        )
+
+        def play_round(slots: list, observations: list) -> list:
+            return step_group(slots, observations, *fixed)
+
     while turns:
         group = turns.popleft()
-        observations = marshal.loads(channel.receive())
-        kept = []
-        for slot, observation in zip(slots[group], observations, strict=True):
-            gen, state, entry = slot
-            if observation == 0:
-                continue
-            if observation == ENDED_BY_ENGINE:
-                _close(gen)
-                continue
-            try:
-                reply = apply_observation(state, *entry, observation)
-            except (IndexError, ValueError, TypeError, KeyError, AttributeError):
-                _close(gen)
-                slot[2] = (failure_entry(MODIFIED), (), 0)
-            else:
-                slot[2] = _advance(controller, gen, reply)
-            kept.append(slot)
-        slots[group] = kept
+        slots[group] = play_round(slots[group], marshal.loads(channel.receive()))
         send(group)
+
+
+# The compiled round loop (autotts/sandbox/_mirror.c); the functions above are its
+# specification, used where the extension is not built (or AUTOTTS_PURE_PYTHON=1).
+step_group = None
+if not os.environ.get("AUTOTTS_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        from ._mirror import step_group

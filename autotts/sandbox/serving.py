@@ -18,7 +18,7 @@ from ..engine import (
     step_limit_message,
 )
 from ..replay import _Episode as ReplayEpisode
-from .compiled_engine import CompiledEpisode, compiled_source
+from .compiled_engine import CompiledEpisode, act_round, compiled_source
 from .observations import FAST, observe_changes, observe_fast, touched_before
 from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
 
@@ -37,17 +37,24 @@ class TraceBudget:
 
 
 class _Episode:
+    """One episode a worker has in flight: its engine, result and action log. ``counter``
+    holds its ``steps`` and ``named`` (branch ids its actions named): the compiled core, which
+    counts them itself in :func:`act_round`, or this object."""
+
     __slots__ = (
-        "unit", "engine", "result", "steps", "log", "append", "source", "fast", "named", "kept",
+        "unit", "engine", "core", "counter", "result", "steps", "log", "append", "source",
+        "fast", "named", "kept",
     )  # fmt: skip
 
     def __init__(self, unit: int, source: tuple, result: EpisodeResult, traced: bool):
         self.unit, self.source, self.result = unit, source, result
         if not traced and compiled_source(source):
             self.engine, self.fast = CompiledEpisode(source), None
+            self.core = self.counter = self.engine.core
         else:
             self.engine = source[0](*source[1:])
             self.fast = isinstance(self.engine, ReplayEpisode) and not self.engine.state.signals
+            self.core, self.counter = None, self
         self.steps = self.named = self.kept = 0
         self.log = [] if traced else None
         self.append = self._record if traced else _drop
@@ -113,39 +120,47 @@ class EpisodeServer:
             raise ProtocolError("a round after the last episode ended")
         group = self.turns.popleft()
         mine = self.groups[group]
-        observations, kept = [], []
-        for episode, action in zip(mine, decode_round(data, len(mine)), strict=True):
-            if type(action) is tuple:  # the episode's answer or failure
-                result = episode.result
-                if action[0] == "=":
-                    result.answer, result.reason = action[1], action[2]
-                elif action[0] == "?":  # an action refused before it crossed: a step
-                    episode.steps += 1
-                    over = episode.steps > self.max_steps
-                    result.error = step_limit_message(self.max_steps) if over else action[1]
-                else:
-                    result.error = action[1]
+        actions = decode_round(data, len(mine))
+        observations, pending = act_round(
+            [episode.core for episode in mine], actions, self.max_steps, MAX_EPISODE_IDS
+        )
+        ended = set()
+        for j in pending:  # answers, failures, the Python engines, refusals and limits
+            episode, action = mine[j], actions[j]
+            observations[j] = observation = self._settle(episode, action)
+            if observation == 0 or observation == ENDED_BY_ENGINE:
                 self._end(episode)
-                observations.append(0)
-                continue
-            observation = self._step(episode, action)
-            observations.append(observation)
-            if observation == ENDED_BY_ENGINE:
-                self._end(episode)
-            else:
-                kept.append(episode)
-        self.groups[group] = kept
+                ended.add(j)
+        if ended:
+            self.groups[group] = [e for j, e in enumerate(mine) if j not in ended]
         self._fill(group)
         return observations
 
+    def _settle(self, episode: _Episode, action):
+        """The observation of an entry :func:`act_round` left: ``0`` for the episode's own
+        answer or failure (it ends), else what :meth:`_step` gives."""
+        if type(action) is not tuple:
+            return self._step(episode, action)
+        result = episode.result
+        if action[0] == "=":
+            result.answer, result.reason = action[1], action[2]
+        elif action[0] == "?":  # an action refused before it crossed: a step
+            counter = episode.counter
+            counter.steps += 1
+            over = counter.steps > self.max_steps
+            result.error = step_limit_message(self.max_steps) if over else action[1]
+        else:
+            result.error = action[1]
+        return 0
+
     def _step(self, episode: _Episode, action):
-        episode.steps += 1
-        engine = episode.engine
+        counter, engine = episode.counter, episode.engine
+        counter.steps += 1
         try:
-            if episode.steps > self.max_steps:
+            if counter.steps > self.max_steps:
                 raise ControllerFailure(step_limit_message(self.max_steps))
-            episode.named += len(getattr(action, "ids", ()))
-            if episode.named > MAX_EPISODE_IDS:
+            counter.named += len(getattr(action, "ids", ()))
+            if counter.named > MAX_EPISODE_IDS:
                 raise ControllerFailure(
                     f"the episode named more than {MAX_EPISODE_IDS:,} branch ids in all"
                 )
@@ -172,7 +187,7 @@ class EpisodeServer:
             result.answer = None
         if episode.fast is None:
             result.tokens, result.probe_tokens, result.opened = episode.engine.totals()
-            result.steps = episode.steps
+            result.steps = episode.counter.steps
         else:
             finish_result(episode.engine, result, episode.steps)
         if episode.log is not None:

@@ -14,7 +14,7 @@ from autotts import Branch, Continue, Note, Probe, Prune, Read
 from autotts.contract import ChargeAgain
 from autotts.loader import load_controller
 from autotts.replay import ReplayEnvironment
-from autotts.sandbox import observations, protocol
+from autotts.sandbox import observations, protocol, remote
 from autotts.sandbox.remote import header_of, play_remote
 from autotts.sandbox.serving import EpisodeServer
 from autotts.store import load_environment_records
@@ -22,6 +22,16 @@ from autotts.store import load_environment_records
 compiled = pytest.mark.skipif(
     protocol._compiled_decode is None, reason="the compiled protocol is not built"
 )
+
+
+@pytest.fixture(params=["compiled-rounds", "python-rounds"])
+def round_loop(request, monkeypatch):
+    """The worker's round loop: compiled (``_mirror.step_group``) or its specification."""
+    if request.param == "python-rounds":
+        monkeypatch.setattr(remote, "step_group", None)
+    elif remote.step_group is None:
+        pytest.skip("the compiled round loop is not built")
+    return request.param
 
 
 class Loopback:
@@ -67,7 +77,7 @@ def env(env_dir):
     "name", ["cmc", "sc", "asc", "esc", "parallel_probe", "dynasor_cot", "ffs", "short_m_at_k"]
 )
 @pytest.mark.parametrize("traced", [True, False], ids=["python-engine", "compiled-engine"])
-def test_the_protocol_plays_what_the_trusted_evaluator_plays(name, traced, env):
+def test_the_protocol_plays_what_the_trusted_evaluator_plays(name, traced, env, round_loop):
     controller = load_controller(name)
     remote, trusted = play_both(controller, env, [0.0, 0.5, 1.0], 3, traced=traced)
     for mine, theirs in zip(remote, trusted, strict=True):
@@ -113,7 +123,9 @@ class Script:
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(any_action, max_size=12), st.integers(0, 3), st.booleans())
-def test_any_action_sequence_observes_what_it_would_in_process(env, actions, seed, traced):
+def test_any_action_sequence_observes_what_it_would_in_process(
+    env, round_loop, actions, seed, traced
+):
     """Every state a controller can reach (errors included) is the same through the protocol
     as in process, on the parent's Python and compiled engines: the script's answer prints
     its whole final state."""
@@ -176,27 +188,6 @@ def test_compiled_ids_and_picks_agree(values):
     assert _wire.pick(table, picked) == observations.pick_python(table, picked)
 
 
-@compiled
-@given(
-    st.lists(st.integers(0, 4), max_size=6),
-    st.one_of(st.integers(1, 3), st.lists(st.integers(1, 3), min_size=6, max_size=6)),
-    st.booleans(),
-)
-def test_compiled_reveal_agrees(ids, steps, with_answers):
-    from autotts.sandbox import _wire
-
-    steps = steps if type(steps) is int else tuple(steps[: len(ids)])
-    answers = tuple(f"x{i}" for i in range(len(ids))) if with_answers else None
-
-    def mirror():
-        return [1] * 5, [None] * 5, [[] for _ in range(5)]
-
-    spec, fast = mirror(), mirror()
-    observations.reveal_python(*spec, tuple(ids), steps, answers)
-    _wire.reveal(*fast, tuple(ids), steps, answers)
-    assert spec == fast
-
-
 @pytest.mark.parametrize(
     "bad",
     [True, 2**70, "3"],
@@ -227,7 +218,7 @@ class AcrossModels:
         return f"{state.cost:.6g}:{state.model}:{state.finals}"
 
 
-def test_cross_model_episodes_play_alike(env_dir):
+def test_cross_model_episodes_play_alike(env_dir, round_loop):
     from autotts.crossmodel import CrossModelEnvironment
 
     env = CrossModelEnvironment.load("aime24", ["Qwen3-0.6B", "Qwen3-8B"], env_dir)
@@ -236,3 +227,105 @@ def test_cross_model_episodes_play_alike(env_dir):
     for mine, theirs in zip(remote, trusted, strict=True):
         assert mine == theirs and mine.cost == theirs.cost and mine.answer.count(":") == 2
         assert mine.trace == theirs.trace
+
+
+MUTATIONS = {
+    "clear depth": lambda s: s.depth.clear(),
+    "history entry a tuple": lambda s: s.history and s.history.__setitem__(0, ()),
+    "depth a tuple": lambda s: setattr(s, "depth", tuple(s.depth)),
+    "an extra answer": lambda s: s.answer.append("x"),
+    "one finished less": lambda s: s.finished and s.finished.pop(),
+    "a signal": lambda s: s.signals.__setitem__("x", [[] for _ in s.depth]),
+    "no models": lambda s: setattr(s, "models", ()),
+    "depth a list subclass": lambda s: setattr(s, "depth", type("L", (list,), {})(s.depth)),
+    "one depth less": lambda s: s.depth and s.depth.pop(),
+    "history entries deques": lambda s: s.history.__setitem__(
+        slice(None), [deque(h) for h in s.history]
+    ),
+    "a finished flag that clears depth": lambda s: (
+        s.finished and s.finished.__setitem__(0, ClearsWhenTested(s.depth))
+    ),
+}
+
+
+class ClearsWhenTested:
+    """A false flag that empties a list when its truth is taken (Python code run in the
+    middle of the round loop's writes)."""
+
+    def __init__(self, victim: list):
+        self.victim = victim
+
+    def __bool__(self) -> bool:
+        self.victim.clear()
+        return False
+
+
+class Mutator(Script):
+    """A script that changes its (read-only) mirror before one of its actions."""
+
+    def __init__(self, actions, at, mutation):
+        super().__init__(actions)
+        self.at, self.mutation = at, mutation
+
+    def run(self, state):
+        for n, action in enumerate(self.actions):
+            if n == self.at:
+                MUTATIONS[self.mutation](state)
+            yield action
+        return f"{state.tokens}:{state.depth}:{state.history}:{state.finals}:{state.model}"
+
+
+def _both_round_loops(monkeypatch, controller, env) -> list:
+    outcomes = []
+    for step_group in (remote.step_group, None):
+        monkeypatch.setattr(remote, "step_group", step_group)
+        mine, _ = play_both(controller, env, [None], 2, traced=False)
+        outcomes.append([(r.answer, r.error, r.tokens, r.steps, r.opened) for r in mine])
+    return outcomes
+
+
+@pytest.mark.skipif(remote.step_group is None, reason="the compiled round loop is not built")
+@pytest.mark.parametrize(
+    "actions, mutation",
+    [
+        ([Read(1), Probe([0])], "one depth less"),
+        ([Branch(2), Probe([0, 1])], "a finished flag that clears depth"),
+        ([Branch(2), Continue([0, 1]), Probe([0])], "history entries deques"),
+    ],
+    ids=["probe-of-a-finished-branch", "python-code-mid-write", "history-deques"],
+)
+def test_changes_the_specification_tolerates_are_tolerated(env, monkeypatch, actions, mutation):
+    """Where the specification never reads what the controller changed (a finished branch's
+    depth, a history entry that still has ``append``), the compiled loop does not fail it
+    either; Python code run in the middle of its writes cannot crash it."""
+    compiled, spec = _both_round_loops(monkeypatch, Mutator(actions, 1, mutation), env)
+    assert compiled == spec
+
+
+@pytest.mark.skipif(remote.step_group is None, reason="the compiled round loop is not built")
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(any_action, min_size=1, max_size=8),
+    st.integers(0, 7),
+    st.sampled_from(sorted(MUTATIONS)),
+)
+def test_a_changed_mirror_fails_alike_in_both_round_loops(env, monkeypatch, actions, at, mutation):
+    """A controller that changes its state sees the same thing (the same failure, or the same
+    state where the change is harmless) from the compiled round loop as from its
+    specification."""
+    compiled, spec = _both_round_loops(monkeypatch, Mutator(actions, at, mutation), env)
+    assert compiled == spec
+
+
+def test_compiled_sandbox_paths_are_built():
+    """CI sets AUTOTTS_REQUIRE_COMPILED=1: there both sides' compiled loops must be built."""
+    import os
+
+    from autotts.sandbox import compiled_engine
+
+    if not os.environ.get("AUTOTTS_REQUIRE_COMPILED"):
+        pytest.skip("set AUTOTTS_REQUIRE_COMPILED=1 to require the compiled sandbox paths")
+    assert remote.step_group is not None and compiled_engine._act_round is not None
+    assert protocol._compiled_decode is not None and compiled_engine.ReplayCore is not None
