@@ -26,8 +26,8 @@ from typing import TypedDict
 from ..rundir import RunDirectory
 from ..sandbox import SandboxLimits
 from .candidates import CandidateResult, evaluate_candidate
-from .family import curve_score
 from .llm import LLMClient
+from .objective import CMCReference, cmc_reference, describe, ranking_key, score_against_cmc
 from .replies import extract_code, prompt, select_failure_traces
 
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
@@ -66,7 +66,16 @@ class LLMProposer:
         self.client = LLMClient(run, llm, api_key)
         self.chat = self.client.chat
         self.limits = SandboxLimits()
+        self._reference: CMCReference | None = None
         self.graph = self._build_graph()
+
+    @property
+    def reference(self) -> CMCReference:
+        """CMC on the search environments with the rounds' seeds (the objective's baseline)."""
+        if self._reference is None:
+            settings = self.settings
+            self._reference = cmc_reference(settings.search_envs, settings.seeds, settings.env_dir)
+        return self._reference
 
     # --- graph nodes -------------------------------------------------------------------
 
@@ -77,6 +86,7 @@ class LLMProposer:
             rounds=self.settings.trials,
             envs=", ".join(self.settings.search_envs),
             baselines=self._baselines_text(),
+            objective=self._objective_text(),
             best=self._candidates_text(best=True),
             recent=self._candidates_text(best=False),
             traces=self._traces_text(),
@@ -152,7 +162,10 @@ class LLMProposer:
             limits=self.limits,
             isolate=self.isolate,
         )
-        return {"result": _result_dict(result), "status": "ok" if result.ok else "rejected"}
+        outcome = _result_dict(result)
+        if result.ok:
+            outcome["objective"] = score_against_cmc(result.curve, result.tables, self.reference)
+        return {"result": outcome, "status": "ok" if result.ok else "rejected"}
 
     def record(self, state: RoundState) -> RoundState:
         number = state["round"]
@@ -166,6 +179,7 @@ class LLMProposer:
             if result and result["curve"]
             else None
         )
+        scored = (result or {}).get("objective") if status == "ok" else None
         self.run.append(
             {
                 "event": "round",
@@ -174,7 +188,9 @@ class LLMProposer:
                 "candidate": f"{number:04d}",
                 "status": status,
                 "reason": reason,
-                "score": curve_score(result["curve"]) if status == "ok" else None,
+                "score": scored and scored["margin"],
+                "score_interval": scored and scored["interval"],
+                "objective": scored and describe(scored),
                 "accuracy": best["accuracy"] if best and status == "ok" else None,
                 "tokens": best["tokens"] if best and status == "ok" else None,
                 "curve": [[p["beta"], p["accuracy"], p["tokens"]] for p in result["curve"]]
@@ -188,13 +204,14 @@ class LLMProposer:
     def reflect(self, state: RoundState) -> RoundState:
         rounds = self.run.rounds()  # rounds running in parallel may have finished after mine
         mine = next((r for r in rounds if r.get("round") == state["round"]), {})
-        scores = [r["score"] for r in rounds if r is not mine and r.get("score") is not None]
+        others = [r for r in rounds if r is not mine and r.get("score") is not None]
         if mine.get("status") != "ok":
             lesson = f"round {mine.get('round')}: rejected: {mine.get('reason', '')[:300]}"
         else:
-            prior = max(scores) if scores else None
-            verdict = "new best" if prior is None or mine["score"] > prior else "not better"
-            lesson = f"round {mine['round']}: score {mine['score']:.1f} ({verdict}); " + ", ".join(
+            prior = max(map(ranking_key, others)) if others else None
+            better = mine.get("score") is not None and (prior is None or ranking_key(mine) > prior)
+            verdict = "new best" if better else "not better"
+            lesson = f"round {mine['round']}: {mine['objective']} ({verdict}); " + ", ".join(
                 f"β={b:g}: {a:.1f}%@{t / 1000:.0f}k" for b, a, t in mine["curve"][::5]
             )
         self.run.append({"event": "lesson", "round": mine.get("round"), "text": lesson})
@@ -234,13 +251,13 @@ class LLMProposer:
         scored = self._scored()
         if not scored:
             return None
-        best = max(scored, key=lambda r: r["score"])
+        best = max(scored, key=ranking_key)
         path = self.run.candidate_dir(int(best["candidate"])) / "controller.py"
         return path.read_text() if path.exists() else None
 
     def _candidates_text(self, best: bool) -> str:
         rounds = [r for r in self.run.rounds() if r.get("stage") == "llm"]
-        chosen = sorted(self._scored(), key=lambda r: -r["score"])[:2] if best else rounds[-3:]
+        chosen = sorted(self._scored(), key=ranking_key, reverse=True)[:2] if best else rounds[-3:]
         if not chosen:
             return "(none yet)"
         parts = []
@@ -248,7 +265,7 @@ class LLMProposer:
             head = f"## candidate {r['candidate']} ({r['status']})"
             if r["status"] == "ok":
                 curve = "; ".join(f"β={b:g}: {a:.2f}% @ {t / 1000:.1f}k" for b, a, t in r["curve"])
-                head += f", score {r['score']:.1f}\ncurve: {curve}"
+                head += f"\nobjective: {r['objective']}\ncurve: {curve}"
             else:
                 head += f"\nreason: {r.get('reason', '')[:400]}"
             source_path = self.run.candidate_dir(int(r["candidate"])) / "controller.py"
@@ -272,11 +289,24 @@ class LLMProposer:
         sc = data["sc64"]
         return f"- SC@64: {sc['accuracy']:.2f}% @ {sc['tokens'] / 1000:.1f}k\n- CMC: {cmc}"
 
+    def _objective_text(self) -> str:
+        low, high = self.reference.token_range
+        scored = self._scored()
+        best = max(scored, key=ranking_key) if scored else None
+        now = f"candidate {best['candidate']}: {best['objective']}" if best else "(none yet)"
+        return prompt(
+            "objective.md",
+            seeds=self.settings.seeds,
+            low=f"{low / 1000:.1f}k",
+            high=f"{high / 1000:.1f}k",
+            best=now,
+        )
+
     def _traces_text(self) -> str:
         scored = self._scored()
         if not scored:
             return "(none yet)"
-        best = max(scored, key=lambda r: r["score"])
+        best = max(scored, key=ranking_key)
         path = self.run.candidate_dir(int(best["candidate"])) / "traces.jsonl.gz"
         if not path.exists():
             return "(no traces recorded)"

@@ -10,6 +10,7 @@ from ..rundir import RunDirectory, RunError
 from ..sandbox import SandboxLimits
 from .agent import LLMProposer
 from .candidates import evaluate_candidate
+from .objective import ranking_key
 
 MAX_ENDPOINT_FAILURES = 3  # consecutive rounds whose LLM request failed: the run stops
 
@@ -40,7 +41,7 @@ def run_llm_discovery(
             failures = _report_round(console, settings, number, outcome, failures, run)
     scored = proposer._scored()
     if scored and not run.stage_done("best"):
-        best = max(scored, key=lambda r: r["score"])
+        best = max(scored, key=ranking_key)
         run.finish_stage("best", candidate=best["candidate"], score=best["score"])
     best = run.stage_done("best")
     if best and not run.stage_done("judged"):

@@ -48,13 +48,7 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
     matching = [p for p in family if p["accuracy"] >= sc["accuracy"] - MATCH_MARGIN]
     cheapest = min(matching, key=lambda p: p["tokens"]) if matching else None
     token_share = cheapest["tokens"] / sc["tokens"] if cheapest else None
-    margins = []
-    for p in family:
-        cmc_acc = accuracy_at(_points(cmc), p["tokens"])
-        if cmc_acc is not None:
-            margins.append(
-                {"setting": p["setting"], "tokens": p["tokens"], "delta": p["accuracy"] - cmc_acc}
-            )
+    margins = margins_vs_cmc(family, cmc)
     mean_margin = sum(m["delta"] for m in margins) / len(margins) if margins else None
     windows = _windows_of(family, cmc, sc)
     verdict = {
@@ -76,6 +70,39 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
     if tables is not None and family:
         verdict.update(_with_intervals(family, cmc, sc, tables, margins))
     return verdict
+
+
+def margins_vs_cmc(family: list[dict], cmc: list[dict]) -> list[dict]:
+    """Each family setting whose mean tokens fall inside CMC's token range: its accuracy minus
+    CMC's at the same tokens (CMC's curve interpolated in log tokens)."""
+    margins = []
+    for p in family:
+        cmc_acc = accuracy_at(_points(cmc), p["tokens"])
+        if cmc_acc is not None:
+            margins.append(
+                {"setting": p["setting"], "tokens": p["tokens"], "delta": p["accuracy"] - cmc_acc}
+            )
+    return margins
+
+
+def margin_interval(family: list[dict], cmc: list[dict], reps: dict, margins: list[dict]):
+    """The mean of ``margins`` (:func:`margins_vs_cmc`, not empty) with its paired interval:
+    the margin recomputed in every joint replicate ``reps`` of the family's
+    (``("winner", i, "acc"/"tok")``) and CMC's (``("cmc", j, …)``) outcome tables."""
+    compared = {m["setting"] for m in margins}  # the points inside CMC's token range
+    used = [i for i, p in enumerate(family) if p["setting"] in compared]
+    replicate_margins = []
+    for r in range(len(reps[("cmc", 0, "acc")])):
+        curve = [(reps[("cmc", j, "tok")][r], reps[("cmc", j, "acc")][r]) for j in range(len(cmc))]
+        deltas = []
+        for i in used:
+            at = accuracy_at(curve, reps[("winner", i, "tok")][r])
+            if at is not None:
+                deltas.append(reps[("winner", i, "acc")][r] - at)
+        replicate_margins.append(np.mean(deltas) if deltas else np.nan)
+    values = np.asarray(replicate_margins)
+    mean = sum(m["delta"] for m in margins) / len(margins)
+    return interval_of(mean, values[~np.isnan(values)])
 
 
 def _window(family: list[dict], cmc: list[dict], sc: dict, share: float) -> dict:
@@ -142,27 +169,19 @@ def _with_intervals(family, cmc, sc, tables, margins) -> dict:
     result["windows"] = windows
     # CMC: the mean margin at equal tokens, recomputed in every replicate
     if margins:
-        compared = {m["setting"] for m in margins}  # the points inside CMC's token range
-        used = [i for i, p in enumerate(family) if p["setting"] in compared]
-        replicate_margins = []
-        for r in range(len(sc_acc)):
-            curve = [
-                (reps[("cmc", j, "tok")][r], reps[("cmc", j, "acc")][r]) for j in range(len(cmc))
-            ]
-            deltas = []
-            for i in used:
-                at = accuracy_at(curve, reps[("winner", i, "tok")][r])
-                if at is not None:
-                    deltas.append(reps[("winner", i, "acc")][r] - at)
-            replicate_margins.append(np.mean(deltas) if deltas else np.nan)
-        values = np.asarray(replicate_margins)
-        margin = interval_of(
-            sum(m["delta"] for m in margins) / len(margins), values[~np.isnan(values)]
-        )
+        margin = margin_interval(family, cmc, reps, margins)
         result["margin_vs_cmc"] = [margin.mean, margin.low, margin.high]
         result["beats_cmc"] = margin.low > 0
         result["worse_than_cmc"] = margin.high < 0
     return result
 
 
-__all__ = ["MATCH_MARGIN", "TOKEN_SHARE", "WINDOWS", "judge", "outcome_tables"]
+__all__ = [
+    "MATCH_MARGIN",
+    "TOKEN_SHARE",
+    "WINDOWS",
+    "judge",
+    "margin_interval",
+    "margins_vs_cmc",
+    "outcome_tables",
+]
