@@ -1,4 +1,5 @@
-"""CLI commands of the discovery loop: ``discover``, ``export``, ``report``.
+"""CLI commands of the discovery loop: ``discover`` (and, from :mod:`.run_commands`,
+``quicktest``, ``export``, ``report``).
 
 (No ``from __future__ import annotations`` here: typer reads the option types of the
 commands defined inside :func:`register` at definition time.)
@@ -30,7 +31,9 @@ from .common import (
 
 
 def register(app: typer.Typer) -> None:
-    """Add the discovery commands to the ``autotts`` app (called by :mod:`autotts.cli`)."""
+    """Add the discovery commands to the ``autotts`` app (called by :mod:`autotts.cli`), and
+    the commands on a run directory (:mod:`.run_commands`)."""
+    from .run_commands import register as register_run_commands
 
     @app.command()
     def discover(
@@ -110,6 +113,20 @@ def register(app: typer.Typer) -> None:
         name: Annotated[
             str, typer.Option(help="Name of the discovered controller.")
         ] = "discovered",
+        agent_cmd: Annotated[
+            str | None,
+            typer.Option(
+                "--agent-cmd",
+                help="A coding agent as the proposer: this shell command runs once per round "
+                "in a workspace holding TASK.md (also its stdin), best.py, history.jsonl and "
+                './quicktest, and must leave controller.py there (e.g. "claude -p '
+                '--output-format json --allowedTools Bash,Edit,Write").',
+            ),
+        ] = None,
+        agent_timeout: Annotated[
+            float,
+            typer.Option("--agent-timeout", min=1.0, help="Seconds the agent may take per round."),
+        ] = 1800.0,
         llm_model: Annotated[
             str | None,
             typer.Option(
@@ -159,7 +176,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
         from ..discovery.runs import discover as run_discovery
-        from ..discovery.strategies import LLMStrategy, OptunaStrategy, strategy_from
+        from ..discovery.strategies import (
+            AgentStrategy,
+            LLMStrategy,
+            OptunaStrategy,
+            strategy_from,
+        )
         from ..errors import AutoTTSError
 
         require_tracking(mlflow)
@@ -174,7 +196,17 @@ def register(app: typer.Typer) -> None:
                 chosen = LLMStrategy("?", api_key=api_key, isolate=isolate)
                 path = RunDirectory.open(resume).path  # a run must be there
             else:
-                if llm_model:
+                if agent_cmd and llm_model:
+                    raise _fail("choose one proposer: --agent-cmd or --llm-model, not both")
+                if agent_cmd:
+                    chosen = AgentStrategy(
+                        agent_cmd,
+                        agent_timeout,
+                        max_usd=max_usd,
+                        max_llm_tokens=max_llm_tokens,
+                        isolate=isolate,
+                    )
+                elif llm_model:
                     chosen = LLMStrategy(
                         llm_model,
                         llm_base_url
@@ -244,12 +276,12 @@ def register(app: typer.Typer) -> None:
                       if (run.path / f).exists()}  # fmt: skip
             typer.echo(json.dumps({"run": str(run.path), **{k[:-5]: v for k, v in stages.items()}}))
         else:
-            if run.config.get("strategy") == "llm":
+            if run.config.get("strategy") in ("llm", "agent"):
                 _print_llm_summary(console, run.result or {})
             _print_comparison(console, run.store, name)
         verdict = (run.judgement() or {}).get("verdict")
         if (
-            run.config.get("strategy") != "llm"
+            run.config.get("strategy") not in ("llm", "agent")
             and verdict is not None
             and not (verdict["matches_sc64_within_35pct"] or verdict.get("ahead_of_cmc"))
         ):
@@ -262,45 +294,7 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
 
-    @app.command()
-    def export(
-        run: Annotated[Path, typer.Argument(help="A discovery run directory.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Controller file to write.")],
-        candidate: Annotated[
-            str | None, typer.Option(help="Export this candidate (round id) instead of the winner.")
-        ] = None,
-    ) -> None:
-        """Write a run's winner (or a candidate) as a self-contained controller file."""
-        from ..discovery.export import export_controller
-        from ..rundir import RunError
-
-        try:
-            path = export_controller(run, out, candidate)
-        except (RunError, ValueError) as exc:
-            raise _fail(str(exc)) from None
-        console.print(f"wrote {path}; check it with: autotts check {path}", highlight=False)
-
-    @app.command()
-    def report(
-        run: Annotated[Path, typer.Argument(help="A discovery or collaboration run directory.")],
-    ) -> None:
-        """Render a run: a discovery run as report.md / report.html with its trajectory and
-        scaling curves; a collaboration run (``autotts collab search``) as report.md with the
-        accuracy-vs-FLOPs frontier on the search and held-out datasets."""
-        from ..discovery.report import render_report
-        from ..rundir import RunDirectory, RunError
-
-        try:
-            directory = RunDirectory.open(run)
-            if directory.config.get("kind") == "collab":
-                from ..collab.report import render_collab_report
-
-                paths = render_collab_report(directory)
-            else:
-                paths = render_report(directory)
-        except RunError as exc:
-            raise _fail(str(exc)) from None
-        console.print("  ".join(str(p) for p in paths.values()), highlight=False)
+    register_run_commands(app)
 
 
 def _shares(text: str | None) -> list[float]:

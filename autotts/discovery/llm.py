@@ -17,8 +17,13 @@ PROPOSAL_SCHEMA = {
         "action": {"type": "string", "enum": ["test", "submit"]},
         "code": {"type": "string", "description": "the whole controller file (or empty)"},
         "edits": {"type": "string", "description": "SEARCH/REPLACE edit blocks (or empty)"},
+        "test": {
+            "type": "string",
+            "description": "with action test: the test's choices, e.g. 'betas=0,0.5 seeds=6' "
+            "(or empty for the default)",
+        },
     },
-    "required": ["idea", "action", "code", "edits"],
+    "required": ["idea", "action", "code", "edits", "test"],
     "additionalProperties": False,
 }
 
@@ -32,6 +37,8 @@ def proposal_text(content: str) -> str:
     if not isinstance(data, dict) or not ({"code", "edits"} & set(data)):
         return content
     parts = [str(data.get("idea") or ""), f"ACTION: {data.get('action') or 'submit'}"]
+    if data.get("test"):
+        parts.append(f"TEST: {data['test']}")
     if data.get("code"):
         parts.append(f"```python\n{data['code'].strip()}\n```")
     if data.get("edits"):

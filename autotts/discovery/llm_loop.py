@@ -21,14 +21,28 @@ def run_llm_discovery(
     """Run (or continue) LLM rounds until ``settings.trials`` rounds are recorded, then pick
     the best candidate on the search set (recorded as the ``best`` stage). Candidates run in
     the OS sandbox; ``isolate=False`` (``--unsafe-no-sandbox``) runs them without it."""
+    proposer = LLMProposer(run, settings, config["llm"], api_key, search_envs(settings), isolate)
+    parallel = max(1, int(config["llm"].get("parallel", 1)))
+    return run_rounds(run, settings, config, proposer, config["llm"], parallel, console, isolate)
+
+
+def search_envs(settings) -> dict:
     from ..replay import ReplayEnvironment
 
-    envs = {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
-    proposer = LLMProposer(run, settings, config["llm"], api_key, envs, isolate)
+    return {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
+
+
+def run_rounds(
+    run: RunDirectory, settings, config: dict, proposer, budget: dict, parallel: int = 1,
+    console=None, isolate: bool = True,
+) -> dict:  # fmt: skip
+    """The rounds of any :class:`~autotts.discovery.proposer.Proposer` until the run has
+    ``settings.trials`` of them, ``parallel`` at a time, within ``budget`` (``max_usd``,
+    ``max_llm_tokens`` of the logged usage); then the best by the objective is judged."""
     done = len([r for r in run.rounds() if r.get("stage") == "llm"])
-    failures, parallel = 0, max(1, int(config["llm"].get("parallel", 1)))
+    failures = 0
     for start in range(done, settings.trials, parallel):
-        over = over_budget(run, config["llm"])
+        over = over_budget(run, budget)
         if over:
             run.append({"event": "budget_stop", "round": start, "reason": over})
             if console is not None:
@@ -120,4 +134,4 @@ def judge_best(
             run.write_json(relative, data)
 
 
-__all__ = ["judge_best", "over_budget", "run_llm_discovery"]
+__all__ = ["judge_best", "over_budget", "run_llm_discovery", "run_rounds", "search_envs"]

@@ -110,6 +110,15 @@ def render_trace(t: dict, kind: str, max_steps: int = 12) -> str:
     for i, s in enumerate(shown):
         if len(steps) > max_steps and i == max_steps // 2:
             lines.append(f"  … {len(steps) - max_steps} steps …")
-        revealed = ",".join(str(a) for a in s["revealed"][:16])
-        lines.append(f"  {s['action']} {s['ids'][:16]} → [{revealed}] tokens={s['tokens']:,}")
+        revealed = ",".join(str(a) for a in s["revealed"][:SHOWN_IDS]) + _more(s["revealed"])
+        ids = ",".join(str(i) for i in s["ids"][:SHOWN_IDS]) + _more(s["ids"])
+        lines.append(f"  {s['action']} [{ids}] → [{revealed}] tokens={s['tokens']:,}")
     return "\n".join(lines)
+
+
+SHOWN_IDS = 16  # ids and answers shown per traced action; the rest are counted
+
+
+def _more(values) -> str:
+    hidden = len(values) - SHOWN_IDS
+    return f",… +{hidden} more" if hidden > 0 else ""

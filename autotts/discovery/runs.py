@@ -137,7 +137,8 @@ def discover(
         run = RunDirectory.open(run_dir)
         with run.lock():
             run = RunDirectory.open(run.path)  # re-read under the lock
-            secrets = _secrets(strategy) if run.config.get("strategy") == "llm" else {}
+            recorded = run.config.get("strategy")
+            secrets = _secrets(strategy, recorded)
             strategy = strategy_of_run(run.config, **secrets)
             settings = settings_from_config(run.config)
             if env_dir is not None:
@@ -167,7 +168,8 @@ def discover(
         find_environment(env_id, settings.env_dir)
     if strategy.runs_untrusted_code and getattr(strategy, "isolate", True):
         require_isolation()  # before the run directory exists
-    extra = {"llm": strategy.options()} if strategy.name == "llm" else {}
+    recorded = strategy.name in ("llm", "agent")  # their options live in the config
+    extra = {strategy.name: strategy.options()} if recorded else {}
     run = RunDirectory.create(run_dir, config_for(settings, strategy.name, name=name, **extra))
     with run.lock():
         return _search(run, strategy, settings, name, progress, log)
@@ -187,11 +189,15 @@ def _search(run, strategy, settings, name, progress, log) -> DiscoveryRun:
     return done
 
 
-def _secrets(strategy: Strategy) -> dict:
-    """What a resumed run cannot read back from its config (the API key, isolation)."""
-    if strategy.name != "llm":
+def _secrets(strategy: Strategy, recorded: str | None) -> dict:
+    """What a resumed run of the ``recorded`` strategy cannot read back from its config (the
+    API key, isolation), taken from the strategy given to resume it."""
+    if recorded not in ("llm", "agent"):
         return {}
-    return {"api_key": strategy.api_key, "isolate": strategy.isolate}
+    secrets = {"isolate": getattr(strategy, "isolate", True)}
+    if recorded == "llm":
+        secrets["api_key"] = getattr(strategy, "api_key", None)
+    return secrets
 
 
 __all__ = ["AIME24", "AIME25", "DiscoveryRun", "discover", "load_run"]

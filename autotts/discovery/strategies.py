@@ -145,8 +145,47 @@ class LLMStrategy(Strategy):
         )
 
 
+@dataclass
+class AgentStrategy(Strategy):
+    """A coding agent writes the controller programs: ``command`` (any program: Claude Code,
+    Codex CLI, aider, a script) runs once per round in a workspace of its own with
+    ``timeout_s`` to leave a ``controller.py`` there (:mod:`.coding_agent`). ``max_usd`` /
+    ``max_llm_tokens`` stop the run once the usage it reports reaches them. Its controllers
+    run in the OS sandbox (``isolate=False``: plain processes)."""
+
+    command: str
+    timeout_s: float = 1800.0
+    max_usd: float | None = None
+    max_llm_tokens: int | None = None
+    isolate: bool = field(default=True, compare=False)
+    name: ClassVar[str] = "agent"
+    runs_untrusted_code: ClassVar[bool] = True
+
+    def options(self) -> dict[str, Any]:
+        options = asdict(self)
+        del options["isolate"]
+        return options
+
+    def search(self, run, settings, name, progress=None, log=None) -> dict:
+        from .coding_agent import AgentProposer
+        from .llm_loop import run_rounds, search_envs
+
+        proposer = AgentProposer(
+            run, settings, self.command, self.timeout_s, search_envs(settings), self.isolate
+        )
+
+        class _Printer:
+            def print(self, text, **_):
+                if log:
+                    log(text)
+
+        return run_rounds(
+            run, settings, run.config, proposer, self.options(), 1, _Printer(), self.isolate
+        )
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
-    s.name: s for s in (OptunaStrategy, TuneStrategy, LLMStrategy)
+    s.name: s for s in (OptunaStrategy, TuneStrategy, LLMStrategy, AgentStrategy)
 }
 
 
@@ -173,13 +212,14 @@ def strategy_of_run(config: dict, **secrets) -> Strategy:
         options = {k: search[k] for k in ("sampler", "sampler_seed", "storage") if k in search}
         if "study_name" in search:
             options["study_name"] = search["study_name"]
-    if not options and name == "llm":
-        options = dict(config.get("llm") or {})
+    if not options and name in ("llm", "agent"):
+        options = dict(config.get(name) or {})
     return strategy_from(name, **options, **secrets)
 
 
 __all__ = [
     "STRATEGIES",
+    "AgentStrategy",
     "LLMStrategy",
     "OptunaStrategy",
     "Strategy",

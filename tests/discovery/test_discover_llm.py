@@ -56,12 +56,13 @@ def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
     round_one = [r["messages"][-1]["content"] for r in requests[:4]]
     assert "no ```python code block" in round_one[1]
     assert "not closed" in round_one[2]
-    assert "Quick sandboxed evaluation" in round_one[3] and "β=0.5" in round_one[3]
+    assert "Quick sandboxed evaluation" in round_one[3] and "β=0.3" in round_one[3]
+    assert "vs CMC at equal tokens" in round_one[3] and "vs SC@64" in round_one[3]
     assert "import of 'socket' is not allowed" in requests[5]["messages"][-1]["content"]
     # later rounds read the history: best candidate's code and curve, lessons, traces
     later = requests[7]["messages"][1]["content"]
     assert "candidate 0000" in later and "class ProbeConsensus" in later
-    assert "rejected" in later and "SC@64" in later
+    assert "(candidate 0001): failed: the reply was empty" in later and "SC@64" in later
     assert "Execution traces" in later
     # every exchange logged, usage priced
     assert len(run.records("messages.jsonl")) == len(requests)

@@ -65,6 +65,12 @@ def test_the_recorded_run_replays_to_the_same_candidates(tmp_path, env_dir, reco
     # the prompt states the objective, and the judged candidate is the best by it
     first = requests[0]["messages"][-1]["content"]
     assert "# Objective" in first and "margin over CMC at equal tokens" in first
+    assert "Round 1 of 8 (its candidate will be 0000)" in first and "Δ = 500 tokens" in first
+    assert "# Quick tests" in first and "at most 5 β values" in first
+    test_reply = requests[1]["messages"][-1]["content"]
+    assert "vs CMC at equal tokens" in test_reply and "vs SC@64" in test_reply
+    lessons = [r["text"] for r in run.records() if r.get("event") == "lesson"]
+    assert lessons[0].startswith("round 1 (candidate 0000): ")
     best = run.stage_done("best")
     assert best["candidate"] == max(rounds, key=ranking_key)["candidate"]
     assert all(r["objective"] for r in rounds)
