@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def quicktest(
-        draft: Annotated[Path, typer.Argument(help="The controller file to test.")],
+        draft: Annotated[Path | None, typer.Argument(help="The controller file to test.")] = None,
         test: Annotated[
             str,
             typer.Option(
@@ -31,12 +31,21 @@ def register(app: typer.Typer) -> None:
         workspace: Annotated[
             Path, typer.Option(help="The round's workspace (default: this directory).")
         ] = Path("."),
+        traces: Annotated[
+            str | None,
+            typer.Option(
+                "--traces",
+                help="Instead of a test: the traces of an earlier candidate's episodes that "
+                "CMC got right and it got wrong ('candidate=0003 env=ENV beta=0.5 seeds=4').",
+            ),
+        ] = None,
     ) -> None:
-        """A coding agent's quick test of a draft, inside its round's workspace (sandboxed;
-        counted against the round's quick tests)."""
+        """A coding agent's quick test of a draft, or its request for traces, inside its
+        round's workspace (sandboxed; counted against the round's quick tests)."""
         from ..discovery.llm_loop import search_envs
         from ..discovery.pipeline import settings_from_config
         from ..discovery.proposer import Proposer
+        from ..discovery.trace_requests import traces_text
         from ..files import atomic_write_text
 
         state_path = workspace / "quicktest.json"
@@ -45,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 f"{state_path} not found: run quicktest inside a coding agent's round workspace "
                 "(autotts discover --agent-cmd makes them)"
             )
-        if not draft.is_file():
+        if traces is None and (draft is None or not draft.is_file()):
             raise _fail(f"{draft}: no such file; write the draft controller first")
         state = json.loads(state_path.read_text())
         if state["tests_left"] <= 0:
@@ -57,7 +66,10 @@ def register(app: typer.Typer) -> None:
         isolate = state.get("isolate", True)
         proposer = Proposer(run, settings, search_envs(settings), isolate=isolate)
         try:
-            report = proposer.quick_test(draft.read_text(errors="replace"), f"TEST: {test}")
+            if traces is not None:
+                report = traces_text(proposer, f"TRACES: {traces}")
+            else:
+                report = proposer.quick_test(draft.read_text(errors="replace"), f"TEST: {test}")
         except IsolationUnavailable as exc:
             raise _fail(str(exc), code=1) from None
         console.print(report, highlight=False, markup=False, soft_wrap=True)

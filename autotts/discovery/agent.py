@@ -2,7 +2,8 @@
 
 One graph invocation is one round::
 
-    context → propose ─┬─ (ACTION: test) → quick_test → propose      (at most MAX_TESTS)
+    context → propose ─┬─ (ACTION: test) → quick_test → propose      (at most MAX_TESTS
+                       ├─ (TRACES: …) → traces → propose           tests and trace requests)
                        ├─ (no usable code, retries left) → propose    (with the error)
                        ├─ (no usable code, no retries) → record
                        └─ (code) → evaluate → record → reflect
@@ -24,6 +25,7 @@ from ..rundir import RunDirectory
 from .llm import LLMClient
 from .proposer import MAX_TESTS, Proposer
 from .replies import extract_code, prompt, select_failure_traces
+from .trace_requests import traces_text, wants_traces
 
 MAX_RETRIES = 2  # after a garbage reply, ask again at most this many times per round
 
@@ -36,6 +38,7 @@ class RoundState(TypedDict, total=False):
     retries: int
     tests: int
     wants_test: bool
+    wants_traces: bool
     result: dict | None
     status: str
     lesson: str
@@ -79,6 +82,8 @@ class LLMProposer(Proposer):
                 "retries": MAX_RETRIES + 1,  # a failed request is not retried here
             }
         messages.append({"role": "assistant", "content": reply})
+        if wants_traces(reply) and state.get("tests", 0) < MAX_TESTS:
+            return {"messages": messages, "wants_traces": True, "error": None}
         source, error = extract_code(reply, self._best_source())
         if error:
             messages.append({"role": "user", "content": prompt("retry.md", error=error)})
@@ -89,9 +94,17 @@ class LLMProposer(Proposer):
                 "retries": state.get("retries", 0) + 1,
             }
         wants_test = bool(re.search(r"^\s*ACTION:\s*test\b", reply, re.MULTILINE | re.IGNORECASE))
-        return {"messages": messages, "source": source, "error": None, "wants_test": wants_test}
+        return {
+            "messages": messages,
+            "source": source,
+            "error": None,
+            "wants_test": wants_test,
+            "wants_traces": False,
+        }
 
     def route_after_propose(self, state: RoundState) -> str:
+        if state.get("wants_traces"):
+            return "traces"
         if state.get("source") is None:
             return "propose" if state.get("retries", 0) <= MAX_RETRIES else "record"
         if state.get("wants_test") and state.get("tests", 0) < MAX_TESTS:
@@ -104,6 +117,13 @@ class LLMProposer(Proposer):
         text = prompt("test_result.md", result=report, tests_left=MAX_TESTS - tests)
         messages = list(state["messages"]) + [{"role": "user", "content": text}]
         return {"messages": messages, "tests": tests}
+
+    def traces_node(self, state: RoundState) -> RoundState:
+        tests = state.get("tests", 0) + 1
+        text = traces_text(self, state["messages"][-1]["content"])
+        text += f"\n\n({MAX_TESTS - tests} tests or trace requests left this round)"
+        messages = list(state["messages"]) + [{"role": "user", "content": text}]
+        return {"messages": messages, "tests": tests, "wants_traces": False}
 
     def evaluate_node(self, state: RoundState) -> RoundState:
         result, status = self.evaluate(state["source"])
@@ -124,16 +144,17 @@ class LLMProposer(Proposer):
         graph = StateGraph(RoundState)
         for name in ("context", "propose"):
             graph.add_node(name, getattr(self, name))
-        for name in ("quick_test", "evaluate", "record", "reflect"):
+        for name in ("quick_test", "traces", "evaluate", "record", "reflect"):
             graph.add_node(name, getattr(self, f"{name}_node"))
         graph.add_edge(START, "context")
         graph.add_edge("context", "propose")
         graph.add_conditional_edges(
             "propose",
             self.route_after_propose,
-            ["propose", "quick_test", "evaluate", "record"],
+            ["propose", "quick_test", "traces", "evaluate", "record"],
         )
         graph.add_edge("quick_test", "propose")
+        graph.add_edge("traces", "propose")
         graph.add_edge("evaluate", "record")
         graph.add_edge("record", "reflect")
         graph.add_edge("reflect", END)

@@ -52,7 +52,11 @@ def budget_text(search_envs: list[str], questions: int, tests: int) -> str:
         f"{', '.join(f'{b:g}' for b in DEFAULT_BETAS)} on {', '.join(search_envs[:2])} with "
         f"{DEFAULT_SEEDS} seeds. A test reports, per β, your accuracy and tokens and the "
         "paired differences against CMC at equal tokens and against SC@64 on the same "
-        "questions and seeds, with 95% intervals."
+        "questions and seeds, with 95% intervals. Instead of a test you may ask for traces "
+        "(`ACTION: traces` with a line `TRACES: candidate=0003 env=ENV beta=0.5 seeds=4`, at "
+        "most 8 seeds): the execution traces of the episodes where that earlier candidate "
+        "answered wrong while CMC at equal tokens answered right (same question and seed); "
+        "it counts as a test."
     )
 
 
