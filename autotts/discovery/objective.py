@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..evaluation import DEFAULT_BETAS, RunConfig
-from ..stats import joint_replicates
+from ..stats import interval_of, joint_replicates
 from .verdict import margin_interval, margins_vs_cmc, outcome_tables
 
 OBJECTIVE = "mean accuracy margin over CMC at equal tokens (points), paired"
@@ -54,13 +54,16 @@ def cmc_reference(env_ids: list[str], seeds: int, env_dir=None) -> CMCReference:
     return CMCReference(_curve(report, "cmc", env_ids), tables)
 
 
-def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference) -> dict:
+def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference, windows=()) -> dict:
     """The objective of one candidate: ``curve`` (β points with mean ``accuracy`` and
     ``tokens``) and its outcome tables, on the reference's environments and seeds.
 
-    Returns ``{"margin", "interval", "compared", "range"}``: the mean margin in accuracy
-    points (``None`` when no setting falls inside CMC's range), its 95 % paired interval,
-    the settings compared and CMC's token range."""
+    Returns ``{"margin", "interval", "compared", "range", "windows"}``: the mean margin in
+    accuracy points (``None`` when no setting falls inside CMC's range), its 95 % paired
+    interval, the settings compared and CMC's token range; with ``windows`` (``(share,
+    tokens)`` budget caps, ``--target``), per window the candidate's most accurate setting
+    within the cap against CMC's, with the paired interval of the difference (reported
+    beside the margin; the margin alone ranks)."""
     family = [
         {"setting": f"β={p['beta']:g}", "accuracy": p["accuracy"], "tokens": p["tokens"]}
         for p in curve
@@ -72,19 +75,44 @@ def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference) 
     margins = margins_vs_cmc(family, cmc)
     low, high = reference.token_range
     scored = {"margin": None, "interval": None, "compared": [], "range": [low, high]}
-    if not margins:
-        return scored
     groups = {}
     for label, points in (("winner", tables), ("cmc", reference.tables)):
         for i, (accuracy, tokens) in enumerate(points):
             groups[(label, i, "acc")], groups[(label, i, "tok")] = accuracy, tokens
-    estimate = margin_interval(family, cmc, joint_replicates(groups), margins)
+    reps = joint_replicates(groups)
+    scored["windows"] = [_window(family, cmc, reps, share, cap) for share, cap in windows]
+    if not margins:
+        return scored
+    estimate = margin_interval(family, cmc, reps, margins)
     scored.update(
         margin=estimate.mean,
         interval=[estimate.low, estimate.high],
         compared=[m["setting"] for m in margins],
     )
     return scored
+
+
+def _window(family: list[dict], cmc: list[dict], reps: dict, share: float, cap: float) -> dict:
+    """Within ``cap`` tokens: the candidate's and CMC's most accurate settings (on the means)
+    and the paired interval of their difference."""
+
+    def best(curve):
+        inside = [i for i, p in enumerate(curve) if p["tokens"] <= cap]
+        return max(inside, key=lambda i: curve[i]["accuracy"]) if inside else None
+
+    i, j = best(family), best(cmc)
+    window = {"share": share, "tokens": cap, "family": None, "cmc": None, "difference": None}
+    if i is not None and j is not None:
+        diff = interval_of(
+            family[i]["accuracy"] - cmc[j]["accuracy"],
+            reps[("winner", i, "acc")] - reps[("cmc", j, "acc")],
+        )
+        window.update(
+            family=family[i]["setting"],
+            cmc=cmc[j]["setting"],
+            difference=[diff.mean, diff.low, diff.high],
+        )
+    return window
 
 
 def ranking_key(record: dict) -> tuple:
@@ -106,10 +134,18 @@ def describe(scored: dict) -> str:
             f"({low / 1000:.1f}k–{high / 1000:.1f}k)"
         )
     a, b = scored["interval"]
-    return (
+    text = (
         f"{scored['margin']:+.2f} points vs CMC at equal tokens (95% interval [{a:+.2f}, "
         f"{b:+.2f}], over {', '.join(scored['compared'])})"
     )
+    for w in scored.get("windows") or ():
+        where = f"within {100 * w['share']:.0f}% of SC@64's tokens ({w['tokens'] / 1000:.1f}k)"
+        if w["difference"] is None:
+            text += f"; {where}: no setting of yours or CMC's"
+        else:
+            m, lo, hi = w["difference"]
+            text += f"; {where}: {w['family']} vs CMC {w['cmc']} {m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return text
 
 
 __all__ = ["OBJECTIVE", "CMCReference", "cmc_reference", "describe", "ranking_key",

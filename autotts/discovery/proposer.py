@@ -109,7 +109,9 @@ class Proposer:
         )
         outcome = _result_dict(result)
         if result.ok:
-            outcome["objective"] = score_against_cmc(result.curve, result.tables, self.reference)
+            outcome["objective"] = score_against_cmc(
+                result.curve, result.tables, self.reference, self._windows()
+            )
         return outcome, "ok" if result.ok else "rejected"
 
     def finish_round(self, number: int, source: str | None, error: str | None = None, **extra):
@@ -217,13 +219,31 @@ class Proposer:
         sc = data["sc64"]
         return f"- SC@64: {sc['accuracy']:.2f}% @ {sc['tokens'] / 1000:.1f}k\n- CMC: {cmc}"
 
+    def _windows(self) -> list[tuple[float, float]]:
+        """The run's budget windows (``--target``) as ``(share, tokens)`` caps: shares of
+        SC@64's mean tokens on the search environments."""
+        if not self.settings.targets:
+            return []
+        self._baselines_text()  # computes baselines.json once
+        sc_tokens = json.loads((self.run.path / "baselines.json").read_text())["sc64"]["tokens"]
+        return [(share, share * sc_tokens) for share in sorted(self.settings.targets)]
+
     def _objective_text(self) -> str:
         low, high = self.reference.token_range
         scored = self._scored()
         best = max(scored, key=ranking_key) if scored else None
         now = f"candidate {best['candidate']}: {best['objective']}" if best else "(none yet)"
+        windows = self._windows()
+        caps = ", ".join(f"{100 * share:.0f}% ({tokens / 1000:.1f}k)" for share, tokens in windows)
         return prompt(
             "objective.md",
+            windows=(
+                f"Budget windows ({caps} of SC@64's mean tokens): for each, your most accurate "
+                "setting within it against CMC's, paired, is reported beside the margin (the "
+                "margin alone ranks)."
+                if windows
+                else "No budget windows in this run."
+            ),
             seeds=self.settings.seeds,
             low=f"{low / 1000:.1f}k",
             high=f"{high / 1000:.1f}k",

@@ -74,13 +74,19 @@ def test_above_cmc_at_equal_tokens_beats_a_cheaper_start(cmc):
 def test_the_objective_is_the_verdicts_margin(cmc):
     """Same inputs, same number and interval as the held-out verdict's CMC margin."""
     curve, tables = candidate(0.02)
-    scored = score_against_cmc(curve, tables, cmc)
-    family = [{"setting": f"β={p['beta']:g}", **p} for p in curve]
-    cmc_curve = [{"setting": f"β={p['beta']:g}", **p} for p in cmc.curve]
     sc_tables = tables_of(0.66, 900_000, seed=7)
     sc = curve_of([sc_tables], [None])[0]
+    windows = [(share, share * sc["tokens"]) for share in (0.30, 0.55)]
+    scored = score_against_cmc(curve, tables, cmc, windows)
+    family = [{"setting": f"β={p['beta']:g}", **p} for p in curve]
+    cmc_curve = [{"setting": f"β={p['beta']:g}", **p} for p in cmc.curve]
     verdict = judge(family, cmc_curve, sc, {"winner": tables, "cmc": cmc.tables, "sc64": sc_tables})
     assert [scored["margin"], *scored["interval"]] == pytest.approx(verdict["margin_vs_cmc"])
+    # the budget windows: the same settings and paired differences as the verdict's
+    for mine, theirs in zip(scored["windows"], verdict["windows"], strict=True):
+        assert (mine["family"], mine["cmc"]) == (theirs["family_setting"], theirs["cmc_setting"])
+        assert mine["difference"] == pytest.approx(theirs["difference"])
+    assert "within 30% of SC@64's tokens" in describe(scored)
 
 
 def test_a_curve_outside_cmcs_range_has_no_score_and_ranks_last(cmc):
