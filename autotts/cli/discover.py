@@ -177,6 +177,7 @@ def register(app: typer.Typer) -> None:
         """Discover a controller: the Optuna path (default) or the LLM proposer (--llm-model)."""
         from ..discovery.runs import discover as run_discovery
         from ..discovery.strategies import (
+            ROUND_STRATEGIES,
             AgentStrategy,
             LLMStrategy,
             OptunaStrategy,
@@ -276,12 +277,12 @@ def register(app: typer.Typer) -> None:
                       if (run.path / f).exists()}  # fmt: skip
             typer.echo(json.dumps({"run": str(run.path), **{k[:-5]: v for k, v in stages.items()}}))
         else:
-            if run.config.get("strategy") in ("llm", "agent"):
+            if run.config.get("strategy") in ROUND_STRATEGIES:
                 _print_llm_summary(console, run.result or {})
             _print_comparison(console, run.store, name)
         verdict = (run.judgement() or {}).get("verdict")
         if (
-            run.config.get("strategy") not in ("llm", "agent")
+            run.config.get("strategy") not in ROUND_STRATEGIES
             and verdict is not None
             and not (verdict["matches_sc64_within_35pct"] or verdict.get("ahead_of_cmc"))
         ):

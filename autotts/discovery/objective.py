@@ -16,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..evaluation import DEFAULT_BETAS, RunConfig
-from ..stats import interval_of, joint_replicates
-from .verdict import margin_interval, margins_vs_cmc, outcome_tables
-
-OBJECTIVE = "mean accuracy margin over CMC at equal tokens (points), paired"
+from .verdict import (
+    margin_interval,
+    margins_vs_cmc,
+    outcome_tables,
+    paired_replicates,
+    window,
+    window_interval,
+)
 
 
 @dataclass
@@ -54,7 +58,9 @@ def cmc_reference(env_ids: list[str], seeds: int, env_dir=None) -> CMCReference:
     return CMCReference(_curve(report, "cmc", env_ids), tables)
 
 
-def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference, windows=()) -> dict:
+def score_against_cmc(
+    curve: list[dict], tables: list, reference: CMCReference, windows=(), reps=None
+) -> dict:
     """The objective of one candidate: ``curve`` (β points with mean ``accuracy`` and
     ``tokens``) and its outcome tables, on the reference's environments and seeds.
 
@@ -63,24 +69,18 @@ def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference, 
     interval, the settings compared and CMC's token range; with ``windows`` (``(share,
     tokens)`` budget caps, ``--target``), per window the candidate's most accurate setting
     within the cap against CMC's, with the paired interval of the difference (reported
-    beside the margin; the margin alone ranks)."""
-    family = [
-        {"setting": f"β={p['beta']:g}", "accuracy": p["accuracy"], "tokens": p["tokens"]}
-        for p in curve
-    ]
-    cmc = [
-        {"setting": f"β={p['beta']:g}", "accuracy": p["accuracy"], "tokens": p["tokens"]}
-        for p in reference.curve
-    ]
+    beside the margin; the margin alone ranks). ``reps``: joint replicates of these tables
+    already drawn (:func:`~autotts.discovery.verdict.paired_replicates`)."""
+    family, cmc = as_settings(curve), as_settings(reference.curve)
     margins = margins_vs_cmc(family, cmc)
     low, high = reference.token_range
     scored = {"margin": None, "interval": None, "compared": [], "range": [low, high]}
-    groups = {}
-    for label, points in (("winner", tables), ("cmc", reference.tables)):
-        for i, (accuracy, tokens) in enumerate(points):
-            groups[(label, i, "acc")], groups[(label, i, "tok")] = accuracy, tokens
-    reps = joint_replicates(groups)
-    scored["windows"] = [_window(family, cmc, reps, share, cap) for share, cap in windows]
+    if reps is None:
+        reps = paired_replicates(tables, reference.tables)
+    scored["windows"] = [
+        {"tokens": cap, **window_interval(window(family, cmc, share, cap), reps)}
+        for share, cap in windows
+    ]
     if not margins:
         return scored
     estimate = margin_interval(family, cmc, reps, margins)
@@ -92,27 +92,13 @@ def score_against_cmc(curve: list[dict], tables: list, reference: CMCReference, 
     return scored
 
 
-def _window(family: list[dict], cmc: list[dict], reps: dict, share: float, cap: float) -> dict:
-    """Within ``cap`` tokens: the candidate's and CMC's most accurate settings (on the means)
-    and the paired interval of their difference."""
-
-    def best(curve):
-        inside = [i for i, p in enumerate(curve) if p["tokens"] <= cap]
-        return max(inside, key=lambda i: curve[i]["accuracy"]) if inside else None
-
-    i, j = best(family), best(cmc)
-    window = {"share": share, "tokens": cap, "family": None, "cmc": None, "difference": None}
-    if i is not None and j is not None:
-        diff = interval_of(
-            family[i]["accuracy"] - cmc[j]["accuracy"],
-            reps[("winner", i, "acc")] - reps[("cmc", j, "acc")],
-        )
-        window.update(
-            family=family[i]["setting"],
-            cmc=cmc[j]["setting"],
-            difference=[diff.mean, diff.low, diff.high],
-        )
-    return window
+def as_settings(curve: list[dict]) -> list[dict]:
+    """A β curve as the verdict's settings (``setting`` named ``β=…``, ``accuracy``,
+    ``tokens``)."""
+    return [
+        {"setting": f"β={p['beta']:g}", "accuracy": p["accuracy"], "tokens": p["tokens"]}
+        for p in curve
+    ]
 
 
 def ranking_key(record: dict) -> tuple:
@@ -140,13 +126,14 @@ def describe(scored: dict) -> str:
     )
     for w in scored.get("windows") or ():
         where = f"within {100 * w['share']:.0f}% of SC@64's tokens ({w['tokens'] / 1000:.1f}k)"
-        if w["difference"] is None:
+        if w.get("difference") is None:
             text += f"; {where}: no setting of yours or CMC's"
         else:
             m, lo, hi = w["difference"]
-            text += f"; {where}: {w['family']} vs CMC {w['cmc']} {m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            pair = f"{w['family_setting']} vs CMC {w['cmc_setting']}"
+            text += f"; {where}: {pair} {m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
     return text
 
 
-__all__ = ["OBJECTIVE", "CMCReference", "cmc_reference", "describe", "ranking_key",
+__all__ = ["CMCReference", "as_settings", "cmc_reference", "describe", "ranking_key",
            "score_against_cmc"]  # fmt: skip

@@ -17,8 +17,8 @@ from ..rundir import RunDirectory
 from ..sandbox import SandboxLimits
 from .candidates import CandidateResult, evaluate_candidate
 from .facts import environment_facts
-from .objective import CMCReference, cmc_reference, describe, ranking_key, score_against_cmc
-from .quicktest import QuickTester, budget_text, parse_request, report_text
+from .objective import CMCReference, describe, ranking_key, score_against_cmc
+from .quicktest import Baselines, budget_text, parse_request, report_text
 from .replies import prompt, select_failure_traces
 
 MAX_TESTS = 2  # quick tests per round
@@ -33,8 +33,7 @@ class Proposer:
     def __init__(self, run: RunDirectory, settings, envs: dict, isolate: bool = True):
         self.run, self.settings, self.envs, self.isolate = run, settings, envs, isolate
         self.limits = SandboxLimits()
-        self._reference: CMCReference | None = None
-        self.tester = QuickTester(settings.search_envs, settings.env_dir)
+        self.baselines = Baselines(settings.env_dir)
 
     def run_round(self, number: int) -> dict:
         """Play round ``number`` (0-based) to its record; returns its outcome."""
@@ -43,10 +42,7 @@ class Proposer:
     @property
     def reference(self) -> CMCReference:
         """CMC on the search environments with the rounds' seeds (the objective's baseline)."""
-        if self._reference is None:
-            settings = self.settings
-            self._reference = cmc_reference(settings.search_envs, settings.seeds, settings.env_dir)
-        return self._reference
+        return self.baselines.cmc(self.settings.search_envs, self.settings.seeds)
 
     @property
     def questions(self) -> int:
@@ -90,7 +86,7 @@ class Proposer:
             limits=self.limits,
             isolate=self.isolate,
         )
-        return report_text(asked, result, *self.tester.baselines(asked.envs, asked.seeds))
+        return report_text(asked, result, *self.baselines.for_test(asked.envs, asked.seeds))
 
     # --- evaluate, record, reflect -----------------------------------------------------
 
@@ -204,14 +200,19 @@ class Proposer:
             parts.append(head)
         return "\n\n".join(parts)
 
-    def _baselines_text(self) -> str:
+    def _baselines(self) -> dict:
+        """CMC's curve and SC@64 on the search environments with the final seeds (the
+        run's ``baselines.json``, computed once)."""
         cached = self.run.path / "baselines.json"
         if not cached.exists():
             from .pipeline import curves_with_baselines
 
             data = curves_with_baselines(None, "", self.settings.search_envs, self.settings)
             self.run.write_json("baselines.json", data)
-        data = json.loads(cached.read_text())
+        return json.loads(cached.read_text())
+
+    def _baselines_text(self) -> str:
+        data = self._baselines()
         cmc = "; ".join(
             f"β={p['beta']:g}: {p['accuracy']:.2f}% @ {p['tokens'] / 1000:.1f}k"
             for p in data["cmc"]
@@ -224,8 +225,7 @@ class Proposer:
         SC@64's mean tokens on the search environments."""
         if not self.settings.targets:
             return []
-        self._baselines_text()  # computes baselines.json once
-        sc_tokens = json.loads((self.run.path / "baselines.json").read_text())["sc64"]["tokens"]
+        sc_tokens = self._baselines()["sc64"]["tokens"]
         return [(share, share * sc_tokens) for share in sorted(self.settings.targets)]
 
     def _objective_text(self) -> str:

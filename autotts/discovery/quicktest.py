@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..evaluation import RunConfig, evaluate
-from ..stats import interval_of, joint_replicates
-from .objective import cmc_reference, describe, score_against_cmc
-from .verdict import margin_interval, margins_vs_cmc, outcome_tables
+from ..stats import interval_of
+from .objective import CMCReference, as_settings, cmc_reference, describe, score_against_cmc
+from .verdict import margin_interval, margins_vs_cmc, outcome_tables, paired_replicates
 
 MAX_BETAS = 5
 MAX_SEEDS = 10
 MAX_EPISODES = 6_000  # β points × environments × questions × seeds, per test
 DEFAULT_BETAS = (0.0, 0.3, 0.6, 1.0)
 DEFAULT_SEEDS = 5
-REQUEST = re.compile(r"^\s*TEST:(.*)$", re.MULTILINE | re.IGNORECASE)
+FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
 
 
 @dataclass
@@ -63,8 +63,7 @@ def budget_text(search_envs: list[str], questions: int, tests: int) -> str:
 def parse_request(reply: str, search_envs: list[str], questions: int) -> TestRequest:
     """The test a reply asks for (its last ``TEST:`` line), within the budget."""
     request = TestRequest(list(DEFAULT_BETAS), list(search_envs[:2]), DEFAULT_SEEDS)
-    lines = REQUEST.findall(reply or "")
-    fields = dict(re.findall(r"(\w+)\s*=\s*(\S+)", lines[-1])) if lines else {}
+    fields = request_fields(reply, "TEST") or {}
     notes = request.notes
     if "betas" in fields:
         try:
@@ -104,6 +103,13 @@ def parse_request(reply: str, search_envs: list[str], questions: int) -> TestReq
     return request
 
 
+def request_fields(reply: str | None, keyword: str) -> dict | None:
+    """The ``name=value`` fields of a reply's last ``KEYWORD:`` line (``TEST``, ``TRACES``),
+    or ``None`` when it has none."""
+    lines = re.findall(rf"^\s*{keyword}:(.*)$", reply or "", re.MULTILINE | re.IGNORECASE)
+    return dict(FIELD.findall(lines[-1])) if lines else None
+
+
 def sc64_tables(env_ids: list[str], seeds: int, env_dir=None) -> tuple[list, list]:
     """SC@64's outcome tables on ``env_ids`` (per environment, ``(questions, seeds)``)."""
     config = RunConfig("sc", overrides=(("n", 64),))
@@ -118,13 +124,8 @@ def report_text(request: TestRequest, result, reference, sc_tables) -> str:
     notes = "".join(f"\nnote: {n}" for n in request.notes)
     if not result.ok:
         return f"{head}{notes}\nrejected: {result.reason}"
-    family = [{"setting": f"β={p['beta']:g}", **p} for p in result.curve]
-    cmc = [{"setting": f"β={p['beta']:g}", **p} for p in reference.curve]
-    groups = {("sc64", 0, "acc"): sc_tables[0], ("sc64", 0, "tok"): sc_tables[1]}
-    for label, points in (("winner", result.tables), ("cmc", reference.tables)):
-        for i, (accuracy, tokens) in enumerate(points):
-            groups[(label, i, "acc")], groups[(label, i, "tok")] = accuracy, tokens
-    reps = joint_replicates(groups)
+    family, cmc = as_settings(result.curve), as_settings(reference.curve)
+    reps = paired_replicates(result.tables, reference.tables, sc_tables)
     sc_accuracy = float(np.mean([np.mean(t) for t in sc_tables[0]]))
     sc_tokens = float(np.mean([np.mean(t) for t in sc_tables[1]]))
     margins = {m["setting"]: m for m in margins_vs_cmc(family, cmc)}
@@ -141,34 +142,40 @@ def report_text(request: TestRequest, result, reference, sc_tables) -> str:
             point["accuracy"] - sc_accuracy, reps[("winner", i, "acc")] - reps[("sc64", 0, "acc")]
         )
         lines.append(line + f"; vs SC@64 {diff.mean:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}]")
-    overall = score_against_cmc(result.curve, result.tables, reference)
+    overall = score_against_cmc(result.curve, result.tables, reference, reps=reps)
     lines.append(f"objective on this test: {describe(overall)}")
     return "\n".join(lines)
 
 
-class QuickTester:
-    """Runs quick tests for one proposer, keeping the baselines of each (environments,
-    seeds) it has seen."""
+class Baselines:
+    """CMC's and SC@64's outcomes on the environments and seeds a proposer asks about,
+    computed once for each (environments, seeds) and kept."""
 
-    def __init__(self, search_envs: list[str], env_dir=None):
-        self.search_envs, self.env_dir = search_envs, env_dir
-        self._baselines: dict[tuple, tuple] = {}
+    def __init__(self, env_dir=None):
+        self.env_dir = env_dir
+        self._cmc: dict[tuple, CMCReference] = {}
+        self._sc64: dict[tuple, tuple] = {}
 
-    def baselines(self, env_ids: list[str], seeds: int) -> tuple:
+    def cmc(self, env_ids: list[str], seeds: int) -> CMCReference:
         key = (tuple(env_ids), seeds)
-        if key not in self._baselines:
-            self._baselines[key] = (
-                cmc_reference(env_ids, seeds, self.env_dir),
-                sc64_tables(env_ids, seeds, self.env_dir),
-            )
-        return self._baselines[key]
+        if key not in self._cmc:
+            self._cmc[key] = cmc_reference(env_ids, seeds, self.env_dir)
+        return self._cmc[key]
+
+    def for_test(self, env_ids: list[str], seeds: int) -> tuple:
+        """``(CMC reference, SC@64 tables)``: what :func:`report_text` compares against."""
+        key = (tuple(env_ids), seeds)
+        if key not in self._sc64:
+            self._sc64[key] = sc64_tables(env_ids, seeds, self.env_dir)
+        return self.cmc(env_ids, seeds), self._sc64[key]
 
 
 __all__ = [
     "MAX_EPISODES",
-    "QuickTester",
+    "Baselines",
     "TestRequest",
     "budget_text",
     "parse_request",
+    "request_fields",
     "report_text",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import RunFailure
 from ..rundir import RunDirectory, RunError
-from .strategies import Strategy, strategy_from, strategy_of_run
+from .strategies import ROUND_STRATEGIES, Strategy, strategy_from, strategy_of_run
 
 # The default search and held-out environments: the four Qwen3 models on AIME24 / AIME25.
 AIME24 = tuple(f"Qwen3-{m}/aime24" for m in ("0.6B", "1.7B", "4B", "8B"))
@@ -168,8 +168,7 @@ def discover(
         find_environment(env_id, settings.env_dir)
     if strategy.runs_untrusted_code and getattr(strategy, "isolate", True):
         require_isolation()  # before the run directory exists
-    recorded = strategy.name in ("llm", "agent")  # their options live in the config
-    extra = {strategy.name: strategy.options()} if recorded else {}
+    extra = {strategy.name: strategy.options()} if strategy.name in ROUND_STRATEGIES else {}
     run = RunDirectory.create(run_dir, config_for(settings, strategy.name, name=name, **extra))
     with run.lock():
         return _search(run, strategy, settings, name, progress, log)
@@ -192,7 +191,7 @@ def _search(run, strategy, settings, name, progress, log) -> DiscoveryRun:
 def _secrets(strategy: Strategy, recorded: str | None) -> dict:
     """What a resumed run of the ``recorded`` strategy cannot read back from its config (the
     API key, isolation), taken from the strategy given to resume it."""
-    if recorded not in ("llm", "agent"):
+    if recorded not in ROUND_STRATEGIES:
         return {}
     secrets = {"isolate": getattr(strategy, "isolate", True)}
     if recorded == "llm":

@@ -135,13 +135,8 @@ class LLMStrategy(Strategy):
             or os.environ.get("OPENAI_API_KEY")
         )
 
-        class _Printer:
-            def print(self, text, **_):
-                if log:
-                    log(text)
-
         return run_llm_discovery(
-            run, settings, run.config, api_key, console=_Printer(), isolate=self.isolate
+            run, settings, run.config, api_key, console=_LogPrinter(log), isolate=self.isolate
         )
 
 
@@ -174,15 +169,25 @@ class AgentStrategy(Strategy):
             run, settings, self.command, self.timeout_s, search_envs(settings), self.isolate
         )
 
-        class _Printer:
-            def print(self, text, **_):
-                if log:
-                    log(text)
-
         return run_rounds(
-            run, settings, run.config, proposer, self.options(), 1, _Printer(), self.isolate
+            run, settings, run.config, proposer, self.options(), 1, _LogPrinter(log), self.isolate
         )
 
+
+class _LogPrinter:
+    """A console for the rounds' loop that hands each line to ``log`` (or drops it)."""
+
+    def __init__(self, log: Callable[[str], None] | None):
+        self.log = log
+
+    def print(self, text, **_) -> None:
+        if self.log:
+            self.log(text)
+
+
+# strategies whose runs are rounds of proposed controller programs, their options kept in
+# the run's config under the strategy's name
+ROUND_STRATEGIES = ("llm", "agent")
 
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s for s in (OptunaStrategy, TuneStrategy, LLMStrategy, AgentStrategy)
@@ -212,12 +217,13 @@ def strategy_of_run(config: dict, **secrets) -> Strategy:
         options = {k: search[k] for k in ("sampler", "sampler_seed", "storage") if k in search}
         if "study_name" in search:
             options["study_name"] = search["study_name"]
-    if not options and name in ("llm", "agent"):
+    if not options and name in ROUND_STRATEGIES:
         options = dict(config.get(name) or {})
     return strategy_from(name, **options, **secrets)
 
 
 __all__ = [
+    "ROUND_STRATEGIES",
     "STRATEGIES",
     "AgentStrategy",
     "LLMStrategy",

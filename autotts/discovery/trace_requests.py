@@ -11,28 +11,24 @@ It counts against the round's quick tests.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from .candidates import evaluate_candidate
-from .objective import cmc_reference
+from .quicktest import request_fields
 from .replies import render_trace
 
 MAX_TRACE_SEEDS = 8
 BUDGET_CHARS = 6000
-REQUEST = re.compile(r"^\s*TRACES:(.*)$", re.MULTILINE | re.IGNORECASE)
 
 
 def wants_traces(reply: str) -> bool:
-    return bool(REQUEST.search(reply or ""))
+    return request_fields(reply, "TRACES") is not None
 
 
 def traces_text(proposer, reply: str) -> str:
     """The reply to the last ``TRACES:`` line of ``reply`` (``proposer``: a
     :class:`~autotts.discovery.proposer.Proposer`)."""
-    lines = REQUEST.findall(reply or "")
-    fields = dict(re.findall(r"(\w+)\s*=\s*(\S+)", lines[-1])) if lines else {}
+    fields = request_fields(reply, "TRACES") or {}
     scored = proposer._scored()
     candidate = fields.get("candidate") or (scored and scored[-1]["candidate"])
     env_id = fields.get("env", next(iter(proposer.envs)))
@@ -64,7 +60,7 @@ def traces_text(proposer, reply: str) -> str:
     head = f"traces of candidate {number:04d} on {env_id} at β={beta:g}, {seeds} seeds{cut}"
     if not result.ok:
         return f"{head}: rejected: {result.reason}"
-    reference = cmc_reference([env_id], seeds, proposer.settings.env_dir)
+    reference = proposer.baselines.cmc([env_id], seeds)
     tokens = result.curve[0]["tokens"]
     closest = min(
         range(len(reference.curve)), key=lambda i: abs(reference.curve[i]["tokens"] - tokens)

@@ -68,7 +68,7 @@ def judge(family: list[dict], cmc: list[dict], sc: dict, tables: dict | None = N
         "beats_cmc": False,
     }
     if tables is not None and family:
-        verdict.update(_with_intervals(family, cmc, sc, tables, margins))
+        verdict.update(_with_intervals(family, cmc, sc, tables, margins, windows))
     return verdict
 
 
@@ -105,39 +105,62 @@ def margin_interval(family: list[dict], cmc: list[dict], reps: dict, margins: li
     return interval_of(mean, values[~np.isnan(values)])
 
 
-def _window(family: list[dict], cmc: list[dict], sc: dict, share: float) -> dict:
-    """The most accurate family and CMC settings within ``share`` of SC@64's tokens."""
+def window(family: list[dict], cmc: list[dict], share: float, cap: float) -> dict:
+    """The most accurate family and CMC settings (on the means) within ``cap`` tokens, the
+    budget window at ``share`` of SC@64's tokens; their difference without its interval."""
 
     def best(curve):
-        inside = [i for i, p in enumerate(curve) if p["tokens"] <= share * sc["tokens"]]
+        inside = [i for i, p in enumerate(curve) if p["tokens"] <= cap]
         return max(inside, key=lambda i: curve[i]["accuracy"]) if inside else None
 
     i, j = best(family), best(cmc)
-    window = {"share": share, "family": i, "cmc": j, "beats_cmc": False}
+    chosen = {"share": share, "family": i, "cmc": j, "beats_cmc": False}
     for key, curve, index in (("family", family, i), ("cmc", cmc, j)):
         if index is not None:
-            window[f"{key}_setting"] = curve[index]["setting"]
-            window[f"{key}_accuracy"] = curve[index]["accuracy"]
+            chosen[f"{key}_setting"] = curve[index]["setting"]
+            chosen[f"{key}_accuracy"] = curve[index]["accuracy"]
     if i is not None and j is not None:
-        window["difference"] = [family[i]["accuracy"] - cmc[j]["accuracy"], None, None]
-    return window
+        chosen["difference"] = [family[i]["accuracy"] - cmc[j]["accuracy"], None, None]
+    return chosen
+
+
+def window_interval(chosen: dict, reps: dict) -> dict:
+    """A :func:`window` with the paired interval of its difference, from joint replicates
+    ``reps`` (:func:`paired_replicates`), and whether it shows the family ahead."""
+    chosen = dict(chosen)
+    if chosen.get("difference"):
+        i, j = chosen["family"], chosen["cmc"]
+        diff = interval_of(
+            chosen["difference"][0], reps[("winner", i, "acc")] - reps[("cmc", j, "acc")]
+        )
+        chosen["difference"] = [diff.mean, diff.low, diff.high]
+        chosen["beats_cmc"] = diff.low > 0
+    return chosen
+
+
+def paired_replicates(winner: list, cmc: list, sc64: tuple | None = None) -> dict:
+    """Joint bootstrap replicates of a family's (``winner``), CMC's and optionally SC@64's
+    outcome tables (per setting ``(accuracy, tokens)``, see :func:`outcome_tables`), keyed
+    ``(label, index, "acc"/"tok")``: every key resampled over the same questions and seeds."""
+    groups = {}
+    for label, points in (("winner", winner), ("cmc", cmc)):
+        for i, (accuracy, tokens) in enumerate(points):
+            groups[(label, i, "acc")], groups[(label, i, "tok")] = accuracy, tokens
+    if sc64 is not None:
+        groups[("sc64", 0, "acc")], groups[("sc64", 0, "tok")] = sc64
+    return joint_replicates(groups)
 
 
 def _windows_of(family, cmc, sc) -> list[dict]:
-    return [_window(family, cmc, sc, share) for share in WINDOWS]
+    return [window(family, cmc, share, share * sc["tokens"]) for share in WINDOWS]
 
 
 def _points(curve: list[dict]) -> list[tuple[float, float]]:
     return [(p["tokens"], p["accuracy"]) for p in curve]
 
 
-def _with_intervals(family, cmc, sc, tables, margins) -> dict:
-    groups = {}
-    for label, points in (("winner", tables["winner"]), ("cmc", tables["cmc"])):
-        for i, (accuracy, tokens) in enumerate(points):
-            groups[(label, i, "acc")], groups[(label, i, "tok")] = accuracy, tokens
-    groups[("sc64", 0, "acc")], groups[("sc64", 0, "tok")] = tables["sc64"]
-    reps = joint_replicates(groups)
+def _with_intervals(family, cmc, sc, tables, margins, windows) -> dict:
+    reps = paired_replicates(tables["winner"], tables["cmc"], tables["sc64"])
     sc_acc = reps[("sc64", 0, "acc")]
     # SC@64: the cheapest family setting shown to be at most MATCH_MARGIN points worse
     shown = []
@@ -157,16 +180,7 @@ def _with_intervals(family, cmc, sc, tables, margins) -> dict:
         "matches_sc64": share is not None and share <= TOKEN_SHARE,
     }
     # budget windows: the chosen pair's paired difference
-    windows = [dict(w) for w in _windows_of(family, cmc, sc)]
-    for w in windows:
-        if w.get("difference"):
-            i, j = w["family"], w["cmc"]
-            diff = interval_of(
-                w["difference"][0], reps[("winner", i, "acc")] - reps[("cmc", j, "acc")]
-            )
-            w["difference"] = [diff.mean, diff.low, diff.high]
-            w["beats_cmc"] = diff.low > 0
-    result["windows"] = windows
+    result["windows"] = [window_interval(w, reps) for w in windows]
     # CMC: the mean margin at equal tokens, recomputed in every replicate
     if margins:
         margin = margin_interval(family, cmc, reps, margins)
@@ -184,4 +198,7 @@ __all__ = [
     "margin_interval",
     "margins_vs_cmc",
     "outcome_tables",
+    "paired_replicates",
+    "window",
+    "window_interval",
 ]

@@ -897,8 +897,10 @@ act_round(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 c->steps++;
                 c->named += named;
                 PyObject *values[3] = {NULL, NULL, NULL};
-                int ok = 1;
-                for (int f = 0; f < 3 && NAMES[kind][f] != NULL; f++)
+                int ok = 1, f = 0;
+                if (ids != NULL) /* read above: the first of its fields */
+                    values[f++] = Py_NewRef(ids);
+                for (; f < 3 && NAMES[kind][f] != NULL; f++)
                     ok = ok && (values[f] = PyObject_GetAttr(action, NAMES[kind][f])) != NULL;
                 if (ok) {
                     switch (kind) {

@@ -84,7 +84,9 @@ def test_the_objective_is_the_verdicts_margin(cmc):
     assert [scored["margin"], *scored["interval"]] == pytest.approx(verdict["margin_vs_cmc"])
     # the budget windows: the same settings and paired differences as the verdict's
     for mine, theirs in zip(scored["windows"], verdict["windows"], strict=True):
-        assert (mine["family"], mine["cmc"]) == (theirs["family_setting"], theirs["cmc_setting"])
+        assert (mine["family_setting"], mine["cmc_setting"]) == (
+            theirs["family_setting"], theirs["cmc_setting"],
+        )  # fmt: skip
         assert mine["difference"] == pytest.approx(theirs["difference"])
     assert "within 30% of SC@64's tokens" in describe(scored)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from autotts.discovery.candidates import evaluate_candidate
 from autotts.discovery.quicktest import (
     MAX_EPISODES,
-    QuickTester,
+    Baselines,
     budget_text,
     parse_request,
     report_text,
@@ -50,7 +50,7 @@ def test_a_quick_test_reports_paired_differences(env_dir):
     asked = parse_request("TEST: betas=0,1 seeds=2", [env_id], 30)
     envs = {env_id: ReplayEnvironment.load(env_id, env_dir)}
     result = evaluate_candidate(CMC.read_text(), envs, asked.betas, asked.seeds, workers=1)
-    reference, sc = QuickTester([env_id], env_dir).baselines([env_id], asked.seeds)
+    reference, sc = Baselines(env_dir).for_test([env_id], asked.seeds)
     text = report_text(asked, result, reference, sc)
     lines = text.splitlines()
     assert lines[0] == f"2 seeds per question on {env_id}" and lines[1].startswith("SC@64 here:")
