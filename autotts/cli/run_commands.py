@@ -63,8 +63,9 @@ def register(app: typer.Typer) -> None:
         atomic_write_text(state_path, json.dumps(state))  # counted before it runs
         run = RunDirectory.open(state["run"])
         settings = settings_from_config(run.config)
-        isolate = state.get("isolate", True)
-        proposer = Proposer(run, settings, search_envs(settings), isolate=isolate)
+        # always isolated: everything in the workspace, this file included, is the agent's to
+        # change, so nothing there may switch the sandbox off
+        proposer = Proposer(run, settings, search_envs(settings), isolate=True)
         try:
             if traces is not None:
                 report = traces_text(proposer, f"TRACES: {traces}")

@@ -9,7 +9,9 @@ The workspace (``RUN/agent/NNNN/``, ``NNNN`` the round's candidate) holds:
 - ``best.py``: the best candidate so far by the objective (when there is one);
 - ``history.jsonl``: the run's round and lesson records so far;
 - ``quicktest``: runs ``autotts quicktest`` (a sandboxed quick test with paired differences
-  against CMC and SC@64) for this round, within its budget of tests;
+  against CMC and SC@64) for this round, within its budget of tests; it always runs the
+  draft in the OS sandbox, whatever the workspace's files say (the agent can change them),
+  so on a machine without isolation the agent's quick tests are refused;
 - ``controller.py``: what the agent must leave: the round's candidate.
 
 The command runs through ``/bin/sh -c`` with the workspace as its working directory and
@@ -40,7 +42,6 @@ from .proposer import MAX_TESTS, Proposer
 from .replies import prompt
 
 OUTPUT_BYTES = 1 << 20  # of each of the agent's streams, kept in the workspace
-DEFAULT_TIMEOUT_S = 1800.0
 
 
 class AgentProposer(Proposer):
@@ -80,8 +81,7 @@ class AgentProposer(Proposer):
         atomic_write_text(
             workspace / "history.jsonl", "".join(json.dumps(r) + "\n" for r in records)
         )
-        state = {"run": str(self.run.path), "round": number, "tests_left": MAX_TESTS,
-                 "isolate": self.isolate}  # fmt: skip
+        state = {"run": str(self.run.path), "round": number, "tests_left": MAX_TESTS}
         atomic_write_text(workspace / "quicktest.json", json.dumps(state))
         script = workspace / "quicktest"
         atomic_write_text(
@@ -180,4 +180,4 @@ def _usage(workspace: Path, out_path: Path) -> dict:
     return usage
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "AgentProposer"]
+__all__ = ["AgentProposer"]

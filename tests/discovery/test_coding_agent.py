@@ -95,3 +95,29 @@ def test_hung_and_crashing_agents_make_failed_rounds(tmp_path, env_dir):
     except ProcessLookupError:
         alive = False
     assert not alive, "the hung agent was left running"
+
+
+def test_nothing_in_the_workspace_switches_the_sandbox_off(tmp_path, env_dir, monkeypatch):
+    """The agent can rewrite its workspace (quicktest.json included): its quick tests still
+    run isolated."""
+    from typer.testing import CliRunner
+
+    from autotts.cli import app
+    from autotts.discovery.proposer import Proposer
+
+    run = RunDirectory.create(
+        tmp_path / "run",
+        {"strategy": "agent", "search": {"search_envs": ["Qwen3-8B/aime24"], "seeds": 2,
+                                         "env_dir": str(env_dir)}},
+    )  # fmt: skip
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "draft.py").write_text(CMC.read_text())
+    forged = {"run": str(run.path), "round": 0, "tests_left": 2, "isolate": False}
+    (workspace / "quicktest.json").write_text(json.dumps(forged))
+    seen = []
+    monkeypatch.setattr(Proposer, "quick_test", lambda self, *_: seen.append(self.isolate) or "")
+    done = CliRunner().invoke(app, ["quicktest", str(workspace / "draft.py"), "--workspace",
+                                    str(workspace)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert seen == [True]
