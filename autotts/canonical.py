@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from collections import Counter
@@ -39,10 +38,9 @@ UNPARSABLE = "ERR"  # like the shipped data: an answer that could not be read
 
 
 def cache_dir() -> Path:
-    from platformdirs import user_cache_path
+    from .store import cache_root
 
-    root = os.environ.get("AUTOTTS_CACHE_DIR") or user_cache_path("autotts")
-    return Path(root) / "canonical"
+    return cache_root() / "canonical"
 
 
 def _value(answer: str):

@@ -256,8 +256,23 @@ def evaluate(
                     progress(len(units), total)
     units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))
     return EvaluationReport(
-        summarise_units(units, configs, env_ids), units, seeds, time.perf_counter() - start
+        summarise_units(units, configs, env_ids),
+        units,
+        seeds,
+        time.perf_counter() - start,
+        token_ceilings(stores, env_ids),
     )
+
+
+def token_ceilings(envs, env_ids) -> dict[str, float]:
+    """Per environment id, its :meth:`~autotts.replay.ReplayEnvironment.token_ceiling` (the
+    summaries' hypervolume reference), where its type defines one."""
+    ceilings = {}
+    for env, env_id in zip(envs, env_ids, strict=True):
+        ceiling = getattr(env, "token_ceiling", None)
+        if callable(ceiling):
+            ceilings[env_id] = float(ceiling())
+    return ceilings
 
 
 def _in_memory(jobs) -> bool:

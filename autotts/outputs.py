@@ -120,7 +120,8 @@ def summary_csv(summaries: list[dict]) -> str:
     """The curve summaries (see :mod:`autotts.summaries`) as CSV."""
     out = io.StringIO()
     writer = csv.writer(out)
-    head = ["controller", "env", "settings", "auc", "hypervolume", "arise", "tokens_to_match"]
+    head = ["controller", "env", "settings", "auc", "hypervolume", "hypervolume_reference"]
+    head += ["arise", "tokens_to_match"]
     writer.writerow([*head, "tokens_to_match_low", "tokens_to_match_high"])
     for s in summaries:
         interval = s["tokens_to_match_interval"] or ["", ""]
@@ -212,8 +213,12 @@ def plot_curves(report, stem: Path) -> list[Path]:
     return paths
 
 
-def write_outputs(report, out_dir: str | Path, with_reference: bool = False) -> dict[str, Path]:
-    """Write every output of an evaluation into ``out_dir``; return the paths by kind."""
+def write_outputs(
+    report, out_dir: str | Path, with_reference: bool = False, baseline=None
+) -> dict[str, Path]:
+    """Write every output of an evaluation into ``out_dir``; return the paths by kind.
+    ``baseline``: a report with SC@64 on the same environments and seeds, for the summaries'
+    tokens to match SC@64 when the run lacks it (:mod:`autotts.baseline_cache`)."""
     out = Path(out_dir)
     paths = {
         "csv": out / "results.csv",
@@ -239,7 +244,7 @@ def write_outputs(report, out_dir: str | Path, with_reference: bool = False) -> 
     paths["traces"] = out / "traces"
     from .summaries import curve_summaries
 
-    summaries = curve_summaries(report)
+    summaries = curve_summaries(report, reference=baseline)
     if summaries:
         paths["summary"] = atomic_write_text(out / "summary.csv", summary_csv(summaries))
     if any(r.episodes for r in report.rows):

@@ -142,6 +142,12 @@ class ReplayEnvironment(EpisodeRunner):
     def __len__(self) -> int:
         return len(self.questions)
 
+    def token_ceiling(self) -> float:
+        """Mean over questions of every branch read in full, each probe priced once: the
+        fixed token reference of the hypervolume (:mod:`autotts.summaries`)."""
+        cost = [sum(q.tokens) + self.probe_cost * sum(map(len, q.probes)) for q in self.questions]
+        return sum(cost) / len(cost) if cost else 0.0
+
     @property
     def width_only(self) -> bool:
         """Whether some question has no probe answers (an imported store not yet probed)."""

@@ -111,7 +111,9 @@ class Row:
 @dataclass
 class EvaluationReport:
     """All results of one evaluation: ``rows`` (one per configuration × environment),
-    ``units`` (per-question detail and traces), the seeds and the wall time.
+    ``units`` (per-question detail and traces), the seeds and the wall time;
+    ``token_ceilings``: per environment, the fixed token reference of the summaries'
+    hypervolume (:mod:`autotts.summaries`).
 
     In a notebook: ``report`` displays as a table; ``report.per_question()`` gives the
     per-question accuracies; ``report.to_csv(path)``, ``report.plot(path)`` and
@@ -121,6 +123,7 @@ class EvaluationReport:
     units: list[UnitResult]
     seeds: int
     seconds: float
+    token_ceilings: dict[str, float] = field(default_factory=dict)
 
     def row(self, name: str, env_id: str, setting: str | None = None) -> Row:
         for row in self.rows:

@@ -41,6 +41,7 @@ from typing import Any
 from .errors import BadInput
 from .files import atomic_write_text
 
+RUNS_DIR = "autotts-runs"  # where runs go without --out (ignored by the project's .gitignore)
 _APPENDING = threading.Lock()  # threads of one process (parallel rounds) append in turn
 
 

@@ -204,6 +204,33 @@ def check_configs(
                 )
 
 
+def refuse_unloadable(configs: Sequence[RunConfig], sandbox: bool | None = None) -> None:
+    """Refuse, before any episode runs, a controller file that cannot load, with one
+    :class:`~autotts.loader.ControllerLoadError` at its file and line. Files that will run in
+    the sandbox (all with ``sandbox=True``) and marked files are only parsed here, never run;
+    the rest are imported, as their evaluation would."""
+    import ast
+
+    from .loader import (
+        ControllerLoadError,
+        is_marked_untrusted,
+        load_controller_class,
+        resolve_controller_path,
+    )
+
+    for target in dict.fromkeys(c.controller for c in configs if not c.in_memory):
+        if sandbox or is_marked_untrusted(target):
+            path = resolve_controller_path(target)
+            if path.suffix != ".py":
+                continue  # graph files are data, read by the sandbox
+            try:
+                ast.parse(path.read_text(encoding="utf-8"), str(path))
+            except SyntaxError as exc:
+                raise ControllerLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        else:
+            load_controller_class(target)
+
+
 def without_missing_signals(
     configs: Sequence[RunConfig], envs: Sequence, sandbox: bool | None = None
 ) -> tuple[list[RunConfig], list[str]]:
@@ -240,6 +267,7 @@ __all__ = [
     "RunConfig",
     "parse_spec",
     "parse_value",
+    "refuse_unloadable",
     "run_configs",
     "without_missing_signals",
 ]

@@ -151,11 +151,17 @@ class EnvironmentInfo:
     path: Path
 
 
-def user_cache_dir() -> Path:
-    """The directory ``autotts envs fetch`` downloads replay stores into."""
+def cache_root() -> Path:
+    """Where autotts keeps what it can compute or download again: ``$AUTOTTS_CACHE_DIR``, or
+    the user cache directory."""
     from platformdirs import user_cache_path
 
-    return Path(os.environ.get("AUTOTTS_CACHE_DIR") or user_cache_path("autotts")) / "environments"
+    return Path(os.environ.get("AUTOTTS_CACHE_DIR") or user_cache_path("autotts"))
+
+
+def user_cache_dir() -> Path:
+    """The directory ``autotts envs fetch`` downloads replay stores into."""
+    return cache_root() / "environments"
 
 
 def candidate_env_dirs(env_dir: str | Path | None = None) -> list[Path]:

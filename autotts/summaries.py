@@ -2,12 +2,19 @@
 (every setting it was swept over): the numbers TTS papers compare curves by.
 
 - ``auc``: mean accuracy over the environment's common token range on a log axis (every
-  controller on that environment is measured over the same range);
-- ``hypervolume``: area (accuracy × log10 tokens) its Pareto front dominates, up to 1.1 × the
-  most tokens any controller spent there;
+  curve on that environment is measured over the same range, from the largest of the curves'
+  fewest tokens to the most tokens any curve spent; single points such as SC@64 do not
+  move it);
+- ``hypervolume``: area (accuracy × log10 tokens) its Pareto front dominates, from accuracy 0
+  up to a token reference fixed per environment (``hypervolume_reference``): every branch of
+  the store read in full, each probe priced once (:meth:`ReplayEnvironment.token_ceiling`),
+  so one curve gets one value alone or in any comparison. Environments without a ceiling
+  (reports built by hand) fall back to 1.1 × the most tokens any controller spent there;
 - ``arise``: ARISE (arXiv 2510.06014) over its settings ordered by mean tokens;
 - ``tokens_to_match``: the fewest tokens at which its curve reaches the baseline's accuracy
-  (SC@64 by default), with a paired bootstrap interval; ``None`` when it never does.
+  (SC@64 by default), with a paired bootstrap interval; ``None`` when it never does. The
+  baseline comes from the report, else from ``reference`` (the CLI passes SC@64 on the same
+  environments and seeds from :mod:`autotts.baseline_cache`).
 """
 
 from __future__ import annotations
@@ -21,17 +28,22 @@ from .stats import area_under_log_curve, arise, hypervolume, joint_replicates, t
 BASELINE = ("sc", "n=64")
 
 
-def curve_summaries(report, baseline: tuple[str, str] = BASELINE) -> list[dict]:
+def curve_summaries(report, baseline: tuple[str, str] = BASELINE, reference=None) -> list[dict]:
     """The summaries (see the module docstring) of every controller with at least two valid
-    settings on an environment, in the report's order."""
+    settings on an environment, in the report's order; ``reference``: a report holding the
+    ``baseline`` row on the same environments and seeds, read when ``report`` lacks it."""
     out = []
     for env_id in dict.fromkeys(r.env_id for r in report.rows):
         rows = [r for r in report.rows if r.env_id == env_id and r.status == "ok" and r.episodes]
         if not rows:
             continue
-        low = max(min(r.tokens for r in rows if r.controller == c) for c in _names(rows))
-        high = max(r.tokens for r in rows)
-        base = next((r for r in rows if (r.controller, r.setting) == baseline), None)
+        curves = [c for c in _names(rows) if sum(r.controller == c for r in rows) > 1]
+        if not curves:
+            continue
+        spans = [[r.tokens for r in rows if r.controller == c] for c in curves]
+        low, high = max(min(s) for s in spans), max(max(s) for s in spans)
+        base, holder = _baseline(report, rows, baseline, reference, env_id)
+        ceiling = report.token_ceilings.get(env_id) or 1.1 * high
         for name in _names(rows):
             mine = sorted((r for r in rows if r.controller == name), key=lambda r: r.tokens)
             if len(mine) < 2:
@@ -42,16 +54,27 @@ def curve_summaries(report, baseline: tuple[str, str] = BASELINE) -> list[dict]:
                 "env": env_id,
                 "settings": len(mine),
                 "auc": area_under_log_curve(points, low, high) if low < high else None,
-                "hypervolume": hypervolume(points, 1.1 * high),
+                "hypervolume": hypervolume(points, ceiling),
+                "hypervolume_reference": ceiling,
                 "arise": _arise(report, mine),
                 "tokens_to_match": None,
                 "tokens_to_match_interval": None,
             }
             if base is not None and name != baseline[0]:
                 summary["tokens_to_match"] = tokens_to_reach(points, base.accuracy)
-                summary["tokens_to_match_interval"] = _match_interval(report, mine, base)
+                summary["tokens_to_match_interval"] = _match_interval(report, mine, holder, base)
             out.append(summary)
     return out
+
+
+def _baseline(report, rows, baseline, reference, env_id):
+    """The baseline row on ``env_id`` and the report holding it (``(None, None)``: none)."""
+    for holder, candidates in ((report, rows), (reference, reference and reference.rows)):
+        for row in candidates or ():
+            usable = row.episodes and row.status == "ok" and holder.seeds == report.seeds
+            if usable and (row.controller, row.setting, row.env_id) == (*baseline, env_id):
+                return row, holder
+    return None, None
 
 
 def _names(rows) -> list[str]:
@@ -67,12 +90,13 @@ def _arise(report, rows) -> float:
     return arise(np.stack(accuracy, axis=1), np.maximum(np.stack(tokens, axis=1), 1.0))
 
 
-def _match_interval(report, rows, base) -> list[float] | None:
+def _match_interval(report, rows, holder, base) -> list[float] | None:
     """Paired bootstrap interval of the tokens at which ``rows``' curve reaches ``base``'s
-    accuracy (replicates where it never does count as infinitely many tokens)."""
+    accuracy (``holder``: the report holding ``base``; replicates where it never does count
+    as infinitely many tokens)."""
     groups = {}
     for i, row in enumerate([*rows, base]):
-        correct, spent = report.outcomes(row)
+        correct, spent = (holder if row is base else report).outcomes(row)
         groups[(i, "acc")] = [100.0 * np.asarray(correct, dtype=float)]
         groups[(i, "tok")] = [np.asarray(spent, dtype=float)]
     reps = joint_replicates(groups)

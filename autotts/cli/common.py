@@ -3,8 +3,8 @@ common options."""
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,15 @@ from rich.console import Console
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
+# Help piped into a file or pager: as wide as tables (rich's default 80 columns cut option
+# text short with "…"). Typer reads the width when it first formats help.
+if not sys.stdout.isatty():
+    os.environ.setdefault("TERMINAL_WIDTH", "160")
+    if "typer.rich_utils" in sys.modules:
+        sys.modules["typer.rich_utils"].MAX_WIDTH = int(os.environ["TERMINAL_WIDTH"])
+
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+RESULTS_DIR = "autotts-results"  # where results go without --out (ignored by .gitignore)
 
 EnvDirOption = Annotated[
     Path | None,
@@ -99,7 +107,7 @@ MlflowOption = Annotated[
     typer.Option(
         "--mlflow",
         help="Also log parameters, metrics and files to MLflow: a tracking URI, or a directory "
-        "(a local SQLite store DIR/mlflow.db). Needs: pip install 'autotts[tracking]'.",
+        "(a local SQLite store DIR/mlflow.db). Needs: pip install 'autotts\\[tracking]'.",
         show_default=False,
     ),
 ]
@@ -138,29 +146,9 @@ def claim_output(out: Path | None, overwrite: bool) -> Path:
     unless told to overwrite. Nothing is created here."""
     from datetime import datetime
 
-    out = out or Path("autotts-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or Path(RESULTS_DIR) / datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise _fail(
             f"{out} is not empty; choose another --out, or pass --overwrite to replace its results"
         )
     return out
-
-
-class PlainProgress:
-    """Progress for logs and batch jobs (stderr not a terminal): a plain line at most every
-    ``every_s`` seconds and one at the end, instead of a bar nobody sees."""
-
-    def __init__(self, description: str, every_s: float = 10.0):
-        self.description, self.every_s = description, every_s
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if done == 0 or (now - self.last < self.every_s and done != total):
-            return
-        self.last = now
-        share = f" ({100 * done / total:.0f} %)" if total else ""
-        err_console.print(
-            f"{self.description}: {done}/{total or '?'}{share}, {now - self.start:.0f} s elapsed",
-            highlight=False,
-        )

@@ -16,18 +16,18 @@ from rich.table import Table
 
 from ..discovery.runs import AIME24, AIME25
 from ..errors import BadInput
-from ..rundir import RunDirectory
+from ..rundir import RUNS_DIR, RunDirectory
 from ..sandbox import IsolationUnavailable
 from .common import (
     EnvDirOption,
     MlflowOption,
-    PlainProgress,
     _fail,
     console,
     err_console,
     require_tracking,
     track,
 )
+from .progress import DiscoveryProgress
 
 
 def register(app: typer.Typer) -> None:
@@ -229,13 +229,13 @@ def register(app: typer.Typer) -> None:
                     chosen = OptunaStrategy(sampler, storage=storage, study_name=study)
                 else:
                     chosen = strategy_from(strategy)
-                path = out or Path("autotts-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+                path = out or Path(RUNS_DIR) / datetime.now().strftime("%Y%m%d-%H%M%S")
                 if (path / "config.json").exists():
                     raise _fail(
                         f"{path} holds a run already; continue it with --resume {path}, "
                         "or choose another --out"
                     )
-            with _Progress(err_console, trials) as bar:
+            with DiscoveryProgress(err_console, trials) as bar:
                 if unsafe_no_sandbox:
                     err_console.print(
                         "[bold yellow]warning:[/] --unsafe-no-sandbox: LLM-written code runs "
@@ -313,49 +313,6 @@ def _shares(text: str | None) -> list[float]:
                     f"--target: {item.strip()!r} is not a number (e.g. --target 0.30,0.55)"
                 ) from None
     return shares
-
-
-class _Progress:
-    """The discovery progress bar: search trials, then each later stage; LLM rounds as lines."""
-
-    def __init__(self, err_console, trials: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.console = err_console
-        self.bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=not err_console.is_terminal,
-        )
-        self.plain = None if err_console.is_terminal else PlainProgress("search trials")
-        self.trials = trials
-
-    def __enter__(self):
-        self.bar.__enter__()
-        self.task = self.bar.add_task("search", total=self.trials)
-        return self
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
-
-    def progress(self, done: int, total: int, point) -> None:
-        text = "search"
-        if point is not None:
-            text = f"search (last: {point.accuracy:.2f}% @ {point.tokens / 1000:.0f}k)"
-        self.bar.update(self.task, completed=done, total=total, description=text)
-        if self.plain:
-            self.plain(done, total)
-
-    def log(self, text: str) -> None:
-        if self.plain and text in ("family", "heldout"):
-            self.console.print(f"stage: {text}", highlight=False)
-        if text in ("family", "heldout"):
-            self.bar.update(self.task, description=f"{text}: 11 β sweeps", completed=0, total=None)
-        elif text != "search":
-            self.console.print(text, highlight=False)
 
 
 def _print_comparison(console, run, name: str) -> None:

@@ -17,7 +17,13 @@ from rich.table import Table
 from ..errors import BadInput
 from ..provenance import run_record, write_run_record
 from ..registry import resolve_ids, shared
-from ..specs import BASELINES_PRESET, PAPER_PRESET, parse_spec, without_missing_signals
+from ..specs import (
+    BASELINES_PRESET,
+    PAPER_PRESET,
+    parse_spec,
+    refuse_unloadable,
+    without_missing_signals,
+)
 from .common import (
     EXIT_FAILED,
     CanonicalizeOption,
@@ -28,7 +34,6 @@ from .common import (
     OutOption,
     OverwriteOption,
     PdbOption,
-    PlainProgress,
     RaiseOption,
     SandboxOption,
     SeedsOption,
@@ -42,6 +47,7 @@ from .common import (
     require_tracking,
     track,
 )
+from .progress import counting
 
 app = typer.Typer(
     help="autotts: discover, evaluate and compare test-time-scaling controllers on replay environments.",
@@ -90,39 +96,19 @@ def _run_and_report(
     budgets=False,
     canonicalize=False,
 ):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from ..evaluation import evaluate
     from ..report import matches_reference, reference_for, write_outputs
     from ..sandbox import IsolationUnavailable
     from ..store import StoreError
 
+    try:
+        refuse_unloadable(configs, sandbox)
+    except BadInput as exc:
+        raise _fail(str(exc)) from None
     out = claim_output(out, overwrite)
     require_tracking(mlflow)
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     what = f"{len(configs)} configs × {len(env_ids)} envs × {seeds} seeds"
-    terminal = err_console.is_terminal
-    with Progress(*columns, console=err_console, transient=True, disable=not terminal) as bar:
-        task = bar.add_task(what, total=None)
-        plain = PlainProgress(f"evaluating {what}")
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-            if not terminal:
-                plain(done, total)
-
+    with counting(what) as progress:
         try:
             report = evaluate(
                 configs,
@@ -142,11 +128,14 @@ def _run_and_report(
         except Exception as exc:
             if debug is None:
                 raise
-            bar.stop()
+            progress.bar.stop()
             _debug(exc, debug)
     if overwrite:
         shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
-    paths = write_outputs(report, out, with_reference)
+    from ..baseline_cache import sc64_for
+
+    sc64 = sc64_for(report, env_dir, canonicalize)
+    paths = write_outputs(report, out, with_reference, baseline=sc64)
     if budgets:
         paths["budgets"] = _write_budgets(report, out)
     record = run_record(env_ids, env_dir, seeds, configs=len(configs), canonicalize=canonicalize)
@@ -178,7 +167,7 @@ def _run_and_report(
             cells.append("" if ref is None else f"{ref[0]:.2f} / {ref[1]:.1f}k {mark}")
         table.add_row(*cells)
     console.print(table)
-    _print_summaries(report)
+    _print_summaries(report, sc64)
     console.print(
         f"results: {paths['markdown']}  {paths['csv']}  plot: {paths.get('plot_png', '-')}"
     )
@@ -198,15 +187,16 @@ def _write_budgets(report, out):
     return atomic_write_text(out / "budgets.md", budgets_markdown(rows))
 
 
-def _print_summaries(report) -> None:
+def _print_summaries(report, sc64=None) -> None:
     from ..summaries import BASELINE, curve_summaries
 
-    summaries = curve_summaries(report)
+    summaries = curve_summaries(report, reference=sc64)
     if not summaries:
         return
     table = Table(title="whole curves (summary.csv)")
     match = f"tokens to match {BASELINE[0]}@{BASELINE[1]} [95 %]"
-    for column in ("controller", "environment", "AUC (log tokens)", "hypervolume", "ARISE", match):
+    volume = "hypervolume (to tokens)"  # the reference is fixed per environment
+    for column in ("controller", "environment", "AUC (log tokens)", volume, "ARISE", match):
         table.add_column(column, overflow="fold")
     for s in summaries:
         reach, interval = s["tokens_to_match"], s["tokens_to_match_interval"]
@@ -214,9 +204,8 @@ def _print_summaries(report) -> None:
         if interval:
             reached += " [" + ", ".join(f"{v / 1000:.1f}k" for v in interval) + "]"
         auc = "-" if s["auc"] is None else f"{s['auc']:.2f}"
-        table.add_row(
-            s["controller"], s["env"], auc, f"{s['hypervolume']:.1f}", f"{s['arise']:+.4f}", reached
-        )
+        volume = f"{s['hypervolume']:.1f} (to {s['hypervolume_reference'] / 1000:,.0f}k)"
+        table.add_row(s["controller"], s["env"], auc, volume, f"{s['arise']:+.4f}", reached)
     console.print(table)
 
 
@@ -241,9 +230,7 @@ def _exit_on_failures(report, with_reference: bool) -> None:
 def evaluate(
     controller: Annotated[
         str,
-        typer.Argument(
-            help="Controller file or built-in name (sc, asc, esc, parallel-probe, cmc)."
-        ),
+        typer.Argument(help="Controller file or built-in name (`autotts controllers` lists them)."),
     ],
     env: EnvOption = None,
     betas: Annotated[
@@ -294,7 +281,9 @@ def evaluate(
 def compare(
     specs: Annotated[
         list[str] | None,
-        typer.Argument(help="Controller specs NAME[@key=v1,v2...], e.g. cmc@beta=0.5,1.0 sc@n=64."),
+        typer.Argument(
+            help="Controller specs NAME\\[@key=v1,v2...], e.g. cmc@beta=0.5,1.0 sc@n=64."
+        ),
     ] = None,
     env: EnvOption = None,
     preset: Annotated[
@@ -341,7 +330,10 @@ def compare(
 
 @app.command()
 def check(
-    controller: Annotated[str, typer.Argument(help="Controller file or built-in name.")],
+    controller: Annotated[
+        str,
+        typer.Argument(help="Controller file or built-in name (`autotts controllers` lists them)."),
+    ],
     env: Annotated[
         str, typer.Option("--env", "-e", help="Environment to run on.")
     ] = "Qwen3-8B/aime24",
@@ -380,19 +372,10 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
-from .discover import register as _register_discovery  # noqa: E402
-
-_register_discovery(app)
-
-from .live import register as _register_live  # noqa: E402
-
-_register_live(app)
-
-from .collab import register as _register_collab  # noqa: E402
-
-_register_collab(app)
-
+from . import catalogue, collab, discover, live  # noqa: E402
 from .data import envs_app, trace_app  # noqa: E402
 
+for _commands in (catalogue, discover, live, collab):
+    _commands.register(app)
 app.add_typer(envs_app, name="envs")
 app.add_typer(trace_app, name="trace")

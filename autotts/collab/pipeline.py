@@ -163,7 +163,9 @@ def best_gain(points: list[dict], key: str = "") -> dict | None:
 def run_path(out: Path | None) -> Path:
     from datetime import datetime
 
-    return out or Path("autotts-runs") / f"collab-{datetime.now():%Y%m%d-%H%M%S}"
+    from ..rundir import RUNS_DIR
+
+    return out or Path(RUNS_DIR) / f"collab-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 __all__ = ["CollabSettings", "best_gain", "final_evaluation", "run_collab", "searched_graphs"]

@@ -65,11 +65,12 @@ def _curve(report, name: str, env_ids: list[str]) -> list[dict]:
 
 
 def curves_with_baselines(
-    path: str | None, name: str, envs: list[str], settings: SearchSettings
+    path: str | None, name: str, envs: list[str], settings: SearchSettings, progress=None
 ) -> dict:
     """A β-family's curve (``path``: a composable family file; None: baselines only) next to
     CMC's curve and SC@64, means over ``envs``. The family and CMC (the composable controller
-    at CMC's point, equal to ``cmc`` episode by episode) are scored by the vectorised engine."""
+    at CMC's point, equal to ``cmc`` episode by episode) are scored by the vectorised engine.
+    ``progress(done, total)`` counts the environments scored, then the units evaluated."""
     from ..loader import load_controller
     from .scoring import evaluate_composable
 
@@ -81,16 +82,18 @@ def curves_with_baselines(
         controller = load_controller(path)
         fast, points = family + cmc, [controller.params(b) for b in DEFAULT_BETAS] + points
     seeds, env_dir = settings.final_seeds, settings.env_dir
-    vectorised = evaluate_composable(fast, points, envs, seeds, env_dir=env_dir)
+    vectorised = evaluate_composable(fast, points, envs, seeds, env_dir=env_dir, progress=progress)
     rest = [c for c in configs if c not in fast]
     slow = evaluate(
-        rest, envs, seeds=seeds, workers=settings.workers, env_dir=env_dir, trace_seeds=0
-    )
+        rest, envs, seeds=seeds, workers=settings.workers, env_dir=env_dir, trace_seeds=0,
+        progress=progress and (lambda done, total: progress(len(envs) + done, len(envs) + total)),
+    )  # fmt: skip
     report = EvaluationReport(
         vectorised.rows + slow.rows,
         vectorised.units + slow.units,
         seeds,
         vectorised.seconds + slow.seconds,
+        {**vectorised.token_ceilings, **slow.token_ceilings},
     )
 
     def tables(config):
@@ -131,7 +134,7 @@ def with_intervals(point: dict, accuracy: list, tokens: list) -> dict:
 
 
 def run_family_stage(
-    run: RunDirectory, settings: SearchSettings, family: Family, name: str
+    run: RunDirectory, settings: SearchSettings, family: Family, name: str, progress=None
 ) -> dict:
     """Write the β-family's controller and sweep it on the search set."""
     from ..files import atomic_write_text
@@ -145,15 +148,15 @@ def run_family_stage(
         "knots": family.knots,
         "switches": family.switches,
         "anchors": [asdict(p) for p in family.anchors],
-        **curves_with_baselines(str(path), name, settings.search_envs, settings),
+        **curves_with_baselines(str(path), name, settings.search_envs, settings, progress),
     }
     return write_judgement(run, "search.json", result)
 
 
-def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str) -> dict:
+def judge_heldout(run: RunDirectory, settings: SearchSettings, name: str, progress=None) -> dict:
     """Family vs SC@64 and CMC on the held-out environments (means over environments)."""
     result = curves_with_baselines(
-        str(run.path / FAMILY_FILE), name, settings.heldout_envs, settings
+        str(run.path / FAMILY_FILE), name, settings.heldout_envs, settings, progress
     )
     return write_judgement(run, "heldout.json", result)
 
@@ -166,12 +169,12 @@ def write_judgement(run: RunDirectory, relative: str, result: dict) -> dict:
     return result
 
 
-def race_stage(run: RunDirectory, settings: SearchSettings) -> list:
+def race_stage(run: RunDirectory, settings: SearchSettings, progress=None) -> list:
     """Race every recorded point's contenders on fresh seeds (see :mod:`.racing`)."""
     return race(
         run, all_points(run, settings), settings.search_envs, window_caps(run, settings),
         first_seed=settings.seeds, seeds=settings.race_seeds, env_dir=settings.env_dir,
-        shares=sorted(settings.targets),
+        shares=sorted(settings.targets), progress=progress,
     )  # fmt: skip
 
 
@@ -188,6 +191,10 @@ def run_optuna_discovery(
         if stage_callback:
             stage_callback(stage)
 
+    def counted(done: int, total: int) -> None:  # a later stage's counts, on the same bar
+        if progress:
+            progress(done, total, None)
+
     tune = run.config.get("strategy") == "tune"
     if not run.stage_done("search"):
         note("search")
@@ -203,7 +210,7 @@ def run_optuna_discovery(
     raced = settings.race_seeds and not tune
     if raced and not run.stage_done("race"):
         note("race")
-        race_stage(run, settings)
+        race_stage(run, settings, counted)
         run.finish_stage("race")
     if not run.stage_done("family"):
         note("family")
@@ -213,10 +220,10 @@ def run_optuna_discovery(
             family = anchor_family(raced_points(run), window_caps(run, settings))
         else:
             family = fit_family(all_points(run, settings), windows=window_caps(run, settings))
-        run_family_stage(run, settings, family, name)
+        run_family_stage(run, settings, family, name, counted)
         run.finish_stage("family")
     if settings.heldout_envs and not run.stage_done("heldout"):
         note("heldout")
-        judge_heldout(run, settings, name)
+        judge_heldout(run, settings, name, counted)
         run.finish_stage("heldout")
     return run.read_json("heldout.json") if settings.heldout_envs else {}

@@ -21,6 +21,8 @@ The family is fitted to the fresh means. Held-out data plays no part.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..registry import shared
@@ -56,19 +58,25 @@ def contenders(points: list[Point], caps: list[float]) -> list[Point]:
 def race(
     run: RunDirectory, points: list[Point], envs: list[str], caps: list[float], *,
     first_seed: int, seeds: int, env_dir=None, shares: list[float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Point]:  # fmt: skip
     """Race ``points``' contenders (or read the recorded race); returns them with their fresh
-    means (label, parameters and search means kept in ``race.json``)."""
+    means (label, parameters and search means kept in ``race.json``). ``progress(done,
+    total)`` is called as the environments are scored."""
     if run.stage_done("race"):
         return raced_points(run)
     racing = contenders(points, caps)
     params = [p.params for p in racing]
     correct, tokens = [], []  # per environment: (contenders, questions, seeds)
-    for env_id in envs:
+    for done, env_id in enumerate(envs):
+        if progress:
+            progress(done, len(envs))
         data = vector_data(shared(env_id, None if env_dir is None else str(env_dir)))
         _, c, t = score(data, params, seeds, first_seed=first_seed)
         correct.append(100.0 * c)
         tokens.append(t.astype(float))
+    if progress:
+        progress(len(envs), len(envs))
     env_accuracy = np.array([c.mean(axis=(1, 2)) for c in correct])  # (envs, contenders)
     env_tokens = np.array([t.mean(axis=(1, 2)) for t in tokens])
     accuracy, spent = env_accuracy.mean(axis=0), env_tokens.mean(axis=0)

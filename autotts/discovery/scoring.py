@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from ..evaluation import summarise_units
+from ..evaluation import summarise_units, token_ceilings
 from ..registry import resolve_ids, shared
 from ..replay import ReplayEnvironment
 from ..report import EvaluationReport, UnitResult
@@ -115,16 +116,20 @@ def evaluate_composable(
     seeds: int,
     env_dir=None,
     intervals: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """What :func:`autotts.evaluate` returns for ``configs`` — composable controllers whose
     ``run()`` parameters are ``points`` — on replay environments, scored in one pass per
     environment (no traces are recorded; ``intervals=False`` leaves out the rows' bootstrap
-    estimates, e.g. for search trials that record means only)."""
+    estimates, e.g. for search trials that record means only). ``progress(done, total)`` is
+    called after each environment."""
     start = time.perf_counter()
     env_ids = resolve_ids([envs] if isinstance(envs, str) else list(envs), env_dir)
     env_dir = None if env_dir is None else str(env_dir)
     units = []
-    for env_id in env_ids:
+    for done, env_id in enumerate(env_ids):
+        if progress:
+            progress(done, len(env_ids))
         began = time.perf_counter()
         env = shared(env_id, env_dir)
         _, correct, tokens = score(vector_data(env), points, seeds)
@@ -135,11 +140,14 @@ def evaluate_composable(
             unit.seed_tokens = tokens[k].tolist()
             unit.episodes, unit.seconds = len(env) * seeds, share
             units.append(unit)
+    if progress:
+        progress(len(env_ids), len(env_ids))
     return EvaluationReport(
         summarise_units(units, configs, env_ids, intervals),
         units,
         seeds,
         time.perf_counter() - start,
+        token_ceilings([shared(e, env_dir) for e in env_ids], env_ids),
     )
 
 

@@ -10,6 +10,7 @@ evaluation, and an accepted candidate's tokens are the parent's own recomputatio
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def envs(env_dir):
 
 @pytest.fixture(autouse=True)
 def no_process_outlives_the_evaluation():
+    """No worker this interpreter started (they run ``sys.executable``; another checkout's
+    test run beside this one uses its own) is left running after a test."""
     yield
+    ours = f"{sys.executable}\0".encode()
     leftovers = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -83,7 +87,7 @@ def no_process_outlives_the_evaluation():
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"autotts.sandbox.worker" in cmdline:
+            if cmdline.startswith(ours) and b"autotts.sandbox.worker" in cmdline:
                 leftovers.append(entry.name)
     assert not leftovers, f"sandbox processes left running: {leftovers}"
 
