@@ -4,7 +4,7 @@ else is configured in pyproject.toml.
 Without a C compiler the build skips the extensions and autotts uses their pure-Python
 specifications.
 A built (non-editable) package carries copies of ``controllers/`` and ``agents/`` in
-``autotts/_bundled/`` (see ``autotts/bundled.py``)."""
+``autotts/_bundled/`` (see ``autotts/utils/project_files.py``)."""
 
 import shutil
 from pathlib import Path
@@ -34,7 +34,7 @@ class BuildWithProjectFiles(build_py):
 
 setup(
     ext_modules=[
-        Extension("autotts._replay_loop", ["autotts/_replay_loop.c"], optional=True),
+        Extension("autotts.envs._replay_loop", ["autotts/envs/_replay_loop.c"], optional=True),
         Extension(
             "autotts.sandbox._wire",
             ["autotts/sandbox/_wire.c"],

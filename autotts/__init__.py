@@ -5,7 +5,8 @@ aggregation and confidence helpers for controllers, the replay environment, and 
 Heavier pieces (evaluation with worker processes, plots) load on first use.
 """
 
-from .contract import (
+from . import _moved
+from .core.contract import (
     Action,
     ActionError,
     Answer,
@@ -20,27 +21,29 @@ from .contract import (
     Prune,
     Read,
 )
-from .engine import Environment
+from .core.environment import Environment
+from .core.signals import group_confidences, lowest_group_confidence, percentile
+from .core.voting import beta_confidence, majority, top_two, vote_confidence, weighted_majority
+from .envs.registry import make, register
 from .errors import AutoTTSError, BadInput, RunFailure
-from .registry import make, register
-from .signals import group_confidences, lowest_group_confidence, percentile
-from .voting import beta_confidence, majority, top_two, vote_confidence, weighted_majority
 
 __version__ = "0.1.0"
 
+_moved.install()  # old module paths (before the packages by concept) still import
+
 _LAZY = {
-    "ReplayEnvironment": "replay",
-    "EpisodeResult": "engine",
-    "StoreError": "store",
-    "list_environments": "store",
-    "load_controller": "loader",
-    "ControllerLoadError": "loader",
-    "evaluate": "evaluation",
-    "RunConfig": "specs",
-    "parse_spec": "specs",
-    "check": "checker",
-    "CheckReport": "checker",
-    "resolve_ids": "registry",
+    "ReplayEnvironment": "envs.replay",
+    "EpisodeResult": "core.engine",
+    "StoreError": "envs.stores",
+    "list_environments": "envs.stores",
+    "load_controller": "loading.controller_files",
+    "ControllerLoadError": "loading.controller_files",
+    "evaluate": "evaluation.evaluator",
+    "RunConfig": "loading.run_configs",
+    "parse_spec": "loading.run_configs",
+    "check": "evaluation.checker",
+    "CheckReport": "evaluation.checker",
+    "resolve_ids": "envs.registry",
     "discover": "discovery.runs",
     "load_run": "discovery.runs",
     "DiscoveryRun": "discovery.runs",
@@ -48,7 +51,7 @@ _LAZY = {
     "OptunaStrategy": "discovery.strategies",
     "TuneStrategy": "discovery.strategies",
     "LLMStrategy": "discovery.strategies",
-    "EvaluationReport": "evaluation",
+    "EvaluationReport": "results.evaluation_report",
 }
 
 __all__ = [

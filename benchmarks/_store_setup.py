@@ -30,8 +30,8 @@ def store_setup(args: argparse.Namespace, prefix: str):
         # could not reuse one; 32 is the smallest its attention accepts (GPUs default to 16)
         args.engine_arg = ["block_size=32"]
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from autotts.live.answers import LiveSettings
-    from autotts.live.environment import LiveQuestion
+    from autotts.live.live_environment import LiveQuestion
+    from autotts.live.settings import LiveSettings
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
     model = args.model

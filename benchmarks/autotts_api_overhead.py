@@ -3,7 +3,7 @@
 Runs a method file written for the AutoTTS paper's API (default: CMC, ``OptimalController``
 of ``../shared/autotts-api/cmc_method.py``) on one shipped store twice, in one process each:
 with the reference's ``Question`` (``../shared/autotts-api/data_loader.py``, read from there)
-called directly, and through :mod:`autotts.autotts_api` (each call one action of the replay
+called directly, and through :mod:`autotts.loading.autotts_paper_api` (each call one action of the replay
 engine, the method in a greenlet). Prints both wall times, their ratio, and whether accuracy
 and mean tokens agree.
 

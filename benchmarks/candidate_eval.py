@@ -32,8 +32,8 @@ from pathlib import Path
 
 from autotts.discovery.candidates import evaluate_candidate
 from autotts.discovery.runs import AIME24
-from autotts.evaluation import DEFAULT_BETAS, RunConfig, evaluate
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
+from autotts.evaluation.evaluator import DEFAULT_BETAS, RunConfig, evaluate
 from autotts.sandbox import isolation_problems
 
 TARGET_S = 60.0

@@ -26,7 +26,7 @@ from autotts.collab.search import (
     evaluations_to_reach,
     optuna_search,
 )
-from autotts.rundir import RunDirectory
+from autotts.results.run_directory import RunDirectory
 
 
 def main() -> None:

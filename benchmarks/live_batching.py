@@ -16,10 +16,10 @@ import os
 import tempfile
 import time
 
-from autotts.live.answers import LiveSettings
 from autotts.live.backend import GenerationBackend, VLLMBackend
-from autotts.live.environment import LiveEnvironment, LiveQuestion
-from autotts.loader import load_controller
+from autotts.live.live_environment import LiveEnvironment, LiveQuestion
+from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import load_controller
 
 
 class OneRequestPerBranch(GenerationBackend):

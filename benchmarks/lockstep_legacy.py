@@ -33,11 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-    from autotts.live.answers import LiveSettings
     from autotts.live.backend import VLLMBackend
-    from autotts.live.environment import LiveQuestion
+    from autotts.live.live_environment import LiveQuestion
+    from autotts.live.settings import LiveSettings
     from autotts.live.validation import validate_live
-    from autotts.loader import load_controller
+    from autotts.loading.controller_files import load_controller
 
     model = args.model
     if model is None:

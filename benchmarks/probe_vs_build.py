@@ -78,7 +78,7 @@ def main() -> None:
     work, model, questions, settings = store_setup(args, "autotts-probe-")
 
     from autotts.cli.live import make_backend
-    from autotts.importers import import_dumps
+    from autotts.envs.sample_import import import_dumps
     from autotts.live.builder import build_environment
     from autotts.live.probing import probe_store
 

@@ -19,9 +19,9 @@ import time
 from collections import deque
 
 from autotts.discovery.runs import AIME24
-from autotts.evaluation import DEFAULT_BETAS, RunConfig, evaluate
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
+from autotts.evaluation.evaluator import DEFAULT_BETAS, RunConfig, evaluate
+from autotts.loading.controller_files import load_controller
 from autotts.sandbox.remote import header_of, play_remote
 from autotts.sandbox.runner import MAX_BRANCHES, _limited
 from autotts.sandbox.serving import EpisodeServer

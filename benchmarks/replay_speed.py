@@ -15,11 +15,11 @@ import random
 import time
 from collections import Counter
 
-from autotts import replay
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
-from autotts.store import load_environment_records
-from autotts.voting import beta_confidence
+from autotts.core.voting import beta_confidence
+from autotts.envs import replay
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_environment_records
+from autotts.loading.controller_files import load_controller
 
 REFERENCE_EPS = {
     "sc": 5000,

@@ -26,9 +26,9 @@ import time
 
 from autotts.discovery.runs import AIME24
 from autotts.discovery.scoring import score, score_per_episode, vector_data
-from autotts.evaluation import DEFAULT_BETAS
-from autotts.loader import load_controller
-from autotts.registry import shared
+from autotts.envs.registry import shared
+from autotts.evaluation.evaluator import DEFAULT_BETAS
+from autotts.loading.controller_files import load_controller
 
 TARGET = 20.0
 

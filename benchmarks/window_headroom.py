@@ -2,7 +2,7 @@
 55 % of SC@64's tokens (held out: the 4 AIME25 stores, 100 seeds), next to answer rules that
 read every branch they want with no budget at all — SC@N and length-weighted SC@N for N up to
 the store's 128 branches. Each row's difference to CMC's window choice is paired over the same
-(question, seed) episodes, with its 95 % interval (:mod:`autotts.stats`).
+(question, seed) episodes, with its 95 % interval (:mod:`autotts.results.stats`).
 
 A rule that spends two to four times the window's tokens and still cannot beat CMC's window
 choice significantly bounds what any controller choosing its answer by (weighted) vote can
@@ -22,7 +22,7 @@ import numpy as np
 import autotts
 from autotts.discovery.runs import AIME25
 from autotts.discovery.verdict import WINDOWS, outcome_tables
-from autotts.stats import interval_of, joint_replicates, superiority
+from autotts.results.stats import interval_of, joint_replicates, superiority
 
 RULES = (
     "sc@n=32",

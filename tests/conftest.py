@@ -60,7 +60,7 @@ def signal_store(path, branches, signals, gold="A", delta=500, seed=None, questi
     """A store whose branches (``[probes, tokens, final]``) and per-interval ``signals``
     (name -> one list per branch) are given in *opening order of ``seed``* (store order when
     ``seed`` is None)."""
-    from autotts.replay import branch_order
+    from autotts.envs.replay import branch_order
 
     n = len(branches)
     slot = list(range(n)) if seed is None else list(branch_order(seed, n))
@@ -86,8 +86,8 @@ def signal_store(path, branches, signals, gold="A", delta=500, seed=None, questi
 def toy_env(tmp_path_factory):
     """Six hand-made branches of one question (probes charged 3 tokens each): small enough
     for property tests to explore every edge (no probes, short and long branches)."""
-    from autotts.replay import ReplayEnvironment
-    from autotts.store import load_records
+    from autotts.envs.replay import ReplayEnvironment
+    from autotts.envs.stores import load_records
 
     path = tiny_store(
         tmp_path_factory.mktemp("toy") / "Toy" / "t.json",
@@ -152,7 +152,7 @@ def vllm_backend(tiny_model, tmp_path_factory):
 
 @pytest.fixture
 def settings():
-    from autotts.live.answers import LiveSettings
+    from autotts.live.settings import LiveSettings
 
     # greedy: the tiny model then never emits EOS, so branches end at the token limit
     return LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)

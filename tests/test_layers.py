@@ -1,11 +1,28 @@
-"""The library's import graph: no cycles (imports inside functions included), nothing outside
-``autotts/cli/`` imports the CLI or typer, and modules stay small enough to read."""
+"""The library's import graph: no cycles between modules or between packages (imports inside
+functions included), every arrow pointing down the layers, nothing outside ``autotts/cli/``
+importing the CLI or typer, no two modules sharing a name, and modules small enough to read."""
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autotts"
 MAX_LINES = 400
+# The packages, lowest first: a module imports from its own package or from those below it
+# (the package root ``autotts``, the public API, is exempt both ways: it re-exports names and
+# lower modules read its version).
+LAYERS = (
+    ("autotts.errors", "autotts._moved", "autotts.utils"),
+    ("autotts.core",),
+    ("autotts.loading",),
+    ("autotts.envs",),
+    ("autotts.results",),
+    ("autotts.sandbox",),
+    ("autotts.evaluation.evaluator",),
+    ("autotts.live",),
+    ("autotts.discovery",),
+    ("autotts.collab",),
+    ("autotts.cli",),
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -89,3 +106,47 @@ def test_modules_fit_in_your_head():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_every_import_points_down_the_layers():
+    modules = _modules()
+    rank = {package: i for i, layer in enumerate(LAYERS) for package in layer}
+    assert {_package(m) for m in modules} - {"autotts"} == set(rank), "a package without a layer"
+    upward = []
+    for name, path in modules.items():
+        for target in _imports(name, path, modules):
+            source, dest = _package(name), _package(target)
+            if "autotts" in (source, dest) or source == dest:
+                continue
+            if rank[dest] > rank[source]:
+                upward.append(f"{name} -> {target}")
+    assert upward == []
+
+
+def test_packages_form_no_loop():
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        source = _package(name)
+        targets = {_package(t) for t in _imports(name, path, modules)} - {source, "autotts"}
+        graph.setdefault(source, set()).update(targets)
+    graph.pop("autotts", None)
+    assert _cycles({k: v & set(graph) for k, v in graph.items()}) == []
+
+
+def test_no_two_modules_share_a_name():
+    names: dict[str, list[str]] = {}
+    for name, path in _modules().items():
+        if path.name != "__init__.py":
+            names.setdefault(path.stem, []).append(name)
+    assert {stem: where for stem, where in names.items() if len(where) > 1} == {}
+
+
+def test_every_package_says_what_it_owns():
+    for init in PACKAGE.rglob("__init__.py"):
+        if "__pycache__" not in init.parts:
+            assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from autotts.checker import check_controller
+from autotts.evaluation.checker import check_controller
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -33,7 +33,7 @@ def test_readme_collaboration_graph_compiles_and_runs(env_dir):
     import yaml
 
     from autotts.collab import CollabGraph, compile_graph
-    from autotts.crossmodel import CrossModelEnvironment
+    from autotts.envs.cross_model import CrossModelEnvironment
 
     text = re.search(r"```yaml\n(.*?)```", README.read_text(), re.S).group(1)
     graph = CollabGraph.from_data(yaml.safe_load(text))

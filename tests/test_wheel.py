@@ -31,7 +31,7 @@ def test_a_wheel_installs_and_runs_outside_the_checkout(tmp_path, env_dir):
     run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp_path)
 
     where = run(
-        [python, "-c", "import autotts, autotts.loader as l, autotts.discovery.replies as a; "
+        [python, "-c", "import autotts, autotts.loading.controller_files as l, autotts.discovery.replies as a; "
          "print(autotts.__file__); print(sorted(l.builtin_controllers())); "
          "print(a.PROMPTS / 'proposer_system.md')"],
         cwd=elsewhere,

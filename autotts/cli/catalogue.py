@@ -50,7 +50,7 @@ def catalogue() -> list[dict]:
     """One entry per built-in controller: ``name``, ``file``, ``description``, ``parameters``
     and ``schedule`` (its parameters at β = 0, 0.5 and 1), or ``error`` for a file that does
     not load."""
-    from ..loader import builtin_controllers, load_controller_class
+    from ..loading.controller_files import builtin_controllers, load_controller_class
 
     entries = []
     for name, path in builtin_controllers().items():

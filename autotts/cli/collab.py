@@ -49,7 +49,7 @@ TableOption = Annotated[
 def _cost_table(path: Path | None) -> str | None:
     if path is None:
         return None
-    from ..crossmodel import CostModel
+    from ..envs.cross_model import CostModel
 
     return CostModel.load(path).model_dump_json()
 
@@ -109,11 +109,11 @@ def register(app: typer.Typer) -> None:
         """Evaluate a collaboration graph: accuracy (± se, 95 % interval), tokens, cost and
         tokens per model; writes results.csv, results.md and run.json into --out."""
         from ..collab.compile import compile_graph, export_graph
+        from ..collab.eval_tables import CELL_COLUMNS, cells, graph_row, write_results
         from ..collab.evaluate import CrossSpec, GraphEvaluator
         from ..collab.graph import CollabGraph, GraphError
-        from ..collab.outputs import CELL_COLUMNS, cells, graph_row, write_results
-        from ..provenance import run_record, write_run_record
-        from ..store import StoreError
+        from ..envs.stores import StoreError
+        from ..results.provenance import run_record, write_run_record
 
         values = _betas(betas)
         out = claim_output(out, overwrite)
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         unit = "FLOPs" if unit == "flops" else "$"
         paths = write_results(rows, out, unit)
         write_run_record(out, run_record([env_id], env_dir, seeds, graph=str(graph)))
-        from ..tracking import log_graph_evaluation
+        from .tracking import log_graph_evaluation
 
         track(mlflow, log_graph_evaluation, rows, out)
         if export is not None:
@@ -219,9 +219,9 @@ def register(app: typer.Typer) -> None:
         single-model baselines on the search and held-out datasets, export the best graph."""
         from ..collab.evaluate import environment
         from ..collab.graph import GraphError
-        from ..collab.pipeline import CollabSettings, run_collab, run_path
-        from ..rundir import RunDirectory, RunError
-        from ..store import StoreError
+        from ..collab.search_run import CollabSettings, run_collab, run_path
+        from ..envs.stores import StoreError
+        from ..results.run_directory import RunDirectory, RunError
 
         try:
             if resume is not None:
@@ -262,7 +262,7 @@ def register(app: typer.Typer) -> None:
             )
         except (RunError, StoreError, GraphError) as exc:
             raise _fail(str(exc)) from None
-        from ..collab.report import render_collab_report, verdict
+        from ..collab.frontier_report import render_collab_report, verdict
 
         paths = render_collab_report(run)
         for line in verdict(final):

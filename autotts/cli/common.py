@@ -116,7 +116,7 @@ MlflowOption = Annotated[
 def require_tracking(target: str | None) -> None:
     """Refuse ``--mlflow`` before anything runs when it cannot work (exit 2)."""
     from ..errors import BadInput
-    from ..tracking import require
+    from .tracking import require
 
     try:
         require(target)
@@ -125,7 +125,7 @@ def require_tracking(target: str | None) -> None:
 
 
 def track(target: str | None, log, *args) -> None:
-    """Call a :mod:`autotts.tracking` logger; a failing tracker warns, the results stay."""
+    """Call a :mod:`autotts.cli.tracking` logger; a failing tracker warns, the results stay."""
     if target is None:
         return
     try:

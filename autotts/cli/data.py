@@ -25,7 +25,12 @@ def envs(
     """List the replay environments with their statistics."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..store import StoreError, list_environments, load_environment_records, resolve_env_dir
+    from ..envs.stores import (
+        StoreError,
+        list_environments,
+        load_environment_records,
+        resolve_env_dir,
+    )
 
     try:
         root = resolve_env_dir(env_dir)
@@ -98,10 +103,10 @@ def envs_canonicalize(
     env_dir: EnvDirOption = None,
 ) -> None:
     """Report which answers --canonicalize merges: groups, strings, final answers changed."""
-    from ..canonical import cached_groups, merge_report
-    from ..files import atomic_write_text
-    from ..registry import resolve_ids
-    from ..store import StoreError, find_environment, load_environment_records
+    from ..envs.answer_groups import cached_groups, merge_report
+    from ..envs.registry import resolve_ids
+    from ..envs.stores import StoreError, find_environment, load_environment_records
+    from ..utils.atomic_files import atomic_write_text
 
     try:
         env_ids = resolve_ids(env or ["all"], env_dir)
@@ -151,7 +156,7 @@ def envs_fetch(
     ] = None,
 ) -> None:
     """Download the public replay stores, verify their sha256, resume interrupted downloads."""
-    from ..fetch import FetchError, fetch_environments
+    from ..envs.fetch import FetchError, fetch_environments
 
     def show(outcome) -> None:
         colour = "red" if outcome.status.startswith("failed") else "green"
@@ -182,7 +187,7 @@ def trace_show(
     ] = False,
 ) -> None:
     """Show one episode's action-by-action trace in a readable form."""
-    from ..traces import TraceFileError, read_traces, render_episode, render_index
+    from ..results.traces import TraceFileError, read_traces, render_episode, render_index
 
     try:
         episodes = list(read_traces(path))
@@ -206,7 +211,7 @@ def trace_schema() -> None:
     """Print the JSON Schema of a trace line."""
     import json
 
-    from ..traces import EpisodeTrace
+    from ..results.traces import EpisodeTrace
 
     console.print_json(json.dumps(EpisodeTrace.model_json_schema()))
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..discovery.runs import AIME24, AIME25
 from ..errors import BadInput
-from ..rundir import RUNS_DIR, RunDirectory
+from ..results.run_directory import RUNS_DIR, RunDirectory
 from ..sandbox import IsolationUnavailable
 from .common import (
     EnvDirOption,
@@ -269,7 +269,7 @@ def register(app: typer.Typer) -> None:
             hint = f" (continue with: autotts discover --resume {path})"
             raise _fail(f"{exc}{hint}", code=1) from None
         name = run.config.get("name", name)
-        from ..tracking import log_discovery
+        from .tracking import log_discovery
 
         track(mlflow, log_discovery, run)
         if as_json:
@@ -316,7 +316,7 @@ def _shares(text: str | None) -> list[float]:
 
 
 def _print_comparison(console, run, name: str) -> None:
-    from ..discovery.report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
+    from ..discovery.run_report import COMPARISON_COLUMNS, comparison_rows, verdict_lines
 
     if (run.path / "race.json").exists():
         from ..discovery.racing import race_lines

@@ -97,7 +97,7 @@ def make_backend(
     ``streaming``: the streaming store builder on vLLM's async engine instead."""
     from ..live.backend import BackendError, VLLMBackend
     from ..live.server import OpenAIBackend
-    from ..specs import parse_value
+    from ..loading.run_configs import parse_value
 
     extra = {}
     for item in engine_args or ():
@@ -139,7 +139,7 @@ def _settings(
     delta, max_branch_tokens, probe_tokens, probe_suffix, thinking, temperature, top_p, logprobs,
     top_k, min_p,
 ):  # fmt: skip
-    from ..live.answers import LiveSettings
+    from ..live.settings import LiveSettings
 
     extra = {"probe_suffix": probe_suffix} if probe_suffix is not None else {}
     return LiveSettings(
@@ -320,7 +320,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a controller live and compare with its replay prediction on the same questions."""
         from ..live.validation import validate_live
-        from ..loader import ControllerLoadError, load_controller
+        from ..loading.controller_files import ControllerLoadError, load_controller
 
         try:
             policy = load_controller(controller)
@@ -377,7 +377,7 @@ def register(app: typer.Typer) -> None:
             )
         console.print(table)
         if out is not None:
-            from ..files import atomic_write_text
+            from ..utils.atomic_files import atomic_write_text
 
             out.mkdir(parents=True, exist_ok=True)
             traces = report.pop("traces")

@@ -14,16 +14,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..envs.registry import resolve_ids, shared
 from ..errors import BadInput
-from ..provenance import run_record, write_run_record
-from ..registry import resolve_ids, shared
-from ..specs import (
+from ..loading.run_configs import (
     BASELINES_PRESET,
     PAPER_PRESET,
     parse_spec,
     refuse_unloadable,
     without_missing_signals,
 )
+from ..results.provenance import run_record, write_run_record
 from .common import (
     EXIT_FAILED,
     CanonicalizeOption,
@@ -96,10 +96,10 @@ def _run_and_report(
     budgets=False,
     canonicalize=False,
 ):
-    from ..evaluation import evaluate
-    from ..report import matches_reference, reference_for, write_outputs
+    from ..envs.stores import StoreError
+    from ..evaluation.evaluator import evaluate
+    from ..results.evaluation_report import matches_reference, reference_for, write_outputs
     from ..sandbox import IsolationUnavailable
-    from ..store import StoreError
 
     try:
         refuse_unloadable(configs, sandbox)
@@ -132,7 +132,7 @@ def _run_and_report(
             _debug(exc, debug)
     if overwrite:
         shutil.rmtree(out / "traces", ignore_errors=True)  # old traces never mix with new ones
-    from ..baseline_cache import sc64_for
+    from ..evaluation.sc64_cache import sc64_for
 
     sc64 = sc64_for(report, env_dir, canonicalize)
     paths = write_outputs(report, out, with_reference, baseline=sc64)
@@ -140,7 +140,7 @@ def _run_and_report(
         paths["budgets"] = _write_budgets(report, out)
     record = run_record(env_ids, env_dir, seeds, configs=len(configs), canonicalize=canonicalize)
     write_run_record(out, record)
-    from ..tracking import log_evaluation
+    from .tracking import log_evaluation
 
     track(mlflow, log_evaluation, report, out)
     if as_json:
@@ -176,8 +176,8 @@ def _run_and_report(
 
 def _write_budgets(report, out):
     """Write the matched-budget table (``budgets.md``, ``budgets.json``); return the first."""
-    from ..budgets import budgets_markdown, matched_budgets
-    from ..files import atomic_write_text
+    from ..results.budgets import budgets_markdown, matched_budgets
+    from ..utils.atomic_files import atomic_write_text
 
     try:
         rows = matched_budgets(report)
@@ -188,7 +188,7 @@ def _write_budgets(report, out):
 
 
 def _print_summaries(report, sc64=None) -> None:
-    from ..summaries import BASELINE, curve_summaries
+    from ..results.curve_summaries import BASELINE, curve_summaries
 
     summaries = curve_summaries(report, reference=sc64)
     if not summaries:
@@ -211,7 +211,7 @@ def _print_summaries(report, sc64=None) -> None:
 
 def _exit_on_failures(report, with_reference: bool) -> None:
     """Name every failed configuration; exit 1 on failures or reference mismatches."""
-    from ..report import matches_reference, reference_for
+    from ..results.evaluation_report import matches_reference, reference_for
 
     failed = [row for row in report.rows if row.status != "ok"]
     for row in failed:
@@ -348,9 +348,9 @@ def check(
     env_dir: EnvDirOption = None,
 ) -> None:
     """Validate a controller: imports, β schedule, runs, determinism, cost monotone in β."""
-    from ..checker import check_controller
+    from ..envs.stores import StoreError
+    from ..evaluation.checker import check_controller
     from ..sandbox import IsolationUnavailable
-    from ..store import StoreError
 
     try:
         report = check_controller(

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from ..sandbox import IsolationUnavailable
 from .common import _fail, console
 
@@ -43,10 +43,10 @@ def register(app: typer.Typer) -> None:
         """A coding agent's quick test of a draft, or its request for traces, inside its
         round's workspace (sandboxed; counted against the round's quick tests)."""
         from ..discovery.llm_loop import search_envs
-        from ..discovery.pipeline import settings_from_config
         from ..discovery.proposer import Proposer
+        from ..discovery.stages import settings_from_config
         from ..discovery.trace_requests import traces_text
-        from ..files import atomic_write_text
+        from ..utils.atomic_files import atomic_write_text
 
         state_path = workspace / "quicktest.json"
         if not state_path.is_file():
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a run's winner (or a candidate) as a self-contained controller file."""
         from ..discovery.export import export_controller
-        from ..rundir import RunError
+        from ..results.run_directory import RunError
 
         try:
             path = export_controller(run, out, candidate)
@@ -101,13 +101,13 @@ def register(app: typer.Typer) -> None:
         """Render a run: a discovery run as report.md / report.html with its trajectory and
         scaling curves; a collaboration run (``autotts collab search``) as report.md with the
         accuracy-vs-FLOPs frontier on the search and held-out datasets."""
-        from ..discovery.report import render_report
-        from ..rundir import RunDirectory, RunError
+        from ..discovery.run_report import render_report
+        from ..results.run_directory import RunDirectory, RunError
 
         try:
             directory = RunDirectory.open(run)
             if directory.config.get("kind") == "collab":
-                from ..collab.report import render_collab_report
+                from ..collab.frontier_report import render_collab_report
 
                 paths = render_collab_report(directory)
             else:

@@ -73,8 +73,8 @@ def register(envs_app: typer.Typer) -> None:
         env_dir: EnvDirOption = None,
     ) -> None:
         """Turn sample dumps into a width-only replay store (no probe answers yet)."""
+        from ..envs.sample_import import import_dumps, load_tokenizer
         from ..errors import BadInput
-        from ..importers import import_dumps, load_tokenizer
         from ..live.questions import load_questions
 
         try:
@@ -83,7 +83,7 @@ def register(envs_app: typer.Typer) -> None:
             path = import_dumps(dumps, _store_path(out), fmt, items, counter, delta, tokenizer)
         except BadInput as exc:
             raise _fail(str(exc)) from None
-        from ..store import load_records
+        from ..envs.stores import load_records
 
         records = load_records(path)
         n = sum(len(r.each_branch) for r in records)
@@ -116,10 +116,10 @@ def register(envs_app: typer.Typer) -> None:
         engine_arg: EngineArgOption = None,
     ) -> None:
         """Fill in an imported store's probe answers from its texts (resumable)."""
+        from ..envs.stores import load_records
         from ..errors import AutoTTSError
-        from ..live.answers import LiveSettings
         from ..live.probing import probe_store
-        from ..store import load_records
+        from ..live.settings import LiveSettings
 
         try:
             first = load_records(store)[0]
@@ -146,7 +146,7 @@ def register(envs_app: typer.Typer) -> None:
             engine.close()
         import json
 
-        from ..store import meta_path
+        from ..envs.stores import meta_path
 
         meta = json.loads(meta_path(path).read_text())
         console.print(

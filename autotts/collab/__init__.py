@@ -1,5 +1,5 @@
 """Multi-LLM collaboration: graphs of models as data, compiled to controllers that run on
-cross-model replay environments (:mod:`autotts.crossmodel`), and searched with Optuna or an
+cross-model replay environments (:mod:`autotts.envs.cross_model`), and searched with Optuna or an
 Agent-REINFORCE-style agent. Names load on first use, so the CLI starts fast."""
 
 _LAZY = {

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..utils.atomic_files import atomic_write_text
 from .execute import GraphController
 from .graph import CollabGraph, GraphError
 

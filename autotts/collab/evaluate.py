@@ -1,6 +1,6 @@
 """Scoring graphs on cross-model environments: mean accuracy, tokens, cost and per-model
 tokens over questions × seeds, with their bootstrap intervals (questions, then seeds within
-question; see :mod:`autotts.stats`), spread over worker processes that load the stores once."""
+question; see :mod:`autotts.results.stats`), spread over worker processes that load the stores once."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..crossmodel import CostModel, CrossModelEnvironment, dataset_models
-from ..episodes import Tally, play_episodes
-from ..evaluation import _blocks
-from ..registry import shared
-from ..stats import estimate
+from ..core.episodes import Tally, play_episodes
+from ..envs.cross_model import CostModel, CrossModelEnvironment, dataset_models
+from ..envs.registry import shared
+from ..evaluation.evaluator import _blocks
+from ..results.stats import estimate
 from .execute import GraphController
 from .graph import CollabGraph
 

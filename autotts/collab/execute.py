@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..contract import (
+from ..core.contract import (
     ActionError,
     Answer,
     Branch,
@@ -29,10 +29,10 @@ from ..contract import (
     Prune,
     Read,
 )
-from ..engine import inactive_message, requested_intervals
-from ..live.answers import UNPARSABLE, extract_boxed
-from ..loader import ControllerLoadError, load_controller
-from ..voting import beta_confidence, top_two
+from ..core.engine import inactive_message, requested_intervals
+from ..core.voting import beta_confidence, top_two
+from ..envs.answers import UNPARSABLE, extract_boxed
+from ..loading.controller_files import ControllerLoadError, load_controller
 from .graph import AGGREGATORS, LIVE_ROLES, CollabGraph, GraphError, Node
 
 WIDTH_PARAMETERS = ("max_branches", "n")  # what a node's ``width`` overrides, first found
@@ -327,7 +327,7 @@ def _combine(node: Node, inputs: list[str], outcomes: dict[str, Outcome]) -> Out
 def _node_controller(node: Node) -> Controller:
     """The node's controller, loaded in this process: never a file marked as LLM-written
     (those run only in the sandbox, one controller at a time)."""
-    from ..loader import is_marked_untrusted
+    from ..loading.controller_files import is_marked_untrusted
 
     name = node.controller or "cmc"
     if is_marked_untrusted(name):

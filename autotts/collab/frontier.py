@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..evaluation import RunConfig, evaluate
-from ..stats import paired_difference
+from ..evaluation.evaluator import RunConfig, evaluate
+from ..results.stats import paired_difference
 from .evaluate import CrossSpec, GraphEvaluator, environment
 from .graph import CollabGraph
 
@@ -36,7 +36,7 @@ def single_model_points(
 ) -> list[dict]:
     """Every model × {SC, ASC, CMC} × β sweep on ``spec``'s dataset (duplicates of the same
     parameters, e.g. SC's n at neighbouring β, evaluated once)."""
-    from ..loader import load_controller
+    from ..loading.controller_files import load_controller
 
     env = environment(spec)
     configs, seen = [], set()

@@ -112,7 +112,7 @@ class CollabGraph(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> CollabGraph:
         """A graph from YAML or JSON; every problem raises :class:`GraphError` with the file."""
-        from ..files import read_yaml_or_json
+        from ..utils.atomic_files import read_yaml_or_json
 
         data = read_yaml_or_json(path, GraphError, "graph")
         try:
@@ -133,7 +133,7 @@ class CollabGraph(BaseModel):
 
     def dump(self, path: str | Path) -> None:
         """Write the graph as YAML (``.yaml``/``.yml``) or JSON, atomically."""
-        from ..files import atomic_write_text
+        from ..utils.atomic_files import atomic_write_text
 
         path = Path(path)
         data = self.model_dump(mode="json", exclude_defaults=True)

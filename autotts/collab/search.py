@@ -1,7 +1,7 @@
 """Searching collaboration graphs under a cost budget: Optuna, and an Agent-REINFORCE-style
 agent over a probabilistic graph.
 
-Both search :class:`~autotts.collab.space.GraphSpace` on the search dataset and record every
+Both search :class:`~autotts.collab.graph_space.GraphSpace` on the search dataset and record every
 evaluation in ``RUN/evaluations.jsonl`` (choices, graph, accuracy, tokens, cost, per-model
 tokens). Objectives: accuracy up, cost down (Optuna: two objectives with the budget as a
 constraint); the scalar used to compare searches is :func:`objective`, the accuracy of a
@@ -29,11 +29,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from .compile import compile_graph
 from .evaluate import GraphEvaluator
 from .graph import GraphError
-from .space import STRUCTURES, GraphSpace
+from .graph_space import STRUCTURES, GraphSpace
 
 MIN_PROBABILITY = 0.01
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import TypedDict
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from .llm import LLMClient
 from .proposer import MAX_TESTS, Proposer
 from .replies import extract_code, prompt, select_failure_traces

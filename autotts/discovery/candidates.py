@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..replay import ReplayEnvironment
+from ..envs.replay import ReplayEnvironment
+from ..loading.run_configs import RunConfig
+from ..results.stats import cost_drops, mean_over_envs
+from ..results.traces import episode_record
 from ..sandbox import SandboxLimits, run_sandboxed
-from ..specs import RunConfig
-from ..stats import cost_drops, mean_over_envs
-from ..traces import episode_record
 
 MONOTONE_TOLERANCE = 0.02
 

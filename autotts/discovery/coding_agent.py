@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..utils.atomic_files import atomic_write_text
 from .proposer import MAX_TESTS, Proposer
 from .replies import prompt
 

@@ -1,6 +1,6 @@
 """The composable controller compiled with numba: the fast path of :mod:`.vectorised`.
 
-:func:`play_batch` plays every episode of a :class:`~autotts.vector.VectorReplay` (each with
+:func:`play_batch` plays every episode of a :class:`~autotts.envs.replay_arrays.VectorReplay` (each with
 its own parameter point) in one compiled loop; it is the per-episode policy of
 :mod:`autotts.discovery.composable` transliterated statement by statement, with the replay
 environment's ``Branch``/``Continue``/``Prune`` inlined. Floating-point work is the same
@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .composable import MAX_ROUNDS
-from .space import CHOICES
+from .search_space import CHOICES
 
 # columns of the integer and float parameter tables
 INT_KNOBS = (

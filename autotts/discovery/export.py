@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..files import atomic_write_text
-from ..rundir import RunDirectory, RunError
-from ..sandbox.evaluation import mark_untrusted
+from ..results.run_directory import RunDirectory, RunError
+from ..sandbox.sandboxed_evaluation import mark_untrusted
+from ..utils.atomic_files import atomic_write_text
 from .family import Family, family_source
-from .space import RANGES
+from .search_space import RANGES
 
 
 def provenance_header(run: RunDirectory, what: str, lines: list[str]) -> str:

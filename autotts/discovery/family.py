@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .space import CHOICES, COMPOSABLE_PATH, RANGES, normalize, structure
+from .search_space import CHOICES, COMPOSABLE_PATH, RANGES, normalize, structure
 
 BEGIN, END = "# --- schedule (generated) ---", "# --- end schedule ---"
 

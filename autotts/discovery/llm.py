@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from .replies import strip_reasoning
 
 # Structured output: the reply as JSON with these fields, turned back into the text protocol

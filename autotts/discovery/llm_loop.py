@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ..rundir import RunDirectory, RunError
+from ..results.run_directory import RunDirectory, RunError
 from ..sandbox import SandboxLimits
 from .agent import LLMProposer
 from .candidates import evaluate_candidate
@@ -27,7 +27,7 @@ def run_llm_discovery(
 
 
 def search_envs(settings) -> dict:
-    from ..replay import ReplayEnvironment
+    from ..envs.replay import ReplayEnvironment
 
     return {e: ReplayEnvironment.load(e, settings.env_dir) for e in settings.search_envs}
 
@@ -100,9 +100,9 @@ def judge_best(
 ) -> None:
     """The chosen candidate's full β curve (sandboxed, ``final_seeds``) next to CMC and
     SC@64, on the search and the held-out environments (``search.json``, ``heldout.json``)."""
-    from ..evaluation import DEFAULT_BETAS
-    from ..replay import ReplayEnvironment
-    from .pipeline import curves_with_baselines, with_intervals, write_judgement
+    from ..envs.replay import ReplayEnvironment
+    from ..evaluation.evaluator import DEFAULT_BETAS
+    from .stages import curves_with_baselines, with_intervals, write_judgement
 
     source = (run.candidate_dir(int(candidate)) / "controller.py").read_text()
     targets = (("search.json", settings.search_envs), ("heldout.json", settings.heldout_envs))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..evaluation import DEFAULT_BETAS, RunConfig
+from ..evaluation.evaluator import DEFAULT_BETAS, RunConfig
 from .verdict import (
     margin_interval,
     margins_vs_cmc,
@@ -43,9 +43,9 @@ class CMCReference:
 def cmc_reference(env_ids: list[str], seeds: int, env_dir=None) -> CMCReference:
     """CMC on ``env_ids`` with ``seeds`` seeds (the vectorised engine: equal to the ``cmc``
     controller episode by episode)."""
-    from .pipeline import _curve
     from .scoring import evaluate_composable
-    from .space import cmc_point
+    from .search_space import cmc_point
+    from .stages import _curve
 
     configs = [RunConfig("cmc", beta=b) for b in DEFAULT_BETAS]
     report = evaluate_composable(

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import BadInput
-from ..evaluation import RunConfig, evaluate, run_unit
-from ..rundir import RunDirectory, RunError
-from ..stats import mean_over_envs
+from ..evaluation.evaluator import RunConfig, evaluate, run_unit
+from ..results.run_directory import RunDirectory, RunError
+from ..results.stats import mean_over_envs
 from .family import Point
-from .space import COMPOSABLE_PATH, cmc_point, normalize, suggest
+from .search_space import COMPOSABLE_PATH, cmc_point, normalize, suggest
 
 WARM_START_BETAS = (0.2, 0.4, 0.6, 0.8, 1.0)
 

@@ -13,7 +13,7 @@ import gzip
 import json
 import time
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from ..sandbox import SandboxLimits
 from .candidates import CandidateResult, evaluate_candidate
 from .facts import environment_facts
@@ -205,7 +205,7 @@ class Proposer:
         run's ``baselines.json``, computed once)."""
         cached = self.run.path / "baselines.json"
         if not cached.exists():
-            from .pipeline import curves_with_baselines
+            from .stages import curves_with_baselines
 
             data = curves_with_baselines(None, "", self.settings.search_envs, self.settings)
             self.run.write_json("baselines.json", data)

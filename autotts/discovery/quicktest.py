@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluation import RunConfig, evaluate
-from ..stats import interval_of
+from ..evaluation.evaluator import RunConfig, evaluate
+from ..results.stats import interval_of
 from .objective import CMCReference, as_settings, cmc_reference, describe, score_against_cmc
 from .verdict import margin_interval, margins_vs_cmc, outcome_tables, paired_replicates
 

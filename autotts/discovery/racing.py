@@ -25,9 +25,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..registry import shared
-from ..rundir import RunDirectory
-from ..stats import estimate, paired_difference
+from ..envs.registry import shared
+from ..results.run_directory import RunDirectory
+from ..results.stats import estimate, paired_difference
 from .family import Point, pareto_front
 from .scoring import score, vector_data
 

@@ -8,8 +8,8 @@ import re
 from string import Template
 from typing import Any
 
-from ..bundled import project_dir
 from ..sandbox import static_problems
+from ..utils.project_files import project_dir
 
 PROMPTS = project_dir("agents")
 CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)

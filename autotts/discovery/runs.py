@@ -8,14 +8,18 @@
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from ..errors import RunFailure
-from ..rundir import RunDirectory, RunError
+from ..results.run_directory import RunDirectory, RunError
 from .strategies import ROUND_STRATEGIES, Strategy, strategy_from, strategy_of_run
+
+# Who renders a collaboration run's report ("module:function", loaded on first use)
+COLLAB_REPORT = "autotts.collab.frontier_report:render_collab_report"
 
 # The default search and held-out environments: the four Qwen3 models on AIME24 / AIME25.
 AIME24 = tuple(f"Qwen3-{m}/aime24" for m in ("0.6B", "1.7B", "4B", "8B"))
@@ -66,11 +70,10 @@ class DiscoveryRun:
 
     def report(self) -> dict[str, Path]:
         """Render ``report.md`` (and ``report.html`` for discovery runs) with figures."""
-        if self.kind == "collab":
-            from ..collab.report import render_collab_report
-
-            return render_collab_report(self.store)
-        from .report import render_report
+        if self.kind == "collab":  # named, not imported: collab builds on discovery
+            module, _, function = COLLAB_REPORT.partition(":")
+            return getattr(importlib.import_module(module), function)(self.store)
+        from .run_report import render_report
 
         return render_report(self.store)
 
@@ -126,11 +129,11 @@ def discover(
     ``progress(done, total, point)`` is called after each search trial, ``log(text)`` with
     stage changes and LLM rounds. Bad input raises :class:`~autotts.BadInput`.
     """
-    from ..registry import resolve_ids
+    from ..envs.registry import resolve_ids
+    from ..envs.stores import find_environment
     from ..sandbox import require_isolation
-    from ..store import find_environment
     from .optuna_search import SearchSettings
-    from .pipeline import config_for, settings_from_config
+    from .stages import config_for, settings_from_config
 
     strategy = strategy_from(strategy)
     if run_dir is not None and (Path(run_dir) / "config.json").exists():

@@ -5,7 +5,7 @@ seed) episode of a replay store with the vectorised engines — the compiled one
 (:mod:`.compiled`, numba) by default, the numpy one (:mod:`.vectorised`) with
 ``engine="numpy"`` or ``AUTOTTS_PURE_NUMPY=1``. Both equal the per-episode engine episode by
 episode (tests/discovery/test_vectorised.py); ``benchmarks/vectorised_scoring.py`` prints the
-speed-up. :func:`evaluate_composable` wraps that into the :class:`~autotts.report.EvaluationReport`
+speed-up. :func:`evaluate_composable` wraps that into the :class:`~autotts.results.evaluation_report.EvaluationReport`
 :func:`autotts.evaluate` would return for the same configurations (without traces).
 """
 
@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..evaluation import summarise_units, token_ceilings
-from ..registry import resolve_ids, shared
-from ..replay import ReplayEnvironment
-from ..report import EvaluationReport, UnitResult
-from ..specs import RunConfig
-from ..vector import VectorData, VectorReplay, branch_rows
-from ..voting import beta_confidence_table
+from ..core.voting import beta_confidence_table
+from ..envs.registry import resolve_ids, shared
+from ..envs.replay import ReplayEnvironment
+from ..envs.replay_arrays import VectorData, VectorReplay, branch_rows
+from ..evaluation.evaluator import summarise_units, token_ceilings
+from ..loading.run_configs import RunConfig
+from ..results.evaluation_report import EvaluationReport, UnitResult
 from .composable import NEUTRAL
 from .vectorised import WIDEN, knob_arrays, play, vote_weight
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import BadInput
 
 if TYPE_CHECKING:
-    from ..rundir import RunDirectory
+    from ..results.run_directory import RunDirectory
     from .optuna_search import SearchSettings
 
 
@@ -79,7 +79,7 @@ class OptunaStrategy(Strategy):
             raise BadInput(f"unknown Optuna sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
 
     def search(self, run, settings, name, progress=None, log=None) -> dict:
-        from .pipeline import run_optuna_discovery
+        from .stages import run_optuna_discovery
 
         return run_optuna_discovery(run, settings, name, progress, log)
 
@@ -91,7 +91,7 @@ class TuneStrategy(Strategy):
     name: ClassVar[str] = "tune"
 
     def search(self, run, settings, name, progress=None, log=None) -> dict:
-        from .pipeline import run_optuna_discovery
+        from .stages import run_optuna_discovery
 
         return run_optuna_discovery(run, settings, name, progress, log)
 

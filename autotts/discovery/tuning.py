@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..rundir import RunDirectory
-from ..stats import mean_curve
+from ..results.run_directory import RunDirectory
+from ..results.stats import mean_curve
 from .composable import FIXED as COMPOSABLE_FIXED
 from .composable import KNOTS as COMPOSABLE_KNOTS
 from .family import Family, curve_score
 from .optuna_search import SearchSettings, composable_config, open_study, run_trials
 from .scoring import evaluate_composable
-from .space import RANGES
+from .search_space import RANGES
 
 TUNE_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUNE_SCALE = (0.5, 1.6)  # each knob's endpoint may move to 0.5×–1.6× its base value

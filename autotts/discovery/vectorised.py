@@ -1,7 +1,7 @@
 """The composable controller, vectorised: one numpy pass plays a whole parameter grid.
 
 :func:`play` runs :mod:`autotts.discovery.composable`'s policy on every episode of a
-:class:`~autotts.vector.VectorReplay` at once, round by round in lockstep, each episode with
+:class:`~autotts.envs.replay_arrays.VectorReplay` at once, round by round in lockstep, each episode with
 its own parameters (one array per knob). It is a second implementation of the same controller,
 not an approximation: answers and tokens equal the per-episode engine's episode by episode
 (ties broken in the same first-seen order, the same floating-point operations in the same
@@ -17,10 +17,10 @@ from math import exp
 
 import numpy as np
 
-from ..vector import ABSENT, NONE, VectorReplay
-from ..voting import beta_confidence_table
+from ..core.voting import beta_confidence_table
+from ..envs.replay_arrays import ABSENT, NONE, VectorReplay
 from .composable import DECAY_SCALE, MAX_ROUNDS
-from .space import CHOICES, RANGES
+from .search_space import CHOICES, RANGES
 
 WIDEN = {name: code for code, name in enumerate(CHOICES["widen"])}  # stagnant, eager, never
 RING = int(RANGES["ema_window"][1])  # the longest EMA window of the space

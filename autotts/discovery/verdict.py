@@ -2,7 +2,7 @@
 
 Two targets, each judged on the point estimates *and* on paired bootstrap intervals (the
 family and the baselines resampled over the same questions and seeds, see
-:mod:`autotts.stats`):
+:mod:`autotts.results.stats`):
 
 - **SC@64 at ≤ 35 % of its tokens**: the cheapest family setting whose accuracy is within
   ``MATCH_MARGIN`` points of SC@64's. ``matches_sc64`` holds only when the interval of the
@@ -14,7 +14,7 @@ family and the baselines resampled over the same questions and seeds, see
   most accurate setting within the window against CMC's (both chosen on the means), with the
   paired interval of their difference; ``beats_cmc`` per window only when it lies above zero.
 
-Words for a verdict come from :func:`autotts.discovery.report.verdict_lines`: "beats" and
+Words for a verdict come from :func:`autotts.discovery.run_report.verdict_lines`: "beats" and
 "matches" only where the interval supports them, "no significant difference" otherwise.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import CONFIDENCE, accuracy_at, interval_of, joint_replicates
+from ..results.stats import CONFIDENCE, accuracy_at, interval_of, joint_replicates
 
 MATCH_MARGIN = 0.5  # accuracy points
 TOKEN_SHARE = 0.35  # of SC@64's tokens

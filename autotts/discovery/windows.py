@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..rundir import RunDirectory
+from ..results.run_directory import RunDirectory
 from .family import Point
 from .optuna_search import (
     SearchSettings,

@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..core.signals import token_confidence
 from ..errors import RunFailure
-from ..signals import token_confidence
 
 
 class BackendError(RunFailure):
@@ -37,7 +37,7 @@ class GenerationRequest:
     ``generation_config``: e.g. Qwen3's temperature 0.6, top_p 0.95, top_k 20) by name
     (``SAMPLING_KEYS``); ``{"temperature": 0}`` decodes greedily. ``seed`` makes sampling
     reproducible per request; ``logprobs=k`` asks for each generated token's top-``k``
-    log-probabilities (for the confidence signals, :mod:`autotts.signals`)."""
+    log-probabilities (for the confidence signals, :mod:`autotts.core.signals`)."""
 
     prefix: tuple[int, ...] | str
     max_tokens: int
@@ -51,7 +51,7 @@ class Generation:
     """What one request produced. ``finished`` is true when the model stopped on its own (EOS
     or a stop token), false when it ran out of ``max_tokens``. With ``logprobs`` requested,
     ``logprobs`` holds each generated token's log-probability and ``confidences`` its token
-    confidence (:func:`autotts.signals.token_confidence`); ``None`` where the backend gave
+    confidence (:func:`autotts.core.signals.token_confidence`); ``None`` where the backend gave
     none."""
 
     token_ids: tuple[int, ...] | None
@@ -257,7 +257,7 @@ def vllm_sampling_defaults(model_config) -> dict[str, float]:
 
 def vllm_token_scores(token_ids, per_token, k: int) -> tuple[list[float], list[float]]:
     """Each generated token's log-probability and confidence
-    (:func:`autotts.signals.token_confidence` over its top ``k``), from vLLM's per-token
+    (:func:`autotts.core.signals.token_confidence` over its top ``k``), from vLLM's per-token
     ``{token id: Logprob}`` maps."""
     sampled = [float(scores[t].logprob) for scores, t in zip(per_token, token_ids, strict=False)]
     confidences = [

@@ -7,7 +7,7 @@ final answer is its last ``\\boxed{}``. The result is written in the shipped sto
 (``each_branch = [probes, branch_tokens, final_answer]``), so it loads, replays, and can be
 searched like the shipped stores, with a ``.meta.json`` beside it recording model, backend,
 versions, settings and seed. With ``settings.logprobs`` (default 20) every branch also gets
-its per-interval ``confidence`` and ``logprob`` signals (:mod:`autotts.signals`), which
+its per-interval ``confidence`` and ``logprob`` signals (:mod:`autotts.core.signals`), which
 confidence-based controllers such as DeepConf need.
 
 Resumable per question: each finished question is written atomically to
@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..envs.stores import QuestionRecord, meta_path
 from ..errors import RunFailure
-from ..files import atomic_write_text
-from ..store import QuestionRecord, meta_path
-from .answers import LiveSettings
+from ..utils.atomic_files import atomic_write_text
 from .backend import GenerationBackend
-from .environment import LiveEnvironment, LiveEpisode, LiveQuestion
+from .live_environment import LiveEnvironment, LiveEpisode, LiveQuestion
+from .settings import LiveSettings
 
 
 class BuildError(RunFailure):
@@ -56,7 +56,7 @@ def sample_question(env: LiveEnvironment, question: int, n: int, seed: int) -> d
         "each_branch": branches,
         "final_answers_trace": [b[2] for b in branches],
     }
-    if state.signals:  # one value per interval: len(probes) + 1 (see autotts.signals)
+    if state.signals:  # one value per interval: len(probes) + 1 (see autotts.core.signals)
         record["signals"] = {
             name: [_fit(per_branch[i], len(b[0]) + 1) for i, b in enumerate(branches)]
             for name, per_branch in state.signals.items()

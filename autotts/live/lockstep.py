@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from ..contract import Controller
-from ..engine import EpisodeResult
-from ..episodes import play_episodes
+from ..core.contract import Controller
+from ..core.engine import EpisodeResult
+from ..core.episodes import play_episodes
 from .backend import Generation, GenerationBackend, GenerationRequest
 
 

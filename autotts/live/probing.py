@@ -1,6 +1,6 @@
 """Probe answers for an imported store: ``autotts envs probe``.
 
-An imported store (:mod:`autotts.importers`) holds whole samples; its texts sidecar holds
+An imported store (:mod:`autotts.envs.sample_import`) holds whole samples; its texts sidecar holds
 what each branch said. Probing re-reads every branch at each Δ-token cut: the prompt, the
 branch's first ``k·Δ`` tokens and the answer-forcing suffix, decoded greedily for a few tokens
 (``settings.probe_tokens``), exactly like the probes of ``build-env``. No branch token is
@@ -24,12 +24,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..files import json_lines
-from ..importers import texts_path
-from ..store import QuestionRecord, load_records, meta_path
-from .answers import LiveSettings, probe_answer
+from ..envs.answers import probe_answer
+from ..envs.sample_import import texts_path
+from ..envs.stores import QuestionRecord, load_records, meta_path
+from ..utils.atomic_files import json_lines
 from .backend import BackendError, GenerationBackend, GenerationRequest
 from .builder import BuildError, PartialBuild
+from .settings import LiveSettings
 
 COST_KEY = "_probe_cost"  # per-question counts kept in the partial files, summed at the end
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..envs.stores import StoreError, load_environment_records
 from ..errors import BadInput
-from ..files import json_lines
-from ..store import StoreError, load_environment_records
-from .environment import LiveQuestion
+from ..utils.atomic_files import json_lines
+from .live_environment import LiveQuestion
 
 QUESTION_KEYS = ("question", "problem")
 ANSWER_KEYS = ("answer", "gold_answer")

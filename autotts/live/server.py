@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ..signals import token_confidence
+from ..core.signals import token_confidence
 from .backend import SAMPLING_KEYS, BackendError, Generation, GenerationBackend, GenerationRequest
 
 

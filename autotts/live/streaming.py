@@ -10,7 +10,7 @@ several questions are in flight at once (``questions_in_flight``).
 
 The record is the stepwise builder's: probes at every boundary the branch generates past, the
 final answer from the whole text, per-interval ``confidence``/``logprob`` signals
-(:mod:`autotts.signals`). Two deliberate differences, both tested: a branch is sampled with
+(:mod:`autotts.core.signals`). Two deliberate differences, both tested: a branch is sampled with
 one seed for its whole generation (the stepwise builder reseeds every interval), so sampled
 stores differ while greedy stores are identical; and the text is detokenized as one sequence
 (the stepwise builder joins per-interval pieces).
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..signals import interval_means
-from .answers import LiveSettings, final_answer, probe_answer
+from ..core.signals import interval_means
+from ..envs.answers import final_answer, probe_answer
 from .backend import (
     BackendError,
     BackendStats,
@@ -38,7 +38,8 @@ from .backend import (
     vllm_token_scores,
 )
 from .builder import PartialBuild
-from .environment import LiveQuestion
+from .live_environment import LiveQuestion
+from .settings import LiveSettings
 
 
 class StreamingBuilder:

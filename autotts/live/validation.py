@@ -11,16 +11,16 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..contract import Controller
-from ..episodes import Tally, play_episodes
-from ..replay import ReplayEnvironment
-from ..specs import RunConfig
-from ..store import StoreError, list_environments
-from ..traces import episode_record
-from .answers import LiveSettings
+from ..core.contract import Controller
+from ..core.episodes import Tally, play_episodes
+from ..envs.replay import ReplayEnvironment
+from ..envs.stores import StoreError, list_environments
+from ..loading.run_configs import RunConfig
+from ..results.traces import episode_record
 from .backend import BackendError, GenerationBackend
-from .environment import LiveEnvironment, LiveQuestion
+from .live_environment import LiveEnvironment, LiveQuestion
 from .lockstep import LockstepBackend, play_in_lockstep
+from .settings import LiveSettings
 
 REPLAY_SEEDS = 100
 

@@ -389,7 +389,7 @@ pick(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * ReplayCore(probes, lengths, totals, finals, delta, probe_cost, max_branches, model,
  *            explain)
  *
- * The accounting of autotts.replay._Episode (its specification; tests play both) without the
+ * The accounting of autotts.envs.replay._Episode (its specification; tests play both) without the
  * controller-facing state, which only the worker keeps: private depths and flags per branch,
  * the token totals, and each action's observation in the fast form of
  * autotts/sandbox/protocol.py, (reply, tokens, probe_tokens, None, answers, ends). An action

@@ -2,7 +2,7 @@
 untraced episode of a single-model replay store (no signals, not width-only) on
 ``_wire.ReplayCore``, which keeps only the engine's own accounting (the worker keeps the
 state its controller sees) and answers each action with its observation directly. The
-Python engine (:class:`autotts.replay._Episode` through :func:`autotts.engine.perform`) is
+Python engine (:class:`autotts.envs.replay._Episode` through :func:`autotts.core.engine.perform`) is
 its specification: tests play both on every action sequence, refused ones included, and
 refusals raise the Python engine's own messages (:func:`_explain`)."""
 
@@ -13,9 +13,9 @@ import os
 from functools import partial
 from types import SimpleNamespace
 
-from ..arguments import check_finished, inactive_message, requested_intervals
-from ..contract import ActionError, Branch, ChargeAgain, Continue, Note, Probe, Prune, Read
-from ..replay import _Episode as ReplayEpisode
+from ..core.arguments import check_finished, inactive_message, requested_intervals
+from ..core.contract import ActionError, Branch, ChargeAgain, Continue, Note, Probe, Prune, Read
+from ..envs.replay import _Episode as ReplayEpisode
 
 ReplayCore = _act_round = None
 if not os.environ.get("AUTOTTS_PURE_PYTHON"):
@@ -39,7 +39,7 @@ def act_round(cores: list, actions: list, max_steps: int, max_named: int) -> tup
 
 
 def compiled_source(source: tuple) -> bool:
-    """Whether an episode of ``source`` (:meth:`~autotts.engine.EpisodeRunner.episode_source`)
+    """Whether an episode of ``source`` (:meth:`~autotts.core.environment.EpisodeRunner.episode_source`)
     can be played by the compiled engine."""
     return ReplayCore is not None and source[0] is ReplayEpisode
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ..contract import Branch, ChargeAgain, Continue, Note, Probe, Prune
+from ..core.contract import Branch, ChargeAgain, Continue, Note, Probe, Prune
 from .protocol import NO_MODEL, U32
 
 # --- worker side -----------------------------------------------------------------------

@@ -34,7 +34,7 @@ the parent reads strictly (:func:`decode_round`), never with pickle or marshal.
 
 - Observation: one element per entry of the round: ``0`` for an episode that ended by its
   own entry, ``"!"`` for one the engine ended (an action it refused, the step limit), else
-  the action's effect on the :class:`~autotts.contract.EpisodeState`, in one of two forms:
+  the action's effect on the :class:`~autotts.core.contract.EpisodeState`, in one of two forms:
 
   - ``(reply, tokens, probe_tokens, cost, answers, ends)`` for ``Continue``, ``Branch``,
     ``Probe``, ``Prune``, ``ChargeAgain`` and ``Note`` on replay engines (and ``Read`` on the
@@ -51,7 +51,7 @@ the parent reads strictly (:func:`decode_round`), never with pickle or marshal.
   controller observes what an in-process one does, and nothing else.
 
 The parent (:mod:`.serving`) executes each decoded action (:func:`decode_round`) on its own
-episode engine through :func:`autotts.engine.perform` (which refuses invalid actions exactly
+episode engine through :func:`autotts.core.engine.perform` (which refuses invalid actions exactly
 as in process) and computes the observation (:mod:`.observations`); the worker
 (:mod:`.remote`) encodes its controller's actions (:func:`encode_action`) and applies
 observations to the mirror state its controller reads.
@@ -65,14 +65,14 @@ import os
 import struct
 from array import array
 
-from ..arguments import (
+from ..core.arguments import (
     MAX_STEPS_PER_ACTION,
     check_ids,
     flag,
     model_name,
     requested_intervals,
 )
-from ..contract import (
+from ..core.contract import (
     ActionError,
     Branch,
     ChargeAgain,
@@ -153,7 +153,7 @@ def _model(value) -> bytes:
 def encode_action(action) -> tuple[bytes, tuple, int | tuple]:
     """The round entry of an action, with the argument checks the engine makes on exact types
     (so that what crosses is what the controller meant), and the ids and steps it names (what
-    :func:`apply_observation` needs); raises :class:`~autotts.contract.ActionError` like the
+    :func:`apply_observation` needs); raises :class:`~autotts.core.contract.ActionError` like the
     engine would."""
     kind = type(action)
     if kind is Continue:

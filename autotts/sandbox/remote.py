@@ -1,6 +1,6 @@
 """The worker side of the sandbox protocol: a controller's episodes played against the
 parent's engine. The worker holds no store data: each episode's
-:class:`~autotts.contract.EpisodeState` starts from its public header (question text, Δ,
+:class:`~autotts.core.contract.EpisodeState` starts from its public header (question text, Δ,
 branch limit, models, prices, signal names) and grows only by the observations the parent
 sends back for the actions taken (:mod:`.protocol`).
 
@@ -19,9 +19,9 @@ import os
 from collections import deque
 from functools import partial
 
-from ..arguments import STATE_MODIFIED
-from ..contract import Branch, Continue, EpisodeState, Probe, Prune, Read
-from ..engine import error_text, final_answer, start_run
+from ..core.arguments import STATE_MODIFIED
+from ..core.contract import Branch, Continue, EpisodeState, Probe, Prune, Read
+from ..core.engine import error_text, final_answer, start_run
 from .observations import apply_observation
 from .protocol import (
     ENDED_BY_ENGINE,

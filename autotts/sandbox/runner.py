@@ -31,7 +31,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..engine import DEFAULT_MAX_STEPS, EpisodeRunner
+from ..core.engine import DEFAULT_MAX_STEPS
+from ..core.environment import EpisodeRunner
 from .limits import Rejected, SandboxLimits
 from .processes import WorkerProcess, drive, require_isolation
 from .remote import header_of

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..contract import ActionError, ControllerFailure
-from ..engine import (
+from ..core.contract import ActionError, ControllerFailure
+from ..core.engine import (
     NOTE,
     EpisodeResult,
     error_text,
@@ -17,7 +17,7 @@ from ..engine import (
     perform,
     step_limit_message,
 )
-from ..replay import _Episode as ReplayEpisode
+from ..envs.replay import _Episode as ReplayEpisode
 from .compiled_engine import CompiledEpisode, act_round, compiled_source
 from .observations import FAST, observe_changes, observe_fast, touched_before
 from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
@@ -78,7 +78,7 @@ def _repeats(action) -> bool:
 
 class EpisodeServer:
     """Serves one worker: ``units`` are ``(env, question, seed)`` per unit of its job, in
-    job order (``env`` an :class:`~autotts.engine.EpisodeRunner`); ``traced(position)`` says
+    job order (``env`` an :class:`~autotts.core.environment.EpisodeRunner`); ``traced(position)`` says
     whether to keep a unit's action log. ``serve(data)`` executes one round and returns the
     observations; ``done(position, result)`` receives each finished episode.
 

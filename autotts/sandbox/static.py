@@ -12,7 +12,7 @@ import ast
 
 import autotts
 
-from ..loader import REFERENCE_HELPERS
+from ..loading.controller_files import REFERENCE_HELPERS
 
 SAFE_MODULES = frozenset(
     {
@@ -37,7 +37,7 @@ SAFE_MODULES = frozenset(
 # Numeric libraries a candidate may import (AutoTTS-API method files use them): the worker
 # imports exactly the modules a candidate names before it locks itself down.
 NUMERIC_MODULES = frozenset({"numpy", "scipy"})
-# (and the AutoTTS reference's helper module, for which autotts.autotts_api stands in)
+# (and the AutoTTS reference's helper module, for which autotts.loading.autotts_paper_api stands in)
 IMPORTABLE = SAFE_MODULES | NUMERIC_MODULES | set(REFERENCE_HELPERS)
 # the controller API of autotts: its public names, minus the engine/evaluator ones it loads lazily
 AUTOTTS_NAMES = frozenset(autotts.__all__) - frozenset(autotts._LAZY)
@@ -79,7 +79,7 @@ FORBIDDEN_ATTRIBUTES = frozenset(
     }
 )
 # The AutoTTS reference Question's one underscored attribute its methods read (a property of
-# autotts.autotts_api.LegacyQuestion)
+# autotts.loading.autotts_paper_api.LegacyQuestion)
 REFERENCE_ATTRIBUTES = frozenset({"_cost_per_branch"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__getitem__", "__len__", "__contains__", "__name__"})
 

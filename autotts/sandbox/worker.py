@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 
-from ..loader import ControllerLoadError, controller_class_from_source
+from ..loading.controller_files import ControllerLoadError, controller_class_from_source
 from . import isolation
 from .protocol import EXIT_CPU, EXIT_FAILED, EXIT_ISOLATION
 from .remote import Channel, play_remote
@@ -93,13 +93,13 @@ def _preload(source: str = "") -> None:
             importlib.import_module(name)
     import greenlet  # noqa: F401
 
-    import autotts.autotts_api  # (AutoTTS-API method files)
+    import autotts.loading.autotts_paper_api  # (AutoTTS-API method files)
 
     for name in REFERENCE_HELPERS:  # `from controller_api import LLMDesignedMethod`
         if name in source:
-            sys.modules.setdefault(name, autotts.autotts_api)
-    import autotts.contract  # noqa: F401
-    import autotts.voting  # noqa: F401
+            sys.modules.setdefault(name, autotts.loading.autotts_paper_api)
+    import autotts.core.contract  # noqa: F401
+    import autotts.core.voting  # noqa: F401
 
     random.seed(0)  # module-level generators: seeded alike in every worker
     if "numpy" in sys.modules:

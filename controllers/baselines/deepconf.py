@@ -19,7 +19,7 @@ the windows (the whole trace when shorter). Two variants (``mode``):
 
 Replay mapping: a *trace* is a branch; *tokens* are seen through the store's per-interval
 ``confidence`` signal (the mean token confidence of each Δ-token interval, recorded by
-``autotts build-env``; :mod:`autotts.signals`), so a 2,048-token window is
+``autotts build-env``; :mod:`autotts.core.signals`), so a 2,048-token window is
 ``round(window_tokens / Δ)`` whole intervals (4 at Δ = 500) and the online stop is checked at
 interval ends once a trace has a full window — up to Δ − 1 tokens later than the paper's
 per-token check. Traces whose final answer is unusable (``ERR`` or empty) never vote, as in

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 import autotts
 from autotts.cli import app
 from autotts.cli.common import RESULTS_DIR
-from autotts.loader import UNTRUSTED_MARK, builtin_controllers
-from autotts.rundir import RUNS_DIR
-from autotts.specs import parse_spec, refuse_unloadable
-from autotts.stats import hypervolume
-from autotts.summaries import curve_summaries
+from autotts.loading.controller_files import UNTRUSTED_MARK, builtin_controllers
+from autotts.loading.run_configs import parse_spec, refuse_unloadable
+from autotts.results.curve_summaries import curve_summaries
+from autotts.results.run_directory import RUNS_DIR
+from autotts.results.stats import hypervolume
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -1,7 +1,7 @@
 """The collaboration searches are strategy objects behind discovery's base."""
 
-from autotts.collab.pipeline import CollabSettings
-from autotts.collab.strategies import AgentStrategy, GraphOptunaStrategy, collab_strategy
+from autotts.collab.graph_strategies import AgentStrategy, GraphOptunaStrategy, collab_strategy
+from autotts.collab.search_run import CollabSettings
 from autotts.discovery.strategies import Strategy
 
 

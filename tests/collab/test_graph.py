@@ -3,9 +3,9 @@ from collections import Counter
 import pytest
 
 from autotts.collab import CollabGraph, GraphController, GraphError, compile_graph, export_graph
-from autotts.crossmodel import CrossModelEnvironment
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
+from autotts.envs.cross_model import CrossModelEnvironment
+from autotts.envs.replay import ReplayEnvironment
+from autotts.loading.controller_files import load_controller
 
 CASCADE = """\
 name: cascade-1.7b-8b
@@ -173,11 +173,11 @@ def test_environment_checks_unknown_model_and_budgets(cross, tmp_path):
 
 
 def test_graph_files_are_checked_evaluated_and_traced_like_controllers(env_dir, tmp_path):
-    from autotts.checker import check_controller
-    from autotts.evaluation import RunConfig, evaluate
-    from autotts.loader import ControllerLoadError
-    from autotts.store import PROJECT_ROOT
-    from autotts.traces import EpisodeTrace
+    from autotts.envs.stores import PROJECT_ROOT
+    from autotts.evaluation.checker import check_controller
+    from autotts.evaluation.evaluator import RunConfig, evaluate
+    from autotts.loading.controller_files import ControllerLoadError
+    from autotts.results.traces import EpisodeTrace
 
     path = str(PROJECT_ROOT / "agents" / "graphs" / "vote-4b-8b.yaml")
     env_id = "Qwen3-4B+Qwen3-8B/aime24"

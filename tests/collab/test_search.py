@@ -8,8 +8,10 @@ from llm_double import RecordedChatServer
 from typer.testing import CliRunner
 
 from autotts.cli import app
+from autotts.cli.tracking import metric_key
 from autotts.collab.evaluate import CrossSpec, GraphEvaluator
 from autotts.collab.frontier import envelope, envelope_at, pareto, public, with_gains
+from autotts.collab.graph_space import GraphSpace
 from autotts.collab.search import (
     AgentSettings,
     GraphSearch,
@@ -19,11 +21,9 @@ from autotts.collab.search import (
     objective,
     optuna_search,
 )
-from autotts.collab.space import GraphSpace
 from autotts.discovery.llm import LLMClient
-from autotts.loader import load_controller
-from autotts.rundir import RunDirectory
-from autotts.tracking import metric_key
+from autotts.loading.controller_files import load_controller
+from autotts.results.run_directory import RunDirectory
 
 MODELS = ("Qwen3-1.7B", "Qwen3-4B")
 

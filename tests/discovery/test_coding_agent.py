@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import SMALL_DISCOVERY
 
-from autotts.rundir import RunDirectory
+from autotts.results.run_directory import RunDirectory
 
 CMC = Path(__file__).parents[2] / "controllers" / "baselines" / "cmc.py"
 

@@ -8,9 +8,9 @@ from conftest import tiny_store
 import autotts
 from autotts.discovery.composable import NEUTRAL, ComposableController
 from autotts.discovery.optuna_search import composable_config
-from autotts.discovery.space import RANGES, cmc_point
-from autotts.replay import ReplayEnvironment
-from autotts.store import load_records
+from autotts.discovery.search_space import RANGES, cmc_point
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_records
 
 ENV = "Qwen3-8B/aime24"
 
@@ -97,7 +97,7 @@ def test_quorum_only_ever_stops_earlier(env_dir):
 
 
 def test_runs_recorded_before_the_new_knobs_still_normalise():
-    from autotts.discovery.space import normalize
+    from autotts.discovery.search_space import normalize
 
     old = {k: v for k, v in cmc_point(0.5).items() if k not in NEUTRAL}
     assert normalize(old) == cmc_point(0.5)
@@ -108,7 +108,7 @@ def test_an_exported_family_is_a_formatted_controller_that_runs_like_its_schedul
     import sys
 
     from autotts.discovery.family import Family, family_source
-    from autotts.loader import load_controller
+    from autotts.loading.controller_files import load_controller
 
     knots = {k: [(0.0, v), (1.0, v)] for k, v in cmc_point(0.5).items() if k in RANGES}
     knots["depth_decay"] = [(0.0, 0.0), (0.5, 1.25), (1.0, 2.5)]
@@ -133,7 +133,7 @@ def test_budget_windows_choose_the_structure_that_is_best_inside_them():
         choose_structure_for_windows,
         fit_family,
     )
-    from autotts.discovery.space import structure
+    from autotts.discovery.search_space import structure
 
     base = cmc_point(0.5)
     cheap = {**base, "widen": "eager"}  # good at small budgets only

@@ -9,11 +9,11 @@ from pathlib import Path
 from conftest import SMALL_DISCOVERY
 from llm_double import RecordedChatServer
 
-from autotts.checker import check_controller
 from autotts.discovery.export import export_controller
 from autotts.discovery.replies import extract_code, select_failure_traces
-from autotts.discovery.report import render_report
-from autotts.rundir import RunDirectory
+from autotts.discovery.run_report import render_report
+from autotts.evaluation.checker import check_controller
+from autotts.results.run_directory import RunDirectory
 
 REPLIES = json.loads((Path(__file__).parents[1] / "fixtures" / "llm_replies.json").read_text())
 SMALL = [*SMALL_DISCOVERY, "--workers", "2"]

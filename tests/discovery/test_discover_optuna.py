@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_DISCOVERY
 
-from autotts.checker import check_controller
 from autotts.discovery.export import export_controller
-from autotts.discovery.report import render_report
-from autotts.rundir import RunDirectory
+from autotts.discovery.run_report import render_report
+from autotts.evaluation.checker import check_controller
+from autotts.results.run_directory import RunDirectory
 
 SMALL = [*SMALL_DISCOVERY, "--workers", "1"]
 

@@ -3,7 +3,7 @@ that say how much they leave out."""
 
 from autotts.discovery.facts import environment_facts
 from autotts.discovery.replies import render_trace
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
 
 
 def test_environment_facts_are_measured_on_the_store(env_dir):

@@ -11,7 +11,7 @@ from autotts.discovery.quicktest import (
     parse_request,
     report_text,
 )
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
 
 SEARCH = ["A/aime24", "B/aime24", "C/aime24"]
 CMC = Path(__file__).parents[2] / "controllers" / "baselines" / "cmc.py"

@@ -8,11 +8,11 @@ import pytest
 from autotts.discovery.family import Point, anchor_family, family_source, monotone_chain
 from autotts.discovery.racing import contenders, race, race_lines
 from autotts.discovery.scoring import score, vector_data
-from autotts.discovery.space import cmc_point, structure
-from autotts.loader import load_controller
-from autotts.registry import shared
-from autotts.rundir import RunDirectory
-from autotts.specs import DEFAULT_BETAS
+from autotts.discovery.search_space import cmc_point, structure
+from autotts.envs.registry import shared
+from autotts.loading.controller_files import load_controller
+from autotts.loading.run_configs import DEFAULT_BETAS
+from autotts.results.run_directory import RunDirectory
 
 
 def point(label, accuracy, tokens, beta=0.5, env_tokens=()):

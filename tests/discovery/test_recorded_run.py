@@ -11,7 +11,7 @@ import pytest
 from llm_double import RecordedChatServer
 
 from autotts.discovery.objective import ranking_key
-from autotts.rundir import RunDirectory
+from autotts.results.run_directory import RunDirectory
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import math
 import pytest
 
 from autotts.discovery.optuna_search import SearchSettings
-from autotts.discovery.pipeline import curves_with_baselines, write_judgement
-from autotts.discovery.report import comparison_rows, front_over_rounds, render_report
-from autotts.rundir import RunDirectory
+from autotts.discovery.run_report import comparison_rows, front_over_rounds, render_report
+from autotts.discovery.stages import curves_with_baselines, write_judgement
+from autotts.results.run_directory import RunDirectory
 
 
 def rounds(*points):

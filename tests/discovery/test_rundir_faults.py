@@ -11,7 +11,7 @@ import pytest
 from conftest import SMALL_DISCOVERY
 
 from autotts.discovery.optuna_search import SearchSettings, structural_search
-from autotts.rundir import RunDirectory, RunError
+from autotts.results.run_directory import RunDirectory, RunError
 
 
 def discover(*args, env_dir):
@@ -129,7 +129,7 @@ def test_a_full_disk_names_the_path(tmp_path):
     disk.mkdir()
     script = textwrap.dedent(
         f"""
-        from autotts.rundir import RunDirectory, RunError
+        from autotts.results.run_directory import RunDirectory, RunError
         run = RunDirectory.create({str(disk / "run")!r}, {{"strategy": "optuna"}})
         kept = 0
         try:

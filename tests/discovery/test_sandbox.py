@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from autotts.discovery.candidates import evaluate_candidate
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_environment_records
 from autotts.sandbox import SandboxLimits, run_sandboxed, static_problems
-from autotts.store import load_environment_records
 
 CANDIDATES = Path(__file__).parents[1] / "fixtures" / "candidates"
 ROOT = Path(__file__).parents[2]
@@ -128,7 +128,7 @@ def test_the_sandbox_payload_holds_no_gold(small_env):
     an environment built from it cannot score."""
     from dataclasses import fields
 
-    from autotts.replay import ReplayQuestion
+    from autotts.envs.replay import ReplayQuestion
 
     assert {f.name for f in fields(ReplayQuestion)} == {
         "text",

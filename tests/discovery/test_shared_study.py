@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_DISCOVERY
 
-from autotts.rundir import RunDirectory
+from autotts.results.run_directory import RunDirectory
 
 
 def postgres_bin() -> Path | None:

@@ -6,8 +6,8 @@ from pathlib import Path
 from autotts.discovery.optuna_search import SearchSettings
 from autotts.discovery.proposer import Proposer
 from autotts.discovery.trace_requests import traces_text, wants_traces
-from autotts.replay import ReplayEnvironment
-from autotts.rundir import RunDirectory
+from autotts.envs.replay import ReplayEnvironment
+from autotts.results.run_directory import RunDirectory
 
 SC = Path(__file__).parents[2] / "controllers" / "baselines" / "sc.py"
 ENV = "Qwen3-0.6B/aime24"

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from autotts.contract import ActionError
+from autotts.core.contract import ActionError
 from autotts.discovery.optuna_search import composable_config
 from autotts.discovery.scoring import (
     evaluate_composable,
@@ -14,13 +14,13 @@ from autotts.discovery.scoring import (
     score_per_episode,
     vector_data,
 )
-from autotts.discovery.space import CHOICES, RANGES, cmc_point, normalize
-from autotts.evaluation import evaluate
-from autotts.loader import load_controller
-from autotts.registry import shared
-from autotts.replay import ReplayEnvironment
-from autotts.store import QuestionRecord
-from autotts.vector import VectorData, VectorReplay
+from autotts.discovery.search_space import CHOICES, RANGES, cmc_point, normalize
+from autotts.envs.registry import shared
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.replay_arrays import VectorData, VectorReplay
+from autotts.envs.stores import QuestionRecord
+from autotts.evaluation.evaluator import evaluate
+from autotts.loading.controller_files import load_controller
 
 SHIPPED = [f"Qwen3-{m}/aime{y}" for m in ("0.6B", "1.7B", "4B", "8B") for y in (24, 25)]
 FAMILY = "controllers/discovered/optuna_family.py"
@@ -156,7 +156,7 @@ def test_the_benchmark_prints_the_speed_up_and_the_parity(env_dir):
 
 
 def test_the_confidence_table_is_beta_confidence_exactly():
-    from autotts.voting import beta_confidence, beta_confidence_table
+    from autotts.core.voting import beta_confidence, beta_confidence_table
 
     table = beta_confidence_table(70)
     for top1 in range(70):

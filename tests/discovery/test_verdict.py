@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from autotts.discovery.report import verdict_lines
+from autotts.discovery.run_report import verdict_lines
 from autotts.discovery.verdict import judge
 
 

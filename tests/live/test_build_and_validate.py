@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from conftest import kill_mid_run_and_resume
 
-from autotts.checker import check_controller
+from autotts.envs.replay import ReplayEnvironment
+from autotts.evaluation.checker import check_controller
 from autotts.live.backend import BackendError
-from autotts.live.environment import LiveEnvironment, LiveQuestion
+from autotts.live.live_environment import LiveEnvironment, LiveQuestion
 from autotts.live.questions import QuestionsError, load_questions
 from autotts.live.server import OpenAIBackend
 from autotts.live.validation import validate_live
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
-from autotts.traces import EpisodeTrace
+from autotts.loading.controller_files import load_controller
+from autotts.results.traces import EpisodeTrace
 
 pytestmark = pytest.mark.live
 

@@ -13,9 +13,9 @@ import pytest
 from llm_double import send_json
 
 from autotts import Answer, Branch, Continue, Controller
-from autotts.live.answers import LiveSettings
-from autotts.live.environment import LiveEnvironment, LiveQuestion
+from autotts.live.live_environment import LiveEnvironment, LiveQuestion
 from autotts.live.server import OpenAIBackend
+from autotts.live.settings import LiveSettings
 
 
 class CompletionsDouble(ThreadingHTTPServer):

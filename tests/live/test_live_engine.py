@@ -3,9 +3,9 @@
 import pytest
 
 from autotts import Answer, Branch, Continue, Controller, Probe, Prune, Read
-from autotts.live.answers import LiveSettings
-from autotts.live.environment import LiveEnvironment, LiveQuestion
-from autotts.loader import load_controller
+from autotts.live.live_environment import LiveEnvironment, LiveQuestion
+from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import load_controller
 
 pytestmark = pytest.mark.live
 
@@ -165,8 +165,8 @@ def test_confidence_signals_follow_depth_and_match_the_engine(vllm_backend, sett
     assert values and all(v > 0 for v in values)  # minus mean top-20 log-probabilities
     assert all(v <= 0 for branch in logprob for v in branch if v is not None)
     # the engine's own per-token values, summarised per interval, give the same numbers
+    from autotts.core.signals import interval_means
     from autotts.live.backend import GenerationRequest
-    from autotts.signals import interval_means
 
     prompt = env.prompt(0)
     (g,) = vllm_backend.generate(

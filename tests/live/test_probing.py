@@ -10,12 +10,12 @@ import pytest
 from conftest import MAX_MODEL_LEN, kill_mid_run_and_resume
 
 import autotts
-from autotts.importers import import_dumps, load_tokenizer, texts_path
-from autotts.live.answers import LiveSettings
+from autotts.envs.sample_import import import_dumps, load_tokenizer, texts_path
+from autotts.envs.stores import load_records
 from autotts.live.backend import GenerationRequest
 from autotts.live.probing import probe_store
-from autotts.loader import load_controller
-from autotts.store import load_records
+from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import load_controller
 
 pytestmark = pytest.mark.live
 N_QUESTIONS, N_SAMPLES, LENGTH, DELTA = 6, 6, 200, 16
@@ -102,6 +102,6 @@ def test_a_probe_reads_what_the_engine_would_answer_at_that_cut(vllm_backend, im
     prefix = (*line["prompt_ids"], *ids[:DELTA],
               *vllm_backend.encode(settings.probe_suffix))  # fmt: skip
     (g,) = vllm_backend.generate([GenerationRequest(prefix, 4, {"temperature": 0.0}, 0)])
-    from autotts.live.answers import probe_answer
+    from autotts.envs.answers import probe_answer
 
     assert probed["each_branch"][0][0][0] == probe_answer(g.text, settings.probe_suffix)

@@ -9,12 +9,12 @@ import sys
 import pytest
 from conftest import kill_mid_run_and_resume
 
-from autotts.live.answers import LiveSettings
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_records
 from autotts.live.builder import build_environment
-from autotts.live.environment import LiveQuestion
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
-from autotts.store import load_records
+from autotts.live.live_environment import LiveQuestion
+from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import load_controller
 
 pytestmark = pytest.mark.live
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from autotts.discovery.candidates import evaluate_candidate
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_environment_records
+from autotts.loading.controller_files import load_controller
 from autotts.sandbox import SandboxLimits, isolation_problems, run_sandboxed
-from autotts.store import load_environment_records
 
 pytestmark = pytest.mark.skipif(
     bool(isolation_problems()), reason=f"no OS isolation here: {isolation_problems()}"
@@ -254,7 +254,7 @@ def test_no_detached_process_survives(envs, tmp_path):
 
 def test_patching_the_engine_at_import_changes_no_cost(envs):
     prelude = (
-        "replay = sys.modules['autotts.replay']\n"
+        "replay = sys.modules['autotts.envs.replay']\n"
         "replay._Episode._charge = lambda self, tokens, probe_tokens=0: None\n"
     )
     source = hostile("return None", prelude)
@@ -505,9 +505,9 @@ def test_an_honest_candidate_matches_the_trusted_evaluator(envs):
 
 FLOOD_SCRIPT = """
 import resource, sys
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
 from autotts.sandbox import SandboxLimits, run_sandboxed
-from autotts.store import load_environment_records
+from autotts.envs.stores import load_environment_records
 env = ReplayEnvironment("{env}", load_environment_records("{env}", {env_dir!r})[:2])
 source = sys.stdin.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -521,9 +521,9 @@ print(outcome.ok, (after - before) // 1024, outcome.reason)
 
 STEP_FLOOD = """
 import resource, sys
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
 from autotts.sandbox import SandboxLimits, run_sandboxed
-from autotts.store import load_environment_records
+from autotts.envs.stores import load_environment_records
 env = ReplayEnvironment("{env}", load_environment_records("{env}", {env_dir!r})[:2])
 source = sys.stdin.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

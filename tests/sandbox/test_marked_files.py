@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from autotts.checker import check_controller
-from autotts.evaluation import RunConfig, evaluate
+from autotts.evaluation.checker import check_controller
+from autotts.evaluation.evaluator import RunConfig, evaluate
 from autotts.sandbox import isolation_problems
-from autotts.sandbox.evaluation import is_marked_untrusted, mark_untrusted
+from autotts.sandbox.sandboxed_evaluation import is_marked_untrusted, mark_untrusted
 
 pytestmark = pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
 
@@ -108,7 +108,7 @@ def test_the_cli_sandboxes_and_refuses_clearly(files, env_dir, tmp_path):
 
 def test_a_graph_never_runs_a_marked_file_in_process(files, env_dir):
     from autotts.collab import CollabGraph, GraphError, compile_graph
-    from autotts.crossmodel import CrossModelEnvironment
+    from autotts.envs.cross_model import CrossModelEnvironment
 
     plain, marked = files
     env = CrossModelEnvironment.load("aime24", ["Qwen3-8B"], env_dir)
@@ -167,7 +167,7 @@ def test_no_entry_runs_untrusted_code_in_the_trusted_process(command, env_dir, t
 
 
 def test_the_python_api_refuses_to_import_a_marked_file(tmp_path):
-    from autotts.loader import UntrustedCode, load_controller
+    from autotts.loading.controller_files import UntrustedCode, load_controller
 
     marker = tmp_path / "ran"
     marked = tmp_path / "marked.py"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from conftest import tiny_store
 
-from autotts.replay import ReplayEnvironment
+from autotts.envs.replay import ReplayEnvironment
 from autotts.sandbox import SandboxLimits, isolation_problems, run_sandboxed
 
 pytestmark = pytest.mark.skipif(
@@ -156,8 +156,8 @@ def test_a_sandboxed_candidate_finds_nothing_unrevealed(route, secret_env):
 
 IN_PROCESS = """
 import sys
-from autotts.loader import controller_class_from_source
-from autotts.replay import ReplayEnvironment
+from autotts.loading.controller_files import controller_class_from_source
+from autotts.envs.replay import ReplayEnvironment
 env = ReplayEnvironment.load("Secret/store", sys.argv[1])
 controller = controller_class_from_source(sys.stdin.read(), "walker.py")()
 print(env.run_episode(controller, {}, 0, 0).answer)

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autotts import Branch, Continue, Note, Probe, Prune, Read
-from autotts.contract import ChargeAgain
-from autotts.loader import load_controller
-from autotts.replay import ReplayEnvironment
+from autotts.core.contract import ChargeAgain
+from autotts.envs.replay import ReplayEnvironment
+from autotts.envs.stores import load_environment_records
+from autotts.loading.controller_files import load_controller
 from autotts.sandbox import observations, protocol, remote
 from autotts.sandbox.remote import header_of, play_remote
 from autotts.sandbox.serving import EpisodeServer
-from autotts.store import load_environment_records
 
 compiled = pytest.mark.skipif(
     protocol._compiled_decode is None, reason="the compiled protocol is not built"
@@ -194,7 +194,7 @@ def test_compiled_ids_and_picks_agree(values):
     ids=["bool", "too-big", "str"],
 )
 def test_ids_the_engine_would_refuse_are_refused_before_they_cross(bad):
-    from autotts.contract import ActionError
+    from autotts.core.contract import ActionError
 
     with pytest.raises(ActionError):
         protocol.encode_action(Continue([0, bad]))
@@ -219,7 +219,7 @@ class AcrossModels:
 
 
 def test_cross_model_episodes_play_alike(env_dir, round_loop):
-    from autotts.crossmodel import CrossModelEnvironment
+    from autotts.envs.cross_model import CrossModelEnvironment
 
     env = CrossModelEnvironment.load("aime24", ["Qwen3-0.6B", "Qwen3-8B"], env_dir)
     env.questions = env.questions[:3]
