@@ -1,7 +1,8 @@
 """autotts: agentic discovery of test-time-scaling controllers on replay environments.
 
 The public API: the controller contract (:class:`Controller`, actions, :class:`EpisodeState`),
-aggregation and confidence helpers for controllers, the replay environment, and the evaluator.
+aggregation and confidence helpers for controllers, the composable policy discovered families
+subclass (:class:`ComposableController`), the replay environment, and the evaluator.
 Heavier pieces (evaluation with worker processes, plots) load on first use.
 """
 
@@ -24,6 +25,7 @@ from .core.contract import (
 from .core.environment import Environment
 from .core.signals import group_confidences, lowest_group_confidence, percentile
 from .core.voting import beta_confidence, majority, top_two, vote_confidence, weighted_majority
+from .discovery.composable import ComposableController  # noqa: E402 (it imports the names above)
 from .envs.registry import make, register
 from .errors import AutoTTSError, BadInput, RunFailure
 
@@ -74,6 +76,7 @@ __all__ = [
     "Probe",
     "Prune",
     "Read",
+    "ComposableController",
     "beta_confidence",
     "majority",
     "top_two",

@@ -17,7 +17,7 @@ LAYERS = (
     ("autotts.envs",),
     ("autotts.results",),
     ("autotts.sandbox",),
-    ("autotts.evaluation.evaluator",),
+    ("autotts.evaluation",),
     ("autotts.live",),
     ("autotts.discovery",),
     ("autotts.collab",),

@@ -22,36 +22,21 @@ Five independent policies, each a knob of ``run``:
 - **quorum** (short-m@k): with ``quorum`` m > 0, answer as soon as m finished branches agree.
 
 With ``probe_votes=0, final_votes=1, widen="stagnant", prune=True`` and the neutral values
-``NEUTRAL`` of the last three policies this is exactly CMC.
-The schedule is piecewise linear in β through ``KNOTS`` (integers rounded), with ``FIXED``
-choices; from each β of ``SWITCHES`` on, its choices replace ``FIXED``'s (a family whose
-structure changes along the budget). ``autotts export`` rewrites the block between the
-markers.
+``NEUTRAL`` of the last three policies this is exactly CMC (``controllers/baselines/cmc.py``
+is this policy with CMC's own schedule).
+
+This file is the policy's one specification; :mod:`.compiled` is its only other form (numba,
+for scoring in bulk), held equal episode by episode by the parity tests. A family is a
+subclass that sets three class attributes: the schedule is piecewise linear in β through
+``KNOTS`` (integers rounded), with ``FIXED`` choices; from each β of ``SWITCHES`` on, its
+choices replace ``FIXED``'s (a family whose structure changes along the budget). That is what
+``autotts export`` writes (:func:`autotts.discovery.family.family_source`).
 """
 
 from collections import Counter
 from math import exp
 
 from autotts import Answer, Branch, Continue, Controller, Prune, beta_confidence, top_two
-
-# --- schedule (generated) ---
-FIXED = {"widen": "stagnant", "prune": True, "probe_votes": 0, "final_votes": 1}
-KNOTS = {
-    "n_init": [(0.0, 2), (1.0, 8)],
-    "max_branches": [(0.0, 4), (1.0, 64)],
-    "warm_up": [(0.0, 2), (1.0, 10)],
-    "abandon_patience": [(0.0, 3), (1.0, 12)],
-    "ema_window": [(0.0, 2), (1.0, 8)],
-    "alpha": [(0.0, 0.7), (1.0, 0.3)],
-    "conf_thresh": [(0.0, 0.85), (1.0, 0.97)],
-    "slack": [(0.0, 0.04), (1.0, 0.01)],
-    "burst_aligned": [(0.0, 1), (1.0, 3)],
-    "widen_burst": [(0.0, 1), (1.0, 4)],
-    "trend_thresh": [(0.0, 0.04), (1.0, 0.01)],
-    "min_complete": [(0.0, 2), (1.0, 5)],
-}
-SWITCHES = []
-# --- end schedule ---
 
 # The policies CMC does not have, at the values that switch them off.
 NEUTRAL = {"depth_decay": 0.0, "margin_share": 0.0, "hold_rounds": 0, "quorum": 0}
@@ -83,17 +68,35 @@ def interpolate(knots, beta):
 
 
 class ComposableController(Controller):
+    """The composable policy (see the module docstring); its default schedule is CMC's."""
+
     name = "composable"
     description = "width / depth / prune / EMA stop / weighted vote, piecewise-linear in beta"
+    FIXED = {"widen": "stagnant", "prune": True, "probe_votes": 0, "final_votes": 1}
+    KNOTS = {
+        "n_init": [(0.0, 2), (1.0, 8)],
+        "max_branches": [(0.0, 4), (1.0, 64)],
+        "warm_up": [(0.0, 2), (1.0, 10)],
+        "abandon_patience": [(0.0, 3), (1.0, 12)],
+        "ema_window": [(0.0, 2), (1.0, 8)],
+        "alpha": [(0.0, 0.7), (1.0, 0.3)],
+        "conf_thresh": [(0.0, 0.85), (1.0, 0.97)],
+        "slack": [(0.0, 0.04), (1.0, 0.01)],
+        "burst_aligned": [(0.0, 1), (1.0, 3)],
+        "widen_burst": [(0.0, 1), (1.0, 4)],
+        "trend_thresh": [(0.0, 0.04), (1.0, 0.01)],
+        "min_complete": [(0.0, 2), (1.0, 5)],
+    }
+    SWITCHES: list = []
 
-    @staticmethod
-    def schedule(beta: float) -> dict:
+    @classmethod
+    def schedule(cls, beta: float) -> dict:
         b = max(0.0, min(1.0, float(beta)))
-        params = {**NEUTRAL, **FIXED}
-        for start, choices in SWITCHES:
+        params = {**NEUTRAL, **cls.FIXED}
+        for start, choices in cls.SWITCHES:
             if b >= start:
                 params.update(choices)
-        for key, knots in KNOTS.items():
+        for key, knots in cls.KNOTS.items():
             value = interpolate(knots, b)
             params[key] = round(value) if key in INTEGER else round(value, 4)
         params["max_branches"] = max(1, min(64, params["max_branches"]))

@@ -11,20 +11,19 @@ Given evaluated points of the composable space (parameters, accuracy, tokens):
 :func:`anchor_family` (the default once the contenders are raced) keeps points of the front
 themselves instead: each β-grid setting is one of them, and the structure may switch along β.
 
-The result renders into the composable controller's schedule block (``family_source``).
+The result renders as a short controller file: a subclass of the composable policy that
+sets its schedule (``family_source``).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .search_space import CHOICES, COMPOSABLE_PATH, RANGES, normalize, structure
-
-BEGIN, END = "# --- schedule (generated) ---", "# --- end schedule ---"
+from .search_space import CHOICES, RANGES, normalize, structure
 
 
 @dataclass
@@ -287,60 +286,96 @@ def _dedupe(knots: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
+def _literal(value) -> str:
+    """A Python literal as the project's formatter writes it (double-quoted strings)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
 def render_schedule(
     fixed: dict, knots: dict[str, list[tuple[float, float]]], switches: list | None = None
 ) -> str:
-    """The generated schedule block of a composable controller file."""
-
-    def literal(value) -> str:  # double-quoted strings, as the project's formatter writes
-        return json.dumps(value) if isinstance(value, str) else repr(value)
-
-    fixed_text = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in fixed.items())
-    # one line per knob (diff-friendly); the formatter is told to leave the block as it is
-    lines = [BEGIN, "# fmt: off", f"FIXED = {{{fixed_text}}}", "KNOTS = {"]
+    """The three class attributes of a family: ``FIXED``, ``KNOTS`` (one line per knob, so a
+    diff shows which moved) and ``SWITCHES``, indented for a class body."""
+    fixed_text = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in fixed.items())
+    lines = [f"FIXED = {{{fixed_text}}}", "KNOTS = {"]
     for key, pts in knots.items():
         pts_text = ", ".join(f"({b!r}, {v!r})" for b, v in pts)
-        lines.append(f"    {literal(key)}: [{pts_text}],")
+        lines.append(f"    {_literal(key)}: [{pts_text}],")
     lines.append("}")
     switch_text = ", ".join(
-        f"({b!r}, {{{', '.join(f'{literal(k)}: {literal(v)}' for k, v in c.items())}}})"
+        f"({b!r}, {{{', '.join(f'{_literal(k)}: {_literal(v)}' for k, v in c.items())}}})"
         for b, c in switches or []
     )
-    lines += [f"SWITCHES = [{switch_text}]", "# fmt: on", END]
-    return "\n".join(lines)
+    lines.append(f"SWITCHES = [{switch_text}]")
+    return "\n".join(f"    {line}" for line in lines)
+
+
+POLICY = "ComposableController"  # the policy class every family file subclasses
+FAMILY_ATTRIBUTES = ("name", "description", "FIXED", "KNOTS", "SWITCHES")
 
 
 def family_source(
     family: Family, name: str, header: str = "", class_name: str = "DiscoveredController"
 ) -> str:
-    """A self-contained controller file: the composable template with ``family``'s schedule."""
-    schedule = render_schedule(family.fixed, family.knots, family.switches)
-    source = _template_with(schedule, class_name, json.dumps(name))
-    return (header + "\n" if header else "") + source
+    """A short controller file: a subclass of the composable policy (installed with autotts)
+    that sets ``family``'s schedule, and nothing else."""
+    body = [
+        '"""A β-family of the composable policy (:class:`autotts.ComposableController`): the',
+        'policy\'s rules live in the installed package; this file holds the schedule.\n"""',
+        "",
+        f"from autotts import {POLICY}",
+        "",
+        "",
+        f"class {class_name}({POLICY}):",
+        f"    name = {json.dumps(name)}",
+        f"    description = {json.dumps(DESCRIPTION)}",
+        "    # fmt: off",
+        render_schedule(family.fixed, family.knots, family.switches),
+        "    # fmt: on",
+        "",
+    ]
+    return (header + "\n" if header else "") + "\n".join(body)
 
 
-def _template_with(schedule: str, class_name: str, name_literal: str) -> str:
-    """The composable template with its schedule block, class name and ``name`` replaced."""
-    template = COMPOSABLE_PATH.read_text()
-    start, stop = template.index(BEGIN), template.index(END) + len(END)
-    source = template[:start] + schedule + template[stop:]
-    source = source.replace("class ComposableController(", f"class {class_name}(")
-    return source.replace('name = "composable"', f"name = {name_literal}")
+DESCRIPTION = "width / depth / prune / EMA stop / weighted vote, piecewise-linear in beta"
 
 
 def is_family_file(path) -> bool:
-    """Whether ``path`` is the composable template with only its schedule, class name,
-    ``name`` and header changed (what :func:`family_source` writes): such a file can be scored
-    by the vectorised engines from its ``params(beta)``. A shape check, not a trust check: the
-    header and schedule block are still code, and the file is still run (only trusted files,
-    the run's own family, come here)."""
+    """Whether ``path`` is what :func:`family_source` writes: comments, a docstring, the one
+    import of the policy and one subclass of it whose body only assigns literal values to
+    :data:`FAMILY_ATTRIBUTES`. Such a file is the installed policy with a schedule, so the
+    compiled engine scores it from its ``params(beta)``. A shape check, not a trust check
+    (only trusted files, the run's own family, come here)."""
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
         return False
-    cls = re.search(r"^class (\w+)\(Controller\):", text, re.M)
-    name = re.search(r'^    name = (".*")$', text, re.M)
-    if BEGIN not in text or END not in text or not (cls and name):
+    body = list(tree.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body.pop(0)  # the docstring
+    if len(body) != 2:
         return False
-    block = text[text.index(BEGIN) : text.index(END) + len(END)]
-    return text.endswith(_template_with(block, cls.group(1), name.group(1)))
+    imported, cls = body
+    if not (
+        isinstance(imported, ast.ImportFrom)
+        and imported.module == "autotts"
+        and [(a.name, a.asname) for a in imported.names] == [(POLICY, None)]
+        and isinstance(cls, ast.ClassDef)
+        and [ast.unparse(b) for b in cls.bases] == [POLICY]
+        and not cls.keywords
+        and not cls.decorator_list
+    ):
+        return False
+    for statement in cls.body:
+        if not (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id in FAMILY_ATTRIBUTES
+        ):
+            return False
+        try:
+            ast.literal_eval(statement.value)
+        except ValueError:
+            return False
+    return True

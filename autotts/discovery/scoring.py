@@ -1,33 +1,33 @@
 """Scoring composable points in bulk: a β sweep or a batch of trials in one pass.
 
-:func:`score` plays points of the composable space (:mod:`.composable`) on every (question,
-seed) episode of a replay store with the vectorised engines — the compiled one
-(:mod:`.compiled`, numba) by default, the numpy one (:mod:`.vectorised`) with
-``engine="numpy"`` or ``AUTOTTS_PURE_NUMPY=1``. Both equal the per-episode engine episode by
-episode (tests/discovery/test_vectorised.py); ``benchmarks/vectorised_scoring.py`` prints the
-speed-up. :func:`evaluate_composable` wraps that into the :class:`~autotts.results.evaluation_report.EvaluationReport`
-:func:`autotts.evaluate` would return for the same configurations (without traces).
+:func:`score` plays points of the composable space (:mod:`.composable`, the policy's
+specification) on every (question, seed) episode of a replay store with its one compiled form
+(:mod:`.compiled`, numba), equal to the per-episode engine episode by episode
+(tests/discovery/test_bulk_scoring.py); ``benchmarks/bulk_scoring.py`` prints the speed-up.
+:func:`evaluate_composable` wraps that into the
+:class:`~autotts.results.evaluation_report.EvaluationReport` :func:`autotts.evaluate` would
+return for the same configurations (without traces).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from math import exp
 
 import numpy as np
 
 from ..core.voting import beta_confidence_table
 from ..envs.registry import resolve_ids, shared
 from ..envs.replay import ReplayEnvironment
-from ..envs.replay_arrays import VectorData, VectorReplay, branch_rows
+from ..envs.replay_arrays import VectorData, branch_rows
 from ..evaluation.evaluator import summarise_units, token_ceilings
 from ..loading.run_configs import RunConfig
 from ..results.evaluation_report import EvaluationReport, UnitResult
-from .composable import NEUTRAL
-from .vectorised import WIDEN, knob_arrays, play, vote_weight
+from .composable import DECAY_SCALE, NEUTRAL
+from .search_space import CHOICES
 
-BATCH = 60_000  # episodes per numpy pass (memory: about 2 kB per episode)
+WIDEN = {name: code for code, name in enumerate(CHOICES["widen"])}  # stagnant, eager, never
 _DATA: dict[int, tuple[ReplayEnvironment, VectorData]] = {}
 
 
@@ -37,6 +37,12 @@ def vector_data(env: ReplayEnvironment) -> VectorData:
     if cached is None or cached[0] is not env:
         cached = _DATA[id(env)] = (env, VectorData.from_env(env))
     return cached[1]
+
+
+def vote_weight(final_votes, depth_decay, depth: int) -> float:
+    """A finished branch's length-weighted vote, the same float operations as the controller's
+    ``final_votes * exp(-depth_decay * depth / DECAY_SCALE)``."""
+    return final_votes * exp(-depth_decay * depth / DECAY_SCALE)
 
 
 def _tables(points: list[dict], longest: int):
@@ -80,31 +86,18 @@ def score(
     points: list[dict],
     seeds: int,
     questions=None,
-    engine: str | None = None,
     first_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Play every point on every (question, seed) episode, seeds ``first_seed`` onwards.
-    Returns ``(answers, correct, tokens)``, each of shape (points, questions, seeds); answers
-    are ids of ``data.answers[question]`` (-1: none). ``engine``: ``"compiled"`` or
-    ``"numpy"``."""
-    engine = engine or ("numpy" if os.environ.get("AUTOTTS_PURE_NUMPY") else "compiled")
-    if engine not in ("compiled", "numpy"):
-        raise ValueError(f"unknown scoring engine {engine!r}; use 'compiled' or 'numpy'")
+    """Play every point on every (question, seed) episode, seeds ``first_seed`` onwards, with
+    the compiled policy. Returns ``(answers, correct, tokens)``, each of shape (points,
+    questions, seeds); answers are ids of ``data.answers[question]`` (-1: none)."""
     points = [{**NEUTRAL, **point} for point in points]
     questions = np.arange(len(data.delta)) if questions is None else np.asarray(questions)
     shape = (len(points), len(questions), seeds)
     grid = np.indices(shape).reshape(3, -1)
     q_all, seed_all = questions[grid[1]], grid[2] + first_seed
     width = min(data.n_branches, int(max(point["max_branches"] for point in points)))
-    if engine == "compiled":
-        answers, tokens = _play_compiled(data, points, grid[0], q_all, seed_all, width)
-    else:
-        answers = np.empty(grid.shape[1], dtype=np.int64)
-        tokens = np.empty(grid.shape[1], dtype=np.int64)
-        for start in range(0, grid.shape[1], BATCH):
-            part = slice(start, start + BATCH)
-            env = VectorReplay(data, q_all[part], seed_all[part], width=width)
-            answers[part], tokens[part] = play(env, knob_arrays(points, grid[0, part]))
+    answers, tokens = _play_compiled(data, points, grid[0], q_all, seed_all, width)
     correct = data.correct(q_all, answers)
     return answers.reshape(shape), correct.reshape(shape), tokens.reshape(shape)
 

@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 from ..results.run_directory import RunDirectory
 from ..results.stats import mean_curve
-from .composable import FIXED as COMPOSABLE_FIXED
-from .composable import KNOTS as COMPOSABLE_KNOTS
+from .composable import ComposableController
 from .family import Family, curve_score
 from .optuna_search import SearchSettings, composable_config, open_study, run_trials
 from .scoring import evaluate_composable
@@ -58,7 +57,8 @@ def tune_schedule(
 ) -> Family:
     """Tune the schedule constants of ``base`` (CMC) for the area under its curve; return the
     best family found (the base itself is the first trial)."""
-    base = base or Family(dict(COMPOSABLE_FIXED), {k: list(v) for k, v in COMPOSABLE_KNOTS.items()})
+    policy = ComposableController  # its default schedule: CMC's
+    base = base or Family(dict(policy.FIXED), {k: list(v) for k, v in policy.KNOTS.items()})
 
     def trial_fn(trial):
         family = tuned_family(base, trial)

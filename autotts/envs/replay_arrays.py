@@ -1,23 +1,13 @@
-"""Vector replay: many episodes of one replay store stepped at once, as numpy arrays.
+"""A replay store as arrays, for the compiled policy (:mod:`autotts.discovery.compiled`) that
+plays many episodes at once: :class:`VectorData` (built once per store) and
+:func:`branch_rows` (each episode's branch order, per seed).
 
-Gymnasium's ``VectorEnv`` is the model. One :class:`VectorReplay` holds a batch of episodes
-(any (question, seed) pairs, repeated as often as wanted, e.g. once per point of a parameter
-grid); its state is arrays with one row per episode and one column per branch slot, and every
-action is an array with one row per episode, applied to all rows at once:
-
-- :meth:`~VectorReplay.open` ``k``: open the next ``k[e]`` branches of episode ``e`` in its
-  seed's order and generate their first interval (``Branch``);
-- :meth:`~VectorReplay.extend` ``steps``: extend branch ``j`` of episode ``e`` by
-  ``steps[e, j]`` intervals (0: leave it), revealing the probe at the end or, past the last
-  probe, finishing the branch (``Continue``);
-- :meth:`~VectorReplay.prune` ``mask`` (``Prune``).
-
-Semantics and costs are exactly :class:`~autotts.envs.replay.ReplayEnvironment`'s (the same branch
-order per seed, the same token charges, the same order in which finished answers enter the
-pool), checked episode by episode by the parity tests. Answers are integer ids per question
-(``NONE``: no answer revealed yet); the ids of the question's final answers come first, so the
-pool's vote counts need only ``n_final_ids`` columns. Gold answers stay in :class:`VectorData`
-and are used by :meth:`VectorData.correct` only.
+Semantics and costs are exactly :class:`~autotts.envs.replay.ReplayEnvironment`'s (the same
+branch order per seed, the same token charges, the same order in which finished answers enter
+the pool), checked episode by episode by the parity tests. Answers are integer ids per
+question (``NONE``: no answer revealed yet); the ids of the question's final answers come
+first, so the pool's vote counts need only ``n_final_ids`` columns. Gold answers stay in
+:class:`VectorData` and are used by :meth:`VectorData.correct` only.
 """
 
 from __future__ import annotations
@@ -26,12 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.contract import ActionError
 from .replay import ReplayEnvironment, branch_order
 
-ORDER_SPAN = 1 << 24  # order keys of one extension are below this
 NONE = -1  # no answer revealed (a branch opened but never extended)
-ABSENT = 1 << 60  # pool order of an answer not in the pool
 
 
 @dataclass(frozen=True)
@@ -133,107 +120,3 @@ def branch_rows(data: VectorData, questions: np.ndarray, seeds, width: int) -> n
     orders = {s: branch_order(s, n)[:width] for s in np.unique(seeds).tolist()}
     slot = np.array([orders[s] for s in seeds.tolist()], dtype=np.int64)
     return slot.reshape(len(seeds), width) + (np.asarray(questions) * n)[:, None]
-
-
-class VectorReplay:
-    """A batch of replay episodes (see the module docstring). ``width`` caps the branches an
-    episode may open (at most the store's branch count)."""
-
-    def __init__(self, data: VectorData, questions, seeds, width: int | None = None) -> None:
-        self.data = data
-        self.question = np.asarray(questions, dtype=np.int64)
-        n = data.n_branches
-        self.width = w = n if width is None else min(n, width)
-        e = len(self.question)
-        self.slot = branch_rows(data, self.question, seeds, w)
-        self.length = data.lengths[self.slot].astype(np.int16)
-        self.delta = data.delta[self.question]
-        self.rest = data.rest[self.slot]
-        self.final = data.finals[self.slot]
-        self.err = data.err[self.question]
-        self.n_final_ids = int(data.n_final_ids[np.unique(self.question)].max()) if e else 1
-
-        self.opened = np.zeros(e, dtype=np.int64)
-        self.depth = np.zeros((e, w), dtype=np.int16)
-        self.live = np.zeros((e, w), dtype=bool)
-        self.done = np.zeros((e, w), dtype=bool)
-        self.answer = np.full((e, w), NONE, dtype=np.int16)  # latest revealed answer
-        self.tokens = np.zeros(e, dtype=np.int64)
-        self.n_finished = np.zeros(e, dtype=np.int64)
-        # the pool of final answers: count per answer id and order of first appearance
-        self.pool_count = np.zeros((e, self.n_final_ids), dtype=np.int16)
-        self.pool_first = np.full((e, self.n_final_ids), ABSENT, dtype=np.int64)
-        self._clock = 0  # orders the extensions, so earlier ones enter the pool first
-
-    def __len__(self) -> int:
-        return len(self.question)
-
-    def keep(self, rows: np.ndarray) -> None:
-        """Keep only the episodes ``rows`` (e.g. those not yet answered), in that order."""
-        for name in (
-            "question", "slot", "length", "delta", "rest", "final", "err", "opened", "depth",
-            "live", "done", "answer", "tokens", "n_finished", "pool_count", "pool_first",
-        ):  # fmt: skip
-            setattr(self, name, getattr(self, name)[rows])
-
-    def open(self, k: np.ndarray) -> None:
-        """Open the next ``k[e]`` branches of each episode and generate their first interval
-        (``Branch``: the new branches' first probes are revealed)."""
-        k = np.asarray(k, dtype=np.int64)
-        end = self.opened + k
-        if (k < 0).any() or (end > self.width).any():
-            e = int(np.flatnonzero((k < 0) | (end > self.width))[0])
-            raise ActionError(
-                f"episode {e}: cannot open {k[e]} more branches: {self.opened[e]} of "
-                f"{self.width} already opened"
-            )
-        col = np.arange(self.width)
-        new = (col >= self.opened[:, None]) & (col < end[:, None])
-        self.live |= new
-        self.opened = end
-        self.extend(new.astype(np.int16))
-
-    def extend(self, steps: np.ndarray, order: np.ndarray | None = None) -> None:
-        """Extend each branch by ``steps[e, j]`` intervals (``Continue``). Among branches that
-        finish in this call, those with the smaller ``order`` key enter the pool first (the
-        position of the branch in the ``Continue``'s id list; default: branch index)."""
-        moved = steps > 0
-        if (moved & ~self.live).any():
-            e, j = np.argwhere(moved & ~self.live)[0]
-            raise ActionError(
-                f"episode {e}: branch {j} is not alive (finished, pruned or unopened)"
-            )
-        target = self.depth + steps
-        ending = moved & (target > self.length)
-        going = moved & ~ending
-        e, j = np.nonzero(going)
-        d = target[e, j]
-        self.answer[e, j] = self.data.probes[self.slot[e, j], d - 1]
-        self.depth[e, j] = d
-        spent = (steps * going).sum(axis=1, dtype=np.int64) * self.delta
-        if ending.any():
-            e, j = np.nonzero(ending)
-            spent += np.bincount(
-                e,
-                weights=(self.length[e, j] - self.depth[e, j]) * self.delta[e] + self.rest[e, j],
-                minlength=len(self),
-            ).astype(np.int64)
-            self._finish(e, j, order)
-        self.tokens += spent
-
-    def _finish(self, e, j, order) -> None:
-        self.depth[e, j] = self.length[e, j] + 1
-        answer = self.final[e, j]
-        self.answer[e, j] = answer
-        self.done[e, j] = True
-        self.live[e, j] = False
-        self.n_finished += np.bincount(e, minlength=len(self))
-        np.add.at(self.pool_count, (e, answer), 1)
-        rank = j if order is None else order[e, j]
-        key = self._clock * ORDER_SPAN + rank.astype(np.int64)
-        np.minimum.at(self.pool_first, (e, answer), key)
-        self._clock += 1
-
-    def prune(self, mask: np.ndarray) -> None:
-        """Abandon the branches in ``mask`` (``Prune``)."""
-        self.live &= ~mask

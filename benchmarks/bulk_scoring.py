@@ -1,20 +1,19 @@
-"""Vectorised vs per-episode scoring of the composable space over a full β × seed grid.
+"""Bulk vs per-episode scoring of the composable space over a full β × seed grid.
 
 The grid: a β-family's 11 settings (β = 0, 0.1, …, 1) × every question × ``--seeds`` seeds on
-each of the 4 AIME24 search environments (132,000 episodes at 100 seeds). Three engines play
-every episode of it in this one process (single core, so the ratios compare engines, not
-core counts):
+each of the 4 AIME24 search environments (132,000 episodes at 100 seeds). The policy's two
+forms play every episode of it in this one process (single core, so the ratio compares
+engines, not core counts):
 
 - **per-episode**: :meth:`ReplayEnvironment.run_episode` with the composable controller, the
   engine every evaluation uses (its replay loop compiled, when the install built it);
-- **compiled**: :mod:`autotts.discovery.compiled` (numba), the discovery's default;
-- **numpy**: :mod:`autotts.discovery.vectorised`, array operations only.
+- **compiled**: :mod:`autotts.discovery.compiled` (numba), what discovery scores with.
 
 Printed: wall seconds, episodes/s and the speed-up over per-episode for each (median of
 ``--repeat`` runs; numba's one-off compile or cache load is timed apart), then the parity check:
-every episode's answer and tokens equal across the three engines (exit status 1 otherwise).
+every episode's answer and tokens equal on both (exit status 1 otherwise).
 
-    python benchmarks/vectorised_scoring.py [--family FILE] [--seeds 100] [--repeat 3]
+    python benchmarks/bulk_scoring.py [--family FILE] [--seeds 100] [--repeat 3]
                                             [--env-dir DIR]
 """
 
@@ -37,11 +36,11 @@ def per_episode(envs, points, seeds):
     return [score_per_episode(env, points, seeds) for env in envs]
 
 
-def vectorised(envs, points, seeds, engine):
+def compiled(envs, points, seeds):
     out = []
     for env in envs:
         data = vector_data(env)
-        answers, _, tokens = score(data, points, seeds, engine=engine)
+        answers, _, tokens = score(data, points, seeds)
         texts = data.texts(answers)
         out.append((texts, tokens))
     return out
@@ -70,8 +69,7 @@ def main() -> int:
 
     runs = {
         "per-episode": lambda: per_episode(envs, points, args.seeds),
-        "compiled": lambda: vectorised(envs, points, args.seeds, "compiled"),
-        "numpy": lambda: vectorised(envs, points, args.seeds, "numpy"),
+        "compiled": lambda: compiled(envs, points, args.seeds),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     results = {}
@@ -90,16 +88,12 @@ def main() -> int:
     verdict = "meets" if ratio >= TARGET else "misses"
     print(f"compiled vs per-episode: {ratio:.1f}× ({verdict} the {TARGET:.0f}× target)")
 
-    reference = results["per-episode"]
-    ok = True
-    for name in ("compiled", "numpy"):
-        same = sum(
-            int(((a == ra) & (t == rt)).sum())
-            for (a, t), (ra, rt) in zip(results[name], reference, strict=True)
-        )
-        ok &= same == episodes
-        print(f"parity {name}: {same:,} of {episodes:,} episodes identical (answer and tokens)")
-    return 0 if ok else 1
+    same = sum(
+        int(((a == ra) & (t == rt)).sum())
+        for (a, t), (ra, rt) in zip(results["compiled"], results["per-episode"], strict=True)
+    )
+    print(f"parity compiled: {same:,} of {episodes:,} episodes identical (answer and tokens)")
+    return 0 if same == episodes else 1
 
 
 if __name__ == "__main__":
