@@ -1,5 +1,5 @@
 """Regenerate ``requirements/cpu.txt``: the CPU test environment (the project with its ``dev``,
-``live-cpu`` and ``tracking`` extras) resolved by pip and pinned, minus the packages that cannot load on a
+``docs``, ``live-cpu`` and ``tracking`` extras) resolved by pip and pinned, minus the packages that cannot load on a
 CPU machine.
 
 vLLM's CPU build requires torchvision, torchaudio and torchcodec without pinning CPU builds of
@@ -31,7 +31,7 @@ def main() -> None:
         report = Path(tmp) / "report.json"
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-             "--report", str(report), "-e", ".[dev,live-cpu,tracking]"],
+             "--report", str(report), "-e", ".[dev,docs,live-cpu,tracking]"],
             cwd=ROOT, check=True,
         )  # fmt: skip
         resolved = json.loads(report.read_text())["install"]

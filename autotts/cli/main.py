@@ -202,7 +202,9 @@ def _print_summaries(report, sc64=None) -> None:
         reach, interval = s["tokens_to_match"], s["tokens_to_match_interval"]
         reached = "-" if reach is None else f"{reach / 1000:.1f}k"
         if interval:
-            reached += " [" + ", ".join(f"{v / 1000:.1f}k" for v in interval) + "]"
+            # a replicate whose curve never reaches the baseline counts as infinitely many tokens
+            shown = (f"{v / 1000:.1f}k" if v != float("inf") else "never" for v in interval)
+            reached += " [" + ", ".join(shown) + "]"
         auc = "-" if s["auc"] is None else f"{s['auc']:.2f}"
         volume = f"{s['hypervolume']:.1f} (to {s['hypervolume_reference'] / 1000:,.0f}k)"
         table.add_row(s["controller"], s["env"], auc, volume, f"{s['arise']:+.4f}", reached)

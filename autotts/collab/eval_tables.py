@@ -75,8 +75,7 @@ def cells(row: dict) -> list[str]:
     ]
 
 
-CELL_COLUMNS = (
-    "graph",
+CELL_COLUMNS = (  # the headers of cells(): the graph is in the title
     "β",
     "accuracy % ± se",
     "95 % interval",

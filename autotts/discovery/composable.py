@@ -68,7 +68,12 @@ def interpolate(knots, beta):
 
 
 class ComposableController(Controller):
-    """The composable policy (see the module docstring); its default schedule is CMC's."""
+    """The composable policy: width, depth, pruning, stopping and aggregation rules, each
+    switched and tuned by a ``run`` parameter (the module docstring describes them); its
+    default schedule is CMC's. A family subclasses it and sets ``FIXED`` (structural
+    choices), ``KNOTS`` (each numeric knob's ``(β, value)`` points, linear in between,
+    integers rounded) and ``SWITCHES`` (``(β, choices)`` pairs that replace ``FIXED``'s
+    choices from that β on); :meth:`schedule` reads them."""
 
     name = "composable"
     description = "width / depth / prune / EMA stop / weighted vote, piecewise-linear in beta"

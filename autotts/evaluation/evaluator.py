@@ -6,7 +6,7 @@ a controller that fails to load, raises, or misbehaves is recorded in the result
 other controllers keep running. Traces of the first ``trace_seeds`` seeds are kept per question.
 
 Cost: ``configs × environments × questions × seeds`` episodes; one episode costs roughly the
-number of branch-intervals the controller generates (see the README's "Evaluation cost").
+number of branch-intervals the controller generates (see "Evaluation cost" in docs/guides/evaluating.md).
 """
 
 from __future__ import annotations
@@ -255,9 +255,11 @@ def evaluate(
     if pooled:
         context = multiprocessing.get_context("fork") if _in_memory(pooled) else None
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(run_unit, *job) for job in pooled]
+            futures = {pool.submit(run_unit, *job): job for job in pooled}
             for future in as_completed(futures):
-                units.append(future.result())
+                unit = future.result()
+                unit.config = futures[future][0]  # a controller object comes back a copy
+                units.append(unit)
                 if progress:
                     progress(len(units), total)
     units.sort(key=lambda u: (configs.index(u.config), env_ids.index(u.env_id), u.questions[0]))

@@ -168,8 +168,8 @@ class VLLMBackend(GenerationBackend):
             from vllm import LLM
         except ImportError as exc:
             raise BackendError(
-                f"the vllm backend needs vLLM installed ({exc}); see the README's live backend "
-                "section (pip install 'autotts[live]' on GPU machines, '[live-cpu]' on CPU)"
+                f"the vllm backend needs vLLM installed ({exc}); see docs/guides/live.md "
+                "(pip install 'autotts[live]' on GPU machines, '[live-cpu]' on CPU)"
             ) from None
         engine_args.setdefault("enable_prefix_caching", True)
         self.model = model

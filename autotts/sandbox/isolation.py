@@ -295,7 +295,7 @@ def _route_vdso_to_syscalls(pages: list[tuple[int, int]]) -> None:
     """Make the vDSO's clock, CPU-number and random functions real system calls, which the
     seccomp filter then refuses, and unmap the kernel's clock data pages, which are otherwise
     readable with no system call at all. Also make ``rdtsc`` fault (``PR_SET_TSC``). x86-64
-    only; elsewhere the vDSO stays (the README's threat model says so)."""
+    only; elsewhere the vDSO stays (docs/guides/sandbox.md's threat model says so)."""
     import platform
 
     if platform.machine() not in ("x86_64", "AMD64"):

@@ -2,7 +2,7 @@
 and check that an accepted candidate is deterministic.
 
 Guarantees of :func:`run_sandboxed` (with ``isolate=True``, on Linux with namespaces,
-Landlock and seccomp; see the README's threat model):
+Landlock and seccomp; the threat model is docs/guides/sandbox.md):
 
 - the candidate runs only in a worker that can read no file, write no file, open no socket,
   start no process, signal nothing outside itself, and read no clock and no random source,

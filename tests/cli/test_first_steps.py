@@ -206,3 +206,19 @@ def test_plain_progress_names_each_stage(capsys):
     err = capsys.readouterr().err
     assert "search trials: 3/3 (100 %)" in err
     assert "stage: race" in err and "race: environments: 2/2 (100 %)" in err
+
+
+def test_a_baseline_never_reached_reads_never(monkeypatch, capsys):
+    from autotts.cli import main
+
+    summary = {
+        "controller": "mine", "env": "e", "auc": 50.0, "hypervolume": 9.0,
+        "hypervolume_reference": 1_821_290.9, "arise": 0.01, "tokens_to_match": 358_900.0,
+        "tokens_to_match_interval": [295_600.0, float("inf")],
+    }  # fmt: skip
+    monkeypatch.setattr(
+        "autotts.results.curve_summaries.curve_summaries", lambda *a, **k: [summary]
+    )
+    main._print_summaries(None)
+    shown = capsys.readouterr().out
+    assert "358.9k [295.6k, never]" in shown and "inf" not in shown

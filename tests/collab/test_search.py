@@ -175,7 +175,11 @@ def test_collab_cli_search_report_and_eval(tmp_path, env_dir):
     )
     assert result.exit_code == 0, result.output
     assert "± " in result.output and (tmp_path / "again.py").exists()
-    assert "accuracy % ± se" in (out / "results.md").read_text()
+    head, rule, *lines = (out / "results.md").read_text().split("\n\n")[1].splitlines()
+    assert head.startswith("| β | accuracy % ± se |")  # each header over its own cells
+    assert {line.count("|") for line in lines} == {head.count("|")} and lines[0].startswith(
+        "| 0.5 |"
+    )
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["beta"] for r in rows] == ["0.5", "1.0"]
     assert (

@@ -199,7 +199,7 @@ def test_target_windows_hold_the_search_below_the_largest(tmp_path, env_dir):
     export = [sys.executable, "-m", "autotts.cli", "export", str(run), "-o", str(exported)]
     assert subprocess.run(export, capture_output=True).returncode == 0
     judged = (run / "family" / "controller.py").read_text()
-    body = judged[judged.index('"""Composable') :].replace('"discovered"', '"exported"')
+    body = judged[judged.index('"""A β-family') :].replace('"discovered"', '"exported"')
     assert exported.read_text().endswith(body)
     for bad in ("abc", "1.5"):
         refused = subprocess.run(

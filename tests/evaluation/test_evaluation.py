@@ -200,3 +200,15 @@ def test_rows_carry_intervals_and_comparisons_are_paired(env_dir):
     same = report.compare(again, cmc)
     assert same.kind == "no significant difference" and same.difference.mean == 0
     assert "accuracy_low" in report.to_csv().splitlines()[0]
+
+
+def test_a_controller_object_evaluates_in_worker_processes(env_dir):
+    """A controller instance goes to the workers as a copy; its rows still name it."""
+    import autotts
+
+    controller = autotts.load_controller("cmc")
+    report = autotts.evaluate(
+        [controller], "Qwen3-8B/aime24", betas=[0.5], seeds=2, env_dir=env_dir, workers=2
+    )
+    (row,) = report.rows
+    assert row.status == "ok" and row.episodes == 60 and row.config.controller is controller
