@@ -59,3 +59,17 @@ def test_readme_notebook_example_runs(tmp_path):
     assert "rounds recorded in" in done.stdout
     for name in ("curves.png", "results.csv", "first_discovered.py"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_readme_set_up_names_both_commands_and_the_fetch_path():
+    """The set-up section: at most 250 lines of landing page, the two commands, and how to get
+    the stores without ../shared (autotts envs fetch, whose cache every command searches)."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    set_up = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    assert "pip install -e . && autotts discover" in set_up
+    assert "pip install --no-deps -r requirements/cpu.txt && python -m pytest" in set_up
+    assert "autotts envs fetch" in set_up
+    from autotts.envs.stores import candidate_env_dirs, user_cache_dir
+
+    assert user_cache_dir() in candidate_env_dirs()  # the fetched stores are found
