@@ -1,9 +1,12 @@
-"""Protocol-level test double of an OpenAI-compatible chat server (NOT a model).
+"""Protocol-level test doubles of OpenAI-compatible servers (NOT models), real HTTP servers on
+127.0.0.1 that replay scripted or recorded replies in the OpenAI response format, so the real
+``openai`` client and everything behind it are exercised; requests are kept for assertions.
 
-A real HTTP server on 127.0.0.1 that answers ``POST /v1/chat/completions`` with recorded
-replies, in order, in the OpenAI response format, so the real ``openai`` client and the whole
-agent loop are exercised. Requests are kept for assertions. When the recording runs out it
-answers with an empty message (a garbage reply the loop must survive).
+- :class:`RecordedChatServer` answers ``POST /v1/chat/completions`` with recorded replies in
+  order (when the recording runs out, an empty message: a garbage reply the loop must
+  survive);
+- :class:`CompletionsDouble` answers ``POST /v1/completions`` (with vLLM's ``/tokenize`` and
+  token ids) with a script: what a real tiny model cannot be made to do on demand.
 """
 
 from __future__ import annotations
@@ -95,3 +98,54 @@ class RecordedChatServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class CompletionsDouble(ThreadingHTTPServer):
+    """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
+
+    def __init__(self, script, barrier=None, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.script, self.requests, self.lock = list(script), [], threading.Lock()
+        self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    _send = send_json
+
+    def do_GET(self):  # noqa: N802
+        self._send(200, {"object": "list", "data": [{"id": "double", "object": "model",
+                                                     "max_model_len": 1024}]})  # fmt: skip
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/tokenize":
+            text = body.get("prompt") or json.dumps(body.get("messages"))
+            return self._send(200, {"tokens": list(text.encode())[:64], "count": 1,
+                                    "max_model_len": 1024})  # fmt: skip
+        server = self.server
+        with server.lock:
+            server.requests.append(body)
+            reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+        if reply == "error":
+            return self._send(500, {"error": {"message": "engine died", "type": "server"}})
+        text, ids, reason, *extra = reply
+        if "wait" in extra:
+            try:
+                server.barrier.wait(timeout=20)
+            except threading.BrokenBarrierError:
+                return self._send(500, {"error": {"message": "alone at the barrier"}})
+        choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
+        if "no-ids" not in extra:  # a server that ignores return_token_ids leaves them out
+            choice["token_ids"] = ids
+        self._send(200, {
+            "id": "c", "object": "text_completion", "created": 0, "model": "double",
+            "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": len(ids), "total_tokens": 1},
+        })  # fmt: skip

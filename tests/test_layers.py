@@ -19,6 +19,7 @@ LAYERS = (
     ("autotts.sandbox",),
     ("autotts.evaluation",),
     ("autotts.live",),
+    ("autotts.serving",),
     ("autotts.discovery",),
     ("autotts.collab",),
     ("autotts.cli",),

@@ -374,10 +374,10 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
-from . import catalogue, collab, discover, live  # noqa: E402
+from . import catalogue, collab, discover, live, serve  # noqa: E402
 from .data import envs_app, trace_app  # noqa: E402
 
-for _commands in (catalogue, discover, live, collab):
+for _commands in (catalogue, discover, live, collab, serve):
     _commands.register(app)
 app.add_typer(envs_app, name="envs")
 app.add_typer(trace_app, name="trace")

@@ -5,68 +5,15 @@ an immediate EOS, a server error mid-episode. The real server is tested in
 test_build_and_validate.py."""
 
 import contextlib
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from llm_double import send_json
+from llm_double import CompletionsDouble
 
 from autotts import Answer, Branch, Continue, Controller
 from autotts.live.live_environment import LiveEnvironment, LiveQuestion
 from autotts.live.server import OpenAIBackend
 from autotts.live.settings import LiveSettings
-
-
-class CompletionsDouble(ThreadingHTTPServer):
-    """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
-
-    def __init__(self, script, barrier=None):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.script, self.requests, self.lock = list(script), [], threading.Lock()
-        self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    _send = send_json
-
-    def do_GET(self):  # noqa: N802
-        self._send(200, {"object": "list", "data": [{"id": "double", "object": "model",
-                                                     "max_model_len": 1024}]})  # fmt: skip
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path == "/tokenize":
-            text = body.get("prompt") or json.dumps(body.get("messages"))
-            return self._send(200, {"tokens": list(text.encode())[:64], "count": 1,
-                                    "max_model_len": 1024})  # fmt: skip
-        server = self.server
-        with server.lock:
-            server.requests.append(body)
-            reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
-        if reply == "error":
-            return self._send(500, {"error": {"message": "engine died", "type": "server"}})
-        text, ids, reason, *extra = reply
-        if "wait" in extra:
-            try:
-                server.barrier.wait(timeout=20)
-            except threading.BrokenBarrierError:
-                return self._send(500, {"error": {"message": "alone at the barrier"}})
-        choice = {"index": 0, "text": text, "finish_reason": reason, "logprobs": None}
-        if "no-ids" not in extra:  # a server that ignores return_token_ids leaves them out
-            choice["token_ids"] = ids
-        self._send(200, {
-            "id": "c", "object": "text_completion", "created": 0, "model": "double",
-            "choices": [choice],
-            "usage": {"prompt_tokens": 1, "completion_tokens": len(ids), "total_tokens": 1},
-        })  # fmt: skip
 
 
 @contextlib.contextmanager

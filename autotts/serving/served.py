@@ -1,0 +1,91 @@
+"""The controllers a server serves, and how a request names one: the model name is a served
+controller (``cmc``) or a served controller at a β of the client's choice (``cmc@beta=0.3``);
+``beta`` in the request body does the same. Anything else is :class:`UnknownModel`, whose
+message lists what is served."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..core.contract import Controller
+from ..errors import BadInput
+from ..loading.controller_files import is_marked_untrusted, load_controller
+from ..loading.run_configs import parse_spec
+
+DEFAULT_BETA = 0.5
+
+
+class UnknownModel(BadInput):
+    """A request named a model (controller) the server does not serve."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One served controller: its ``name`` (what ``/v1/models`` lists), the loaded
+    ``controller`` and the β a request gets when it names none."""
+
+    name: str
+    controller: Controller
+    beta: float
+    description: str = ""
+
+
+class ServedControllers:
+    """Served controllers from specs ``NAME_OR_PATH[@beta=B]`` (a file or a built-in name; β is
+    the default for requests that name none, 0.5 when the spec names none). LLM-written files
+    (marked) are refused: serving them needs the sandboxed live runner."""
+
+    def __init__(self, specs):
+        self.served: dict[str, Served] = {}
+        for spec in specs:
+            configs = parse_spec(spec, default_betas=[DEFAULT_BETA])
+            if len(configs) != 1 or configs[0].overrides:
+                raise BadInput(
+                    f"{spec!r}: serve a controller at one β at most (NAME or NAME@beta=B); "
+                    "other parameters come from its schedule"
+                )
+            config = configs[0]
+            if is_marked_untrusted(config.controller):
+                raise BadInput(
+                    f"{config.controller}: marked as LLM-written; serving untrusted controllers "
+                    "needs sandboxed live episodes, which autotts does not run yet"
+                )
+            controller = load_controller(config.controller)
+            name = config.name
+            if name in self.served:
+                raise BadInput(f"{spec!r}: a controller named {name!r} is served already")
+            beta = DEFAULT_BETA if config.beta is None else config.beta
+            self.served[name] = Served(name, controller, beta, controller.description)
+        if not self.served:
+            raise BadInput("serve at least one controller (e.g. autotts serve cmc)")
+
+    def names(self) -> list[str]:
+        return list(self.served)
+
+    def resolve(self, model: str, beta: float | None = None) -> tuple[Served, float]:
+        """The served controller a request's ``model`` names and the β it runs at (``beta``
+        from the request body wins over one in the name)."""
+        name, _, rest = model.partition("@")
+        served = self.served.get(name)
+        if served is None:
+            raise UnknownModel(
+                f"model {model!r} is not served; served: {', '.join(self.served)} "
+                "(each also as NAME@beta=B, 0 ≤ B ≤ 1)"
+            )
+        if rest:
+            key, _, value = rest.partition("=")
+            try:
+                named = float(value) if key == "beta" else math.nan
+            except ValueError:
+                named = math.nan
+            if not 0.0 <= named <= 1.0:
+                raise BadInput(f"model {model!r}: after '@' give beta=B with 0 ≤ B ≤ 1")
+            beta = named if beta is None else beta
+        beta = served.beta if beta is None else beta
+        if not 0.0 <= beta <= 1.0:
+            raise BadInput(f"beta must lie in [0, 1], got {beta:g}")
+        return served, beta
+
+
+__all__ = ["DEFAULT_BETA", "Served", "ServedControllers", "UnknownModel"]

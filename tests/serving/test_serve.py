@@ -1,0 +1,187 @@
+"""``autotts serve``'s plumbing with the official ``openai`` client, in front of a
+protocol-level test double of a vLLM completions server (tests/llm_double.py): what a real
+engine cannot be made to do on demand — fail, vanish and come back, hold a generation while a
+client leaves. The same app in front of a real vLLM engine: test_serve_live.py."""
+
+import contextlib
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from llm_double import CompletionsDouble
+
+from autotts.live.server import OpenAIBackend
+from autotts.live.settings import LiveSettings
+from autotts.serving import app
+from autotts.serving.background import free_port, serving
+
+SETTINGS = LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)
+FOUR = ("Reasoning. The answer is \\boxed{4}", [5, 6, 7], "stop")
+
+
+@contextlib.contextmanager
+def double(script, barrier=None, port=0):
+    server = CompletionsDouble(script, barrier, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def served():
+    with double([FOUR]) as server:
+        backend = OpenAIBackend(server.url)
+        with serving(app(["sc", "cmc@beta=0.2"], backend, SETTINGS)) as url:
+            yield server, url, openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+
+
+def test_chat_completions_models_health_and_metrics(served):
+    server, url, client = served
+    assert [m.id for m in client.models.list().data] == ["sc", "cmc"]
+    reply = client.chat.completions.create(
+        model="sc@beta=0", messages=[{"role": "system", "content": "Be brief."},
+                                     {"role": "user", "content": "What is 2 + 2?"}],
+        seed=7,
+    )  # fmt: skip
+    assert reply.choices[0].message.content.endswith("\\boxed{4}")
+    assert reply.model == "sc@beta=0" and reply.choices[0].finish_reason == "stop"
+    details = reply.model_extra["autotts"]
+    assert details["controller"] == "sc@beta=0" and details["branches"] == 1
+    assert details["tokens_per_branch"] == [3] and details["seed"] == 7
+    assert reply.usage.completion_tokens == 3  # every token the request generated
+    (sent,) = server.requests
+    assert reply.usage.prompt_tokens == len(sent["prompt"])  # prefilled: the branch's prompt
+    again = client.chat.completions.create(
+        model="sc@beta=0", messages=[{"role": "user", "content": "What is 2 + 2?"}], seed=8
+    )
+    assert again.model_extra["autotts"]["seed"] == 8 and server.requests[1]["seed"] != sent["seed"]
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["models"] == ["sc", "cmc"]
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'autotts_requests_total{model="sc",status="200"} 2.0' in metrics
+    assert 'autotts_branch_tokens_total{model="sc"} 6.0' in metrics
+    assert "autotts_request_seconds_bucket" in metrics
+
+
+def test_completions_and_beta_in_the_body(served):
+    _, _, client = served
+    reply = client.completions.create(model="sc", prompt="What is 2 + 2?", extra_body={"beta": 0})
+    assert reply.choices[0].text.endswith("\\boxed{4}")
+    assert reply.model == "sc@beta=0" and reply.model_extra["autotts"]["branches"] == 1
+
+
+def test_streaming_sends_progress_then_the_content(served):
+    _, url, client = served
+    chunks = list(client.chat.completions.create(
+        model="sc@beta=0", messages=[{"role": "user", "content": "2 + 2?"}], stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content.endswith("\\boxed{4}")
+    assert chunks[-1].usage.completion_tokens == 3 and chunks[-2].choices[0].finish_reason == "stop"
+    raw = httpx.post(f"{url}/v1/completions", json={"model": "sc@beta=0", "prompt": "2+2?",
+                                                    "stream": True}).text  # fmt: skip
+    assert raw.startswith(": ") and ": progress {" in raw and raw.endswith("data: [DONE]\n\n")
+
+
+def test_bad_requests_get_openai_errors_naming_what_is_wrong(served):
+    _, url, client = served
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert "served: sc, cmc" in unknown.value.message and unknown.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError, match="beta"):
+        client.chat.completions.create(
+            model="sc@beta=2", messages=[{"role": "user", "content": "x"}]
+        )
+    missing = httpx.post(f"{url}/v1/chat/completions", json={"model": "sc"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+    empty = httpx.post(f"{url}/v1/chat/completions",
+                       json={"model": "sc", "messages": [{"role": "system", "content": "x"}]})  # fmt: skip
+    assert empty.status_code == 400 and "no user message" in empty.json()["error"]["message"]
+    broken = httpx.post(f"{url}/v1/completions", content=b"{not json",
+                        headers={"content-type": "application/json"})  # fmt: skip
+    assert broken.status_code == 400
+
+
+def test_a_dead_backend_is_a_502_and_the_server_answers_once_it_is_back():
+    port = free_port()
+    with double([FOUR], port=port) as first:
+        backend = OpenAIBackend(first.url)
+    with serving(app(["sc@beta=0"], backend, SETTINGS)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        ask = {"model": "sc", "messages": [{"role": "user", "content": "2 + 2?"}]}
+        with pytest.raises(openai.APIStatusError) as down:
+            client.chat.completions.create(**ask)
+        assert down.value.status_code == 502 and "'double' (openai)" in down.value.message
+        with double([FOUR], port=port):
+            reply = client.chat.completions.create(**ask)
+        assert reply.choices[0].message.content.endswith("\\boxed{4}")
+
+
+def test_a_full_server_answers_429_and_a_leaving_client_stops_its_episode():
+    barrier = threading.Barrier(2)
+    held = (*FOUR, "wait")
+    with double([held, FOUR], barrier) as server:
+        backend = OpenAIBackend(server.url)
+        application = app(["cmc@beta=0"], backend, SETTINGS, max_in_flight=1, max_queue=0)
+        with serving(application) as url:
+            body = {"model": "cmc", "messages": [{"role": "user", "content": "2 + 2?"}],
+                    "stream": True}  # fmt: skip
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body) as first:
+                deadline = time.monotonic() + 10
+                while not server.requests:  # the first episode's generation is held
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                full = httpx.post(f"{url}/v1/chat/completions", json={**body, "stream": False})
+                assert full.status_code == 429 and full.headers["Retry-After"] == "1"
+                assert full.json()["error"]["type"] == "rate_limit_error"
+                assert first.status_code == 200
+            # the client left while its first generation was held; release it
+            sent = len(server.requests)
+            barrier.wait(timeout=10)
+            time.sleep(1.0)
+            assert len(server.requests) == sent  # no further generation was sent
+            metrics = httpx.get(f"{url}/metrics").text
+            assert 'autotts_stops_total{model="cmc",reason="cancelled"} 1.0' in metrics
+            assert 'status="429"} 1.0' in metrics
+
+
+def test_autotts_serve_command_serves_until_stopped(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    with double([FOUR]) as server:
+        port = free_port()
+        command = [sys.executable, "-m", "autotts.cli", "serve", "sc@beta=0", "--backend", "openai",
+                   "--base-url", server.url, "--port", str(port), "--delta", "32",
+                   "--max-branch-tokens", "160", "--probe-tokens", "6", "--temperature", "0"]  # fmt: skip
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        try:
+            client = openai.OpenAI(
+                base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    models = client.models.list()
+                    break
+                except openai.APIConnectionError:
+                    assert process.poll() is None, process.stderr.read()
+                    assert time.monotonic() < deadline, "autotts serve did not come up"
+                    time.sleep(0.2)
+            assert [m.id for m in models.data] == ["sc"]
+            reply = client.completions.create(model="sc", prompt="What is 2 + 2?")
+            assert reply.choices[0].text.endswith("\\boxed{4}")
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+    refused = subprocess.run([sys.executable, "-m", "autotts.cli", "serve", "nonesuch",
+                              "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "unknown controller 'nonesuch'" in refused.stderr
