@@ -4,6 +4,7 @@ module path imports the module at its new place, with a DeprecationWarning namin
 import importlib
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -29,3 +30,23 @@ def test_a_script_of_the_old_layout_runs(env_dir):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[1] == "autotts.envs.replay"
+
+
+@pytest.mark.xfail(strict=True, reason="a split module's old path gives one of its parts only")
+@pytest.mark.parametrize(
+    "old, names",
+    [
+        # live settings split from answer extraction (now autotts.envs.answers)
+        (
+            "autotts.live.answers",
+            ["final_answer", "probe_answer", "extract_boxed", "answers_match"],
+        ),
+        # the environment contract left the engine (now autotts.core.environment)
+        ("autotts.engine", ["Environment", "EpisodeRunner"]),
+    ],
+)
+def test_an_old_module_path_still_offers_the_names_it_had(old, names):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module(old)
+    assert [name for name in names if not hasattr(module, name)] == []

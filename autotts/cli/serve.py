@@ -78,14 +78,19 @@ def register(app: typer.Typer) -> None:
         (POST /v1/chat/completions, /v1/completions; GET /v1/models, /health, /metrics)."""
         from pydantic import ValidationError
 
+        from ..core.signals import TOP_LOGPROBS
         from ..errors import BadInput
         from ..live.backend import BackendError
         from ..serving import ServedControllers, app
 
         try:
             served = ServedControllers(controllers)
+            # logprobs cost: asked for only where a served controller reads their signals
+            logprobs = (
+                TOP_LOGPROBS if any(s.controller.requires for s in served.served.values()) else 0
+            )
             settings = _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking,
-                                 temperature, top_p, 0, top_k, min_p)  # fmt: skip
+                                 temperature, top_p, logprobs, top_k, min_p)  # fmt: skip
             engine = make_backend(backend, model, base_url, api_key, max_model_len,
                                   tensor_parallel_size, gpu_memory_utilization, enforce_eager,
                                   seed, engine_arg)  # fmt: skip

@@ -1,12 +1,14 @@
-"""The composable controller compiled with numba: the fast path of :mod:`.vectorised`.
+"""The composable policy compiled with numba: its one form besides the specification, for
+scoring in bulk (:mod:`.scoring`).
 
-:func:`play_batch` plays every episode of a :class:`~autotts.envs.replay_arrays.VectorReplay` (each with
-its own parameter point) in one compiled loop; it is the per-episode policy of
+:func:`play_batch` plays a batch of episodes of a store held as arrays
+(:class:`~autotts.envs.replay_arrays.VectorData`; each episode with its own parameter point)
+in one compiled loop; it is the per-episode policy of
 :mod:`autotts.discovery.composable` transliterated statement by statement, with the replay
 environment's ``Branch``/``Continue``/``Prune`` inlined. Floating-point work is the same
 operations in the same order (numba keeps IEEE semantics without ``fastmath``); the
 length-weighted votes and the vote confidences are tables computed in Python. The parity tests
-compare it with the per-episode engine and with the numpy implementation.
+compare it with the per-episode engine.
 """
 
 from __future__ import annotations

@@ -312,6 +312,7 @@ def render_schedule(
 
 POLICY = "ComposableController"  # the policy class every family file subclasses
 FAMILY_ATTRIBUTES = ("name", "description", "FIXED", "KNOTS", "SWITCHES")
+DESCRIPTION = "width / depth / prune / EMA stop / weighted vote, piecewise-linear in beta"
 
 
 def family_source(
@@ -337,15 +338,12 @@ def family_source(
     return (header + "\n" if header else "") + "\n".join(body)
 
 
-DESCRIPTION = "width / depth / prune / EMA stop / weighted vote, piecewise-linear in beta"
-
-
 def is_family_file(path) -> bool:
-    """Whether ``path`` is what :func:`family_source` writes: comments, a docstring, the one
-    import of the policy and one subclass of it whose body only assigns literal values to
-    :data:`FAMILY_ATTRIBUTES`. Such a file is the installed policy with a schedule, so the
-    compiled engine scores it from its ``params(beta)``. A shape check, not a trust check
-    (only trusted files, the run's own family, come here)."""
+    """Whether ``path`` is what :func:`family_source` writes: comments, a docstring, the
+    policy's import and one subclass of it assigning literals to :data:`FAMILY_ATTRIBUTES`,
+    whose schedule stays in the search space. Such a file is the installed policy with a
+    schedule, so the compiled engine scores it from its ``params(beta)``; only trusted files
+    (the run's own family) come here."""
     try:
         tree = ast.parse(Path(path).read_text())
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
@@ -378,4 +376,25 @@ def is_family_file(path) -> bool:
             ast.literal_eval(statement.value)
         except ValueError:
             return False
+    return _schedule_in_space(cls)
+
+
+def _schedule_in_space(cls: ast.ClassDef) -> bool:
+    """Whether the class's schedule gives, at every β of the grid, a point of the search space
+    (the compiled engine equals the policy there only): exactly the space's knobs, choices
+    among its choices, numbers inside its ranges."""
+    from .composable import ComposableController
+    from .search_space import CHOICES
+
+    values = {s.targets[0].id: ast.literal_eval(s.value) for s in cls.body}
+    policy = type("Checked", (ComposableController,), values)
+    try:
+        for step in range(11):
+            point = policy.schedule(step / 10)
+            if set(point) != set(RANGES) | set(CHOICES) or normalize(point) != point:
+                return False
+            if any(point[name] not in options for name, options in CHOICES.items()):
+                return False
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError):
+        return False
     return True

@@ -41,7 +41,7 @@ class CMCReference:
 
 
 def cmc_reference(env_ids: list[str], seeds: int, env_dir=None) -> CMCReference:
-    """CMC on ``env_ids`` with ``seeds`` seeds (the vectorised engine: equal to the ``cmc``
+    """CMC on ``env_ids`` with ``seeds`` seeds (the compiled policy: equal to the ``cmc``
     controller episode by episode)."""
     from .scoring import evaluate_composable
     from .search_space import cmc_point

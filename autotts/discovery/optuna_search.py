@@ -88,7 +88,7 @@ def evaluate_point(
     params: dict, envs: list[str], seeds: int, *, env_dir=None, trace_seeds=1
 ) -> tuple[float, float, dict, list[dict]]:
     """Mean accuracy and tokens of one composable configuration over ``envs``, scored by the
-    vectorised engine; the traces of the first ``trace_seeds`` seeds come from the
+    compiled policy; the traces of the first ``trace_seeds`` seeds come from the
     per-episode engine (which plays the same episodes)."""
     from .scoring import evaluate_composable
 

@@ -8,7 +8,7 @@ them by those means picks luck as well as skill. The race (stage ``race``):
    all recorded points (the front included), and per budget window its ``PER_WINDOW`` most
    accurate points (at most ``LIMIT`` in all, those nearest the front first);
 2. scores each again on ``race_seeds`` seeds the search never played (seeds ``seeds`` to
-   ``seeds + race_seeds − 1``) on the search environments, with the vectorised engine;
+   ``seeds + race_seeds − 1``) on the search environments, with the compiled policy;
 3. records both means per contender in ``race.json``, with how much the search's means of the
    front overstated the fresh ones, and per window the raced best and every contender
    statistically tied with it (paired 95 % interval of the difference containing zero):

@@ -145,7 +145,7 @@ def evaluate_composable(
 
 
 def score_per_episode(env: ReplayEnvironment, points: list[dict], seeds: int):
-    """The reference the vectorised engines must equal: every point played by the per-episode
+    """The reference the compiled policy must equal: every point played by the per-episode
     engine on every (question, seed). Returns ``(answers, tokens)`` of shape (points,
     questions, seeds), answers as strings (None: no answer); an episode error raises."""
     from .composable import ComposableController

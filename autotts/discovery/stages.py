@@ -69,7 +69,7 @@ def curves_with_baselines(
 ) -> dict:
     """A β-family's curve (``path``: a composable family file; None: baselines only) next to
     CMC's curve and SC@64, means over ``envs``. The family and CMC (the composable controller
-    at CMC's point, equal to ``cmc`` episode by episode) are scored by the vectorised engine.
+    at CMC's point, equal to ``cmc`` episode by episode) are scored by the compiled policy.
     ``progress(done, total)`` counts the environments scored, then the units evaluated."""
     from ..loading.controller_files import load_controller
     from .scoring import evaluate_composable

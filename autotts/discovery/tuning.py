@@ -36,7 +36,7 @@ def tuned_family(base: Family, trial) -> Family:
 def family_curve(
     family: Family, envs: list[str], seeds: int, betas=TUNE_BETAS, *, env_dir=None
 ) -> list[dict]:
-    """Mean accuracy / tokens of a family at each β (the vectorised engine)."""
+    """Mean accuracy / tokens of a family at each β (the compiled policy)."""
     points = [family.params(b) for b in betas]
     configs = [
         composable_config(point, label=f"b{b}") for b, point in zip(betas, points, strict=True)

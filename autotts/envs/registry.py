@@ -6,7 +6,7 @@ An *environment* is a set of questions a controller can play episodes on; each
 - ``MODEL/DATASET``: a replay store of one model (:class:`~autotts.envs.replay.ReplayEnvironment`);
 - ``M1+M2+…/DATASET``: several models' stores of one dataset joined and priced
   (:class:`~autotts.envs.cross_model.CrossModelEnvironment`);
-- live environments (:class:`~autotts.live.LiveEnvironment`) are built from a backend, not
+- live environments (:class:`~autotts.live.live_environment.LiveEnvironment`) are built from a backend, not
   from an id.
 
 A new environment type is one subclass plus one :func:`register` call: ``make`` then builds

@@ -27,6 +27,11 @@ class BackendError(RunFailure):
     """The inference backend could not be reached or answered something unusable."""
 
 
+class ContextTooLong(BackendError):
+    """A question's prompt leaves no room for a branch in the model's context: the question's
+    fault (or the settings'), not the backend's."""
+
+
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p")
 
 

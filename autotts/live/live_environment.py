@@ -184,7 +184,7 @@ class LiveEpisode:
                 len(prompt) if not isinstance(prompt, str) else 0, len(suffix) if suffix else 0,
             )  # fmt: skip
         except BackendError as exc:
-            raise BackendError(f"question {self.question}: {exc}") from None
+            raise type(exc)(f"question {self.question}: {exc}") from None
 
     # --- accounting -----------------------------------------------------------------------
 

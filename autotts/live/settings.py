@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.signals import TOP_LOGPROBS
 from ..envs.answers import DEFAULT_PROBE_SUFFIX, NON_THINKING_PROBE_SUFFIX
-from .backend import BackendError
+from .backend import ContextTooLong
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -69,14 +69,14 @@ class LiveSettings(BaseModel):
         room = max_model_len - prompt - suffix - self.probe_tokens
         limit = room if self.max_branch_tokens is None else self.max_branch_tokens
         if limit > room:
-            raise BackendError(
+            raise ContextTooLong(
                 f"max_branch_tokens={limit} does not fit {model}'s context of {max_model_len} "
                 f"tokens after the {prompt}-token prompt and the probe ({suffix} + "
                 f"{self.probe_tokens}): at most {room}; raise --max-model-len (rope scaling: "
                 "--engine-arg hf_overrides=...) or lower --max-branch-tokens"
             )
         if limit < self.delta:
-            raise BackendError(
+            raise ContextTooLong(
                 f"the {prompt}-token prompt leaves {room} tokens of {model}'s {max_model_len}, "
                 f"less than one interval (delta={self.delta}); raise max_model_len or lower delta"
             )

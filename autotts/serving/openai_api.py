@@ -17,9 +17,9 @@
   ``stream_options.include_usage`` asks, and ``data: [DONE]``.
 - At most ``max_in_flight`` episodes run at once and ``max_queue`` more wait; beyond that a
   request gets 429 with ``Retry-After``. A client that disconnects has its episode stopped
-  before its next generation call.
+  before its next generation call; its place is free once that call has returned.
 - Errors are OpenAI-style bodies: 400 names the field, 404 lists the served models, 502
-  names the backend; none stops the server.
+  names the backend, 500 what else failed (a schedule, the server); none stops the server.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ import asyncio
 import json
 import time
 import uuid
-from contextlib import suppress
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ..errors import BadInput
-from ..live.backend import BackendError, GenerationBackend
+from ..live.backend import BackendError, ContextTooLong, GenerationBackend
+from ..live.live_environment import SIGNALS
 from ..live.lockstep import LockstepBackend
 from ..live.settings import LiveSettings
 from .metrics import ServeMetrics
@@ -48,10 +49,13 @@ RETRY_AFTER_S = 1
 
 
 class _Admission:
-    """Counts requests in the server: ``limit`` running plus ``queue`` waiting at most."""
+    """Counts requests in the server: ``limit`` running plus ``queue`` waiting at most. A
+    request leaves when its episode's thread has ended (not when its client has gone)."""
 
     def __init__(self, in_flight: int, queue: int, metrics: ServeMetrics):
         self.limiter = anyio.CapacityLimiter(in_flight)
+        # the episodes' worker threads: anyio's default limiter (40) would cap in_flight
+        self.threads = anyio.CapacityLimiter(in_flight)
         self.capacity, self.inside, self.metrics = in_flight + queue, 0, metrics
 
     def enter(self) -> bool:
@@ -82,6 +86,14 @@ def app(
         else ServedControllers(controllers)
     )
     settings = settings or LiveSettings()
+    recorded = set(SIGNALS) if settings.logprobs else set()
+    for s in served.served.values():
+        missing = [name for name in s.controller.requires or () if name not in recorded]
+        if missing:
+            raise BadInput(
+                f"{s.name} reads the signal(s) {missing}, which live episodes record only with "
+                "logprobs (LiveSettings(logprobs=20); autotts serve asks for them then)"
+            )
     shared = LockstepBackend(backend)
     metrics = ServeMetrics()
     admission = _Admission(max_in_flight, max_queue, metrics)
@@ -125,10 +137,12 @@ def app(
         except BadInput as exc:
             return fail(400, str(exc), "invalid_request_error", "model")
         label = f"{chosen.name}@beta={beta:g}"
-        if not admission.enter():
-            return fail(429, f"the server is full ({admission.capacity} requests inside); "
-                        f"retry in {RETRY_AFTER_S} s", "rate_limit_error", model=chosen.name,
-                        **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        try:  # the controller's own code, before the request takes a place
+            params = chosen.controller.params(beta)
+        except Exception as exc:  # noqa: BLE001 - any failure of the schedule is a reply
+            return fail(500, f"{label}: the controller's schedule failed: "
+                        f"{type(exc).__name__}: {exc}", "server_error", code="controller_error",
+                        model=chosen.name)  # fmt: skip
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue = asyncio.Queue()
         per_request = RequestBackend(
@@ -137,15 +151,14 @@ def app(
         run_settings = (
             settings if system is None else settings.model_copy(update={"system": system})
         )
-        params = chosen.controller.params(beta)
 
         def run() -> ServedEpisode:
-            with shared.episode():
-                return play_request(
-                    per_request, chosen.controller, params, question,
-                    body.seed if body.seed is not None else seed, run_settings, label=label,
-                    keep_thinking=body.thinking != "strip", max_branches=max_branches,
-                )  # fmt: skip
+            return play_request(
+                per_request, chosen.controller, params, question,
+                body.seed if body.seed is not None else seed, run_settings, label=label,
+                keep_thinking=body.thinking != "strip", max_branches=max_branches,
+                in_flight=shared.episode,
+            )  # fmt: skip
 
         async def episode() -> ServedEpisode:
             metrics.waiting.inc()
@@ -154,26 +167,42 @@ def app(
                     metrics.waiting.dec()
                     metrics.in_flight.inc()
                     try:
-                        return await anyio.to_thread.run_sync(run)
+                        return await anyio.to_thread.run_sync(run, limiter=admission.threads)
                     finally:
                         metrics.in_flight.dec()
             finally:
                 admission.leave()
 
+        if not admission.enter():
+            return fail(429, f"the server is full ({admission.capacity} requests inside); "
+                        f"retry in {RETRY_AFTER_S} s", "rate_limit_error", model=chosen.name,
+                        **{"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        # the place is taken here, and released by the task alone, once its thread has ended
+        # (nothing awaits the task unshielded, so a client leaving cannot end it early)
         task = asyncio.ensure_future(episode())
+        task.add_done_callback(_retrieve)
         reply = _Reply(chat, label, body)
         if body.stream:
             stream = _stream(request, task, progress, per_request, reply, metrics, chosen.name)
-            return StreamingResponse(stream, media_type="text/event-stream")
+            # (the background cancel covers a client gone before the stream's first chunk)
+            return StreamingResponse(stream, media_type="text/event-stream",
+                                     background=BackgroundTask(per_request.cancel))  # fmt: skip
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, task, per_request))
         try:
-            done = await task
+            done = await asyncio.shield(task)
         except Cancelled:
             metrics.stops.labels(chosen.name, "cancelled").inc()
             return fail(499, "client disconnected", "cancelled", model=chosen.name)
+        except ContextTooLong as exc:
+            return fail(400, f"the question does not fit {backend.model!r}'s context: {exc}",
+                        "invalid_request_error", "messages", "context_length_exceeded",
+                        model=chosen.name)  # fmt: skip
         except BackendError as exc:
             return fail(502, f"backend {backend.model!r} ({backend.name}) failed: {exc}",
                         "backend_error", code="bad_gateway", model=chosen.name)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - an OpenAI-style 500, not a bare one
+            return fail(500, f"{label}: {type(exc).__name__}: {exc}", "server_error",
+                        model=chosen.name)  # fmt: skip
         finally:
             watcher.cancel()
         metrics.episode(chosen.name, done)
@@ -241,6 +270,13 @@ class _Reply:
             yield {**self._head(kind), "choices": [], "usage": self.usage(done)}
 
 
+def _retrieve(task: asyncio.Task) -> None:
+    """Mark a finished episode task's exception retrieved (a client that left never reads
+    it)."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _cancel_on_disconnect(request: Request, task, backend: RequestBackend) -> None:
     while not task.done():
         if await request.is_disconnected():
@@ -250,6 +286,7 @@ async def _cancel_on_disconnect(request: Request, task, backend: RequestBackend)
 
 
 async def _stream(request, task, progress, backend, reply: _Reply, metrics, model: str):
+    ended, getter = False, None
     try:
         while not task.done():
             getter = asyncio.ensure_future(progress.get())
@@ -259,6 +296,15 @@ async def _stream(request, task, progress, backend, reply: _Reply, metrics, mode
             else:
                 getter.cancel()
                 yield ": waiting\n\n"  # keeps proxies from timing out; clients skip it
+        ended = True
+    finally:
+        if getter is not None:
+            getter.cancel()
+        if not ended:  # the client went away mid-stream: cancelled, or the stream closed
+            backend.cancel()  # the episode stops before its next call; its task ends it
+            metrics.stops.labels(model, "cancelled").inc()
+            metrics.requests.labels(model, "499").inc()
+    try:
         done = task.result()
     except BackendError as exc:
         status = "499" if isinstance(exc, Cancelled) else "502"
@@ -266,12 +312,10 @@ async def _stream(request, task, progress, backend, reply: _Reply, metrics, mode
         body = error_body(f"backend failed: {exc}", "backend_error", code="bad_gateway")
         yield f"data: {json.dumps(body)}\n\n"
         return
-    except asyncio.CancelledError:  # the client went away mid-stream
-        backend.cancel()
-        metrics.stops.labels(model, "cancelled").inc()
-        with suppress(Exception):
-            await task
-        raise
+    except Exception as exc:  # noqa: BLE001 - an error event, not a cut stream
+        metrics.requests.labels(model, "500").inc()
+        yield f"data: {json.dumps(error_body(f'{type(exc).__name__}: {exc}', 'server_error'))}\n\n"
+        return
     metrics.episode(model, done)
     metrics.requests.labels(model, "200").inc()
     for chunk in reply.chunks(done):

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from ..core.contract import Controller
@@ -56,8 +57,9 @@ class RequestBackend(GenerationBackend):
         return self._cancelled.is_set()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        if self.cancelled:
-            raise Cancelled("the client disconnected")
+        if self.cancelled:  # recorded as the failure, so play_request raises it (not an answer)
+            self.failure = Cancelled("the client disconnected")
+            raise self.failure
         try:
             out = self.inner.generate(requests)
         except BackendError as exc:
@@ -104,10 +106,13 @@ def play_request(
     label: str,
     keep_thinking: bool = True,
     max_branches: int = 64,
+    in_flight: Callable[[], AbstractContextManager] = nullcontext,
 ) -> ServedEpisode:
     """Play one episode of ``controller`` (at ``params``) on ``question`` (blocking: run it in
-    a worker thread). A backend failure raises :class:`BackendError`; a controller failure is
-    an answer with ``error`` set."""
+    a worker thread). A backend failure raises :class:`BackendError` (:class:`Cancelled` once
+    the client has gone); a controller failure is an answer with ``error`` set. The episode
+    generates inside ``in_flight()`` (e.g. :meth:`LockstepBackend.episode`), entered once its
+    prompt is built: a request still tokenizing its question holds no shared batch back."""
     start = time.perf_counter()
     env = LiveEnvironment(
         backend, [LiveQuestion(question, "")], settings, max_branches=max_branches,
@@ -115,7 +120,8 @@ def play_request(
     )  # fmt: skip
     episode = LiveEpisode(env, 0, seed)  # raises BackendError when the prompt cannot fit
     result = EpisodeResult(0, seed, None, 0, 0, 0, 0)
-    play(episode, controller, params, result, env.max_steps)
+    with in_flight():
+        play(episode, controller, params, result, env.max_steps)
     if backend.failure is not None:
         raise backend.failure
     chosen = _chosen_branch(episode, result.answer)

@@ -21,11 +21,33 @@ class _Common(BaseModel):
     thinking: Literal["keep", "strip"] = "keep"
 
 
+def _text(value: str) -> str:
+    """``value``, refused (a 400) where it is no text a tokenizer can take: JSON's ``\\ud800``
+    escapes decode to lone surrogates, which vLLM's tokenizer and UTF-8 cannot encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_content(cls, content):
+        if isinstance(content, str):
+            return _text(content)
+        for part in content or ():
+            if part.get("type") == "text":
+                if not isinstance(part.get("text", ""), str):
+                    raise ValueError("a text part's text must be a string")
+                _text(part.get("text", ""))
+        return content
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -63,7 +85,7 @@ class CompletionRequest(_Common):
             prompt = prompt[0]
         if not prompt.strip():
             raise ValueError("the prompt is empty")
-        return prompt
+        return _text(prompt)
 
     def question(self) -> str:
         return self.prompt
