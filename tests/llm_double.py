@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,6 +104,8 @@ class RecordedChatServer:
 class CompletionsDouble(ThreadingHTTPServer):
     """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
 
+    request_queue_size = 256  # (socketserver's 5 resets connections when 40 clients arrive)
+
     def __init__(self, script, barrier=None, port: int = 0):
         super().__init__(("127.0.0.1", port), _Handler)
         self.script, self.requests, self.lock = list(script), [], threading.Lock()
@@ -149,3 +152,15 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [choice],
             "usage": {"prompt_tokens": 1, "completion_tokens": len(ids), "total_tokens": 1},
         })  # fmt: skip
+
+
+@contextlib.contextmanager
+def completions_double(script, barrier=None, port: int = 0):
+    """A :class:`CompletionsDouble` serving in a thread while the block runs."""
+    server = CompletionsDouble(script, barrier, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

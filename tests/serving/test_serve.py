@@ -3,14 +3,13 @@ protocol-level test double of a vLLM completions server (tests/llm_double.py): w
 engine cannot be made to do on demand — fail, vanish and come back, hold a generation while a
 client leaves. The same app in front of a real vLLM engine: test_serve_live.py."""
 
-import contextlib
 import threading
 import time
 
 import httpx
 import openai
 import pytest
-from llm_double import CompletionsDouble
+from llm_double import completions_double
 
 from autotts.live.server import OpenAIBackend
 from autotts.live.settings import LiveSettings
@@ -21,15 +20,7 @@ SETTINGS = LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, tempera
 FOUR = ("Reasoning. The answer is \\boxed{4}", [5, 6, 7], "stop")
 
 
-@contextlib.contextmanager
-def double(script, barrier=None, port=0):
-    server = CompletionsDouble(script, barrier, port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+double = completions_double  # a protocol double of a vLLM server, in a thread
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from llm_double import CompletionsDouble
+from llm_double import completions_double
 
 from autotts.errors import BadInput
 from autotts.live.backend import BackendError, Generation, GenerationBackend, GenerationRequest
@@ -27,19 +27,7 @@ MORE = ("Still thinking", [5, 6, 7], "length")  # unfinished: the episode needs 
 ASK = {"model": "cmc@beta=0", "messages": [{"role": "user", "content": "2 + 2?"}]}
 
 
-class RoomyDouble(CompletionsDouble):
-    request_queue_size = 256  # (socketserver's 5 resets connections when 40 clients arrive)
-
-
-@contextlib.contextmanager
-def double(script, barrier=None):
-    server = RoomyDouble(script, barrier)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+double = completions_double  # a protocol double of a vLLM server, in a thread
 
 
 def metric_lines(url: str) -> list[str]:
