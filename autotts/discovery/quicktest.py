@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluation.evaluator import RunConfig, evaluate
+from ..evaluation.sc64_cache import sc64_report
 from ..results.stats import interval_of
 from .objective import CMCReference, as_settings, cmc_reference, describe, score_against_cmc
 from .verdict import margin_interval, margins_vs_cmc, outcome_tables, paired_replicates
@@ -111,11 +111,10 @@ def request_fields(reply: str | None, keyword: str) -> dict | None:
 
 
 def sc64_tables(env_ids: list[str], seeds: int, env_dir=None) -> tuple[list, list]:
-    """SC@64's outcome tables on ``env_ids`` (per environment, ``(questions, seeds)``)."""
-    config = RunConfig("sc", overrides=(("n", 64),))
-    report = evaluate([config], env_ids, seeds=seeds, workers=1, env_dir=env_dir, trace_seeds=0)
-    rows = sorted(report.rows, key=lambda r: env_ids.index(r.env_id))
-    return outcome_tables(report, rows)
+    """SC@64's outcome tables on ``env_ids`` (per environment, ``(questions, seeds)``), from
+    the SC@64 cache the evaluation summaries share (:mod:`autotts.evaluation.sc64_cache`)."""
+    report = sc64_report(env_ids, seeds, env_dir)
+    return outcome_tables(report, report.rows)
 
 
 def report_text(request: TestRequest, result, reference, sc_tables) -> str:
