@@ -51,9 +51,10 @@ def candidate_source(run: RunDirectory, candidate: str, name: str) -> str:
         known = ", ".join(r.get("candidate", "?") for r in run.rounds()[-10:])
         raise RunError(f"{run.path}: no recorded candidate {candidate!r} (recent: {known})")
     metrics = f"search-set result: {record.get('accuracy', float('nan')):.2f}% @ {record.get('tokens', 0) / 1000:.1f}k"
-    if (folder / "controller.py").exists():  # LLM-written: marked, so it runs sandboxed
+    written = run.candidate_source(int(candidate))
+    if written is not None:  # LLM-written: marked, so it runs sandboxed
         header = provenance_header(run, f"candidate {folder.name}", [metrics])
-        source = header + "\n" + _rename((folder / "controller.py").read_text(), name)
+        source = header + "\n" + _rename(written, name)
         return mark_untrusted(source, f"written by an LLM in {run.path.resolve()}")
     params = record["params"]
     constant = Family(

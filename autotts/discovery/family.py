@@ -374,7 +374,7 @@ def is_family_file(path) -> bool:
             return False
         try:
             ast.literal_eval(statement.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             return False
     return _schedule_in_space(cls)
 
@@ -395,6 +395,6 @@ def _schedule_in_space(cls: ast.ClassDef) -> bool:
                 return False
             if any(point[name] not in options for name, options in CHOICES.items()):
                 return False
-    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError):
+    except (TypeError, ValueError, LookupError, ArithmeticError, AttributeError, RecursionError):
         return False
     return True

@@ -104,7 +104,7 @@ def judge_best(
     from ..evaluation.evaluator import DEFAULT_BETAS
     from .stages import curves_with_baselines, with_intervals, write_judgement
 
-    source = (run.candidate_dir(int(candidate)) / "controller.py").read_text()
+    source = run.candidate_source(int(candidate))
     targets = (("search.json", settings.search_envs), ("heldout.json", settings.heldout_envs))
     for relative, env_ids in targets:
         if not env_ids:

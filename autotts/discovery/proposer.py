@@ -178,8 +178,7 @@ class Proposer:
         if not scored:
             return None
         best = max(scored, key=ranking_key)
-        path = self.run.candidate_dir(int(best["candidate"])) / "controller.py"
-        return path.read_text() if path.exists() else None
+        return self.run.candidate_source(int(best["candidate"]))
 
     def _candidates_text(self, best: bool) -> str:
         rounds = [r for r in self.run.rounds() if r.get("stage") == "llm"]
@@ -194,9 +193,9 @@ class Proposer:
                 head += f"\nobjective: {r['objective']}\ncurve: {curve}"
             else:
                 head += f"\nreason: {r.get('reason', '')[:400]}"
-            source_path = self.run.candidate_dir(int(r["candidate"])) / "controller.py"
-            if best and source_path.exists():
-                head += "\n```python\n" + source_path.read_text()[:6000] + "\n```"
+            source = self.run.candidate_source(int(r["candidate"])) if best else None
+            if source is not None:
+                head += "\n```python\n" + source[:6000] + "\n```"
             parts.append(head)
         return "\n\n".join(parts)
 

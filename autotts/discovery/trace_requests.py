@@ -38,8 +38,8 @@ def traces_text(proposer, reply: str) -> str:
         number = int(candidate)
     except (TypeError, ValueError):
         return "traces: candidate, beta and seeds must be numbers (e.g. candidate=0003 beta=0.5 seeds=4)"
-    path = proposer.run.candidate_dir(number) / "controller.py"
-    if env_id not in proposer.envs or not path.is_file() or not 0.0 <= beta <= 1.0:
+    source = proposer.run.candidate_source(number)
+    if env_id not in proposer.envs or source is None or not 0.0 <= beta <= 1.0:
         known = ", ".join(r["candidate"] for r in proposer._scored()) or "none yet"
         return (
             f"traces: no such request ({fields}): candidates with a controller: {known}; "
@@ -48,7 +48,7 @@ def traces_text(proposer, reply: str) -> str:
     cut = f" (seeds cut to {MAX_TRACE_SEEDS})" if seeds > MAX_TRACE_SEEDS else ""
     seeds = max(1, min(seeds, MAX_TRACE_SEEDS))
     result = evaluate_candidate(
-        path.read_text(),
+        source,
         {env_id: proposer.envs[env_id]},
         [beta],
         seeds,

@@ -96,6 +96,8 @@ def load_controller_class(target: str | Path) -> type[Controller]:
     if path.suffix in CONTROLLER_FILE_TYPES:
         module, _, function = CONTROLLER_FILE_TYPES[path.suffix].partition(":")
         return getattr(importlib.import_module(module), function)(path)
+    if _is_run_candidate(path) and str(path) not in _TRUSTED_BY_USER:
+        raise UntrustedCode(_untrusted_message(path))
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -118,9 +120,20 @@ def trust_marked_files(targets) -> None:
             _TRUSTED_BY_USER.add(str(resolve_controller_path(target)))
 
 
+def _untrusted_message(origin) -> str:
+    return (
+        f"{origin}: LLM-written (marked {UNTRUSTED_MARK!r}, or a discovery run's candidate), so "
+        "it never runs in this process: `autotts evaluate`, `compare` and `check` run it in "
+        "the sandbox; to trust it, pass --no-sandbox (or delete the mark)"
+    )
+
+
 def has_untrusted_mark(source: str) -> bool:
-    """Whether controller source carries :data:`UNTRUSTED_MARK` in its first lines."""
-    return any(line.startswith(UNTRUSTED_MARK) for line in source.splitlines()[:5])
+    """Whether controller source carries :data:`UNTRUSTED_MARK` in its first lines (a byte-order
+    mark or leading blanks before it do not hide it)."""
+    return any(
+        line.lstrip("\ufeff \t").startswith(UNTRUSTED_MARK) for line in source.splitlines()[:5]
+    )
 
 
 def controller_class_from_source(
@@ -136,11 +149,7 @@ def controller_class_from_source(
     (:func:`trust_marked_files`); anywhere else it raises :class:`UntrustedCode` before a line
     of it runs: every path that loads a controller comes through here."""
     if not in_sandbox and has_untrusted_mark(source) and str(origin) not in _TRUSTED_BY_USER:
-        raise UntrustedCode(
-            f"{origin}: marked as LLM-written ({UNTRUSTED_MARK}), so it never runs in this "
-            "process: `autotts evaluate`, `compare` and `check` run it in the sandbox; to "
-            "trust it, pass --no-sandbox (or delete the mark)"
-        )
+        raise UntrustedCode(_untrusted_message(origin))
     if select is not None:
         source = without_broken_classes(source, select, origin)
     digest = hashlib.sha1(f"{origin}\0{source}".encode()).hexdigest()[:10]
@@ -321,18 +330,40 @@ def mark_untrusted(source: str, origin: str) -> str:
     )
 
 
+def without_untrusted_mark(source: str) -> str:
+    """``source`` less the mark line :func:`mark_untrusted` put first (to show it to a model,
+    or to mark it again under a new header); unmarked source is returned as it is."""
+    first, newline, rest = source.partition("\n")
+    return rest if first.lstrip("\ufeff").startswith(UNTRUSTED_MARK) else source
+
+
+def _is_run_candidate(path: Path) -> bool:
+    """A discovery run's candidate file (``RUN/candidates/NNNN/controller.py``, next to the
+    run's ``history.jsonl``): LLM-written whatever its first lines say, as runs from before
+    candidates were written marked left them unmarked."""
+    folder = path.parent
+    return (
+        folder.name.isdigit()
+        and folder.parent.name == "candidates"
+        and (folder.parent.parent / "history.jsonl").is_file()
+    )
+
+
 def is_marked_untrusted(target: str | Path) -> bool:
     """Whether the controller file (path or built-in name) carries the mark in its first
-    lines; names that resolve to no file are not marked (loading reports them), and
-    controllers given as Python objects are not files."""
+    lines; names that resolve to no file are not marked (loading reports them), nor are the
+    data files of :data:`CONTROLLER_FILE_TYPES`, and controllers given as Python objects are
+    not files. A discovery run's candidate file counts as marked even without the mark."""
     if not isinstance(target, str | Path):
         return False
     try:
         path = resolve_controller_path(target)
     except ControllerLoadError:
         return False
-    if path.suffix != ".py":
+    if path.suffix in CONTROLLER_FILE_TYPES:  # data read by trusted code, not code
         return False
+    if _is_run_candidate(path):
+        return True
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = [handle.readline() for _ in range(5)]

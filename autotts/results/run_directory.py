@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..loading.controller_files import mark_untrusted, without_untrusted_mark
 from ..utils.atomic_files import atomic_write_text
 
 RUNS_DIR = "autotts-runs"  # where runs go without --out (ignored by the project's .gitignore)
@@ -157,6 +158,15 @@ class RunDirectory:
     def candidate_dir(self, number: int) -> Path:
         return self.path / "candidates" / f"{number:04d}"
 
+    def candidate_source(self, number: int) -> str | None:
+        """The LLM-written source of candidate ``number`` as its model wrote it (without the
+        untrusted mark it is stored under), or None where it has none (an Optuna trial)."""
+        path = self.candidate_dir(number) / "controller.py"
+        if not path.is_file():
+            return None
+        with disk_errors(path):
+            return without_untrusted_mark(path.read_text(encoding="utf-8"))
+
     def write_candidate(
         self,
         number: int,
@@ -172,8 +182,10 @@ class RunDirectory:
 
     def _write_candidate(self, folder: Path, source, params, result, traces) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        if source is not None:
-            atomic_write_text(folder / "controller.py", source)
+        if source is not None:  # only LLM-written candidates have source: marked untrusted
+            origin = f"written by an LLM in {self.path.resolve()}"
+            marked = mark_untrusted(without_untrusted_mark(source), origin)
+            atomic_write_text(folder / "controller.py", marked)
         if params is not None:
             atomic_write_text(folder / "params.json", json.dumps(params, indent=2) + "\n")
         if result is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import SMALL_DISCOVERY
 
+from autotts.loading.controller_files import has_untrusted_mark, is_marked_untrusted
 from autotts.results.run_directory import RunDirectory
 
 CMC = Path(__file__).parents[2] / "controllers" / "baselines" / "cmc.py"
@@ -75,7 +76,9 @@ def test_a_scripted_agent_tests_its_draft_and_leaves_the_round_its_controller(tm
     assert "vs CMC at equal tokens" in tests[0]["out"] and "vs SC@64" in tests[0]["out"]
     assert "no quick tests left this round" in tests[2]["out"]
     assert (workspace / "agent.out").read_text().strip() == "left controller.py"
-    assert run.candidate_dir(0).joinpath("controller.py").read_text() == CMC.read_text()
+    assert run.candidate_source(0) == CMC.read_text()
+    stored = run.candidate_dir(0) / "controller.py"
+    assert is_marked_untrusted(stored) and has_untrusted_mark(stored.read_text())
     assert run.stage_done("best")["candidate"] == "0000"
 
 

@@ -69,7 +69,7 @@ def test_llm_rounds_survive_garbage_and_keep_the_good(tmp_path, env_dir):
     usage = [r for r in run.records() if r.get("event") == "llm_usage"]
     assert len(usage) == len(requests) and all(u["usd"] > 0 for u in usage)
     assert (run.candidate_dir(0) / "controller.py").exists()
-    edited = (run.candidate_dir(3) / "controller.py").read_text()  # built from edit blocks
+    edited = run.candidate_source(3)  # built from edit blocks
     assert "4 + round(12 * beta)" in edited and 'name = "wide-consensus"' in edited
     assert (run.candidate_dir(0) / "traces.jsonl.gz").exists()
     best = run.stage_done("best")

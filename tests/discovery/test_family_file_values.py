@@ -36,3 +36,21 @@ def test_what_family_source_writes_is_a_family_file(tmp_path):
 )
 def test_a_schedule_outside_the_search_space_is_not_scored_as_a_family(tmp_path, change):
     assert not is_family_file(family_file(tmp_path, **change))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "    KNOTS = {'width': [(0.0, 1e400), (1.0, 1e400)]}\n",  # infinite: int() overflows
+        "    KNOTS = 5\n",  # not a mapping
+        "    FIXED = {'width': {'nested': ()}}\n",
+        "    KNOTS = {'width': [(0.0,), (1.0, 2, 3)]}\n",
+        "    SWITCHES = [[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]\n",
+    ],
+)
+def test_a_hand_edited_schedule_is_refused_not_raised(tmp_path, schedule):
+    """``discover --resume`` reads the run's family file back: a hand edit gives False (the
+    file is then run as any other), never an exception."""
+    path = tmp_path / "family.py"
+    path.write_text(HEAD + '    name = "f"\n' + schedule)
+    assert is_family_file(str(path)) is False

@@ -57,7 +57,7 @@ def test_the_recorded_run_replays_to_the_same_candidates(tmp_path, env_dir, reco
     for mine in rounds:
         theirs = recorded[mine["round"]]
         number = int(mine["candidate"])
-        source = (run.candidate_dir(number) / "controller.py").read_text()
+        source = run.candidate_source(number)
         assert source == (recording / "candidates" / f"{number:04d}" / "controller.py").read_text()
         assert mine["status"] == theirs["status"] == "ok"
         flat = [x for point in mine["curve"] for x in point]

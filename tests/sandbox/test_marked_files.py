@@ -9,6 +9,7 @@ import pytest
 
 from autotts.evaluation.checker import check_controller
 from autotts.evaluation.evaluator import RunConfig, evaluate
+from autotts.loading.controller_files import UNTRUSTED_MARK, has_untrusted_mark
 from autotts.sandbox import isolation_problems
 from autotts.sandbox.sandboxed_evaluation import is_marked_untrusted, mark_untrusted
 
@@ -138,11 +139,20 @@ LEAVES_A_TRACE = "open({marker!r}, 'w').write('ran')\n"
         ["compare", "{plain}", "--preset", "paper", "--sandbox", "--seeds", "1"],
         ["check", "{marked}", "--questions", "1", "--seeds", "1"],
         ["check", "{plain}", "--sandbox", "--questions", "1", "--seeds", "1"],
+        ["evaluate", "{bom}", "--betas", "0", "--seeds", "1"],
+        ["evaluate", "{candidate}", "--betas", "0", "--seeds", "1"],
+        ["compare", "{candidate}", "--preset", "baselines", "--seeds", "1"],
         ["validate", "{marked}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
          "--questions", "replay:Qwen3-8B/aime24", "--limit", "1"],
+        ["serve", "{marked}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+         "--port", "1"],
+        ["serve", "{candidate}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+         "--port", "1"],
     ],
     ids=["evaluate-marked", "evaluate-sandbox", "evaluate-sandbox-override", "compare-baselines",
-         "compare-paper-sandbox", "check-marked", "check-sandbox", "validate-marked"],
+         "compare-paper-sandbox", "check-marked", "check-sandbox", "evaluate-bom-marked",
+         "evaluate-run-candidate", "compare-run-candidate", "validate-marked", "serve-marked",
+         "serve-run-candidate"],
 )  # fmt: skip
 def test_no_entry_runs_untrusted_code_in_the_trusted_process(command, env_dir, tmp_path):
     marker = tmp_path / "ran-in-the-parent"
@@ -151,19 +161,65 @@ def test_no_entry_runs_untrusted_code_in_the_trusted_process(command, env_dir, t
     plain.write_text(source)
     marked = tmp_path / "marked.py"
     marked.write_text(mark_untrusted(source, "test"))
-    args = [a.format(plain=plain, marked=marked) for a in command]
+    bom = tmp_path / "bom.py"  # saved by an editor that writes a byte-order mark
+    bom.write_text("\ufeff" + mark_untrusted(source, "test"), encoding="utf-8")
+    candidate = legacy_run_candidate(tmp_path / "run", source)
+    args = [a.format(plain=plain, marked=marked, bom=bom, candidate=candidate) for a in command]
     if args[0] in ("evaluate", "compare"):
         args += ["-e", ENV, "-o", str(tmp_path / "out")]
     if args[0] == "check":
         args += ["-e", ENV]
+    if args[0] != "serve":
+        args += ["--env-dir", str(env_dir)]
     done = subprocess.run(
-        [sys.executable, "-m", "autotts.cli", *args, "--env-dir", str(env_dir)],
+        [sys.executable, "-m", "autotts.cli", *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert not marker.exists(), done.stdout[-2000:] + done.stderr[-2000:]
-    if args[0] == "validate":
+    if args[0] in ("validate", "serve"):
         assert done.returncode != 0
-        assert "marked as LLM-written" in (done.stdout + done.stderr).replace("\n", " ")
+        assert "LLM-written" in (done.stdout + done.stderr).replace("\n", " ")
+
+
+def legacy_run_candidate(run: Path, source: str) -> Path:
+    """A candidate as runs from before the mark stored it: unmarked, in the run's folders."""
+    folder = run / "candidates" / "0003"
+    folder.mkdir(parents=True)
+    (run / "history.jsonl").write_text("")
+    (folder / "controller.py").write_text(source)
+    return folder / "controller.py"
+
+
+def test_a_run_writes_its_candidates_marked_and_reads_them_back_unmarked(tmp_path):
+    from autotts.results.run_directory import RunDirectory
+
+    run = RunDirectory.create(tmp_path / "run", {"proposer": "llm"})
+    run.write_candidate(0, source=WHERE_AM_I)
+    stored = run.candidate_dir(0) / "controller.py"
+    assert has_untrusted_mark(stored.read_text()) and is_marked_untrusted(stored)
+    assert run.candidate_source(0) == WHERE_AM_I
+    run.write_candidate(1, source=stored.read_text())  # marked once, not twice
+    assert (run.candidate_dir(1) / "controller.py").read_text().count(UNTRUSTED_MARK) == 1
+    assert run.candidate_source(2) is None
+
+
+def test_a_byte_order_mark_or_a_legacy_run_folder_does_not_hide_llm_code(tmp_path):
+    from autotts.loading.controller_files import UntrustedCode, load_controller
+
+    marker = tmp_path / "ran"
+    source = LEAVES_A_TRACE.format(marker=str(marker)) + WHERE_AM_I
+    bom = tmp_path / "bom.py"
+    bom.write_text("\ufeff" + mark_untrusted(source, "t"), encoding="utf-8")
+    candidate = legacy_run_candidate(tmp_path / "run", source)
+    for path in (bom, candidate):
+        assert is_marked_untrusted(path)
+        with pytest.raises(UntrustedCode, match="never runs in this process"):
+            load_controller(str(path))
+    assert not marker.exists()
+    not_a_run = tmp_path / "elsewhere" / "candidates" / "0001" / "controller.py"
+    not_a_run.parent.mkdir(parents=True)
+    not_a_run.write_text(WHERE_AM_I)
+    assert not is_marked_untrusted(not_a_run)  # no run log beside it: the user's own file
 
 
 def test_the_python_api_refuses_to_import_a_marked_file(tmp_path):
