@@ -102,13 +102,15 @@ class RecordedChatServer:
 
 
 class CompletionsDouble(ThreadingHTTPServer):
-    """Replies to /v1/completions with ``script`` in order (the last one repeats)."""
+    """Replies to /v1/completions with ``script`` in order (the last one repeats), or, where
+    ``script`` is a dict, with the reply for the request's prompt (``json.dumps(prompt)``)."""
 
     request_queue_size = 256  # (socketserver's 5 resets connections when 40 clients arrive)
 
     def __init__(self, script, barrier=None, port: int = 0):
         super().__init__(("127.0.0.1", port), _Handler)
-        self.script, self.requests, self.lock = list(script), [], threading.Lock()
+        self.script = script if isinstance(script, dict) else list(script)
+        self.requests, self.lock = [], threading.Lock()
         self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
 
     @property
@@ -135,7 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.requests.append(body)
-            reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+            if isinstance(server.script, dict):
+                reply = server.script[json.dumps(body["prompt"])]
+            else:
+                reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
         if reply == "error":
             return self._send(500, {"error": {"message": "engine died", "type": "server"}})
         text, ids, reason, *extra = reply

@@ -21,7 +21,12 @@ ModelOption = Annotated[
     typer.Option("--model", help="Model path or id (vllm); served model name (openai)."),
 ]
 BaseUrlOption = Annotated[
-    str | None, typer.Option("--base-url", help="Server URL for --backend openai (…/v1).")
+    list[str] | None,
+    typer.Option(
+        "--base-url",
+        help="Server URL for --backend openai (…/v1); given several times, a pool of servers "
+        "of one model (each question's requests stay on one server, for its prefix cache).",
+    ),
 ]
 ApiKeyOption = Annotated[
     str | None, typer.Option("--api-key", help="API key (default: $OPENAI_API_KEY).")
@@ -129,9 +134,14 @@ def make_backend(
         if extra:
             raise BackendError("--engine-arg configures the in-process engine (--backend vllm); "
                                "give a server its arguments where it is started")  # fmt: skip
-        if not base_url:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or ())
+        if not urls:
             raise BackendError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIBackend(base_url, model, api_key)
+        if len(urls) == 1:
+            return OpenAIBackend(urls[0], model, api_key)
+        from ..live.server_pool import ServerPool
+
+        return ServerPool([OpenAIBackend(url, model, api_key) for url in urls])
     raise BackendError(f"unknown backend {backend!r}; use vllm or openai")
 
 

@@ -76,7 +76,15 @@ def register(app: typer.Typer) -> None:
     ):
         """Serve controllers as an OpenAI-compatible endpoint: one request is one live episode
         (POST /v1/chat/completions, /v1/completions; GET /v1/models, /health, /metrics)."""
+        import importlib.util
+
         from pydantic import ValidationError
+
+        missing = [m for m in ("fastapi", "uvicorn", "prometheus_client")
+                   if importlib.util.find_spec(m) is None]  # fmt: skip
+        if missing:
+            raise _fail(f"autotts serve needs {', '.join(missing)}: pip install 'autotts[serve]' "
+                        "(or the live extra, which brings them with vLLM)")  # fmt: skip
 
         from ..core.signals import TOP_LOGPROBS
         from ..errors import BadInput

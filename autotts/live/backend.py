@@ -15,8 +15,9 @@ of what the engine did. Two implementations:
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..core.signals import token_confidence
@@ -32,6 +33,17 @@ class ContextTooLong(BackendError):
     fault (or the settings'), not the backend's."""
 
 
+class BatchFailure(BackendError):
+    """Some requests of a batch failed and others did not: ``failures`` maps a request's
+    position to its error, ``partial`` holds the others' generations (``None`` at failed
+    positions), so that whoever merged the batch gives each caller its own outcome."""
+
+    def __init__(self, failures: dict[int, BackendError], partial: list):
+        first = failures[min(failures)]
+        super().__init__(f"{len(failures)} of {len(partial)} requests failed; first: {first}")
+        self.failures, self.partial = failures, partial
+
+
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p")
 
 
@@ -42,13 +54,17 @@ class GenerationRequest:
     ``generation_config``: e.g. Qwen3's temperature 0.6, top_p 0.95, top_k 20) by name
     (``SAMPLING_KEYS``); ``{"temperature": 0}`` decodes greedily. ``seed`` makes sampling
     reproducible per request; ``logprobs=k`` asks for each generated token's top-``k``
-    log-probabilities (for the confidence signals, :mod:`autotts.core.signals`)."""
+    log-probabilities (for the confidence signals, :mod:`autotts.core.signals`).
+    ``cancelled``, where given, says when nobody wants the request any more (a served client
+    left): a backend that can aborts it on the engine while it runs (counted in
+    ``stats.aborted``) and gives it an empty generation."""
 
     prefix: tuple[int, ...] | str
     max_tokens: int
     sampling: Mapping[str, float] = field(default_factory=dict)
     seed: int | None = None
     logprobs: int = 0
+    cancelled: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class BackendStats:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     generated_tokens: int = 0
+    aborted: int = 0  # requests aborted on the engine while running (their client left)
     batch_sizes: list[int] = field(default_factory=list)
 
 
@@ -211,11 +228,17 @@ class VLLMBackend(GenerationBackend):
             for r in requests
         ]
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            if any(r.cancelled is not None for r in requests):
+                outputs = self._run_abortable(prompts, params, requests)
+            else:
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
         except Exception as exc:
             raise BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
         out = []
         for request, output in zip(requests, outputs, strict=True):
+            if output is None:  # aborted: nobody wants it
+                out.append(Generation((), "", False, 0))
+                continue
             completion = output.outputs[0]
             ids = tuple(completion.token_ids)
             sampled = confidences = None
@@ -237,6 +260,43 @@ class VLLMBackend(GenerationBackend):
         self._count(requests, out)
         return out
 
+    _ids = itertools.count()
+
+    def _run_abortable(self, prompts, params, requests) -> list:
+        """What ``llm.generate`` does (vLLM's own step loop), checking between engine steps
+        whether each request is still wanted and aborting those that are not; ``None`` for an
+        aborted request's output."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        running: dict[str, int] = {}
+        for n, (prompt, param, request) in enumerate(zip(prompts, params, requests, strict=True)):
+            if _unwanted(request):
+                continue  # gone before it was sent
+            param.output_kind = RequestOutputKind.FINAL_ONLY
+            request_id = f"autotts-{next(self._ids)}"  # outputs and aborts name it so
+            engine.add_request(request_id, prompt, param)
+            running[request_id] = n
+        outputs: list = [None] * len(requests)
+        try:
+            while running and engine.has_unfinished_requests():
+                gone = [i for i, n in running.items() if _unwanted(requests[n])]
+                if gone:
+                    engine.abort_request(gone)
+                    self.stats.aborted += len(gone)
+                    for request_id in gone:
+                        del running[request_id]
+                for output in engine.step() if running else ():
+                    if output.finished and output.request_id in running:
+                        outputs[running.pop(output.request_id)] = output
+        except BaseException:
+            if running:  # nothing of this batch stays on the engine
+                engine.abort_request(list(running))
+            raise
+        if running:
+            raise BackendError(f"vLLM ended {len(running)} request(s) without an output")
+        return outputs
+
     def versions(self) -> dict[str, str]:
         import vllm
 
@@ -252,6 +312,10 @@ class VLLMBackend(GenerationBackend):
             shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
             if shutdown is not None:
                 shutdown()
+
+
+def _unwanted(request: GenerationRequest) -> bool:
+    return request.cancelled is not None and request.cancelled()
 
 
 def vllm_sampling_defaults(model_config) -> dict[str, float]:

@@ -6,7 +6,8 @@ the answer of each ``probe_new()``/``probe_more(i)`` — gains nothing from that
 *episodes* (questions, seeds) in flight do: :func:`play_in_lockstep` plays up to ``k``
 episodes in threads, and :class:`LockstepBackend` holds each one's generation call until every
 episode in flight is waiting for one, then sends them all to the engine as one batch. Every
-request keeps its own seed, so results are the episodes' own, whatever they were batched with.
+request keeps its own seed, so results are the episodes' own, whatever they were batched with;
+and failures too: a request the backend refuses fails its own episode only.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from contextlib import contextmanager
 from ..core.contract import Controller
 from ..core.engine import EpisodeResult
 from ..core.episodes import play_episodes
-from .backend import Generation, GenerationBackend, GenerationRequest
+from .backend import BackendError, BatchFailure, Generation, GenerationBackend, GenerationRequest
 
 
 class LockstepBackend(GenerationBackend):
     """A backend shared by episodes in flight: their calls to :meth:`generate` are merged
-    into one call of ``inner`` once every episode in flight (:meth:`episode`) is waiting."""
+    into one call of ``inner`` once every episode in flight (:meth:`episode`) is waiting.
+    Each call gets its own outcome: where ``inner`` reports which requests failed
+    (:class:`~autotts.live.backend.BatchFailure`), the calls holding them fail; where it fails
+    a merged batch as a whole, each call is sent again alone, so that a request the backend
+    refuses fails its own episode, not its batch's."""
 
     def __init__(self, inner: GenerationBackend):
         super().__init__()
@@ -77,20 +82,39 @@ class LockstepBackend(GenerationBackend):
             batch, self._pending, self._flushing = self._pending, [], True
             self._cond.release()  # the engine runs without the lock; all others wait
             try:
-                flat = [r for slot in batch for r in slot["requests"]]
-                try:
-                    out: list | BaseException = self.inner.generate(flat)
-                except BaseException as exc:  # every waiting episode gets the failure
-                    out = exc
+                self._run(batch)
             finally:
                 self._cond.acquire()
-            start = 0
-            for slot in batch:
-                n = len(slot["requests"])
-                slot["result"] = out if isinstance(out, BaseException) else out[start : start + n]
-                start += n
             self._flushing = False
             self._cond.notify_all()
+
+    def _run(self, batch: list[dict]) -> None:
+        """Give every slot of ``batch`` its generations or its own failure."""
+        flat = [r for slot in batch for r in slot["requests"]]
+        try:
+            out = self.inner.generate(flat)
+        except BatchFailure as exc:
+            out = exc
+        except BackendError as exc:
+            if len(batch) == 1:
+                batch[0]["result"] = exc
+                return
+            for slot in batch:  # whose request was it? each alone
+                self._run([slot])
+            return
+        except BaseException as exc:  # not the requests' fault: every waiting episode's
+            for slot in batch:
+                slot["result"] = exc
+            return
+        start = 0
+        for slot in batch:
+            end = start + len(slot["requests"])
+            if isinstance(out, BatchFailure):
+                failed = [out.failures[i] for i in range(start, end) if i in out.failures]
+                slot["result"] = failed[0] if failed else out.partial[start:end]
+            else:
+                slot["result"] = out[start:end]
+            start = end
 
 
 def play_in_lockstep(

@@ -4,12 +4,22 @@ imported only when one is created."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from ..core.signals import token_confidence
-from .backend import SAMPLING_KEYS, BackendError, Generation, GenerationBackend, GenerationRequest
+from .backend import (
+    SAMPLING_KEYS,
+    BackendError,
+    BatchFailure,
+    Generation,
+    GenerationBackend,
+    GenerationRequest,
+)
 
 
 class OpenAIBackend(GenerationBackend):
@@ -19,7 +29,9 @@ class OpenAIBackend(GenerationBackend):
     applied by the server's ``/tokenize`` endpoint where it has one (vLLM), else the prompt is
     the plain text. A server with ``/tokenize`` that ignores ``return_token_ids`` is continued
     from its text, tokenized again. Up to ``max_concurrency`` requests are in flight at once
-    (a step of 128 branches goes out as one wave)."""
+    (a step of 128 branches goes out as one wave), on an event loop of the backend's own; a
+    request whose ``cancelled()`` turns true while it runs has its connection closed, which
+    makes a vLLM server abort it (counted in ``stats.aborted``)."""
 
     name = "openai"
 
@@ -36,15 +48,19 @@ class OpenAIBackend(GenerationBackend):
         import openai
 
         self.base_url = base_url.rstrip("/")
-        self.client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            timeout=timeout_s,
-            max_retries=1,
-        )
+        options = {
+            "base_url": self.base_url,
+            "api_key": api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            "timeout": timeout_s,
+            "max_retries": 1,
+        }
+        self.client = openai.OpenAI(**options)  # models and the like
+        self.async_client = openai.AsyncOpenAI(**options)  # completions, cancellable
         self._errors = (openai.OpenAIError, httpx.HTTPError)
         self._http = httpx.Client(timeout=timeout_s)
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency)
+        self._loop = asyncio.new_event_loop()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True).start()
         try:
             models = self.client.models.list().data
         except self._errors as exc:
@@ -95,22 +111,23 @@ class OpenAIBackend(GenerationBackend):
         body = {"model": self.model, "prompt": text, "add_special_tokens": False}
         return tuple(self._tokenize(body))
 
-    def _one(self, request: GenerationRequest) -> Generation:
+    async def _one(self, request: GenerationRequest) -> Generation:
         prompt = request.prefix if isinstance(request.prefix, str) else list(request.prefix)
         extra = {"return_token_ids": True} if self._token_ids else {}
         # what is not overridden is left out: the server samples with the model's defaults
         sampling = dict(request.sampling)
         extra.update({k: sampling.pop(k) for k in ("top_k", "min_p") if k in sampling})
         try:
-            reply = self.client.completions.create(
-                model=self.model,
-                prompt=prompt,
-                max_tokens=request.max_tokens,
-                seed=request.seed,
-                logprobs=request.logprobs or None,
-                extra_body=extra or None,
-                **sampling,
-            )
+            async with self._slots:
+                reply = await self.async_client.completions.create(
+                    model=self.model,
+                    prompt=prompt,
+                    max_tokens=request.max_tokens,
+                    seed=request.seed,
+                    logprobs=request.logprobs or None,
+                    extra_body=extra or None,
+                    **sampling,
+                )
         except self._errors as exc:
             raise BackendError(f"completion request to {self.base_url} failed: {exc}") from None
         if not reply.choices:
@@ -122,7 +139,7 @@ class OpenAIBackend(GenerationBackend):
         if ids is None and not isinstance(request.prefix, str):
             # a server with /tokenize that ignores return_token_ids: continue from the text,
             # tokenized again (the branch may then differ from the sampled ids at a boundary)
-            ids = self.encode(choice.text or "")
+            ids = await asyncio.to_thread(self.encode, choice.text or "")
         details = getattr(usage, "prompt_tokens_details", None)
         sampled = confidences = None
         scores = getattr(choice, "logprobs", None)
@@ -142,7 +159,37 @@ class OpenAIBackend(GenerationBackend):
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        out = list(self._pool.map(self._one, requests))
+        """Every request at once; where some fail, :class:`BatchFailure` says which (the
+        others' generations are kept in it, and counted)."""
+        futures = [asyncio.run_coroutine_threadsafe(self._one(r), self._loop) for r in requests]
+        watched = {n for n, r in enumerate(requests) if r.cancelled is not None}
+        running = set(futures)
+        while running:
+            running = concurrent.futures.wait(
+                running,
+                timeout=0.05 if watched else None,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            ).not_done
+            for n in [n for n in watched if futures[n] in running and requests[n].cancelled()]:
+                futures[n].cancel()  # its connection closes: the server aborts it
+                running.discard(futures[n])
+                watched.discard(n)
+                self.stats.aborted += 1
+        out: list = []
+        failures: dict[int, BackendError] = {}
+        for n, future in enumerate(futures):
+            if future.cancelled():
+                out.append(Generation((), "", False, 0))
+                continue
+            try:
+                out.append(future.result())
+            except BackendError as exc:
+                out.append(None)
+                failures[n] = exc
+        if failures:
+            done = [(r, g) for r, g in zip(requests, out, strict=True) if g is not None]
+            self._count([r for r, _ in done], [g for _, g in done])
+            raise failures[0] if len(requests) == 1 else BatchFailure(failures, out)
         self._count(requests, out)
         return out
 
@@ -164,7 +211,11 @@ class OpenAIBackend(GenerationBackend):
         return {k: v for k, v in config.to_diff_dict().items() if k in SAMPLING_KEYS}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._loop.is_running():
+            closing = asyncio.run_coroutine_threadsafe(self.async_client.close(), self._loop)
+            with contextlib.suppress(Exception):
+                closing.result(timeout=5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._http.close()
         self.client.close()
 

@@ -43,6 +43,16 @@ class ServeMetrics:
         self.in_flight = Gauge("autotts_requests_in_flight", "Episodes running", registry=r)
         self.waiting = Gauge("autotts_requests_waiting", "Requests queued", registry=r)
 
+    def watch_backend(self, stats) -> None:
+        """Report the engine's own counts (a :class:`~autotts.live.backend.BackendStats`)."""
+        for name, field, help_text in (
+            ("autotts_backend_requests", "requests", "Generation requests sent to the backend"),
+            ("autotts_backend_aborted", "aborted", "Generation requests aborted on the backend"),
+            ("autotts_backend_generated_tokens", "generated_tokens", "Tokens the backend made"),
+        ):
+            gauge = Gauge(name, help_text, registry=self.registry)
+            gauge.set_function(lambda field=field: getattr(stats, field))
+
     def episode(self, model: str, episode) -> None:
         """Count one answered episode (a :class:`~.request_episodes.ServedEpisode`)."""
         d = episode.details

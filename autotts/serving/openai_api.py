@@ -16,8 +16,9 @@
   a last chunk with ``finish_reason`` and ``autotts``, usage when
   ``stream_options.include_usage`` asks, and ``data: [DONE]``.
 - At most ``max_in_flight`` episodes run at once and ``max_queue`` more wait; beyond that a
-  request gets 429 with ``Retry-After``. A client that disconnects has its episode stopped
-  before its next generation call; its place is free once that call has returned.
+  request gets 429 with ``Retry-After``. A client that disconnects has its episode stopped:
+  the backend aborts its generations still running where it can (the in-process engine),
+  and no call of it is sent afterwards; its place is free once its episode has ended.
 - Errors are OpenAI-style bodies: 400 names the field, 404 lists the served models, 502
   names the backend, 500 what else failed (a schedule, the server); none stops the server.
 """
@@ -96,6 +97,7 @@ def app(
             )
     shared = LockstepBackend(backend)
     metrics = ServeMetrics()
+    metrics.watch_backend(shared.stats)
     admission = _Admission(max_in_flight, max_queue, metrics)
     api = FastAPI(title="autotts serve", version="1")
 
@@ -301,7 +303,7 @@ async def _stream(request, task, progress, backend, reply: _Reply, metrics, mode
         if getter is not None:
             getter.cancel()
         if not ended:  # the client went away mid-stream: cancelled, or the stream closed
-            backend.cancel()  # the episode stops before its next call; its task ends it
+            backend.cancel()  # its running generations are aborted; its task ends it
             metrics.stops.labels(model, "cancelled").inc()
             metrics.requests.labels(model, "499").inc()
     try:

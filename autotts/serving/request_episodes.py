@@ -3,7 +3,8 @@ controller on the shared backend, with its own seed, and what the reply says abo
 
 Every generation call of the episode goes through a :class:`RequestBackend`, which counts
 the request's own tokens (prefilled and generated, branches and probes), reports progress,
-and stops the episode at its next call once the client has gone (:meth:`cancel`)."""
+and, once the client has gone (:meth:`cancel`), has the backend abort the request's
+generations still running and stops the episode at its next call."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.contract import Controller
 from ..core.engine import EpisodeResult, play
@@ -30,7 +31,8 @@ class Cancelled(BackendError):
 
 class RequestBackend(GenerationBackend):
     """The shared backend seen by one request: counts its tokens, reports each finished call to
-    ``progress(counts)``, and refuses calls after :meth:`cancel`."""
+    ``progress(counts)``, marks its generation requests so that the backend can abort them
+    once :meth:`cancel` is called, and refuses calls after it."""
 
     def __init__(self, inner: GenerationBackend, progress: Callable[[dict], None] | None = None):
         super().__init__()
@@ -60,11 +62,15 @@ class RequestBackend(GenerationBackend):
         if self.cancelled:  # recorded as the failure, so play_request raises it (not an answer)
             self.failure = Cancelled("the client disconnected")
             raise self.failure
+        wanted = [replace(r, cancelled=self._cancelled.is_set) for r in requests]
         try:
-            out = self.inner.generate(requests)
+            out = self.inner.generate(wanted)
         except BackendError as exc:
             self.failure = exc
             raise
+        if self.cancelled:  # aborted on the way: the episode ends here
+            self.failure = Cancelled("the client disconnected")
+            raise self.failure
         self.calls += 1
         for request, generation in zip(requests, out, strict=True):
             if not isinstance(request.prefix, str):

@@ -142,11 +142,39 @@ def test_openai_compatible_server_path(tiny_model, settings, tmp_path, vllm_back
         run = deepconf.params(0.0, warmup=2, budget=4, window_tokens=32)
         assert env.run_episode(deepconf, run, 0, 1).error is None
         assert backend.stats.requests > backend.stats.calls  # branches went out together
+        # requests nobody wants any more: their connections close, and the server aborts
+        # them (greedy, so the tiny model would run to the 800-token limit of each)
+        made = server_metric(port, "vllm:generation_tokens_total")
+        left = time.monotonic() + 1.0
+        unwanted = [
+            GenerationRequest(env.prompt(0), 800, {"temperature": 0}, seed,
+                              cancelled=lambda: time.monotonic() > left)
+            for seed in range(16)
+        ]  # fmt: skip
+        cut = backend.generate(unwanted)
+        assert {g.n_tokens for g in cut} == {0} and backend.stats.aborted == 16
+        deadline = time.monotonic() + 30
+        while server_metric(port, "vllm:num_requests_running") > 0:
+            assert time.monotonic() < deadline, "the server did not abort the requests"
+            time.sleep(0.2)
+        assert server_metric(port, "vllm:generation_tokens_total") - made < 16 * 800
         backend.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
+
+
+def server_metric(port: int, name: str, label: str = "") -> float:
+    """The sum of a vLLM server's Prometheus samples ``name`` whose labels contain ``label``."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and label in line and not line.startswith("#")
+    )
 
 
 def test_unreachable_server_is_a_clear_error():

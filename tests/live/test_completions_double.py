@@ -162,3 +162,29 @@ def test_branches_on_several_servers_are_generated_at_the_same_time():
         result = env.run_episode(TwoModels(), {}, 0, 0)
         assert result.error is None, result.error  # one server alone breaks the barrier
         assert result.answer == "4" and result.tokens == 2 * (8 + 2)
+
+
+def test_a_request_nobody_wants_any_more_is_cut_off_while_it_runs():
+    """A request whose ``cancelled()`` turns true while the server still works on it has its
+    connection closed (what makes a vLLM server abort it: its completions endpoint cancels
+    on disconnect) and comes back empty at once; the one beside it is answered."""
+    import time
+
+    from autotts.live.backend import GenerationRequest
+
+    never = threading.Barrier(2)  # a reply marked "wait" waits here until its 20 s are up
+    script = {"[1]": ("slow", [1], "length", "wait"), "[2]": ("fast", [2], "stop")}
+    server = CompletionsDouble(script, never)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(server.url)
+        left = time.monotonic() + 0.5
+        slow = GenerationRequest((1,), 8, seed=0, cancelled=lambda: time.monotonic() > left)
+        start = time.monotonic()
+        cut, answered = backend.generate([slow, GenerationRequest((2,), 8, seed=1)])
+        assert time.monotonic() - start < 5
+        assert (cut.n_tokens, cut.text, answered.token_ids) == (0, "", (2,))
+        assert backend.stats.aborted == 1 and backend.stats.generated_tokens == 1
+        backend.close()
+    finally:
+        server.shutdown()

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from autotts.live.backend import GenerationRequest
 from autotts.live.settings import LiveSettings
 from autotts.serving import app, serving
 
@@ -92,6 +93,45 @@ def test_a_leaving_client_stops_its_generations(client, vllm_backend):
     assert vllm_backend.stats.requests == sent
     metrics = httpx.get(f"{url}/metrics").text
     assert 'autotts_stops_total{model="cmc",reason="cancelled"} 1.0' in metrics
+
+
+def test_a_leaving_client_has_its_running_generations_aborted_on_the_engine(vllm_backend):
+    """A call long enough to leave in the middle of it (greedy: the tiny model never stops
+    early; SC at β = 1 opens many branches): the client gives up after 1.5 s, and the engine
+    aborts that call's requests (its own count) and holds none of them afterwards."""
+    long_calls = LiveSettings(delta=800, max_branch_tokens=800, probe_tokens=4, temperature=0.0)
+    application = app(["sc"], vllm_backend, long_calls, max_in_flight=2, max_queue=2)
+    with serving(application) as url:
+        aborted, generated = vllm_backend.stats.aborted, vllm_backend.stats.generated_tokens
+        body = {"model": "sc@beta=1", "seed": 5,
+                "messages": [{"role": "user", "content": "What is 2 + 2?"}]}  # fmt: skip
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=1.5)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/health").json()["requests_inside"]:
+            assert time.monotonic() < deadline, "the episode kept its place"
+            time.sleep(0.1)
+        assert vllm_backend.stats.aborted > aborted
+        assert vllm_backend.stats.generated_tokens == generated  # its one call was cut off
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'autotts_stops_total{model="sc",reason="cancelled"} 1.0' in metrics
+        assert f"autotts_backend_aborted {float(vllm_backend.stats.aborted)}" in metrics
+    assert not vllm_backend.llm.llm_engine.has_unfinished_requests()
+
+
+def test_the_engine_aborts_a_request_nobody_wants_any_more(vllm_backend):
+    """The abort itself, step by step: a request whose ``cancelled()`` turns true after two
+    engine steps is aborted there; the one beside it runs to its end."""
+    prompt = vllm_backend.prompt("What is 2 + 2?", None, None)
+    asked = iter(range(10**6))
+    aborted = vllm_backend.stats.aborted
+    cut, kept = vllm_backend.generate([
+        GenerationRequest(prompt, 800, {"temperature": 0}, 1, cancelled=lambda: next(asked) >= 3),
+        GenerationRequest(prompt, 16, {"temperature": 0}, 2),
+    ])  # fmt: skip
+    assert (cut.n_tokens, kept.n_tokens) == (0, 16)
+    assert vllm_backend.stats.aborted == aborted + 1
+    assert not vllm_backend.llm.llm_engine.has_unfinished_requests()
 
 
 def test_the_load_benchmark_runs_without_errors():
