@@ -139,9 +139,9 @@ def make_backend(
             raise BackendError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         if len(urls) == 1:
             return OpenAIBackend(urls[0], model, api_key)
-        from ..live.server_pool import ServerPool
+        from ..live.server_pool import server_pool
 
-        return ServerPool([OpenAIBackend(url, model, api_key) for url in urls])
+        return server_pool(urls, model, api_key)
     raise BackendError(f"unknown backend {backend!r}; use vllm or openai")
 
 

@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..loading.controller_files import mark_untrusted
 from ..utils.atomic_files import atomic_write_text
 from .proposer import MAX_TESTS, Proposer
 from .replies import prompt
@@ -75,8 +76,8 @@ class AgentProposer(Proposer):
         task = "\n\n".join([self.system_text(), self.round_text(number), prompt("coding_agent.md")])
         atomic_write_text(workspace / "TASK.md", task)
         best = self._best_source()
-        if best is not None:
-            atomic_write_text(workspace / "best.py", best)
+        if best is not None:  # LLM-written: marked, as the run's candidates are
+            atomic_write_text(workspace / "best.py", mark_untrusted(best, "the run's best so far"))
         records = [r for r in self.run.records() if r.get("event") in ("round", "lesson")]
         atomic_write_text(
             workspace / "history.jsonl", "".join(json.dumps(r) + "\n" for r in records)

@@ -270,15 +270,17 @@ class VLLMBackend(GenerationBackend):
 
         engine = self.llm.llm_engine
         running: dict[str, int] = {}
-        for n, (prompt, param, request) in enumerate(zip(prompts, params, requests, strict=True)):
-            if _unwanted(request):
-                continue  # gone before it was sent
-            param.output_kind = RequestOutputKind.FINAL_ONLY
-            request_id = f"autotts-{next(self._ids)}"  # outputs and aborts name it so
-            engine.add_request(request_id, prompt, param)
-            running[request_id] = n
         outputs: list = [None] * len(requests)
         try:
+            for n, (prompt, param, request) in enumerate(
+                zip(prompts, params, requests, strict=True)
+            ):
+                if _unwanted(request):
+                    continue  # gone before it was sent
+                param.output_kind = RequestOutputKind.FINAL_ONLY
+                request_id = f"autotts-{next(self._ids)}"  # outputs and aborts name it so
+                engine.add_request(request_id, prompt, param)
+                running[request_id] = n
             while running and engine.has_unfinished_requests():
                 gone = [i for i, n in running.items() if _unwanted(requests[n])]
                 if gone:

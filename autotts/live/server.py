@@ -171,10 +171,10 @@ class OpenAIBackend(GenerationBackend):
                 return_when=concurrent.futures.FIRST_COMPLETED,
             ).not_done
             for n in [n for n in watched if futures[n] in running and requests[n].cancelled()]:
-                futures[n].cancel()  # its connection closes: the server aborts it
-                running.discard(futures[n])
+                if futures[n].cancel():  # its connection closes: the server aborts it
+                    running.discard(futures[n])
+                    self.stats.aborted += 1
                 watched.discard(n)
-                self.stats.aborted += 1
         out: list = []
         failures: dict[int, BackendError] = {}
         for n, future in enumerate(futures):

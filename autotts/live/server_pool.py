@@ -109,18 +109,38 @@ class ServerPool(GenerationBackend):
                 failures.update(dict.fromkeys(positions, exc))
             for n, answer in zip(positions, answers, strict=True):
                 out[n] = answer
-        self._add_up()
+        self._add_up(len(requests))
         if failures:
             raise failures[0] if len(requests) == 1 else BatchFailure(failures, out)
         return out
 
-    def _add_up(self) -> None:
+    def _add_up(self, batch: int) -> None:
+        """One call of the pool (its batch, whatever the servers made of it), and the
+        servers' counts of requests and tokens added up."""
         totals = self.stats
-        for name in ("calls", "requests", "prompt_tokens", "cached_prompt_tokens",
-                     "generated_tokens", "aborted"):  # fmt: skip
+        totals.calls += 1
+        totals.batch_sizes.append(batch)
+        for name in ("requests", "prompt_tokens", "cached_prompt_tokens", "generated_tokens",
+                     "aborted"):  # fmt: skip
             setattr(totals, name, sum(getattr(s.stats, name) for s in self.servers))
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
         for server in self.servers:
             server.close()
+
+
+def server_pool(urls: Sequence[str], model: str | None, api_key: str | None) -> ServerPool:
+    """A pool of the completions servers at ``urls`` (raises BackendError, leaving none of
+    the backends it made with threads running)."""
+    from .server import OpenAIBackend
+
+    servers: list = []
+    try:
+        for url in urls:
+            servers.append(OpenAIBackend(url, model, api_key))
+        return ServerPool(servers)
+    except BackendError:
+        for server in servers:
+            server.close()
+        raise

@@ -96,7 +96,7 @@ def load_controller_class(target: str | Path) -> type[Controller]:
     if path.suffix in CONTROLLER_FILE_TYPES:
         module, _, function = CONTROLLER_FILE_TYPES[path.suffix].partition(":")
         return getattr(importlib.import_module(module), function)(path)
-    if _is_run_candidate(path) and str(path) not in _TRUSTED_BY_USER:
+    if str(path) not in _TRUSTED_BY_USER and _is_run_candidate(path):
         raise UntrustedCode(_untrusted_message(path))
     try:
         source = path.read_text(encoding="utf-8")
@@ -338,15 +338,15 @@ def without_untrusted_mark(source: str) -> str:
 
 
 def _is_run_candidate(path: Path) -> bool:
-    """A discovery run's candidate file (``RUN/candidates/NNNN/controller.py``, next to the
-    run's ``history.jsonl``): LLM-written whatever its first lines say, as runs from before
-    candidates were written marked left them unmarked."""
-    folder = path.parent
-    return (
-        folder.name.isdigit()
-        and folder.parent.name == "candidates"
-        and (folder.parent.parent / "history.jsonl").is_file()
-    )
+    """A file of a discovery run's candidates (``RUN/candidates/``) or of a coding agent's
+    workspaces (``RUN/agent/``), ``RUN`` holding the run's ``history.jsonl``: LLM-written
+    whatever its first lines say (runs from before candidates were written marked left them
+    unmarked)."""
+    path = path.resolve()
+    for folder in list(path.parents)[:3]:
+        if folder.name in ("candidates", "agent") and (folder.parent / "history.jsonl").is_file():
+            return True
+    return False
 
 
 def is_marked_untrusted(target: str | Path) -> bool:

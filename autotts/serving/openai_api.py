@@ -17,8 +17,9 @@
   ``stream_options.include_usage`` asks, and ``data: [DONE]``.
 - At most ``max_in_flight`` episodes run at once and ``max_queue`` more wait; beyond that a
   request gets 429 with ``Retry-After``. A client that disconnects has its episode stopped:
-  the backend aborts its generations still running where it can (the in-process engine),
-  and no call of it is sent afterwards; its place is free once its episode has ended.
+  the backend aborts its generations still running (the in-process engine between steps, a
+  server by the closed connection), and no call of it is sent afterwards; its place is free
+  once its episode has ended.
 - Errors are OpenAI-style bodies: 400 names the field, 404 lists the served models, 502
   names the backend, 500 what else failed (a schedule, the server); none stops the server.
 """

@@ -48,6 +48,7 @@ def test_each_question_stays_on_one_server_and_questions_are_spread():
         continued = pool.generate([GenerationRequest(two + (2, 7, 7), 4, seed=0)])
         assert continued[0].token_ids == (2,) and len(second.requests) == 4  # its server again
         assert pool.stats.requests == 7 and pool.stats.generated_tokens == 7
+        assert pool.stats.calls == 2 and pool.stats.batch_sizes == [6, 1]
         pool.close()
 
 

@@ -203,6 +203,29 @@ def test_a_run_writes_its_candidates_marked_and_reads_them_back_unmarked(tmp_pat
     assert run.candidate_source(2) is None
 
 
+def test_a_coding_agents_workspace_is_llm_written(tmp_path):
+    """What a coding agent leaves in its workspace, and the run's best so far copied there for
+    it, never run in the parent; the run's own family file (written from Optuna's
+    parameters) and a file beside the run are the user's."""
+    from autotts.loading.controller_files import UntrustedCode, load_controller
+
+    run = tmp_path / "run"
+    legacy_run_candidate(run, WHERE_AM_I)
+    workspace = run / "agent" / "0001"
+    workspace.mkdir(parents=True)
+    (workspace / "history.jsonl").write_text("")  # a workspace holds a copy of the log
+    for name in ("controller.py", "best.py", "helper.py"):
+        (workspace / name).write_text(WHERE_AM_I)
+        assert is_marked_untrusted(workspace / name)
+        with pytest.raises(UntrustedCode):
+            load_controller(str(workspace / name))
+    (run / "family").mkdir()
+    (run / "family" / "controller.py").write_text(WHERE_AM_I)
+    (tmp_path / "mine.py").write_text(WHERE_AM_I)
+    assert not is_marked_untrusted(run / "family" / "controller.py")
+    assert not is_marked_untrusted(tmp_path / "mine.py")
+
+
 def test_a_byte_order_mark_or_a_legacy_run_folder_does_not_hide_llm_code(tmp_path):
     from autotts.loading.controller_files import UntrustedCode, load_controller
 
