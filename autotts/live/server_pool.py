@@ -2,11 +2,14 @@
 than once): a question's prompt is given a server when it is made (the least used one), and
 every request continuing that prompt — its branches, their probes — goes to the same server,
 so that they share its prefix cache. A server that fails fails only the requests sent to it
-(:class:`~autotts.live.backend.BatchFailure`); the others are answered."""
+(:class:`~autotts.live.backend.BatchFailure`); the others are answered. A server whose every
+request failed is left out of new placements (and tried last for tokenizing) for
+``REST_S`` seconds, then given new questions again."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .backend import BackendError, BatchFailure, Generation, GenerationBackend, GenerationRequest
 
 MAX_PROMPTS = 20_000  # prompts remembered (least recently used dropped): bounded memory
+REST_S = 10.0  # how long a server that failed whole is given no new question
 
 
 class ServerPool(GenerationBackend):
@@ -39,19 +43,27 @@ class ServerPool(GenerationBackend):
         self._lengths: dict[int, int] = {}  # prompt length → how many remembered prompts
         self._threads = ThreadPoolExecutor(max_workers=len(servers))
         self._lock = threading.Lock()  # prompts are made by many request threads at once
+        self.resting_until = [0.0] * len(servers)  # monotonic time: failed whole until then
+
+    def _by_health(self) -> list[int]:
+        """Servers in the order to try them: those not resting first, fewest prompts first."""
+        now = time.monotonic()
+        return sorted(range(len(self.servers)),
+                      key=lambda i: (self.resting_until[i] > now, self.placed[i], i))  # fmt: skip
 
     def prompt(self, user_message, system=None, thinking=None):
-        for server in self.servers:  # any of them tokenizes alike; a server down is skipped
+        for index in self._by_health():  # any of them tokenizes alike; a failing one is skipped
             try:
-                made = server.prompt(user_message, system, thinking)
+                made = self.servers[index].prompt(user_message, system, thinking)
                 break
             except BackendError as exc:
                 failure = exc
+                self.resting_until[index] = time.monotonic() + REST_S
         else:
             raise failure
         with self._lock:
             if made not in self._home:
-                self._remember(made, self.placed.index(min(self.placed)))
+                self._remember(made, self._by_health()[0])
             self._home.move_to_end(made)
         return made
 
@@ -104,9 +116,12 @@ class ServerPool(GenerationBackend):
             except BatchFailure as exc:
                 answers = exc.partial
                 failures.update({positions[i]: e for i, e in exc.failures.items()})
+                if len(exc.failures) == len(positions):
+                    self.resting_until[server] = time.monotonic() + REST_S
             except BackendError as exc:
                 answers = [None] * len(positions)
                 failures.update(dict.fromkeys(positions, exc))
+                self.resting_until[server] = time.monotonic() + REST_S
             for n, answer in zip(positions, answers, strict=True):
                 out[n] = answer
         self._add_up(len(requests))

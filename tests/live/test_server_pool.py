@@ -72,3 +72,19 @@ def test_servers_of_different_models_are_refused():
         with pytest.raises(BackendError, match="different models"):
             ServerPool(pool.servers)
         pool.close()
+
+
+def test_new_questions_avoid_a_server_whose_requests_all_failed():
+    """A server that failed every request it got is given no new question while it rests;
+    the question already placed on it still goes there (its prefix lives there)."""
+    with doubles([("a", [1], "length")], ["error"]) as (healthy, broken):
+        pool = pool_of([healthy, broken])
+        pool.prompt("What is 1 + 1?")
+        two = pool.prompt("What is 2 + 2?")  # placed on the broken one
+        with pytest.raises(BackendError):
+            pool.generate([GenerationRequest(two, 4, seed=0)])
+        later = [pool.prompt(f"What is {n} + {n}?") for n in range(3, 7)]
+        assert pool.placed == [5, 1]
+        out = pool.generate([GenerationRequest(p, 4, seed=0) for p in later])
+        assert [g.token_ids for g in out] == [(1,)] * 4 and len(broken.requests) == 1
+        pool.close()
