@@ -103,13 +103,14 @@ class RecordedChatServer:
 
 class CompletionsDouble(ThreadingHTTPServer):
     """Replies to /v1/completions with ``script`` in order (the last one repeats), or, where
-    ``script`` is a dict, with the reply for the request's prompt (``json.dumps(prompt)``)."""
+    ``script`` is a dict, with the reply for the request's prompt (``json.dumps(prompt)``), or,
+    where it is a function, with ``script(request body)``."""
 
     request_queue_size = 256  # (socketserver's 5 resets connections when 40 clients arrive)
 
     def __init__(self, script, barrier=None, port: int = 0):
         super().__init__(("127.0.0.1", port), _Handler)
-        self.script = script if isinstance(script, dict) else list(script)
+        self.script = script if isinstance(script, dict) or callable(script) else list(script)
         self.requests, self.lock = [], threading.Lock()
         self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
 
@@ -137,7 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.requests.append(body)
-            if isinstance(server.script, dict):
+            if callable(server.script):
+                reply = server.script(body)
+            elif isinstance(server.script, dict):
                 reply = server.script[json.dumps(body["prompt"])]
             else:
                 reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
@@ -169,3 +172,22 @@ def completions_double(script, barrier=None, port: int = 0):
     finally:
         server.shutdown()
         server.server_close()
+
+
+VARIED = [
+    ("Step one. ", [11] * 32, "length"),
+    ("4}", [12, 13], "stop"),
+    ("More work. ", [14] * 32, "length"),
+    ("5}", [15, 16], "stop"),
+    ("So the answer is \\boxed{4}", [17] * 9, "stop"),
+    ("6}", [18, 19], "stop"),
+    ("Hence \\boxed{6}", [20] * 5, "stop"),
+]
+
+
+def varied_reply(body: dict) -> tuple:
+    """A :class:`CompletionsDouble` script: a reply that depends on the request alone (not on
+    when it arrives: a batch's requests arrive in any order), so that episodes branch, continue,
+    probe and finish in different ways, and alike each time they are played."""
+    key = (body.get("seed") or 0) * 7 + len(body["prompt"]) * 3 + body["max_tokens"]
+    return VARIED[key % len(VARIED)]

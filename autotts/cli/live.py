@@ -329,13 +329,15 @@ def register(app: typer.Typer) -> None:
         env_dir: EnvDirOption = None,
     ) -> None:
         """Run a controller live and compare with its replay prediction on the same questions."""
+        from ..errors import RunFailure
         from ..live.validation import validate_live
-        from ..loading.controller_files import ControllerLoadError, load_controller
+        from ..loading.controller_files import ControllerLoadError
+        from ..sandbox.episodes import open_controller
 
-        try:
-            policy = load_controller(controller)
+        try:  # an LLM-written (marked) file plays every episode in the sandbox
+            policy = open_controller(controller)
             params = policy.params(beta)
-        except (ControllerLoadError, ValueError) as exc:
+        except (ControllerLoadError, RunFailure, ValueError) as exc:
             raise _fail(str(exc)) from None
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
@@ -344,6 +346,7 @@ def register(app: typer.Typer) -> None:
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed, engine_arg),
         )  # fmt: skip
+        from ..core.contract import ControllerFailure
         from ..live.backend import BackendError
         from ..live.server import OpenAIBackend
 
@@ -358,11 +361,13 @@ def register(app: typer.Typer) -> None:
                 engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir,
                 aliases=alias or (), others=others, episodes_in_flight=episodes_in_flight,
             )  # fmt: skip
-        except BackendError as exc:
+        except (BackendError, ControllerFailure) as exc:
             raise _fail(str(exc)) from None
         finally:
             for backend in (engine, *others.values()):
                 backend.close()
+            if hasattr(policy, "close"):  # a sandboxed controller's spare worker
+                policy.close()
         table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
         for column in ("run", "accuracy %", "tokens/question", "episodes", "extra"):
             table.add_column(column)

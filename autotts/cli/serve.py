@@ -87,22 +87,22 @@ def register(app: typer.Typer) -> None:
                         "(or the live extra, which brings them with vLLM)")  # fmt: skip
 
         from ..core.signals import TOP_LOGPROBS
-        from ..errors import BadInput
+        from ..errors import BadInput, RunFailure
         from ..live.backend import BackendError
         from ..serving import ServedControllers, app
 
         try:
             served = ServedControllers(controllers)
-            # logprobs cost: asked for only where a served controller reads their signals
-            logprobs = (
-                TOP_LOGPROBS if any(s.controller.requires for s in served.served.values()) else 0
-            )
+            # logprobs cost: asked for only where a served controller reads their signals (or
+            # may: a sandboxed one's needs are known only inside its sandbox)
+            reads = [s.controller.requires or s.sandboxed for s in served.served.values()]
+            logprobs = TOP_LOGPROBS if any(reads) else 0
             settings = _settings(delta, max_branch_tokens, probe_tokens, probe_suffix, thinking,
                                  temperature, top_p, logprobs, top_k, min_p)  # fmt: skip
             engine = make_backend(backend, model, base_url, api_key, max_model_len,
                                   tensor_parallel_size, gpu_memory_utilization, enforce_eager,
                                   seed, engine_arg)  # fmt: skip
-        except (BadInput, BackendError, ValidationError) as exc:
+        except (BadInput, BackendError, RunFailure, ValidationError) as exc:
             raise _fail(str(exc)) from None
         import uvicorn
 
@@ -116,6 +116,7 @@ def register(app: typer.Typer) -> None:
         try:
             uvicorn.run(application, host=host, port=port, log_level="warning")
         finally:
+            served.close()
             engine.close()
 
 

@@ -310,3 +310,31 @@ class Controller(ABC):
             )
         params.update(overrides)
         return params
+
+
+class RemoteController(ABC):
+    """A controller whose code never runs in this process: an untrusted (LLM-written) one,
+    which runs in the sandbox (:class:`autotts.sandbox.SandboxedController`).
+    :func:`~autotts.core.engine.play` hands it the episode's engine, and it plays the episode
+    from where its code runs, action by action, on that engine, which keeps every piece of the
+    episode's data. Whatever plays episodes (replay, live, serving) plays it like any
+    :class:`Controller`.
+
+    ``params(beta, **overrides)`` is the configuration, ``{"beta": β, "overrides": {...}}``,
+    that the remote side turns into ``run()`` parameters with the controller's own schedule.
+    """
+
+    name: str = ""
+    description: str = ""
+    requires: tuple[str, ...] = ()
+
+    def params(self, beta: float | None = None, **overrides: Any) -> dict[str, Any]:
+        """The configuration the remote side computes ``run()``'s parameters from."""
+        if beta is not None and not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        return {"beta": 1.0 if beta is None else beta, "overrides": dict(overrides)}
+
+    @abstractmethod
+    def play_episode(self, episode, params: dict, result, max_steps: int) -> list[tuple]:
+        """Play one episode on the engine ``episode`` at the configuration ``params``: fill
+        ``result`` as :func:`~autotts.core.engine.play` does and return the action log."""

@@ -41,6 +41,7 @@ from .contract import (
     Probe,
     Prune,
     Read,
+    RemoteController,
 )
 
 DEFAULT_MAX_STEPS = 20_000
@@ -99,7 +100,10 @@ def play(episode, controller: Controller, params: dict, result: EpisodeResult, m
     ``open``, ``extend``, ``read``, ``probe``, ``prune``, ``tokens``, ``probe_tokens``,
     ``live``, and ``cost``/``model_tokens``, ``None`` where tokens are the cost), fill
     ``result`` and return the action log. Failures of the controller or of the
-    engine end the episode with ``result.error`` set."""
+    engine end the episode with ``result.error`` set. A :class:`RemoteController` plays it
+    from where its code runs (an untrusted one: in the sandbox), on this very engine."""
+    if isinstance(controller, RemoteController):
+        return controller.play_episode(episode, params, result, max_steps)
     log: list[tuple] = []
     append = log.append
     steps = 0

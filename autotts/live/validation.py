@@ -11,12 +11,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..core.contract import Controller
+from ..core.contract import Controller, ControllerFailure
 from ..core.episodes import Tally, play_episodes
 from ..envs.replay import ReplayEnvironment
 from ..envs.stores import StoreError, list_environments
 from ..loading.run_configs import RunConfig
 from ..results.traces import episode_record
+from ..sandbox.episodes import SandboxedController
+from ..sandbox.runner import run_sandboxed
 from .backend import BackendError, GenerationBackend
 from .live_environment import LiveEnvironment, LiveQuestion
 from .lockstep import LockstepBackend, play_in_lockstep
@@ -80,9 +82,12 @@ def validate_live(
     episodes = len(questions) * seeds
     stats = [b.stats for b in env.served]
     batches = [n for s in stats for n in s.batch_sizes]
+    shown = params  # a sandboxed controller's run() parameters are computed in its sandbox
+    if isinstance(controller, SandboxedController) and controller.last_params is not None:
+        shown = controller.last_params
     report = {
         "controller": controller.name,
-        "params": params,
+        "params": shown,
         "model": backend.model,
         "backend": backend.name,
         "models": {name: b.model for name, b in env.backends.items()},
@@ -139,8 +144,7 @@ def replay_prediction(
         return None
     env, matched = best
     tally = Tally()  # errors: e.g. a graph with live-only roles
-    episodes = ((env, params, q, seed) for q in matched for seed in range(REPLAY_SEEDS))
-    for result in play_episodes(controller, episodes, record_trace=False):
+    for result in _replayed(controller, params, env, matched):
         tally.add(env, result)
     n = tally.episodes
     return {
@@ -152,6 +156,25 @@ def replay_prediction(
         "errors": tally.errors,
         "first_error": tally.first_error,
     }
+
+
+def _replayed(controller, params: dict, env: ReplayEnvironment, matched: list[int]):
+    """The replay episodes of the ``matched`` questions, ``REPLAY_SEEDS`` seeds each (question
+    indices of ``env``); a sandboxed controller's all in one sandboxed evaluation."""
+    if not isinstance(controller, SandboxedController):
+        episodes = ((env, params, q, seed) for q in matched for seed in range(REPLAY_SEEDS))
+        yield from play_episodes(controller, episodes, record_trace=False)
+        return
+    subset = ReplayEnvironment.without_gold(env.env_id, [env.questions[q] for q in matched])
+    outcome = run_sandboxed(
+        controller.source, {env.env_id: subset}, [(params["beta"], params["overrides"])],
+        REPLAY_SEEDS, trace_seeds=0, class_name=controller.class_name, isolate=controller.isolate,
+    )  # fmt: skip
+    if not outcome.ok:
+        raise ControllerFailure(f"{controller.name}: rejected on replay: {outcome.reason}")
+    for _, _, question, result in outcome.results:
+        result.question = matched[question]
+        yield result
 
 
 def _stores_of(model: str, env_dir) -> list[str]:

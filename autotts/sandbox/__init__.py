@@ -9,6 +9,7 @@ clock or random source, resource limits) and the parent's limits and checks
 hook only give early, readable feedback.
 """
 
+from .episodes import SandboxedController, open_controller
 from .limits import SandboxLimits
 from .processes import IsolationUnavailable, isolation_problems, require_isolation
 from .runner import IN_FLIGHT, MAX_BRANCHES, SandboxOutcome, run_sandboxed
@@ -21,7 +22,9 @@ __all__ = [
     "IsolationUnavailable",
     "SandboxLimits",
     "SandboxOutcome",
+    "SandboxedController",
     "isolation_problems",
+    "open_controller",
     "require_isolation",
     "run_sandboxed",
     "static_problems",

@@ -109,6 +109,18 @@ class LimitWatch:
     def round_received(self) -> None:
         self.rounds += 1
 
+    def parent_busy(self) -> None:
+        """The parent starts serving a round that takes long (a live engine generating): the
+        time until :meth:`parent_done` is not the worker's."""
+        self.check(time.monotonic())
+
+    def parent_done(self) -> None:
+        """The round is served: the worker's time counts again from here."""
+        if self.runner is not None and self.last is not None:
+            scheduled = _runner_times(self.runner)
+            if scheduled is not None:
+                self.last = (time.monotonic(), scheduled)
+
     def check(self, now: float) -> None:
         """Hold a running worker to its idle allowance and its CPU time per round."""
         if self.runner is None or self.last is None:

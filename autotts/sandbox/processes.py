@@ -86,11 +86,17 @@ def _worker_environment() -> dict[str, str]:
 ADDR_NO_RANDOMIZE = 0x0040000
 
 
-def _without_address_randomisation() -> None:  # runs in the child, before exec
+@functools.cache
+def _personality():
+    """libc's ``personality``, looked up here: the child between fork and exec (where other
+    threads may hold the loader's or the import system's locks) only calls it."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.personality(ADDR_NO_RANDOMIZE)
+    return ctypes.CDLL(None, use_errno=True).personality
+
+
+def _without_address_randomisation() -> None:  # runs in the child, before exec
+    _personality()(ADDR_NO_RANDOMIZE)
 
 
 def _worker_command(*args: str) -> list[str]:
@@ -118,6 +124,7 @@ class WorkerProcess:
         self.watch = LimitWatch(limits, self._owes)
 
     def start(self, workdir: str) -> None:
+        _personality()
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
             _worker_command(str(write_fd)),
@@ -182,7 +189,14 @@ class WorkerProcess:
             if self.params is None:
                 return self._header(payload)
             self.watch.round_received()
-            observations = self.server.serve(payload)
+            if self.server.slow:  # a live engine: its generation time is not the worker's
+                self.watch.parent_busy()
+                try:
+                    observations = self.server.serve(payload)
+                finally:
+                    self.watch.parent_done()
+            else:
+                observations = self.server.serve(payload)
         except ProtocolError as exc:
             raise Rejected(f"malformed reply: {exc}") from None
         self.outbox += frame(marshal.dumps(observations))

@@ -11,6 +11,7 @@ from collections import deque
 from ..core.contract import ActionError, ControllerFailure
 from ..core.engine import (
     NOTE,
+    EngineFailure,
     EpisodeResult,
     error_text,
     finish_result,
@@ -87,9 +88,18 @@ class EpisodeServer:
     takes the next units of the job, in job order, right before its round."""
 
     def __init__(
-        self, units, in_flight: int, max_steps: int, traced, done, budget=None, groups: int = 2
+        self,
+        units,
+        in_flight: int,
+        max_steps: int,
+        traced,
+        done,
+        budget=None,
+        groups: int = 2,
+        slow: bool = False,
     ):
         self.units, self.in_flight, self.max_steps = units, in_flight, max_steps
+        self.slow = slow  # rounds take long (live engines): not counted as the worker's time
         self.traced, self.done = traced, done
         self.budget = budget or TraceBudget()
         self.next = 0
@@ -173,7 +183,7 @@ class EpisodeServer:
                 return observe_fast(state, action, reply, n_finals)
             before = touched_before(state, action)
             reply = perform(engine, action, episode.append)
-        except (ActionError, ControllerFailure) as exc:  # refused, as it would be in process
+        except (ActionError, ControllerFailure, EngineFailure) as exc:  # as in process
             episode.result.error = error_text(exc, None)
             return ENDED_BY_ENGINE
         except Exception as exc:

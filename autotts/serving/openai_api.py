@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -82,11 +83,8 @@ def app(
 ) -> FastAPI:
     """The application serving ``controllers`` (a :class:`ServedControllers` or its specs) on
     ``backend``; ``settings`` shape every branch (prompt instruction, Δ, probes, sampling)."""
-    served = (
-        controllers
-        if isinstance(controllers, ServedControllers)
-        else ServedControllers(controllers)
-    )
+    owned = not isinstance(controllers, ServedControllers)
+    served = ServedControllers(controllers) if owned else controllers
     settings = settings or LiveSettings()
     recorded = set(SIGNALS) if settings.logprobs else set()
     for s in served.served.values():
@@ -100,7 +98,13 @@ def app(
     metrics = ServeMetrics()
     metrics.watch_backend(shared.stats)
     admission = _Admission(max_in_flight, max_queue, metrics)
-    api = FastAPI(title="autotts serve", version="1")
+    @contextlib.asynccontextmanager
+    async def lifespan(_):
+        yield
+        if owned:  # the sandboxed controllers' spare workers end with the app
+            served.close()
+
+    api = FastAPI(title="autotts serve", version="1", lifespan=lifespan)
 
     def fail(status: int, message: str, kind: str, param=None, code=None, model="-", **headers):
         metrics.requests.labels(model, str(status)).inc()
@@ -128,7 +132,7 @@ def app(
         now = int(time.time())
         return {"object": "list", "data": [
             {"id": s.name, "object": "model", "created": now, "owned_by": "autotts",
-             "default_beta": s.beta, "description": s.description}
+             "default_beta": s.beta, "description": s.description, "sandboxed": s.sandboxed}
             for s in served.served.values()
         ]}  # fmt: skip
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..core.contract import Controller
+from ..core.contract import Controller, RemoteController
 from ..errors import BadInput
-from ..loading.controller_files import is_marked_untrusted, load_controller
 from ..loading.run_configs import parse_spec
+from ..sandbox.episodes import open_controller
 
 DEFAULT_BETA = 0.5
 
@@ -26,15 +26,22 @@ class Served:
     ``controller`` and the β a request gets when it names none."""
 
     name: str
-    controller: Controller
+    controller: Controller | RemoteController
     beta: float
     description: str = ""
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether its episodes run in the sandbox (an LLM-written controller)."""
+        return isinstance(self.controller, RemoteController)
 
 
 class ServedControllers:
     """Served controllers from specs ``NAME_OR_PATH[@beta=B]`` (a file or a built-in name; β is
-    the default for requests that name none, 0.5 when the spec names none). LLM-written files
-    (marked) are refused: serving them needs the sandboxed live runner."""
+    the default for requests that name none, 0.5 when the spec names none). An LLM-written file
+    (marked) is never imported here: it becomes a
+    :class:`~autotts.sandbox.SandboxedController`, each request's episode played by a fresh
+    isolated worker against the server's engine. :meth:`close` ends their spare workers."""
 
     def __init__(self, specs):
         self.served: dict[str, Served] = {}
@@ -46,12 +53,7 @@ class ServedControllers:
                     "other parameters come from its schedule"
                 )
             config = configs[0]
-            if is_marked_untrusted(config.controller):
-                raise BadInput(
-                    f"{config.controller}: marked as LLM-written; serving untrusted controllers "
-                    "needs sandboxed live episodes, which autotts does not run yet"
-                )
-            controller = load_controller(config.controller)
+            controller = open_controller(config.controller, name=config.name)
             name = config.name
             if name in self.served:
                 raise BadInput(f"{spec!r}: a controller named {name!r} is served already")
@@ -59,6 +61,13 @@ class ServedControllers:
             self.served[name] = Served(name, controller, beta, controller.description)
         if not self.served:
             raise BadInput("serve at least one controller (e.g. autotts serve cmc)")
+
+    def close(self) -> None:
+        """End the sandboxed controllers' spare workers."""
+        for served in self.served.values():
+            close = getattr(served.controller, "close", None)
+            if close is not None:
+                close()
 
     def names(self) -> list[str]:
         return list(self.served)

@@ -9,10 +9,12 @@ import time
 import httpx
 import openai
 import pytest
-from llm_double import completions_double
+from llm_double import completions_double, varied_reply
 
 from autotts.live.server import OpenAIBackend
 from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import mark_untrusted, resolve_controller_path
+from autotts.sandbox import isolation_problems
 from autotts.serving import app
 from autotts.serving.background import free_port, serving
 
@@ -176,3 +178,28 @@ def test_autotts_serve_command_serves_until_stopped(tmp_path):
                               "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
                              capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "unknown controller 'nonesuch'" in refused.stderr
+
+
+@pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
+def test_a_marked_controller_is_served_sandboxed_and_answers_as_in_process(tmp_path):
+    """An LLM-written file is served through the sandbox (never imported by the server): each
+    request's episode is played by a fresh isolated worker, and answers exactly as the same
+    controller in process, request for request."""
+    marked = tmp_path / "llm_cmc.py"
+    source = resolve_controller_path("cmc").read_text(encoding="utf-8")
+    marked.write_text(mark_untrusted(source, "test"), encoding="utf-8")
+    with (
+        double(varied_reply) as server,
+        serving(app([str(marked), "cmc"], OpenAIBackend(server.url), SETTINGS)) as url,
+    ):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        listed = {m.id: m.model_extra["sandboxed"] for m in client.models.list().data}
+        assert listed == {"llm-cmc": True, "cmc": False}
+        for seed in (1, 2, 3):
+            ask = {"messages": [{"role": "user", "content": "What is 2 + 2?"}], "seed": seed}
+            mine = client.chat.completions.create(model="llm-cmc@beta=0.3", **ask)
+            theirs = client.chat.completions.create(model="cmc@beta=0.3", **ask)
+            assert mine.choices[0].message.content == theirs.choices[0].message.content
+            assert mine.usage == theirs.usage
+            details = {**mine.model_extra["autotts"], "controller": "cmc@beta=0.3"}
+            assert details == theirs.model_extra["autotts"]

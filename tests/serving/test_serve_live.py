@@ -11,6 +11,8 @@ import pytest
 
 from autotts.live.backend import GenerationRequest
 from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import mark_untrusted, resolve_controller_path
+from autotts.sandbox import isolation_problems
 from autotts.serving import app, serving
 
 pytestmark = pytest.mark.live
@@ -77,6 +79,32 @@ def test_concurrent_clients_get_what_they_get_alone(client):
         together = list(pool.map(ask, range(16)))
     assert together == alone
     assert len({content for content, _, _ in alone}) > 1  # the seeds made different episodes
+
+
+@pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
+def test_a_marked_controller_served_sandboxed_answers_as_in_process(vllm_backend, tmp_path):
+    """An LLM-written copy of CMC, served through the sandbox to 8 clients at once, answers
+    each exactly as CMC in process answers it alone."""
+    marked = tmp_path / "llm_cmc.py"
+    source = resolve_controller_path("cmc").read_text(encoding="utf-8")
+    marked.write_text(mark_untrusted(source, "test"), encoding="utf-8")
+    application = app([str(marked), "cmc"], vllm_backend, SAMPLED, max_in_flight=8)
+    with serving(application) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+
+        def ask(model, seed):
+            reply = client.chat.completions.create(
+                model=f"{model}@beta=0", seed=seed,
+                messages=[{"role": "user", "content": f"What is {seed} + 1?"}],
+            )  # fmt: skip
+            details = {**reply.model_extra["autotts"], "controller": "-"}
+            return reply.choices[0].message.content, reply.usage.completion_tokens, details
+
+        alone = [ask("cmc", seed) for seed in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            sandboxed = list(pool.map(lambda seed: ask("llm-cmc", seed), range(8)))
+    assert sandboxed == alone
+    assert all(details["branches"] >= 2 for _, _, details in alone)
 
 
 def test_a_leaving_client_stops_its_generations(client, vllm_backend):
