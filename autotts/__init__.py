@@ -40,6 +40,8 @@ _LAZY = {
     "list_environments": "envs.stores",
     "load_controller": "loading.controller_files",
     "ControllerLoadError": "loading.controller_files",
+    "open_controller": "sandbox.sandboxed_controller",
+    "SandboxedController": "sandbox.sandboxed_controller",
     "evaluate": "evaluation.evaluator",
     "RunConfig": "loading.run_configs",
     "parse_spec": "loading.run_configs",

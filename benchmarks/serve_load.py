@@ -5,7 +5,10 @@ The app (:func:`autotts.serving.app`) runs on 127.0.0.1 in front of vLLM in this
 client asking with its own seed, for each served controller (SC@8 — ``sc@beta=0.5`` — and
 the discovered family by default). Printed per controller and level: requests/s, p50 and
 p95 latency, tokens generated per request, errors; then the gain of cross-request batching:
-requests/s at the highest level over one request at a time. Exit status 1 on any error.
+requests/s at the highest level over one request at a time. ``--sandboxed`` also serves each
+controller as an LLM-written (marked) copy, ``NAME-sandboxed``, whose every episode runs in a
+fresh isolated worker: its rows show what the sandbox costs a request. Exit status 1 on any
+error.
 
 CPU (the tiny random model, built in seconds; its answers are noise, the plumbing is real):
 
@@ -30,6 +33,7 @@ import openai
 
 from autotts.live.backend import VLLMBackend
 from autotts.live.settings import LiveSettings
+from autotts.loading.controller_files import mark_untrusted, resolve_controller_path
 from autotts.serving import app, serving
 
 QUESTION = "Find the number of positive integers n less than 100 such that n is divisible by 7."
@@ -76,6 +80,11 @@ def main() -> int:
     parser.add_argument("--probe-tokens", type=int, default=4)
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
+    parser.add_argument(
+        "--sandboxed", action="store_true",
+        help="also serve each controller as an LLM-written (marked) copy, NAME-sandboxed: "
+        "every request's episode in a fresh isolated worker",
+    )  # fmt: skip
     args = parser.parse_args()
 
     model = args.model
@@ -95,10 +104,18 @@ def main() -> int:
         delta=args.delta, max_branch_tokens=args.max_branch_tokens, probe_tokens=args.probe_tokens
     )
     specs = args.controllers.split(",")
+    served = [s.split("@")[0] for s in specs]
+    if args.sandboxed:
+        copies = Path(tempfile.mkdtemp())
+        for spec in list(specs):
+            name, _, beta = spec.partition("@")
+            copy = copies / f"{name}-sandboxed.py"
+            source = resolve_controller_path(name).read_text(encoding="utf-8")
+            copy.write_text(mark_untrusted(source, "serve_load"), encoding="utf-8")
+            served.append(str(copy))
+            specs.append(f"{name}-sandboxed" + (f"@{beta}" if beta else ""))
     levels = [int(x) for x in args.levels.split(",")]
-    application = app(
-        [s.split("@")[0] for s in specs], backend, settings, max_in_flight=max(levels), max_queue=0
-    )
+    application = app(served, backend, settings, max_in_flight=max(levels), max_queue=0)
     failed = False
     with serving(application) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=3600)

@@ -329,15 +329,14 @@ def register(app: typer.Typer) -> None:
         env_dir: EnvDirOption = None,
     ) -> None:
         """Run a controller live and compare with its replay prediction on the same questions."""
-        from ..errors import RunFailure
+        from ..errors import AutoTTSError
         from ..live.validation import validate_live
-        from ..loading.controller_files import ControllerLoadError
-        from ..sandbox.episodes import open_controller
+        from ..sandbox.sandboxed_controller import open_controller
 
         try:  # an LLM-written (marked) file plays every episode in the sandbox
             policy = open_controller(controller)
             params = policy.params(beta)
-        except (ControllerLoadError, RunFailure, ValueError) as exc:
+        except (AutoTTSError, ValueError) as exc:
             raise _fail(str(exc)) from None
         items, settings, engine = _open_live(
             _fail, questions, env_dir, limit,
@@ -346,7 +345,6 @@ def register(app: typer.Typer) -> None:
             (backend, model, base_url, api_key, max_model_len, tensor_parallel_size,
              gpu_memory_utilization, enforce_eager, seed, engine_arg),
         )  # fmt: skip
-        from ..core.contract import ControllerFailure
         from ..live.backend import BackendError
         from ..live.server import OpenAIBackend
 
@@ -361,13 +359,11 @@ def register(app: typer.Typer) -> None:
                 engine, items, policy, params, settings, seeds, max_branches, replay_env, env_dir,
                 aliases=alias or (), others=others, episodes_in_flight=episodes_in_flight,
             )  # fmt: skip
-        except (BackendError, ControllerFailure) as exc:
+        except (BackendError, AutoTTSError) as exc:  # (a sandboxed replay prediction refused)
             raise _fail(str(exc)) from None
         finally:
-            for backend in (engine, *others.values()):
-                backend.close()
-            if hasattr(policy, "close"):  # a sandboxed controller's spare worker
-                policy.close()
+            for closing in (engine, *others.values(), policy):  # (a sandboxed one's spare)
+                getattr(closing, "close", lambda: None)()
         table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
         for column in ("run", "accuracy %", "tokens/question", "episodes", "extra"):
             table.add_column(column)

@@ -17,8 +17,8 @@ from ..envs.replay import ReplayEnvironment
 from ..envs.stores import StoreError, list_environments
 from ..loading.run_configs import RunConfig
 from ..results.traces import episode_record
-from ..sandbox.episodes import SandboxedController
 from ..sandbox.runner import run_sandboxed
+from ..sandbox.sandboxed_controller import SandboxedController
 from .backend import BackendError, GenerationBackend
 from .live_environment import LiveEnvironment, LiveQuestion
 from .lockstep import LockstepBackend, play_in_lockstep

@@ -9,10 +9,10 @@ clock or random source, resource limits) and the parent's limits and checks
 hook only give early, readable feedback.
 """
 
-from .episodes import SandboxedController, open_controller
 from .limits import SandboxLimits
 from .processes import IsolationUnavailable, isolation_problems, require_isolation
 from .runner import IN_FLIGHT, MAX_BRANCHES, SandboxOutcome, run_sandboxed
+from .sandboxed_controller import SandboxedController, open_controller
 from .static import SAFE_MODULES, static_problems
 
 __all__ = [

@@ -85,23 +85,21 @@ def _worker_environment() -> dict[str, str]:
 
 ADDR_NO_RANDOMIZE = 0x0040000
 
-
-@functools.cache
-def _personality():
-    """libc's ``personality``, looked up here: the child between fork and exec (where other
-    threads may hold the loader's or the import system's locks) only calls it."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True).personality
-
-
-def _without_address_randomisation() -> None:  # runs in the child, before exec
-    _personality()(ADDR_NO_RANDOMIZE)
+# A worker's first program: it turns address randomisation off for itself and what it executes
+# (the flag survives exec), then executes the worker. Set here rather than between fork and
+# exec in the parent, which would need a full fork of the parent (slow for a big one: a
+# server with an inference engine) instead of vfork.
+LAUNCHER = (
+    "import ctypes, os, sys\n"
+    f"ctypes.CDLL(None).personality({ADDR_NO_RANDOMIZE})\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+)
 
 
 def _worker_command(*args: str) -> list[str]:
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, "-s", *safe_path, "-m", "autotts.sandbox.worker", *args]
+    worker = ["-s", *safe_path, "-m", "autotts.sandbox.worker", *args]
+    return [sys.executable, "-s", *safe_path, "-c", LAUNCHER, *worker]
 
 
 MAX_OUTBOX_BYTES = 64 << 20  # answers the worker has not read yet
@@ -124,7 +122,6 @@ class WorkerProcess:
         self.watch = LimitWatch(limits, self._owes)
 
     def start(self, workdir: str) -> None:
-        _personality()
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
             _worker_command(str(write_fd)),
@@ -135,7 +132,6 @@ class WorkerProcess:
             env=_worker_environment(),
             start_new_session=True,
             pass_fds=(write_fd,),
-            preexec_fn=_without_address_randomisation,
         )
         os.close(write_fd)
         self.pid_fd = read_fd

@@ -78,29 +78,34 @@ def _supervise(pid: int, ready_fd: int, cpu_s: float) -> int:
     return 0 if os.WEXITSTATUS(status) == 0 else EXIT_FAILED
 
 
-def _preload(source: str = "") -> None:
-    """Import every module a candidate may use: once locked down, no file can be read.
-    numpy/scipy only when the source imports them (each ``from X import y`` that names a
-    submodule imports it too); their thread pools stay at one thread, as no thread can be
-    started once locked down."""
+def _preload_common() -> None:
+    """Import what every candidate may use (once locked down, no file can be read); before the
+    job arrives, so that a started spare worker has done it already."""
     for name in sorted(SAFE_MODULES):
         __import__(name)
+    import greenlet  # noqa: F401
+
+    import autotts.core.contract  # noqa: F401
+    import autotts.core.voting  # noqa: F401
+    import autotts.loading.autotts_paper_api  # noqa: F401 (AutoTTS-API method files)
+
+
+def _preload(source: str = "") -> None:
+    """Import the rest of what this candidate may use: numpy/scipy only when the source
+    imports them (each ``from X import y`` that names a submodule imports it too); their
+    thread pools stay at one thread, as no thread can be started once locked down."""
+    _preload_common()
     numeric = numeric_imports(source)
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
     for name in numeric:
         with contextlib.suppress(ImportError):  # 'from numpy import pi' names no module
             importlib.import_module(name)
-    import greenlet  # noqa: F401
-
-    import autotts.loading.autotts_paper_api  # (AutoTTS-API method files)
+    import autotts.loading.autotts_paper_api
 
     for name in REFERENCE_HELPERS:  # `from controller_api import LLMDesignedMethod`
         if name in source:
             sys.modules.setdefault(name, autotts.loading.autotts_paper_api)
-    import autotts.core.contract  # noqa: F401
-    import autotts.core.voting  # noqa: F401
-
     random.seed(0)  # module-level generators: seeded alike in every worker
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(0)
@@ -179,6 +184,7 @@ def main() -> None:
 
         job, pid_fd = {"isolate": True, "memory_mb": 512, "cpu_s": 10}, None
     else:
+        _preload_common()
         job, pid_fd = pickle.loads(channel.receive()), int(sys.argv[1])
     with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups of the parent
         fcntl.fcntl(1, F_SETPIPE_SZ, 1 << 20)

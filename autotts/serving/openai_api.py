@@ -98,6 +98,7 @@ def app(
     metrics = ServeMetrics()
     metrics.watch_backend(shared.stats)
     admission = _Admission(max_in_flight, max_queue, metrics)
+
     @contextlib.asynccontextmanager
     async def lifespan(_):
         yield

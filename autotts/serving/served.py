@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..core.contract import Controller, RemoteController
 from ..errors import BadInput
 from ..loading.run_configs import parse_spec
-from ..sandbox.episodes import open_controller
+from ..sandbox.sandboxed_controller import open_controller
 
 DEFAULT_BETA = 0.5
 
