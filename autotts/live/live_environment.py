@@ -6,21 +6,19 @@ generation:
 
 - ``Branch(k)`` opens ``k`` branches from the question's prompt and generates their first
   interval of Δ tokens, all ``k`` as one batch;
-- ``Continue(ids, steps)`` generates ``steps × Δ`` more tokens on each branch, all branches as
-  one batch; a branch continues from its exact token ids (the backend's prefix cache reuses
-  them);
+- ``Continue(ids, steps)`` generates ``steps × Δ`` more tokens on each branch, as one batch,
+  from its exact token ids (the backend's prefix cache reuses them);
 - ``probe=True`` (and ``Probe(ids)``) appends the answer-forcing suffix to each branch's
-  prefix and greedily decodes a few tokens — one batch, without advancing the branch;
-- ``Prune(ids)`` drops branches: they are never sent to the engine again (every batch
-  completes before the controller acts, so nothing of theirs is in flight);
-- a branch finishes when the model emits EOS or reaches ``max_branch_tokens``; its final
-  answer is its last ``\\boxed{}`` (``ERR`` if none), like the shipped data;
+  prefix and greedily decodes a few tokens (one batch; the branch does not advance);
+- ``Prune(ids)`` drops branches: never sent to the engine again (none is in flight then);
+- a branch finishes at EOS or ``max_branch_tokens``; its final answer is its last
+  ``\\boxed{}`` (``ERR`` if none), like the shipped data;
 - ``Read(k)`` opens ``k`` branches and generates each to the end in one batch;
 - with ``settings.logprobs`` (the default), ``state.signals`` holds the ``confidence`` and
   ``logprob`` of every generated interval (:mod:`autotts.core.signals`), as replay stores do.
 
-Cost: ``tokens`` counts every generated token, probe decodes included (so ``ChargeAgain`` is
-free); ``probe_tokens`` is the probe part. Traces have the replay's JSONL format.
+Cost: ``tokens`` counts every generated token, probe decodes included (``ChargeAgain`` is
+free), ``probe_tokens`` the probes'. Traces have the replay's JSONL format.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ..core.contract import ActionError, Controller, EpisodeState
 from ..core.engine import (
@@ -50,17 +47,10 @@ from ..core.environment import Environment
 from ..core.signals import CONFIDENCE, LOGPROB, interval_means
 from ..envs.answers import answers_match, final_answer, probe_answer
 from .backend import BackendError, GenerationBackend, GenerationRequest
+from .questions import LiveQuestion
 from .settings import LiveSettings
 
 SIGNALS = (CONFIDENCE, LOGPROB)  # what live episodes reveal where settings.logprobs > 0
-
-
-@dataclass(frozen=True)
-class LiveQuestion:
-    """A question to run live, with its reference answer (never shown to controllers)."""
-
-    question: str
-    answer: str
 
 
 class LiveEnvironment(Environment):
@@ -242,8 +232,11 @@ class LiveEpisode:
         self._check_model(model)
         if not isinstance(prompt, str) or type(max_tokens) is not int or max_tokens < 1:
             raise ActionError("Generate needs a str prompt and max_tokens >= 1")
+        if prompt.encode("utf-8", "replace").decode() != prompt:  # (lone surrogates)
+            raise ActionError("Generate's prompt is not valid Unicode text")
         s = self.settings
         backend = self.env.backends[model or self.state.models[0]]
+        max_tokens = min(max_tokens, self._limits[id(backend)])  # a branch's at most
         prefix = backend.prompt(prompt, s.system, s.thinking)
         seed = self._branch_seed(len(self.trace) + 7919)
         request = GenerationRequest(prefix, max_tokens, s.sampling, seed)
@@ -309,6 +302,8 @@ class LiveEpisode:
         for n, (backend, _) in enumerate(requests):
             by_backend.setdefault(id(backend), []).append(n)
         results: list = [None] * len(requests)
+        if not requests:
+            return results
 
         def run(positions: list[int]) -> None:
             backend = requests[positions[0]][0]
@@ -359,8 +354,8 @@ class LiveEpisode:
         self._charge(0, sum(g.n_tokens for g in generations))
 
     def probe(self, ids) -> None:
-        self._check_ids(ids)
-        targets = [i for i in ids if not self.done[i] and self.depth[i] > 0]
+        self._check_ids(ids)  # (each branch probed once, however often listed)
+        targets = [i for i in dict.fromkeys(ids) if not self.done[i] and self.depth[i] > 0]
         self._probe(targets)
         self._record(PROBE, ids, (self.state.answer[i] for i in ids), ())
 
@@ -390,6 +385,11 @@ class LiveEpisode:
         self._charge(sum(g.n_tokens for g in generations))
         self._record(READ, ids, (self.state.answer[i] for i in ids), ids)
         return ids
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether nobody wants its answer any more (a served request's client left)."""
+        return any(getattr(b, "cancelled", False) for b in self.env.served)
 
     @property
     def texts(self) -> list[str]:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from ..core.contract import Controller
 from ..core.engine import EpisodeResult
 from ..core.episodes import play_episodes
-from .backend import BackendError, BatchFailure, Generation, GenerationBackend, GenerationRequest
+from .backend import BatchFailure, Generation, GenerationBackend, GenerationRequest
 
 
 class LockstepBackend(GenerationBackend):
@@ -28,8 +28,8 @@ class LockstepBackend(GenerationBackend):
     into one call of ``inner`` once every episode in flight (:meth:`episode`) is waiting.
     Each call gets its own outcome: where ``inner`` reports which requests failed
     (:class:`~autotts.live.backend.BatchFailure`), the calls holding them fail; where it fails
-    a merged batch as a whole, each call is sent again alone, so that a request the backend
-    refuses fails its own episode, not its batch's."""
+    a merged batch as a whole (with any exception), each call is sent again alone, so that a
+    request the backend refuses fails its own episode, not its batch's."""
 
     def __init__(self, inner: GenerationBackend):
         super().__init__()
@@ -95,7 +95,7 @@ class LockstepBackend(GenerationBackend):
             out = self.inner.generate(flat)
         except BatchFailure as exc:
             out = exc
-        except BackendError as exc:
+        except Exception as exc:
             if len(batch) == 1:
                 batch[0]["result"] = exc
                 return

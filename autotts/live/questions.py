@@ -9,15 +9,23 @@ benchmark loaders that need no download).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..envs.stores import StoreError, load_environment_records
 from ..errors import BadInput
 from ..utils.atomic_files import json_lines
-from .live_environment import LiveQuestion
 
 QUESTION_KEYS = ("question", "problem")
 ANSWER_KEYS = ("answer", "gold_answer")
+
+
+@dataclass(frozen=True)
+class LiveQuestion:
+    """A question to run live, with its reference answer (never shown to controllers)."""
+
+    question: str
+    answer: str
 
 
 class QuestionsError(BadInput):

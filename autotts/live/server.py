@@ -128,7 +128,7 @@ class OpenAIBackend(GenerationBackend):
                     extra_body=extra or None,
                     **sampling,
                 )
-        except self._errors as exc:
+        except (*self._errors, ValueError) as exc:  # (a text the client cannot encode)
             raise BackendError(f"completion request to {self.base_url} failed: {exc}") from None
         if not reply.choices:
             raise BackendError(f"{self.base_url} returned no choices")

@@ -51,9 +51,9 @@ def _runner_times(pid: int) -> float | None:
 
 # the calls an honest runner blocks in: reading the parent's pipe (fd 0), writing its own (1)
 WAITING_ON_THE_PARENT = {
-    "x86_64": {"0 0x0", "19 0x0", "1 0x1", "20 0x1"},  # read, readv, write, writev
-    "aarch64": {"63 0x0", "65 0x0", "64 0x1", "66 0x1"},
-}.get(platform.machine(), set())
+    "x86_64": {"0 0x0": "read", "19 0x0": "read", "1 0x1": "write", "20 0x1": "write"},
+    "aarch64": {"63 0x0": "read", "65 0x0": "read", "64 0x1": "write", "66 0x1": "write"},
+}.get(platform.machine(), {})  # (readv, writev)
 
 
 def _state(pid: int) -> tuple[str, float] | None:
@@ -66,24 +66,26 @@ def _state(pid: int) -> tuple[str, float] | None:
     return fields[0].decode(), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _blocked_on_the_channel(pid: int) -> bool:
-    """Whether the runner is blocked reading the parent's pipe or writing its own
-    (``/proc/<pid>/syscall``: the call's number and first argument)."""
+def _blocked_on_the_channel(pid: int) -> str | None:
+    """``"read"`` when the runner is blocked reading the parent's pipe, ``"write"`` when
+    writing its own, else ``None`` (``/proc/<pid>/syscall``: the call's number and first
+    argument)."""
     try:
         with open(f"/proc/{pid}/syscall", "rb") as handle:
             fields = handle.read().split()[:2]
     except OSError:
-        return False
-    return b" ".join(fields).decode("ascii", "replace") in WAITING_ON_THE_PARENT
+        return None
+    return WAITING_ON_THE_PARENT.get(b" ".join(fields).decode("ascii", "replace"))
 
 
 class LimitWatch:
     """The parent's view of one worker's time, sampled by :meth:`check` every fraction of a
     second from the kernel's accounting of the runner (``/proc``). The time it spends neither
     running nor waiting for a CPU (``schedstat``) is summed over its life and split by what
-    the samples of it found: blocked on the pipe to the parent while the parent owes it
-    something (``owes()``: a frame unread or incomplete, an answer not written out) is the
-    parent's; anything else (sleeping, blocked elsewhere) is idle, held to ``idle_s`` in all.
+    the samples of it found: blocked on a pipe while the parent owes it something
+    (``owes("read")``: reading, while an answer of the parent's is not written out or a
+    frame of the worker's is unread; ``owes("write")``: writing, while the parent has not read
+    what is in the pipe) is the parent's; anything else (sleeping, blocked elsewhere) is idle, held to ``idle_s`` in all.
     A round (the time between two frames from the worker) may use at most ``step_cpu_s`` of
     CPU."""
 
@@ -95,6 +97,8 @@ class LimitWatch:
         self.samples = {"idle": 0, "parent": 0}  # what the samples found it blocked on
         self.rounds = 0
         self.round_mark: tuple[int, float] | None = None  # (rounds, CPU) at the last check
+        self.parent_seconds = 0.0  # spent serving slow rounds (not the worker's time)
+        self.busy_since: float | None = None
 
     @property
     def idle(self) -> float:
@@ -111,18 +115,24 @@ class LimitWatch:
 
     def parent_busy(self) -> None:
         """The parent starts serving a round that takes long (a live engine generating): the
-        time until :meth:`parent_done` is not the worker's."""
-        self.check(time.monotonic())
+        time until :meth:`parent_done` is not the worker's (``parent_seconds``, in all)."""
+        now = time.monotonic()
+        self.check(now, sample=False)  # (it waits on the frame it just sent)
+        self.busy_since = now
 
     def parent_done(self) -> None:
         """The round is served: the worker's time counts again from here."""
+        if self.busy_since is not None:
+            self.parent_seconds += time.monotonic() - self.busy_since
+            self.busy_since = None
         if self.runner is not None and self.last is not None:
             scheduled = _runner_times(self.runner)
             if scheduled is not None:
                 self.last = (time.monotonic(), scheduled)
 
-    def check(self, now: float) -> None:
-        """Hold a running worker to its idle allowance and its CPU time per round."""
+    def check(self, now: float, sample: bool = True) -> None:
+        """Hold a running worker to its idle allowance and its CPU time per round
+        (``sample``: also sample what it is blocked on)."""
         if self.runner is None or self.last is None:
             return
         scheduled, state = _runner_times(self.runner), _state(self.runner)
@@ -130,8 +140,9 @@ class LimitWatch:
             return
         self.gaps += max(0.0, (now - self.last[0]) - (scheduled - self.last[1]))
         self.last = (now, scheduled)
-        if state[0] != "R":
-            waiting = self.owes() and _blocked_on_the_channel(self.runner)
+        if sample and state[0] != "R":
+            blocked = _blocked_on_the_channel(self.runner)
+            waiting = blocked is not None and self.owes(blocked)
             self.samples["parent" if waiting else "idle"] += 1
         if self.idle > self.limits.idle_s:
             raise Rejected(

@@ -199,10 +199,12 @@ class WorkerProcess:
         if len(self.outbox) > MAX_OUTBOX_BYTES:
             raise Rejected("the worker does not read the parent's answers")
 
-    def _owes(self) -> bool:
-        """Whether the worker waits on the parent: a frame of its is unread or incomplete, or
-        an answer is not written out yet."""
-        if self.outbox or self.pending or self.server is None:
+    def _owes(self, blocked: str) -> bool:
+        """Whether the worker, ``blocked`` (``"read"`` or ``"write"``) on its pipes, waits on
+        the parent: reading, while an answer is not written out yet or a frame it wrote is
+        still unread (an incomplete frame owes it nothing: it has not finished writing);
+        writing, while the parent has not read what is in the pipe."""
+        if blocked == "read" and (self.outbox or self.server is None):
             return True
         try:
             unread = fcntl.ioctl(self.process.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")
@@ -248,7 +250,9 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """Kill every process of the worker's session (the supervisor and the runner, which
-        is PID 1 of its own PID namespace), close its pipes, and wait until none is left."""
+        is PID 1 of its own PID namespace), close its pipes, and wait until none is left. Its
+        server (and the engines it holds) is let go: the worker and its watch form a cycle."""
+        self.server = None
         if self.pid_fd is not None:
             os.close(self.pid_fd)
             self.pid_fd = None
@@ -275,11 +279,17 @@ def drive(
     limits: SandboxLimits,
     workdir: str,
     then=None,
+    stop=None,
+    collect_on_clock: bool = True,
 ) -> None:
     """Run the workers to the end (starting those not started yet): send each its job, serve
     its rounds, read what it writes with bounded buffers; every process is killed on the way
     out, whatever happened. ``jobs`` are ``(job, server)`` pairs. ``then(worker)`` is called
-    as each worker ends well and may return more ``(worker, (job, server))`` pairs to run."""
+    as each worker ends well and may return more ``(worker, (job, server))`` pairs to run.
+    ``stop()``, asked a few times a second, ends them all with the reason it returns (``None``:
+    go on). The wall-time backstop does not count the time spent serving slow rounds.
+    ``collect_on_clock``: run the cyclic garbage collector on a clock instead of by
+    allocations while they run (it is the process's: only where nothing else runs in it)."""
     deadline = time.monotonic() + limits.backstop_s
     selector = selectors.DefaultSelector()
     running: dict[WorkerProcess, int] = {}  # open output streams per worker
@@ -309,18 +319,23 @@ def drive(
         elif not waiting:
             selector.register(stdin, selectors.EVENT_WRITE, (worker, "in"))
 
-    collecting = gc.isenabled()
-    gc.disable()  # collected on a clock instead: per allocation, it cost 1/8 of the parent's time
+    collecting = collect_on_clock and gc.isenabled()
+    if collecting:  # per allocation, it cost 1/8 of the parent's time
+        gc.disable()
     try:
         launch(zip(workers, jobs, strict=True))
         last_check = time.monotonic()
         while running:
             now = time.monotonic()
-            if now > deadline:
+            if now > deadline + max(w.watch.parent_seconds for w in running):
                 raise Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
             if now - last_check >= 0.25:
                 last_check = now
-                gc.collect(1)
+                reason = stop() if stop is not None else None
+                if reason:
+                    raise Rejected(reason)
+                if collecting:
+                    gc.collect(1)
                 for worker in running:
                     worker.watch.check(now)
             for key, _ in selector.select(timeout=0.25):
@@ -349,7 +364,9 @@ def drive(
                 with contextlib.suppress(KeyError, ValueError):
                     selector.unregister(worker.process.stdin)
                 try:
-                    worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                    worker.process.wait(
+                        timeout=max(0.1, deadline + worker.watch.parent_seconds - time.monotonic())
+                    )
                 except subprocess.TimeoutExpired:
                     raise Rejected(
                         f"wall-time backstop exceeded ({limits.backstop_s:g} s)"

@@ -12,13 +12,13 @@ episodes apart (nothing one request paid for reaches another's), and a started s
 interpreter's start-up.
 
 A worker's time waiting on a live engine is not its own (:meth:`LimitWatch.parent_busy`): its
-CPU budget and idle allowance bound what it does, whatever the engine's speed.
+CPU budget and idle allowance bound what it does, whatever the engine's speed. An engine that
+says it is ``abandoned`` (a served request whose client left) ends its worker at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 import threading
 from pathlib import Path
@@ -38,8 +38,9 @@ from .remote import header_of
 from .serving import EpisodeServer
 from .static import static_problems
 
-# one episode's worker: CPU for its own code only; the engine's time never counts
-EPISODE_LIMITS = SandboxLimits(cpu_s=120.0, memory_mb=2048, wall_s=math.inf)
+# one episode's worker: CPU for its own code only; the engine's time never counts (not even
+# towards the wall-time backstop)
+EPISODE_LIMITS = SandboxLimits(cpu_s=120.0, memory_mb=2048)
 
 
 class SandboxedController(RemoteController):
@@ -126,9 +127,16 @@ class SandboxedController(RemoteController):
             "isolate": self.isolate,
             "audit_hook": self.audit_hook,
         }
+
+        def abandoned() -> str | None:  # (a served request whose client left)
+            if getattr(episode, "abandoned", False):
+                return "the episode was abandoned (its client left)"
+            return None
+
         worker = self._worker()
         try:
-            drive([worker], [(job, server)], self.limits, self._workdir.name)
+            drive([worker], [(job, server)], self.limits, self._workdir.name, stop=abandoned,
+                  collect_on_clock=False)  # fmt: skip
         except Rejected as exc:
             result.answer, result.error = None, f"sandbox: {exc}"
             finish_result(episode, result, 0)

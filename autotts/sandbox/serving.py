@@ -202,7 +202,8 @@ class EpisodeServer:
             finish_result(episode.engine, result, episode.steps)
         if episode.log is not None:
             result.actions, result.source = self._kept(episode), episode.source
-        self.done(episode.unit, result)
+        episode.counter = episode.append = None  # (itself and its own method: cycles that
+        self.done(episode.unit, result)  # would hold the engine until a collection)
 
     def _kept(self, episode: _Episode) -> list:
         log = episode.log

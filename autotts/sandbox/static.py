@@ -78,6 +78,15 @@ FORBIDDEN_ATTRIBUTES = frozenset(
         "func_globals",
     }
 )
+# Modules no controller needs that the allowed ones reach (``numpy.f2py.os``,
+# ``numpy.testing``): refused as a module path part, an imported name or an attribute
+SYSTEM_NAMES = frozenset(
+    {
+        "os", "sys", "subprocess", "ctypes", "ctypeslib", "gc", "socket", "shutil", "signal",
+        "threading", "_thread", "importlib", "builtins", "inspect", "io", "pathlib", "tempfile",
+        "pickle", "marshal", "f2py", "distutils", "testing", "_pytesttester", "platform",
+    }
+)  # fmt: skip
 # The AutoTTS reference Question's one underscored attribute its methods read (a property of
 # autotts.loading.autotts_paper_api.LegacyQuestion)
 REFERENCE_ATTRIBUTES = frozenset({"_cost_per_branch"})
@@ -98,12 +107,17 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                root = alias.name.split(".")[0]
-                if root not in IMPORTABLE and alias.name != "autotts":
+                parts = alias.name.split(".")
+                if (parts[0] not in IMPORTABLE and alias.name != "autotts") or (
+                    SYSTEM_NAMES.intersection(parts)
+                ):
                     bad(node, f"import of {alias.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            if module == "autotts":
+            named = {*module.split("."), *(alias.name for alias in node.names)}
+            if SYSTEM_NAMES & named and module.split(".")[0] in IMPORTABLE:
+                bad(node, f"importing {sorted(SYSTEM_NAMES & named)[0]!r} is not allowed")
+            elif module == "autotts":
                 for alias in node.names:
                     if alias.name not in AUTOTTS_NAMES:
                         bad(node, f"'from autotts import {alias.name}' is not allowed")
@@ -115,7 +129,7 @@ def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
             attr = node.attr
             if attr in ("format", "format_map"):
                 bad(node, "str.format can reach attributes from inside a string; use an f-string")
-            elif attr in FORBIDDEN_ATTRIBUTES:
+            elif attr in FORBIDDEN_ATTRIBUTES or attr in SYSTEM_NAMES:
                 bad(node, f"attribute {attr!r} is not allowed")
             elif attr.startswith("__") and attr.endswith("__"):
                 if attr not in ALLOWED_DUNDERS:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
-from ..core.contract import Controller
+from ..core.contract import Controller, RemoteController
 from ..core.engine import EpisodeResult, play
 from ..envs.answers import final_answer
 from ..live.backend import BackendError, Generation, GenerationBackend, GenerationRequest
@@ -126,10 +126,14 @@ def play_request(
     )  # fmt: skip
     episode = LiveEpisode(env, 0, seed)  # raises BackendError when the prompt cannot fit
     result = EpisodeResult(0, seed, None, 0, 0, 0, 0)
-    with in_flight():
+    # a sandboxed episode joins the shared batches only with its calls: its worker's compute
+    # (or start) must not hold the other requests' batches back
+    with nullcontext() if isinstance(controller, RemoteController) else in_flight():
         play(episode, controller, params, result, env.max_steps)
     if backend.failure is not None:
         raise backend.failure
+    if backend.cancelled:  # (a sandboxed episode ended as its client left)
+        raise Cancelled("the client disconnected")
     chosen = _chosen_branch(episode, result.answer)
     text = episode.branches[chosen].text if chosen is not None else ""
     reasoning = ""

@@ -31,9 +31,10 @@ LIMITS = SandboxLimits(memory_mb=1024, cpu_s=20, step_cpu_s=2.0, idle_s=3)
 
 TEMPLATE = """
 import dataclasses
+import operator
 from autotts import Branch, Continue, Controller
 
-sys = dataclasses.sys  # reachable without an import or a dunder
+sys = operator.attrgetter("sys")(dataclasses)  # reachable without an import or a dunder
 os = sys.modules["os"]
 
 {prelude}
@@ -436,9 +437,12 @@ def test_sleeping_is_refused(envs):
         "lock = sys.modules['_thread'].allocate_lock()\nlock.acquire()\nlock.acquire()",
         "lock = sys.modules['_thread'].allocate_lock()\nlock.acquire()\n"
         "lock.acquire(timeout=10**6)",
+        # half a frame sent, then waiting for an answer to it: the parent owes it nothing
+        "os.write(1, b'\\x00\\x00\\x00\\x05P')\nos.read(0, 1)",
     ],
-    ids=["reading-the-parent-pipe", "a-lock-held-twice", "a-timed-wait"],
-)
+    ids=["reading-the-parent-pipe", "a-lock-held-twice", "a-timed-wait",
+         "half-a-frame-then-reading"],
+)  # fmt: skip
 def test_blocking_is_ended_by_the_idle_limit(body, envs):
     outcome = os_layer_only(hostile(body), envs)
     assert not outcome.ok and "stopped computing" in outcome.reason

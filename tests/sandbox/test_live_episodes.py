@@ -225,3 +225,100 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
         assert {k: v for k, v in a.items() if k not in labels} == {
             k: v for k, v in b.items() if k not in labels
         }
+
+
+HALF_A_FRAME = """
+import os
+from autotts import Branch, Controller
+
+class HalfAFrame(Controller):
+    name = "half-a-frame"
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        yield Branch(1)
+        os.write(1, b"\\x00\\x00\\x00\\x05P")  # half a frame, then wait for an answer to it
+        os.read(0, 1)
+"""
+
+
+def test_a_worker_waiting_on_half_a_frame_is_idle_not_waiting_on_the_engine():
+    limits = SandboxLimits(cpu_s=20, idle_s=1.0)
+    with completions_double(varied_reply) as server:
+        env = LiveEnvironment(OpenAIBackend(server.url), QUESTIONS[:1], SETTINGS)
+        with SandboxedController(
+            HALF_A_FRAME, "half", limits=limits, static_check=False, audit_hook=False
+        ) as controller:
+            result = env.run_episode(controller, controller.params(), 0, 0)
+    assert result.error.startswith("sandbox: the worker stopped computing for 1 s")
+
+
+def test_an_abandoned_episode_ends_its_worker_at_once():
+    """A served request whose client left: its worker (here blocked, with a long idle
+    allowance) is killed within a fraction of a second, not at the limits."""
+    from autotts.serving.request_episodes import RequestBackend
+
+    limits = SandboxLimits(cpu_s=60, idle_s=600)
+    with completions_double(varied_reply) as server:
+        backend = RequestBackend(OpenAIBackend(server.url))
+        env = LiveEnvironment(backend, QUESTIONS[:1], SETTINGS)
+        threading.Timer(1.0, backend.cancel).start()
+        with SandboxedController(
+            HALF_A_FRAME, "half", limits=limits, static_check=False, audit_hook=False
+        ) as controller:
+            result = env.run_episode(controller, controller.params(), 0, 0)
+    assert result.error == "sandbox: the episode was abandoned (its client left)"
+    assert result.seconds < 10
+
+
+def test_a_sandboxed_episode_leaves_no_cycle_holding_its_engine():
+    """The server never switches its garbage collector off for a sandboxed episode, and the
+    engine (every branch's tokens and text) is freed as soon as the episode is done."""
+    import gc
+    import weakref
+
+    from autotts.core.engine import EpisodeResult, play
+    from autotts.live.live_environment import LiveEpisode
+
+    with completions_double(varied_reply) as server:
+        env = LiveEnvironment(OpenAIBackend(server.url), QUESTIONS[:1], SETTINGS)
+        with SandboxedController(source_of("cmc"), "cmc") as controller:
+            episode = LiveEpisode(env, 0, 0)
+            collecting = []
+            gc.disable()
+            try:
+                server.script = lambda body: collecting.append(gc.isenabled()) or varied_reply(body)
+                play(
+                    episode,
+                    controller,
+                    controller.params(0.5),
+                    EpisodeResult(0, 0, None, 0, 0, 0, 0),
+                    100,
+                )
+                freed = weakref.ref(episode)
+                del episode
+                assert freed() is None
+            finally:
+                gc.enable()
+    assert collecting and not any(collecting)  # (left as it was: off, here)
+
+
+def test_live_engines_refuse_what_would_flood_or_break_the_backend():
+    """A branch listed many times in one probe is probed once; a Generate prompt that is not
+    valid Unicode is refused as an action; Read(0) opens nothing, without an error."""
+    from autotts.core.contract import ActionError
+    from autotts.live.live_environment import LiveEpisode
+
+    with completions_double(varied_reply) as server:
+        env = LiveEnvironment(OpenAIBackend(server.url), QUESTIONS[:1], SETTINGS)
+        episode = LiveEpisode(env, 0, 0)
+        episode.extend(episode.open(1), 1, probe=False)
+        sent = len(server.requests)
+        episode.probe([0] * 500)
+        assert len(server.requests) == sent + (0 if episode.done[0] else 1)
+        with pytest.raises(ActionError, match="not valid Unicode"):
+            episode.generate("\ud800", None, 4)
+        assert list(episode.read(0)) == []

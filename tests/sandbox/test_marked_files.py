@@ -19,6 +19,7 @@ ENV = "Qwen3-8B/aime24"
 # answers "pid1" only where it runs as PID 1 of its own PID namespace: inside the sandbox
 WHERE_AM_I = """
 import dataclasses
+import operator
 from autotts import Branch, Continue, Controller
 
 
@@ -33,7 +34,7 @@ class WhereAmI(Controller):
         yield Branch(width)
         while state.active():
             yield Continue(state.active())
-        pid = dataclasses.sys.modules["os"].getpid()
+        pid = operator.attrgetter("sys.modules")(dataclasses)["os"].getpid()  # (unchecked)
         return "pid1" if pid == 1 else "elsewhere"
 """
 

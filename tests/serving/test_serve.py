@@ -137,10 +137,12 @@ def test_a_full_server_answers_429_and_a_leaving_client_stops_its_episode():
             # the client left while its first generation was held; release it
             sent = len(server.requests)
             barrier.wait(timeout=10)
-            time.sleep(1.0)
+            cancelled = 'autotts_stops_total{model="cmc",reason="cancelled"} 1.0'
+            deadline = time.monotonic() + 20  # (the episode ends at its next call)
+            while cancelled not in (metrics := httpx.get(f"{url}/metrics").text):
+                assert time.monotonic() < deadline, metrics
+                time.sleep(0.1)
             assert len(server.requests) == sent  # no further generation was sent
-            metrics = httpx.get(f"{url}/metrics").text
-            assert 'autotts_stops_total{model="cmc",reason="cancelled"} 1.0' in metrics
             assert 'status="429"} 1.0' in metrics
 
 
@@ -203,3 +205,52 @@ def test_a_marked_controller_is_served_sandboxed_and_answers_as_in_process(tmp_p
             assert mine.usage == theirs.usage
             details = {**mine.model_extra["autotts"], "controller": "cmc@beta=0.3"}
             assert details == theirs.model_extra["autotts"]
+
+
+STALLS = """
+from autotts import Branch, Controller
+
+class Stalls(Controller):
+    name = "stalls"
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        yield Branch(1)
+        while True:  # until the sandbox's CPU limit per round ends it
+            pass
+"""
+
+
+@pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
+def test_a_sandboxed_episode_computing_holds_no_other_request_back(tmp_path):
+    """Requests share engine batches, but a sandboxed episode joins them with its calls only:
+    while its worker computes (here until its CPU limit per round), the other requests'
+    generations go on."""
+    marked = tmp_path / "stalls.py"
+    marked.write_text(mark_untrusted(STALLS, "test"), encoding="utf-8")
+    finished = {}
+    with (
+        double(varied_reply) as server,
+        serving(app([str(marked), "sc"], OpenAIBackend(server.url), SETTINGS)) as url,
+    ):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+
+        def ask(model: str):
+            reply = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "2 + 2?"}], seed=1
+            )
+            finished[model] = (time.monotonic(), reply.model_extra["autotts"]["stop_reason"])
+
+        stalled = threading.Thread(target=ask, args=("stalls",))
+        stalled.start()
+        deadline = time.monotonic() + 30
+        while len(server.requests) < 2:  # its branch and probe are done: it computes now
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ask("sc@beta=0")
+        stalled.join(timeout=120)
+    assert finished["sc@beta=0"][0] < finished["stalls"][0]
+    assert finished["stalls"][1].startswith("sandbox: CPU-time limit exceeded: a round")
