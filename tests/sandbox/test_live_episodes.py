@@ -322,3 +322,18 @@ def test_live_engines_refuse_what_would_flood_or_break_the_backend():
         with pytest.raises(ActionError, match="not valid Unicode"):
             episode.generate("\ud800", None, 4)
         assert list(episode.read(0)) == []
+
+
+def test_the_same_runner_plays_replay_episodes_as_in_process(env_dir):
+    """One runner: a replay environment's episode played by a SandboxedController is the
+    in-process one, trace included (the batched sandboxed evaluation is the fast path)."""
+    from autotts.envs.replay import ReplayEnvironment
+
+    env = ReplayEnvironment.load("Qwen3-8B/aime24", env_dir)
+    for name in ("cmc", "esc"):
+        trusted = load_controller(name)
+        with SandboxedController(source_of(name), name) as sandboxed:
+            for question, seed in ((0, 0), (3, 1), (7, 2)):
+                mine = env.run_episode(sandboxed, sandboxed.params(0.3), question, seed)
+                theirs = env.run_episode(trusted, trusted.params(0.3), question, seed)
+                assert mine == theirs and mine.trace == theirs.trace
