@@ -23,6 +23,7 @@ GPU (Qwen3-8B, the same command with a real model and real settings):
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -88,7 +89,8 @@ def main() -> int:
     args = parser.parse_args()
 
     model = args.model
-    if model == "tiny":
+    if model == "tiny":  # (vLLM's CPU build would take most of the memory for its KV cache)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         from autotts.live.tiny import build_tiny_model
 
         model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))

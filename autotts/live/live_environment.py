@@ -302,8 +302,6 @@ class LiveEpisode:
         for n, (backend, _) in enumerate(requests):
             by_backend.setdefault(id(backend), []).append(n)
         results: list = [None] * len(requests)
-        if not requests:
-            return results
 
         def run(positions: list[int]) -> None:
             backend = requests[positions[0]][0]
@@ -315,7 +313,7 @@ class LiveEpisode:
         try:
             if len(groups) == 1:
                 run(groups[0])
-            else:  # several backends (servers, engines) work at the same time
+            elif groups:  # several backends (servers, engines) work at the same time
                 with ThreadPoolExecutor(max_workers=len(groups)) as pool:
                     for future in [pool.submit(run, positions) for positions in groups]:
                         future.result()
@@ -334,28 +332,29 @@ class LiveEpisode:
         state.finals.append(answer)
 
     def _probe(self, ids) -> None:
-        """Reveal each listed open branch's current answer (one greedy batch)."""
+        """Reveal each listed open branch's answer (one greedy batch; a branch listed again is
+        decoded once, but revealed and charged again, as on replay)."""
         if not ids:
             return
         s = self.settings
-        requests = []
-        for i in ids:
+        requests, once = [], list(dict.fromkeys(ids))
+        for i in once:
             b = self.branches[i]
             suffix = self.env._suffixes[id(b.backend)]
             prefix = b.prefix + (suffix if not isinstance(b.prefix, str) else s.probe_suffix)
             greedy = GenerationRequest(prefix, s.probe_tokens, {"temperature": 0.0}, 0)
             requests.append((b.backend, greedy))
-        generations = self._generate(requests)
+        decoded = dict(zip(once, self._generate(requests), strict=True))
         state = self.state
-        for i, g in zip(ids, generations, strict=True):
-            answer = probe_answer(g.text, s.probe_suffix)
+        for i in ids:
+            answer = probe_answer(decoded[i].text, s.probe_suffix)
             state.answer[i] = answer
             state.history[i].append(answer)
-        self._charge(0, sum(g.n_tokens for g in generations))
+        self._charge(0, sum(decoded[i].n_tokens for i in ids))
 
     def probe(self, ids) -> None:
-        self._check_ids(ids)  # (each branch probed once, however often listed)
-        targets = [i for i in dict.fromkeys(ids) if not self.done[i] and self.depth[i] > 0]
+        self._check_ids(ids)
+        targets = [i for i in ids if not self.done[i] and self.depth[i] > 0]
         self._probe(targets)
         self._record(PROBE, ids, (self.state.answer[i] for i in ids), ())
 

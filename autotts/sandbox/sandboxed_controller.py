@@ -32,7 +32,7 @@ from ..loading.controller_files import (
     resolve_controller_path,
     split_selector,
 )
-from .limits import Rejected, SandboxLimits
+from .limits import SandboxLimits
 from .processes import WorkerProcess, drive, require_isolation
 from .remote import header_of
 from .serving import EpisodeServer
@@ -53,8 +53,9 @@ class SandboxedController(RemoteController):
     machine that cannot isolate raises
     :class:`~autotts.sandbox.processes.IsolationUnavailable`.
 
-    An episode the sandbox ends (a limit, a malformed reply) fails with ``result.error``
-    starting ``"sandbox: "``, its tokens those the engine spent until then. Call
+    An episode the sandbox ends (a limit, a malformed reply, a worker that cannot start) fails
+    with ``result.error`` starting ``"sandbox: "``, its tokens those the engine spent until
+    then. Call
     :meth:`close` (or use it as a context manager) to end the spare worker."""
 
     description = "LLM-written; each episode runs in the sandbox"
@@ -81,6 +82,7 @@ class SandboxedController(RemoteController):
         self._workdir = tempfile.TemporaryDirectory(prefix="autotts-episodes-")
         self._lock = threading.Lock()
         self._spare: WorkerProcess | None = None
+        self._closed = False
         self.last_params: dict | None = None  # the run() parameters a worker reported last
 
     @classmethod
@@ -97,8 +99,15 @@ class SandboxedController(RemoteController):
     def _worker(self) -> WorkerProcess:
         """A started worker (the spare, if there is one), and a new spare starting."""
         with self._lock:
-            worker, self._spare = self._spare, WorkerProcess(self.limits)
-            self._spare.start(self._workdir.name)
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the sandboxed controller is closed")
+            worker, self._spare = self._spare, None
+            spare = WorkerProcess(self.limits)
+            try:
+                spare.start(self._workdir.name)
+                self._spare = spare
+            except OSError:  # (no spare then; the episode's own worker says why, if it fails)
+                spare.kill()
         if worker is None:
             worker = WorkerProcess(self.limits)
             worker.start(self._workdir.name)
@@ -133,13 +142,17 @@ class SandboxedController(RemoteController):
                 return "the episode was abandoned (its client left)"
             return None
 
-        worker = self._worker()
+        worker = None
         try:
+            worker = self._worker()
             drive([worker], [(job, server)], self.limits, self._workdir.name, stop=abandoned,
                   collect_on_clock=False)  # fmt: skip
-        except Rejected as exc:
+        except Exception as exc:  # the candidate's fault (Rejected) or the machine's
+            if worker is not None:
+                worker.kill()
+            steps = [e.counter.steps for group in server.groups for e in group if e.counter]
             result.answer, result.error = None, f"sandbox: {exc}"
-            finish_result(episode, result, 0)
+            finish_result(episode, result, steps[0] if steps else 0)
             return []
         if worker.params:
             self.last_params = worker.params[0]
@@ -151,9 +164,10 @@ class SandboxedController(RemoteController):
         return ended.actions or []
 
     def close(self) -> None:
-        """End the spare worker and remove the working directory."""
+        """End the spare worker and remove the working directory (episodes still playing end
+        as they would; no new one starts)."""
         with self._lock:
-            spare, self._spare = self._spare, None
+            spare, self._spare, self._closed = self._spare, None, True
         if spare is not None:
             spare.kill()
         with contextlib.suppress(OSError):

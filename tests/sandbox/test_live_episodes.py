@@ -275,39 +275,41 @@ def test_an_abandoned_episode_ends_its_worker_at_once():
 
 
 def test_a_sandboxed_episode_leaves_no_cycle_holding_its_engine():
-    """The server never switches its garbage collector off for a sandboxed episode, and the
-    engine (every branch's tokens and text) is freed as soon as the episode is done."""
+    """The server's garbage collector is left as it is while a sandboxed episode plays (on,
+    then off), and with it off the engine (every branch's tokens and text) is still freed as
+    soon as the episode is done: no cycle holds it."""
     import gc
     import weakref
 
     from autotts.core.engine import EpisodeResult, play
     from autotts.live.live_environment import LiveEpisode
 
+    def result():
+        return EpisodeResult(0, 0, None, 0, 0, 0, 0)
+
     with completions_double(varied_reply) as server:
         env = LiveEnvironment(OpenAIBackend(server.url), QUESTIONS[:1], SETTINGS)
+        seen = []
+        server.script = lambda body: seen.append(gc.isenabled()) or varied_reply(body)
         with SandboxedController(source_of("cmc"), "cmc") as controller:
-            episode = LiveEpisode(env, 0, 0)
-            collecting = []
+            assert gc.isenabled()
+            play(LiveEpisode(env, 0, 0), controller, controller.params(0.5), result(), 100)
+            assert seen and all(seen)  # on, as it was
+            seen.clear()
+            episode = LiveEpisode(env, 0, 1)
             gc.disable()
             try:
-                server.script = lambda body: collecting.append(gc.isenabled()) or varied_reply(body)
-                play(
-                    episode,
-                    controller,
-                    controller.params(0.5),
-                    EpisodeResult(0, 0, None, 0, 0, 0, 0),
-                    100,
-                )
+                play(episode, controller, controller.params(0.5), result(), 100)
                 freed = weakref.ref(episode)
                 del episode
                 assert freed() is None
             finally:
                 gc.enable()
-    assert collecting and not any(collecting)  # (left as it was: off, here)
+            assert seen and not any(seen)  # off, as it was
 
 
 def test_live_engines_refuse_what_would_flood_or_break_the_backend():
-    """A branch listed many times in one probe is probed once; a Generate prompt that is not
+    """A branch listed many times in one probe is decoded once; a Generate prompt that is not
     valid Unicode is refused as an action; Read(0) opens nothing, without an error."""
     from autotts.core.contract import ActionError
     from autotts.live.live_environment import LiveEpisode
@@ -337,3 +339,58 @@ def test_the_same_runner_plays_replay_episodes_as_in_process(env_dir):
                 mine = env.run_episode(sandboxed, sandboxed.params(0.3), question, seed)
                 theirs = env.run_episode(trusted, trusted.params(0.3), question, seed)
                 assert mine == theirs and mine.trace == theirs.trace
+
+
+WHERE_AM_I = """
+import dataclasses
+import operator
+from autotts import Branch, Controller
+
+class WhereAmI(Controller):
+    name = "where-am-i"
+
+    @staticmethod
+    def schedule(beta):
+        return {}
+
+    def run(self, state):
+        yield Branch(1)
+        pid = operator.attrgetter("sys.modules")(dataclasses)["os"].getpid()  # (unchecked)
+        return "pid1" if pid == 1 else "elsewhere"
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "serve"])
+def test_validate_and_serve_run_a_marked_file_in_the_sandbox_only(command, tmp_path, env_dir):
+    """A marked file the static check lets through runs as PID 1 of the worker's namespace,
+    never in the trusted process."""
+    import json
+
+    import openai
+    from typer.testing import CliRunner
+
+    from autotts.cli import app
+    from autotts.serving import app as serve_app
+    from autotts.serving import serving
+
+    marked = tmp_path / "where_am_i.py"
+    marked.write_text(mark_untrusted(WHERE_AM_I, "test"), encoding="utf-8")
+    with completions_double(varied_reply) as server:
+        if command == "serve":
+            with serving(serve_app([str(marked)], OpenAIBackend(server.url), SETTINGS)) as url:
+                client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+                reply = client.chat.completions.create(
+                    model="where-am-i", messages=[{"role": "user", "content": "Where?"}]
+                )
+            answer = reply.model_extra["autotts"]["stop_reason"] + reply.choices[0].message.content
+        else:
+            done = CliRunner().invoke(app, [
+                "validate", str(marked), "--backend", "openai", "--base-url", server.url,
+                "--questions", "replay:Qwen3-8B/aime24", "--limit", "1", "--env-dir",
+                str(env_dir), "--delta", "32", "--max-branch-tokens", "160", "-o",
+                str(tmp_path / "out"),
+            ])  # fmt: skip
+            assert done.exit_code == 0, done.output
+            trace = (tmp_path / "out" / "traces.jsonl").read_text().splitlines()[0]
+            answer = json.loads(trace)["answer"]
+    assert "pid1" in answer and "elsewhere" not in answer
