@@ -11,9 +11,12 @@ replies can be scripted; test_serve_live.py serves a marked controller on a real
 from __future__ import annotations
 
 import re
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
+from conftest import fixture_controller
 from llm_double import VARIED, completions_double, varied_reply
 from test_peeking import walker
 
@@ -39,6 +42,29 @@ pytestmark = pytest.mark.skipif(
 
 SETTINGS = LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)
 QUESTIONS = [LiveQuestion("What is 2 + 2?", "4"), LiveQuestion("What is 3 + 3?", "6")]
+
+
+HANGS = Path(fixture_controller("hangs")).read_text(encoding="utf-8")
+CANDIDATE = """
+{imports}
+from autotts import Branch, Controller
+
+class Candidate(Controller):
+    name = "candidate"
+
+    @staticmethod
+    def schedule(beta):
+        return {{}}
+
+    def run(self, state):
+        yield Branch(1)
+{body}
+"""
+
+
+def candidate(body: str, imports: str = "") -> str:
+    """A controller that opens one branch, then runs ``body``."""
+    return CANDIDATE.format(imports=imports, body=textwrap.indent(body, " " * 8))
 
 
 def source_of(name: str) -> str:
@@ -160,29 +186,12 @@ def test_time_the_engine_spends_generating_is_not_the_workers_idle_time():
     assert result.error is None and result.answer == "4"
 
 
-LOOPS = """
-from autotts import Branch, Controller
-
-class Loops(Controller):
-    name = "loops"
-
-    @staticmethod
-    def schedule(beta):
-        return {}
-
-    def run(self, state):
-        yield Branch(1)
-        while True:
-            pass
-"""
-
-
 def test_a_worker_computing_forever_ends_its_own_episode_with_the_tokens_spent():
     limits = SandboxLimits(cpu_s=20, step_cpu_s=1.0, wall_s=float("inf"))
     script = [("Step one. ", [11] * 32, "length"), ("4}", [12, 13], "stop")]
     with completions_double(script) as server:
         env = LiveEnvironment(OpenAIBackend(server.url), QUESTIONS[:1], SETTINGS)
-        with SandboxedController(LOOPS, "loops", limits=limits) as controller:
+        with SandboxedController(HANGS, "hangs", limits=limits) as controller:
             result = env.run_episode(controller, controller.params(), 0, 0)
     assert result.answer is None
     assert result.error.startswith("sandbox: CPU-time limit exceeded: a round took more")
@@ -227,22 +236,9 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
         }
 
 
-HALF_A_FRAME = """
-import os
-from autotts import Branch, Controller
-
-class HalfAFrame(Controller):
-    name = "half-a-frame"
-
-    @staticmethod
-    def schedule(beta):
-        return {}
-
-    def run(self, state):
-        yield Branch(1)
-        os.write(1, b"\\x00\\x00\\x00\\x05P")  # half a frame, then wait for an answer to it
-        os.read(0, 1)
-"""
+HALF_A_FRAME = candidate(  # half a frame, then wait for an answer to it
+    'os.write(1, b"\\x00\\x00\\x00\\x05P")\nos.read(0, 1)', imports="import os"
+)
 
 
 def test_a_worker_waiting_on_half_a_frame_is_idle_not_waiting_on_the_engine():
@@ -341,23 +337,11 @@ def test_the_same_runner_plays_replay_episodes_as_in_process(env_dir):
                 assert mine == theirs and mine.trace == theirs.trace
 
 
-WHERE_AM_I = """
-import dataclasses
-import operator
-from autotts import Branch, Controller
-
-class WhereAmI(Controller):
-    name = "where-am-i"
-
-    @staticmethod
-    def schedule(beta):
-        return {}
-
-    def run(self, state):
-        yield Branch(1)
-        pid = operator.attrgetter("sys.modules")(dataclasses)["os"].getpid()  # (unchecked)
-        return "pid1" if pid == 1 else "elsewhere"
-"""
+WHERE_AM_I = candidate(
+    'pid = operator.attrgetter("sys.modules")(dataclasses)["os"].getpid()  # (unchecked)\n'
+    'return "pid1" if pid == 1 else "elsewhere"',
+    imports="import dataclasses\nimport operator",
+)
 
 
 @pytest.mark.parametrize("command", ["validate", "serve"])

@@ -5,10 +5,12 @@ client leaves. The same app in front of a real vLLM engine: test_serve_live.py."
 
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from conftest import fixture_controller
 from llm_double import completions_double, varied_reply
 
 from autotts.live.server import OpenAIBackend
@@ -207,30 +209,14 @@ def test_a_marked_controller_is_served_sandboxed_and_answers_as_in_process(tmp_p
             assert details == theirs.model_extra["autotts"]
 
 
-STALLS = """
-from autotts import Branch, Controller
-
-class Stalls(Controller):
-    name = "stalls"
-
-    @staticmethod
-    def schedule(beta):
-        return {}
-
-    def run(self, state):
-        yield Branch(1)
-        while True:  # until the sandbox's CPU limit per round ends it
-            pass
-"""
-
-
 @pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
 def test_a_sandboxed_episode_computing_holds_no_other_request_back(tmp_path):
     """Requests share engine batches, but a sandboxed episode joins them with its calls only:
     while its worker computes (here until its CPU limit per round), the other requests'
     generations go on."""
-    marked = tmp_path / "stalls.py"
-    marked.write_text(mark_untrusted(STALLS, "test"), encoding="utf-8")
+    marked = tmp_path / "stalls.py"  # (it computes forever after its first branch)
+    hangs = Path(fixture_controller("hangs")).read_text(encoding="utf-8")
+    marked.write_text(mark_untrusted(hangs, "test"), encoding="utf-8")
     finished = {}
     with (
         double(varied_reply) as server,
