@@ -84,9 +84,9 @@ class LimitWatch:
     running nor waiting for a CPU (``schedstat``) is summed over its life and split by what
     the samples of it found: blocked on a pipe while the parent owes it something
     (``owes("read")``: reading, while an answer of the parent's is not written out or a
-    frame of the worker's is unread; ``owes("write")``: writing, while the parent has not read
-    what is in the pipe) is the parent's; anything else (sleeping, blocked elsewhere) is idle, held to ``idle_s`` in all.
-    A round (the time between two frames from the worker) may use at most ``step_cpu_s`` of
+    frame of the worker's is unread; ``owes("write")``: writing, while the parent has not
+    read what is in the pipe) is the parent's; anything else (sleeping, blocked elsewhere)
+    is idle, held to ``idle_s`` in all. A round (the time between two frames from the worker) may use at most ``step_cpu_s`` of
     CPU."""
 
     def __init__(self, limits: SandboxLimits, owes):
@@ -122,13 +122,14 @@ class LimitWatch:
 
     def parent_done(self) -> None:
         """The round is served: the worker's time counts again from here."""
+        now = time.monotonic()
         if self.busy_since is not None:
-            self.parent_seconds += time.monotonic() - self.busy_since
+            self.parent_seconds += now - self.busy_since
             self.busy_since = None
         if self.runner is not None and self.last is not None:
             scheduled = _runner_times(self.runner)
             if scheduled is not None:
-                self.last = (time.monotonic(), scheduled)
+                self.last = (now, scheduled)
 
     def check(self, now: float, sample: bool = True) -> None:
         """Hold a running worker to its idle allowance and its CPU time per round

@@ -327,7 +327,7 @@ def drive(
         last_check = time.monotonic()
         while running:
             now = time.monotonic()
-            if now > deadline + max(w.watch.parent_seconds for w in running):
+            if now > deadline and now > deadline + max(w.watch.parent_seconds for w in running):
                 raise Rejected(f"wall-time backstop exceeded ({limits.backstop_s:g} s)")
             if now - last_check >= 0.25:
                 last_check = now

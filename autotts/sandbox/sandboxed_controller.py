@@ -48,15 +48,14 @@ class SandboxedController(RemoteController):
     each episode in a fresh isolated worker. ``name`` labels it in tables and replies;
     ``class_name`` picks one class of a file that defines several. ``isolate=False`` runs the
     workers without OS isolation (only for code you trust); ``static_check=False`` and
-    ``audit_hook=False`` switch off the Python-level layers (to test the OS layer). A file that the static check
-    refuses raises :class:`~autotts.loading.controller_files.ControllerLoadError`; a
-    machine that cannot isolate raises
-    :class:`~autotts.sandbox.processes.IsolationUnavailable`.
+    ``audit_hook=False`` switch off the Python-level layers (to test the OS layer). A file
+    that the static check refuses raises
+    :class:`~autotts.loading.controller_files.ControllerLoadError`; a machine that cannot
+    isolate raises :class:`~autotts.sandbox.processes.IsolationUnavailable`.
 
     An episode the sandbox ends (a limit, a malformed reply, a worker that cannot start) fails
     with ``result.error`` starting ``"sandbox: "``, its tokens those the engine spent until
-    then. Call
-    :meth:`close` (or use it as a context manager) to end the spare worker."""
+    then. Call :meth:`close` (or use it as a context manager) to end the spare worker."""
 
     description = "LLM-written; each episode runs in the sandbox"
 

@@ -93,8 +93,8 @@ def _preload_common() -> None:
 def _preload(source: str = "") -> None:
     """Import the rest of what this candidate may use: numpy/scipy only when the source
     imports them (each ``from X import y`` that names a submodule imports it too); their
-    thread pools stay at one thread, as no thread can be started once locked down."""
-    _preload_common()
+    thread pools stay at one thread, as no thread can be started once locked down (after
+    :func:`_preload_common`)."""
     numeric = numeric_imports(source)
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
@@ -175,6 +175,7 @@ def _self_test(clock_pages: list[tuple[int, int]]) -> list[str]:
 
 def main() -> None:
     probe = "--probe" in sys.argv[1:]
+    _preload_common()  # (before the job: a spare has done it when its job comes)
     channel = Channel(0, 1)
     if probe:
         import _socket  # noqa: F401 (for the self-test, which can import nothing)
@@ -184,7 +185,6 @@ def main() -> None:
 
         job, pid_fd = {"isolate": True, "memory_mb": 512, "cpu_s": 10}, None
     else:
-        _preload_common()
         job, pid_fd = pickle.loads(channel.receive()), int(sys.argv[1])
     with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups of the parent
         fcntl.fcntl(1, F_SETPIPE_SZ, 1 << 20)
