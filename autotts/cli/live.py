@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from .common import EnvDirOption, _fail, console, err_console
+from .validation_report import print_validation
 
 BackendOption = Annotated[
     str, typer.Option("--backend", help="vllm (engine in this process) or openai (a server).")
@@ -364,29 +364,10 @@ def register(app: typer.Typer) -> None:
         finally:
             for closing in (engine, *others.values(), policy):  # (a sandboxed one's spare)
                 getattr(closing, "close", lambda: None)()
-        table = Table(title=f"{policy.name} β={beta} on {len(items)} questions ({engine.model})")
-        for column in ("run", "accuracy %", "tokens/question", "episodes", "extra"):
-            table.add_column(column)
-        live = report["live"]
-        table.add_row(
-            "live",
-            f"{live['accuracy']:.2f}",
-            f"{live['tokens']:,.0f}",
-            str(live["episodes"]),
-            f"+{live['probe_tokens']:,.0f} probe tokens, {live['seconds_per_episode']:.2f} "
-            f"s/episode, {live['tokens_per_s']:,.0f} tok/s, {live['errors']} errors",
+        print_validation(
+            report, f"{policy.name} β={beta} on {len(items)} questions ({engine.model})"
         )
-        if report.get("replay"):
-            rep = report["replay"]
-            table.add_row(
-                f"replay {rep['env']}",
-                f"{rep['accuracy']:.2f}",
-                f"{rep['tokens']:,.0f}",
-                str(rep["episodes"]),
-                f"{rep['matched']} questions matched, 100 seeds"
-                + (f", {rep['errors']} errors: {rep['first_error']}" if rep["errors"] else ""),
-            )
-        console.print(table)
+        live = report["live"]
         if out is not None:
             from ..utils.atomic_files import atomic_write_text
 

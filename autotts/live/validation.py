@@ -11,11 +11,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..core.contract import Controller, ControllerFailure
 from ..core.episodes import Tally, play_episodes
 from ..envs.replay import ReplayEnvironment
 from ..envs.stores import StoreError, list_environments
 from ..loading.run_configs import RunConfig
+from ..results.stats import CONFIDENCE, Estimate, estimate, paired_by_question, superiority
 from ..results.traces import episode_record
 from ..sandbox.runner import run_sandboxed
 from ..sandbox.sandboxed_controller import SandboxedController
@@ -68,8 +71,9 @@ def validate_live(
         played = play_in_lockstep(lockstep, controller, episodes, episodes_in_flight)
     else:
         played = play_episodes(controller, episodes, time_limit_s=None)
+    outcomes = np.zeros((len(questions), seeds))
     for result in played:
-        tally.add(env, result)
+        outcomes[result.question, result.seed] = tally.add(env, result)
         probe_tokens += result.probe_tokens
         traces.append(episode_record(env, config, params, result))
     correct, tokens, errors, first_error = (
@@ -80,6 +84,8 @@ def validate_live(
     )
     seconds = time.perf_counter() - start
     episodes = len(questions) * seeds
+    live_accuracy = _percent(estimate([outcomes]))
+    prediction = _predict(controller, params, questions, backend.model, replay_env, env_dir)
     stats = [b.stats for b in env.served]
     batches = [n for s in stats for n in s.batch_sizes]
     shown = params  # a sandboxed controller's run() parameters are computed in its sandbox
@@ -97,6 +103,7 @@ def validate_live(
         ),  # the model's defaults + overrides
         "live": {
             "accuracy": 100.0 * correct / episodes,
+            "interval": live_accuracy,  # over questions and seeds
             # branch tokens, like replay's (whose probes are free); probe decodes apart
             "tokens": (tokens - probe_tokens) / episodes,
             "probe_tokens": probe_tokens / episodes,
@@ -109,9 +116,8 @@ def validate_live(
             "mean_batch": sum(batches) / len(batches) if batches else 0.0,
             "cached_prompt_tokens": sum(s.cached_prompt_tokens for s in stats),
         },
-        "replay": replay_prediction(
-            controller, params, questions, backend.model, replay_env, env_dir
-        ),
+        "replay": prediction and prediction[0],
+        "comparison": prediction and _comparison(outcomes, *prediction[1:]),
         "traces": traces,
     }
     return report
@@ -125,8 +131,16 @@ def replay_prediction(
     replay_env: str | None,
     env_dir: str | Path | None,
 ) -> dict | None:
-    """The controller's replay accuracy and tokens on the questions a store shares with
-    ``questions`` (matched by text), or None when no store of the model has them."""
+    """The controller's replay accuracy (with its interval over questions and seeds) and
+    tokens on the questions a store shares with ``questions`` (matched by text), or None when
+    no store of the model has them."""
+    prediction = _predict(controller, params, questions, model, replay_env, env_dir)
+    return prediction and prediction[0]
+
+
+def _predict(controller, params, questions, model, replay_env, env_dir):
+    """``(replay_prediction's dict, live indices of the matched questions, their replay
+    outcomes (matched questions × REPLAY_SEEDS))``, or None."""
     candidates = [replay_env] if replay_env else _stores_of(model, env_dir)
     best = None
     for env_id in candidates:
@@ -137,24 +151,53 @@ def replay_prediction(
                 raise
             continue
         index = {q.text: i for i, q in enumerate(env.questions)}
-        matched = [index[q.question] for q in questions if q.question in index]
-        if matched and (best is None or len(matched) > len(best[1])):
-            best = (env, matched)
+        live = [i for i, q in enumerate(questions) if q.question in index]
+        if live and (best is None or len(live) > len(best[1])):
+            best = (env, live, [index[questions[i].question] for i in live])
     if best is None:
         return None
-    env, matched = best
+    env, live, matched = best
+    row = {q: n for n, q in enumerate(matched)}
+    outcomes = np.zeros((len(matched), REPLAY_SEEDS))
     tally = Tally()  # errors: e.g. a graph with live-only roles
     for result in _replayed(controller, params, env, matched):
-        tally.add(env, result)
+        outcomes[row[result.question], result.seed] = tally.add(env, result)
     n = tally.episodes
+    return (
+        {
+            "env": env.env_id,
+            "matched": len(matched),
+            "accuracy": 100.0 * tally.correct / n,
+            "interval": _percent(estimate([outcomes])),
+            "tokens": tally.tokens / n,
+            "episodes": n,
+            "errors": tally.errors,
+            "first_error": tally.first_error,
+        },
+        live,
+        outcomes,
+    )
+
+
+def _percent(value: Estimate) -> dict:
     return {
-        "env": env.env_id,
-        "matched": len(matched),
-        "accuracy": 100.0 * tally.correct / n,
-        "tokens": tally.tokens / n,
-        "episodes": n,
-        "errors": tally.errors,
-        "first_error": tally.first_error,
+        "se": 100 * value.se, "low": 100 * value.low, "high": 100 * value.high,
+        "confidence": CONFIDENCE,
+    }  # fmt: skip
+
+
+def _comparison(live_outcomes: np.ndarray, live: list[int], replay_outcomes: np.ndarray) -> dict:
+    """Live minus replay accuracy on the matched questions, with its interval (questions
+    resampled together, each side's seeds apart) and the verdict it supports."""
+    verdict = superiority(paired_by_question(live_outcomes[live], replay_outcomes))
+    difference = verdict.difference
+    return {
+        "questions": len(live),
+        "difference": 100 * difference.mean,
+        **_percent(difference),
+        "verdict": {"beats": "live above replay", "worse": "live below replay"}.get(
+            verdict.kind, verdict.kind
+        ),
     }
 
 

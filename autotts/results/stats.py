@@ -57,8 +57,10 @@ def joint_replicates(
 ) -> dict:
     """Replicate means (over environments) of several groups of tables resampled *together*:
     ``groups[key][e]`` is key's ``(questions, seeds)`` table on environment ``e``, the same
-    shape for every key, and every key sees the same resampled episodes — so any statistic
-    of several curves (a margin, an interpolation) gets a paired interval."""
+    questions for every key, and every key sees the same resampled questions — so any
+    statistic of several curves (a margin, an interpolation) gets a paired interval. Keys with
+    the same number of seeds also see the same resampled seeds (the same episodes); a key
+    with another number (live episodes next to replay ones) has its seeds drawn apart."""
     keys = list(groups)
     if not keys:
         return {}
@@ -68,12 +70,15 @@ def joint_replicates(
     for e in range(n_envs):
         n_questions, n_seeds = np.shape(groups[keys[0]][e])
         questions = rng.integers(0, n_questions, size=(replicates, n_questions))
-        seeds = rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))
+        seed_draws = {n_seeds: rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))}
         for key in keys:
             table = np.asarray(groups[key][e], dtype=float)
-            if table.shape != (n_questions, n_seeds):
-                raise ValueError(f"{key}: environment {e} has another shape than the others")
-            totals[key] += table[questions[..., None], seeds].mean(axis=(1, 2))
+            if table.ndim != 2 or table.shape[0] != n_questions or table.shape[1] < 1:
+                raise ValueError(f"{key}: environment {e} has other questions than the others")
+            width = table.shape[1]
+            if width not in seed_draws:
+                seed_draws[width] = rng.integers(0, width, size=(replicates, n_questions, width))
+            totals[key] += table[questions[..., None], seed_draws[width]].mean(axis=(1, 2))
     return {key: total / n_envs for key, total in totals.items()}
 
 
@@ -107,6 +112,15 @@ def paired_difference(
         raise ValueError("a paired comparison needs the same questions and seeds on both sides")
     differences = [np.asarray(x, float) - np.asarray(y, float) for x, y in zip(a, b, strict=True)]
     return estimate(differences, replicates)
+
+
+def paired_by_question(a: np.ndarray, b: np.ndarray, replicates: int = REPLICATES) -> Estimate:
+    """``mean(a) - mean(b)`` of two ``(questions, seeds)`` tables over the same questions,
+    their seeds not paired (another number of seeds on each side, e.g. live and replay):
+    questions are resampled together, seeds within each side apart."""
+    reps = joint_replicates({"a": [a], "b": [b]}, replicates)
+    mean = float(np.mean(a)) - float(np.mean(b))
+    return interval_of(mean, reps["a"] - reps["b"])
 
 
 @dataclass(frozen=True)
@@ -298,6 +312,7 @@ __all__ = [
     "hypervolume",
     "interval_of",
     "joint_replicates",
+    "paired_by_question",
     "non_inferiority",
     "paired_difference",
     "pareto_front",

@@ -11,6 +11,7 @@ from autotts.results.stats import (
     estimate,
     hypervolume,
     non_inferiority,
+    paired_by_question,
     paired_difference,
     superiority,
     tokens_to_reach,
@@ -53,6 +54,23 @@ def test_paired_verdicts_follow_the_interval():
     )
     with pytest.raises(ValueError, match="same questions and seeds"):
         paired_difference([base], [base[:, :10]])
+
+
+def test_live_against_replay_pairs_questions_not_seeds():
+    """Two seeds live, 100 on replay, over the same questions: the questions are resampled
+    together (so questions both sides find easy or hard cancel out), each side's seeds apart."""
+    rng = np.random.default_rng(3)
+    easy = (rng.random(40) < 0.5).astype(float)[:, None]  # each question always or never solved
+    live, replay = np.repeat(easy, 2, axis=1), np.repeat(easy, 100, axis=1)
+    same = paired_by_question(live, replay)
+    assert same.mean == 0 and same.low == 0 and same.high == 0  # unpaired: ±15 points
+    assert superiority(same).kind == "no significant difference"
+    noisy = (rng.random((40, 100)) < 0.5).astype(float)
+    wider = paired_by_question(live, noisy)  # the seeds of each side resampled: not zero
+    assert wider.low < wider.mean < wider.high
+    assert superiority(paired_by_question(np.ones((40, 2)), noisy)).kind == "beats"
+    with pytest.raises(ValueError, match="other questions"):
+        paired_by_question(live[:30], replay)
 
 
 def test_arise_by_hand():

@@ -209,7 +209,7 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
 
     marked = tmp_path / "llm_cmc.py"
     marked.write_text(mark_untrusted(source_of("cmc"), "test"), encoding="utf-8")
-    reports = {}
+    reports, outputs = {}, []
     with completions_double(varied_reply) as server:
         for name, target in (("sandboxed", str(marked)), ("in process", "cmc")):
             out = tmp_path / name
@@ -221,6 +221,7 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
                 "--replay-env", "Qwen3-8B/aime24", "--env-dir", str(env_dir), "-o", str(out),
             ])  # fmt: skip
             assert done.exit_code == 0, done.output
+            outputs.append(done.output)
             reports[name] = json.loads((out / "results.json").read_text())
             lines = (out / "traces.jsonl").read_text().splitlines()
             reports[name]["traces"] = [json.loads(line) for line in lines]
@@ -229,6 +230,12 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
     for key in ("accuracy", "tokens", "probe_tokens", "episodes", "errors"):
         assert mine["live"][key] == theirs["live"][key]
     assert mine["replay"] == theirs["replay"] and mine["replay"]["episodes"] == 200
+    assert mine["live"]["interval"] == theirs["live"]["interval"]
+    assert mine["comparison"] == theirs["comparison"] and mine["comparison"]["questions"] == 2
+    comparison, interval = mine["comparison"], mine["replay"]["interval"]
+    assert comparison["low"] <= comparison["difference"] <= comparison["high"]
+    assert interval["low"] <= mine["replay"]["accuracy"] <= interval["high"]
+    assert "live − replay on the 2 matched questions: " in outputs[0]
     labels = ("controller", "setting", "params")
     for a, b in zip(mine["traces"], theirs["traces"], strict=True):
         assert {k: v for k, v in a.items() if k not in labels} == {
