@@ -58,6 +58,15 @@ def register(app: typer.Typer) -> None:
             typer.Option("--max-queue", min=0, help="Requests waiting beyond those; more get 429."),
         ] = 64,
         max_branches: Annotated[int, typer.Option("--max-branches", min=1)] = 64,
+        max_request_tokens: Annotated[
+            int,
+            typer.Option(
+                "--max-request-tokens",
+                min=0,
+                help="Tokens one request's episode may generate at most, branches and probes "
+                "(0: no cap); a client's max_tokens lowers it for its request.",
+            ),
+        ] = 4_000_000,
         delta: DeltaOption = 500,
         max_branch_tokens: MaxBranchOption = None,
         probe_tokens: ProbeTokensOption = 16,
@@ -107,7 +116,8 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         application = app(served, engine, settings, seed=seed, max_in_flight=max_in_flight,
-                          max_queue=max_queue, max_branches=max_branches)  # fmt: skip
+                          max_queue=max_queue, max_branches=max_branches,
+                          max_request_tokens=max_request_tokens or None)  # fmt: skip
         err_console.print(
             f"serving {', '.join(served.names())} on http://{host}:{port}/v1 "
             f"({engine.name}: {engine.model})",

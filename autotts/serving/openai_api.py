@@ -49,6 +49,8 @@ from .schema import ChatRequest, CompletionRequest, error_body
 from .served import ServedControllers, UnknownModel
 
 RETRY_AFTER_S = 1
+# what one request may generate at most by default: twice 64 branches of 32k tokens
+MAX_REQUEST_TOKENS = 4_000_000
 
 
 class _Admission:
@@ -80,9 +82,12 @@ def app(
     max_in_flight: int = 16,
     max_queue: int = 64,
     max_branches: int = 64,
+    max_request_tokens: int | None = MAX_REQUEST_TOKENS,
 ) -> FastAPI:
     """The application serving ``controllers`` (a :class:`ServedControllers` or its specs) on
-    ``backend``; ``settings`` shape every branch (prompt instruction, Δ, probes, sampling)."""
+    ``backend``; ``settings`` shape every branch (prompt instruction, Δ, probes, sampling).
+    ``max_request_tokens`` caps what one request's episode may generate (``None``: no cap);
+    a client's ``max_tokens`` lowers it for its request."""
     owned = not isinstance(controllers, ServedControllers)
     served = ServedControllers(controllers) if owned else controllers
     settings = settings or LiveSettings()
@@ -154,7 +159,9 @@ def app(
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue = asyncio.Queue()
         per_request = RequestBackend(
-            shared, lambda counts: loop.call_soon_threadsafe(progress.put_nowait, counts)
+            shared,
+            lambda counts: loop.call_soon_threadsafe(progress.put_nowait, counts),
+            max_tokens=body.token_budget(max_request_tokens),
         )
         run_settings = (
             settings if system is None else settings.model_copy(update={"system": system})
@@ -250,10 +257,11 @@ class _Reply:
             message = {"role": "assistant", "content": done.content}
             if done.reasoning:
                 message["reasoning_content"] = done.reasoning
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            choice = {"index": 0, "message": message, "finish_reason": _finish(done)}
             head = self._head("chat.completion")
         else:
-            choice = {"index": 0, "text": done.content, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "text": done.content, "finish_reason": _finish(done),
+                      "logprobs": None}  # fmt: skip
             head = self._head("text_completion")
         return {**head, "choices": [choice], "usage": self.usage(done), "autotts": done.details}
 
@@ -268,14 +276,20 @@ class _Reply:
                 **self._head(kind),
                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
             }
-            last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            last = {"index": 0, "delta": {}, "finish_reason": _finish(done)}
         else:
             kind = "text_completion"
-            last = {"index": 0, "text": done.content, "finish_reason": "stop", "logprobs": None}
+            last = {"index": 0, "text": done.content, "finish_reason": _finish(done),
+                    "logprobs": None}  # fmt: skip
         yield {**self._head(kind), "choices": [last], "autotts": done.details}
         options = self.body.stream_options or {}
         if options.get("include_usage"):
             yield {**self._head(kind), "choices": [], "usage": self.usage(done)}
+
+
+def _finish(done: ServedEpisode) -> str:
+    """OpenAI's ``finish_reason``: ``length`` where the token budget ended the episode."""
+    return "length" if done.details.get("budget_spent") else "stop"
 
 
 def _retrieve(task: asyncio.Task) -> None:

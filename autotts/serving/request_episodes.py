@@ -4,7 +4,10 @@ controller on the shared backend, with its own seed, and what the reply says abo
 Every generation call of the episode goes through a :class:`RequestBackend`, which counts
 the request's own tokens (prefilled and generated, branches and probes), reports progress,
 and, once the client has gone (:meth:`cancel`), has the backend abort the request's
-generations still running and stops the episode at its next call."""
+generations still running and stops the episode at its next call. A request's budget of
+generated tokens (the server's cap, or the client's ``max_tokens``) is never exceeded: the
+call that could exceed it is not sent, and the episode ends there (:class:`TokenBudgetSpent`,
+``finish_reason: "length"``)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
-from ..core.contract import Controller, RemoteController
+from ..core.contract import Controller, ControllerFailure, RemoteController
 from ..core.engine import EpisodeResult, play
 from ..envs.answers import final_answer
 from ..live.backend import BackendError, Generation, GenerationBackend, GenerationRequest
@@ -29,14 +32,27 @@ class Cancelled(BackendError):
     """The client went away: the episode's next generation call is not sent."""
 
 
+class TokenBudgetSpent(ControllerFailure):
+    """The episode's next generation call could take the request past its budget of generated
+    tokens: it is not sent, and the episode ends (as a controller would end on its limits)."""
+
+
 class RequestBackend(GenerationBackend):
     """The shared backend seen by one request: counts its tokens, reports each finished call to
     ``progress(counts)``, marks its generation requests so that the backend can abort them
-    once :meth:`cancel` is called, and refuses calls after it."""
+    once :meth:`cancel` is called, and refuses calls after it. With ``max_tokens``, a call
+    whose requests could together generate more than what is left of it is refused
+    (:class:`TokenBudgetSpent`): the request never generates more than ``max_tokens``."""
 
-    def __init__(self, inner: GenerationBackend, progress: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        inner: GenerationBackend,
+        progress: Callable[[dict], None] | None = None,
+        max_tokens: int | None = None,
+    ):
         super().__init__()
-        self.inner, self.progress = inner, progress
+        self.inner, self.progress, self.max_tokens = inner, progress, max_tokens
+        self.budget_spent = False
         self.name, self.model, self.max_model_len = inner.name, inner.model, inner.max_model_len
         self.prefilled = self.generated = self.calls = 0
         self.failure: BackendError | None = None
@@ -62,6 +78,14 @@ class RequestBackend(GenerationBackend):
         if self.cancelled:  # recorded as the failure, so play_request raises it (not an answer)
             self.failure = Cancelled("the client disconnected")
             raise self.failure
+        if self.max_tokens is not None:
+            worst = sum(r.max_tokens for r in requests)
+            if self.generated + worst > self.max_tokens:
+                self.budget_spent = True
+                raise TokenBudgetSpent(
+                    f"the request's budget of {self.max_tokens:,} generated tokens: "
+                    f"{self.generated:,} spent, the next call could generate {worst:,} more"
+                )
         wanted = [replace(r, cancelled=self._cancelled.is_set) for r in requests]
         try:
             out = self.inner.generate(wanted)
@@ -154,6 +178,7 @@ def play_request(
         "chosen_branch": chosen,
         "stop_reason": result.reason or (result.error or ""),
         "seed": seed,
+        "budget_spent": backend.budget_spent,
     }
     return ServedEpisode(
         answer=result.answer,
@@ -167,4 +192,4 @@ def play_request(
     )
 
 
-__all__ = ["Cancelled", "RequestBackend", "ServedEpisode", "play_request"]
+__all__ = ["Cancelled", "RequestBackend", "ServedEpisode", "TokenBudgetSpent", "play_request"]

@@ -1,6 +1,8 @@
 """The request bodies the server accepts (the OpenAI fields that mean something for a
 test-time-scaling episode, plus ``beta`` and ``thinking``; other OpenAI fields are accepted
-and ignored, since the controller decides how much to generate) and the error body."""
+and ignored, since the controller decides how much to generate) and the error body.
+``max_completion_tokens`` (or the older ``max_tokens``) bounds what the whole episode
+generates, branches and probes: the server's own cap applies where it is lower."""
 
 from __future__ import annotations
 
@@ -19,6 +21,13 @@ class _Common(BaseModel):
     n: int = Field(default=1, ge=1, le=1)  # one episode per request
     beta: float | None = Field(default=None, ge=0.0, le=1.0)
     thinking: Literal["keep", "strip"] = "keep"
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def token_budget(self, cap: int | None) -> int | None:
+        """The episode's budget of generated tokens: the client's, within the server's cap."""
+        asked = [n for n in (self.max_completion_tokens, self.max_tokens, cap) if n is not None]
+        return min(asked) if asked else None
 
 
 def _text(value: str) -> str:

@@ -240,3 +240,39 @@ def test_a_sandboxed_episode_computing_holds_no_other_request_back(tmp_path):
         stalled.join(timeout=120)
     assert finished["sc@beta=0"][0] < finished["stalls"][0]
     assert finished["stalls"][1].startswith("sandbox: CPU-time limit exceeded: a round")
+
+
+def test_a_request_never_generates_more_than_its_token_budget(tmp_path):
+    """``max_tokens`` bounds the whole episode (branches and probes), within the server's cap:
+    the call that could exceed it is not sent, and the reply ends with ``length``; a
+    sandboxed controller is held to it by the same trusted backend."""
+    marked = tmp_path / "llm_cmc.py"
+    source = resolve_controller_path("cmc").read_text(encoding="utf-8")
+    marked.write_text(mark_untrusted(source, "test"), encoding="utf-8")
+    ask = {"messages": [{"role": "user", "content": "What is 2 + 2?"}], "seed": 1}
+
+    def honouring_max_tokens(body: dict) -> tuple:  # as an engine does (the script need not)
+        text, ids, finish = varied_reply(body)
+        cut = ids[: body["max_tokens"]]
+        return (text, cut, finish) if len(cut) == len(ids) else (text[: len(cut)], cut, "length")
+
+    with (
+        double(honouring_max_tokens) as server,
+        serving(app([str(marked), "cmc"], OpenAIBackend(server.url), SETTINGS,
+                    max_request_tokens=200)) as url,  # fmt: skip
+    ):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        whole = client.chat.completions.create(model="cmc@beta=0.3", **ask, max_tokens=10**6)
+        assert whole.choices[0].finish_reason == "length"  # the server's cap of 200 holds
+        assert whole.usage.completion_tokens <= 200
+        for model in ("cmc@beta=0.3", "llm-cmc@beta=0.3"):
+            sent = len(server.requests)
+            reply = client.chat.completions.create(model=model, **ask, max_completion_tokens=140)
+            details = reply.model_extra["autotts"]
+            assert reply.choices[0].finish_reason == "length" and details["budget_spent"]
+            assert "budget of 140 generated tokens" in details["stop_reason"]
+            assert 0 < reply.usage.completion_tokens <= 140
+            generated = sum(r["max_tokens"] for r in server.requests[sent:])
+            assert generated <= 140  # what was asked of the backend, at most
+        bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "cmc", **ask, "max_tokens": 0})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_tokens"
