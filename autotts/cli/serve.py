@@ -4,6 +4,7 @@
 (No ``from __future__ import annotations``: typer reads option types at definition time.)
 """
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -67,6 +68,14 @@ def register(app: typer.Typer) -> None:
                 "(0: no cap); a client's max_tokens lowers it for its request.",
             ),
         ] = 4_000_000,
+        sandbox_cpu_s: Annotated[
+            float,
+            typer.Option(
+                "--sandbox-cpu-s",
+                min=1.0,
+                help="CPU seconds an LLM-written controller's worker may use for one request.",
+            ),
+        ] = 120.0,
         delta: DeltaOption = 500,
         max_branch_tokens: MaxBranchOption = None,
         probe_tokens: ProbeTokensOption = 16,
@@ -98,10 +107,12 @@ def register(app: typer.Typer) -> None:
         from ..core.signals import TOP_LOGPROBS
         from ..errors import BadInput, RunFailure
         from ..live.backend import BackendError
+        from ..sandbox.sandboxed_controller import EPISODE_LIMITS
         from ..serving import ServedControllers, app
 
         try:
-            served = ServedControllers(controllers)
+            limits = replace(EPISODE_LIMITS, cpu_s=sandbox_cpu_s)
+            served = ServedControllers(controllers, limits)
             # logprobs cost: asked for only where a served controller reads their signals (or
             # may: a sandboxed one's needs are known only inside its sandbox)
             reads = [s.controller.requires or s.sandboxed for s in served.served.values()]

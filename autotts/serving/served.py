@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..core.contract import Controller, RemoteController
 from ..errors import BadInput
 from ..loading.run_configs import parse_spec
+from ..sandbox.limits import SandboxLimits
 from ..sandbox.sandboxed_controller import open_controller
 
 DEFAULT_BETA = 0.5
@@ -41,9 +42,11 @@ class ServedControllers:
     the default for requests that name none, 0.5 when the spec names none). An LLM-written file
     (marked) is never imported here: it becomes a
     :class:`~autotts.sandbox.SandboxedController`, each request's episode played by a fresh
-    isolated worker against the server's engine. :meth:`close` ends their spare workers."""
+    isolated worker against the server's engine, under ``limits`` (default
+    :data:`~autotts.sandbox.sandboxed_controller.EPISODE_LIMITS`). :meth:`close` ends their
+    spare workers."""
 
-    def __init__(self, specs):
+    def __init__(self, specs, limits: SandboxLimits | None = None):
         self.served: dict[str, Served] = {}
         for spec in specs:
             configs = parse_spec(spec, default_betas=[DEFAULT_BETA])
@@ -53,7 +56,8 @@ class ServedControllers:
                     "other parameters come from its schedule"
                 )
             config = configs[0]
-            controller = open_controller(config.controller, name=config.name)
+            sandboxed = {"limits": limits} if limits is not None else {}
+            controller = open_controller(config.controller, name=config.name, **sandboxed)
             name = config.name
             if name in self.served:
                 raise BadInput(f"{spec!r}: a controller named {name!r} is served already")

@@ -16,8 +16,8 @@ from llm_double import completions_double, varied_reply
 from autotts.live.server import OpenAIBackend
 from autotts.live.settings import LiveSettings
 from autotts.loading.controller_files import mark_untrusted, resolve_controller_path
-from autotts.sandbox import isolation_problems
-from autotts.serving import app
+from autotts.sandbox import SandboxLimits, isolation_problems
+from autotts.serving import ServedControllers, app
 from autotts.serving.background import free_port, serving
 
 SETTINGS = LiveSettings(delta=32, max_branch_tokens=160, probe_tokens=6, temperature=0.0)
@@ -276,3 +276,22 @@ def test_a_request_never_generates_more_than_its_token_budget(tmp_path):
             assert generated <= 140  # what was asked of the backend, at most
         bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "cmc", **ask, "max_tokens": 0})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_tokens"
+
+
+@pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
+def test_the_server_sets_an_untrusted_controllers_cpu_limit(tmp_path):
+    """``ServedControllers(..., limits)`` (``autotts serve --sandbox-cpu-s``): a served
+    LLM-written controller computing forever is ended at the server's CPU limit per request."""
+    marked = tmp_path / "stalls.py"
+    hangs = Path(fixture_controller("hangs")).read_text(encoding="utf-8")
+    marked.write_text(mark_untrusted(hangs, "test"), encoding="utf-8")
+    served = ServedControllers([str(marked)], SandboxLimits(cpu_s=2.0, memory_mb=2048))
+    with (
+        double(varied_reply) as server,
+        serving(app(served, OpenAIBackend(server.url), SETTINGS)) as url,
+    ):
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "model": "stalls", "messages": [{"role": "user", "content": "2 + 2?"}]})  # fmt: skip
+    served.close()
+    stop = reply.json()["autotts"]["stop_reason"]
+    assert stop.startswith("sandbox: CPU-time limit exceeded (2 s of CPU)"), stop
