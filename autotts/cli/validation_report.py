@@ -37,9 +37,10 @@ def print_validation(report: dict, title: str) -> None:
     if report.get("comparison"):
         c = report["comparison"]
         console.print(
-            f"live − replay on the {c['questions']} matched questions: {c['verdict']} "
-            f"({c['difference']:+.2f} points, {c['confidence']:.0%} interval "
-            f"[{c['low']:+.2f}, {c['high']:+.2f}], questions resampled together)"
+            f"on the {c['questions']} matched questions, live {c['live_accuracy']:.2f} − replay "
+            f"{c['replay_accuracy']:.2f} = {c['difference']:+.2f} points, "
+            f"{c['confidence']:.0%} interval [{c['low']:+.2f}, {c['high']:+.2f}] (questions "
+            f"resampled together): {c['verdict']}"
         )
 
 

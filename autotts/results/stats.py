@@ -57,10 +57,8 @@ def joint_replicates(
 ) -> dict:
     """Replicate means (over environments) of several groups of tables resampled *together*:
     ``groups[key][e]`` is key's ``(questions, seeds)`` table on environment ``e``, the same
-    questions for every key, and every key sees the same resampled questions — so any
-    statistic of several curves (a margin, an interpolation) gets a paired interval. Keys with
-    the same number of seeds also see the same resampled seeds (the same episodes); a key
-    with another number (live episodes next to replay ones) has its seeds drawn apart."""
+    shape for every key, and every key sees the same resampled episodes — so any statistic
+    of several curves (a margin, an interpolation) gets a paired interval."""
     keys = list(groups)
     if not keys:
         return {}
@@ -70,15 +68,12 @@ def joint_replicates(
     for e in range(n_envs):
         n_questions, n_seeds = np.shape(groups[keys[0]][e])
         questions = rng.integers(0, n_questions, size=(replicates, n_questions))
-        seed_draws = {n_seeds: rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))}
+        seeds = rng.integers(0, n_seeds, size=(replicates, n_questions, n_seeds))
         for key in keys:
             table = np.asarray(groups[key][e], dtype=float)
-            if table.ndim != 2 or table.shape[0] != n_questions or table.shape[1] < 1:
-                raise ValueError(f"{key}: environment {e} has other questions than the others")
-            width = table.shape[1]
-            if width not in seed_draws:
-                seed_draws[width] = rng.integers(0, width, size=(replicates, n_questions, width))
-            totals[key] += table[questions[..., None], seed_draws[width]].mean(axis=(1, 2))
+            if table.shape != (n_questions, n_seeds):
+                raise ValueError(f"{key}: environment {e} has another shape than the others")
+            totals[key] += table[questions[..., None], seeds].mean(axis=(1, 2))
     return {key: total / n_envs for key, total in totals.items()}
 
 
@@ -114,13 +109,26 @@ def paired_difference(
     return estimate(differences, replicates)
 
 
-def paired_by_question(a: np.ndarray, b: np.ndarray, replicates: int = REPLICATES) -> Estimate:
-    """``mean(a) - mean(b)`` of two ``(questions, seeds)`` tables over the same questions,
-    their seeds not paired (another number of seeds on each side, e.g. live and replay):
-    questions are resampled together, seeds within each side apart."""
-    reps = joint_replicates({"a": [a], "b": [b]}, replicates)
-    mean = float(np.mean(a)) - float(np.mean(b))
-    return interval_of(mean, reps["a"] - reps["b"])
+def paired_by_question(
+    a: np.ndarray, b: np.ndarray, replicates: int = REPLICATES, seed: int = BOOTSTRAP_SEED
+) -> Estimate:
+    """``mean(a) - mean(b)`` of two ``(questions, seeds)`` tables over the same questions whose
+    seeds are not the same episodes (live and replay): questions are resampled together,
+    then each side's seeds within each question, apart (even where both have as many)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or 0 in a.shape + b.shape:
+        raise ValueError(
+            f"paired_by_question needs two (questions, seeds) tables over the same questions, "
+            f"got shapes {a.shape} and {b.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    questions = rng.integers(0, a.shape[0], size=(replicates, a.shape[0]))
+
+    def means(table: np.ndarray) -> np.ndarray:
+        seeds = rng.integers(0, table.shape[1], size=(*questions.shape, table.shape[1]))
+        return table[questions[..., None], seeds].mean(axis=(1, 2))
+
+    return interval_of(float(a.mean() - b.mean()), means(a) - means(b))
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class ServeMetrics:
         self.branch_tokens.labels(model).inc(d["branch_tokens"])
         self.probe_tokens.labels(model).inc(d["probe_tokens"])
         self.prefilled.labels(model).inc(episode.prompt_tokens)
-        self.stops.labels(model, stop_kind(d["stop_reason"], episode.error)).inc()
+        kind = "budget" if d.get("budget_spent") else stop_kind(d["stop_reason"], episode.error)
+        self.stops.labels(model, kind).inc()
         self.latency.labels(model).observe(episode.seconds)
 
     def text(self) -> bytes:

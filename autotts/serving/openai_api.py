@@ -88,6 +88,8 @@ def app(
     ``backend``; ``settings`` shape every branch (prompt instruction, Δ, probes, sampling).
     ``max_request_tokens`` caps what one request's episode may generate (``None``: no cap);
     a client's ``max_tokens`` lowers it for its request."""
+    if max_request_tokens is not None and max_request_tokens < 1:
+        raise BadInput(f"max_request_tokens must be ≥ 1 (None: no cap), got {max_request_tokens}")
     owned = not isinstance(controllers, ServedControllers)
     served = ServedControllers(controllers) if owned else controllers
     settings = settings or LiveSettings()

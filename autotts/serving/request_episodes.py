@@ -4,23 +4,24 @@ controller on the shared backend, with its own seed, and what the reply says abo
 Every generation call of the episode goes through a :class:`RequestBackend`, which counts
 the request's own tokens (prefilled and generated, branches and probes), reports progress,
 and, once the client has gone (:meth:`cancel`), has the backend abort the request's
-generations still running and stops the episode at its next call. A request's budget of
-generated tokens (the server's cap, or the client's ``max_tokens``) is never exceeded: the
-call that could exceed it is not sent, and the episode ends there (:class:`TokenBudgetSpent`,
-``finish_reason: "length"``)."""
+generations still running and stops the episode at its next call. Once a request has
+generated its budget of tokens (the server's cap, or the client's ``max_tokens``), no further
+generation call is sent (:class:`TokenBudgetSpent`): the call that reached it was the last,
+and the episode answers with what its branches found so far (``finish_reason: "length"``)."""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
 from ..core.contract import Controller, ControllerFailure, RemoteController
 from ..core.engine import EpisodeResult, play
-from ..envs.answers import final_answer
+from ..envs.answers import UNPARSABLE, final_answer
 from ..live.backend import BackendError, Generation, GenerationBackend, GenerationRequest
 from ..live.live_environment import LiveEnvironment, LiveEpisode, LiveQuestion
 from ..live.settings import LiveSettings
@@ -33,16 +34,17 @@ class Cancelled(BackendError):
 
 
 class TokenBudgetSpent(ControllerFailure):
-    """The episode's next generation call could take the request past its budget of generated
-    tokens: it is not sent, and the episode ends (as a controller would end on its limits)."""
+    """The request has generated its budget of tokens: the episode's next generation call is
+    not sent, and the episode ends (:func:`play_request` answers with what it found)."""
 
 
 class RequestBackend(GenerationBackend):
     """The shared backend seen by one request: counts its tokens, reports each finished call to
     ``progress(counts)``, marks its generation requests so that the backend can abort them
     once :meth:`cancel` is called, and refuses calls after it. With ``max_tokens``, a call
-    whose requests could together generate more than what is left of it is refused
-    (:class:`TokenBudgetSpent`): the request never generates more than ``max_tokens``."""
+    is refused (:class:`TokenBudgetSpent`) once the request has generated that many tokens: it
+    generates at most ``max_tokens`` plus what its last call generated (a call's requests
+    can only be cut at their start: a live episode's state follows each request's length)."""
 
     def __init__(
         self,
@@ -78,14 +80,12 @@ class RequestBackend(GenerationBackend):
         if self.cancelled:  # recorded as the failure, so play_request raises it (not an answer)
             self.failure = Cancelled("the client disconnected")
             raise self.failure
-        if self.max_tokens is not None:
-            worst = sum(r.max_tokens for r in requests)
-            if self.generated + worst > self.max_tokens:
-                self.budget_spent = True
-                raise TokenBudgetSpent(
-                    f"the request's budget of {self.max_tokens:,} generated tokens: "
-                    f"{self.generated:,} spent, the next call could generate {worst:,} more"
-                )
+        if self.max_tokens is not None and self.generated >= self.max_tokens:
+            self.budget_spent = True
+            raise TokenBudgetSpent(
+                f"token budget spent: {self.generated:,} tokens generated, the request's "
+                f"budget is {self.max_tokens:,}"
+            )
         wanted = [replace(r, cancelled=self._cancelled.is_set) for r in requests]
         try:
             out = self.inner.generate(wanted)
@@ -125,6 +125,21 @@ def _chosen_branch(episode: LiveEpisode, answer: str | None) -> int | None:
     return next((i for i in finished if final_answer(episode.branches[i].text) == answer), None)
 
 
+def _answer_from_what_was_found(state, result: EpisodeResult) -> None:
+    """An episode the token budget ended answers with the most common final answer of its
+    finished branches, else of its latest probe answers (the first such in branch order on a
+    tie; ``ERR``, no answer, never counts); with neither, it stays unanswered (its error says
+    why)."""
+    found = [a if a and a != UNPARSABLE else None for a in state.answer]
+    finals = [a for a, done in zip(found, state.finished, strict=True) if done and a]
+    votes = finals or [a for a in found if a]
+    if votes:
+        result.answer = Counter(votes).most_common(1)[0][0]
+        kind = "finished branches" if finals else "branches' latest probes"
+        result.reason = f"{result.error}; answered by the majority of {len(votes)} {kind}"
+        result.error = None
+
+
 def play_request(
     backend: RequestBackend,
     controller: Controller,
@@ -158,6 +173,8 @@ def play_request(
         raise backend.failure
     if backend.cancelled:  # (a sandboxed episode ended as its client left)
         raise Cancelled("the client disconnected")
+    if backend.budget_spent and result.answer is None:
+        _answer_from_what_was_found(episode.state, result)
     chosen = _chosen_branch(episode, result.answer)
     text = episode.branches[chosen].text if chosen is not None else ""
     reasoning = ""

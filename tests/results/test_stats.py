@@ -69,7 +69,10 @@ def test_live_against_replay_pairs_questions_not_seeds():
     wider = paired_by_question(live, noisy)  # the seeds of each side resampled: not zero
     assert wider.low < wider.mean < wider.high
     assert superiority(paired_by_question(np.ones((40, 2)), noisy)).kind == "beats"
-    with pytest.raises(ValueError, match="other questions"):
+    # the same table on both sides is not the same episodes: seeds drawn apart, not zero
+    apart = paired_by_question(noisy, noisy)
+    assert apart.mean == 0 and apart.low < 0 < apart.high
+    with pytest.raises(ValueError, match="same questions"):
         paired_by_question(live[:30], replay)
 
 

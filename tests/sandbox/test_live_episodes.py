@@ -235,7 +235,8 @@ def test_autotts_validate_plays_a_marked_file_sandboxed_with_the_same_numbers(tm
     comparison, interval = mine["comparison"], mine["replay"]["interval"]
     assert comparison["low"] <= comparison["difference"] <= comparison["high"]
     assert interval["low"] <= mine["replay"]["accuracy"] <= interval["high"]
-    assert "live − replay on the 2 matched questions: " in outputs[0]
+    assert "on the 2 matched questions, live " in outputs[0]
+    assert comparison["verdict"] == "no verdict on fewer than 20 matched questions"
     labels = ("controller", "setting", "params")
     for a, b in zip(mine["traces"], theirs["traces"], strict=True):
         assert {k: v for k, v in a.items() if k not in labels} == {

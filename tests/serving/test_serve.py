@@ -103,6 +103,26 @@ def test_bad_requests_get_openai_errors_naming_what_is_wrong(served):
     assert broken.status_code == 400
 
 
+def test_an_episode_its_token_budget_ends_answers_with_what_its_branches_found():
+    more = ("Thinking on. ", [9] * 32, "length")  # two branches finish, one goes on
+    with (
+        double([FOUR, FOUR, more]) as server,
+        serving(app(["cmc"], OpenAIBackend(server.url), SETTINGS)) as url,
+    ):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        reply = client.chat.completions.create(
+            model="cmc@beta=0.2", messages=[{"role": "user", "content": "2 + 2?"}], max_tokens=20
+        )
+    details = reply.model_extra["autotts"]
+    assert reply.choices[0].finish_reason == "length" and details["budget_spent"]
+    assert reply.choices[0].message.content.endswith("\\boxed{4}")
+    assert details["stop_reason"].endswith(
+        "budget is 20; answered by the majority of 2 finished branches"
+    ), details["stop_reason"]
+    assert reply.usage.completion_tokens == 3 + 3 + 32  # the call that reached the budget
+    assert len(server.requests) == 3  # and nothing after it
+
+
 def test_a_dead_backend_is_a_502_and_the_server_answers_once_it_is_back():
     port = free_port()
     with double([FOUR], port=port) as first:
@@ -242,14 +262,16 @@ def test_a_sandboxed_episode_computing_holds_no_other_request_back(tmp_path):
     assert finished["stalls"][1].startswith("sandbox: CPU-time limit exceeded: a round")
 
 
-def test_a_request_never_generates_more_than_its_token_budget(tmp_path):
+def test_a_request_stops_generating_at_its_token_budget(tmp_path):
     """``max_tokens`` bounds the whole episode (branches and probes), within the server's cap:
-    the call that could exceed it is not sent, and the reply ends with ``length``; a
-    sandboxed controller is held to it by the same trusted backend."""
+    once it is reached no further call is sent, and the episode answers with what its
+    branches found (``finish_reason: "length"``); a sandboxed controller is held to it by the
+    same trusted backend, and answers as in process."""
     marked = tmp_path / "llm_cmc.py"
     source = resolve_controller_path("cmc").read_text(encoding="utf-8")
     marked.write_text(mark_untrusted(source, "test"), encoding="utf-8")
     ask = {"messages": [{"role": "user", "content": "What is 2 + 2?"}], "seed": 1}
+    one_call = 4 * 32 + 4 * 6  # CMC's largest call here: four branches of Δ, four probes
 
     def honouring_max_tokens(body: dict) -> tuple:  # as an engine does (the script need not)
         text, ids, finish = varied_reply(body)
@@ -258,24 +280,30 @@ def test_a_request_never_generates_more_than_its_token_budget(tmp_path):
 
     with (
         double(honouring_max_tokens) as server,
-        serving(app([str(marked), "cmc"], OpenAIBackend(server.url), SETTINGS,
-                    max_request_tokens=200)) as url,  # fmt: skip
-    ):
+        serving(
+            app([str(marked), "cmc"], OpenAIBackend(server.url), SETTINGS, max_request_tokens=150)
+        ) as url,  # fmt: skip
+    ):  # (unbounded, this episode generates 160 tokens)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-        whole = client.chat.completions.create(model="cmc@beta=0.3", **ask, max_tokens=10**6)
-        assert whole.choices[0].finish_reason == "length"  # the server's cap of 200 holds
-        assert whole.usage.completion_tokens <= 200
+        capped = client.chat.completions.create(model="cmc@beta=0.3", **ask, max_tokens=10**6)
+        assert capped.choices[0].finish_reason == "length"  # the server's cap of 150 holds
+        assert 150 <= capped.usage.completion_tokens < 150 + one_call
+        replies = {}
         for model in ("cmc@beta=0.3", "llm-cmc@beta=0.3"):
-            sent = len(server.requests)
-            reply = client.chat.completions.create(model=model, **ask, max_completion_tokens=140)
+            reply = client.chat.completions.create(model=model, **ask, max_completion_tokens=60)
             details = reply.model_extra["autotts"]
             assert reply.choices[0].finish_reason == "length" and details["budget_spent"]
-            assert "budget of 140 generated tokens" in details["stop_reason"]
-            assert 0 < reply.usage.completion_tokens <= 140
-            generated = sum(r["max_tokens"] for r in server.requests[sent:])
-            assert generated <= 140  # what was asked of the backend, at most
-        bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "cmc", **ask, "max_tokens": 0})
+            assert details["stop_reason"].startswith("token budget spent: ")
+            assert 60 <= reply.usage.completion_tokens < 60 + one_call
+            replies[model] = (reply.choices[0].message.content, reply.usage,
+                              {**details, "controller": ""})  # fmt: skip
+        assert replies["cmc@beta=0.3"] == replies["llm-cmc@beta=0.3"]
+        bad = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "cmc", **ask, "max_tokens": 0}
+        )
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_tokens"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'autotts_stops_total{model="cmc",reason="budget"} 2.0' in metrics
 
 
 @pytest.mark.skipif(bool(isolation_problems()), reason="no OS isolation here")
