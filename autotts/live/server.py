@@ -60,6 +60,7 @@ class OpenAIBackend(GenerationBackend):
         self._http = httpx.Client(timeout=timeout_s)
         self._loop = asyncio.new_event_loop()
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._closed = False
         threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True).start()
         try:
             models = self.client.models.list().data
@@ -160,7 +161,10 @@ class OpenAIBackend(GenerationBackend):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Every request at once; where some fail, :class:`BatchFailure` says which (the
-        others' generations are kept in it, and counted)."""
+        others' generations are kept in it, and counted). After :meth:`close` (or while it
+        runs), a :class:`BackendError`."""
+        if self._closed:
+            raise BackendError(f"the backend for {self.base_url} is closed")
         futures = [asyncio.run_coroutine_threadsafe(self._one(r), self._loop) for r in requests]
         watched = {n for n, r in enumerate(requests) if r.cancelled is not None}
         running = set(futures)
@@ -175,6 +179,8 @@ class OpenAIBackend(GenerationBackend):
                     running.discard(futures[n])
                     self.stats.aborted += 1
                 watched.discard(n)
+        if self._closed:  # its requests were cancelled by close(), not by their callers
+            raise BackendError(f"the backend for {self.base_url} was closed during a generation")
         out: list = []
         failures: dict[int, BackendError] = {}
         for n, future in enumerate(futures):
@@ -211,13 +217,23 @@ class OpenAIBackend(GenerationBackend):
         return {k: v for k, v in config.to_diff_dict().items() if k in SAMPLING_KEYS}
 
     def close(self) -> None:
+        """Close the connections; generations still running are cancelled, and their
+        :meth:`generate` raises :class:`BackendError` (none waits for ever)."""
+        self._closed = True
         if self._loop.is_running():
-            closing = asyncio.run_coroutine_threadsafe(self.async_client.close(), self._loop)
+            closing = asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop)
             with contextlib.suppress(Exception):
                 closing.result(timeout=5)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._http.close()
         self.client.close()
+
+    async def _shut_down(self) -> None:
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await self.async_client.close()
 
 
 def _token_ids_of(choice):

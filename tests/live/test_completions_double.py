@@ -188,3 +188,38 @@ def test_a_request_nobody_wants_any_more_is_cut_off_while_it_runs():
         backend.close()
     finally:
         server.shutdown()
+
+
+def test_closing_the_backend_ends_a_generation_that_runs():
+    """``close()`` while a generation waits on the server (here for 20 s): the generation
+    fails at once with a clear error instead of waiting for ever, and later calls fail too."""
+    import time
+
+    from autotts.live.backend import BackendError, GenerationRequest
+
+    never = threading.Barrier(2)
+    server = CompletionsDouble([("slow", [1], "length", "wait")], never)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(server.url)
+        failed = []
+
+        def generate():
+            try:
+                backend.generate([GenerationRequest((1,), 8, seed=0)])
+            except BackendError as exc:
+                failed.append(str(exc))
+
+        running = threading.Thread(target=generate)
+        running.start()
+        while not server.requests:
+            time.sleep(0.02)
+        start = time.monotonic()
+        backend.close()
+        running.join(timeout=10)
+        assert not running.is_alive() and time.monotonic() - start < 8
+        assert failed and "closed during a generation" in failed[0]
+        with pytest.raises(BackendError, match="is closed"):
+            backend.generate([GenerationRequest((1,), 8, seed=0)])
+    finally:
+        server.shutdown()
