@@ -114,6 +114,10 @@ class CompletionsDouble(ThreadingHTTPServer):
         self.requests, self.lock = [], threading.Lock()
         self.barrier = barrier  # replies marked "wait" wait there (for several servers at once)
 
+    def tokens_of(self, text: str) -> list[int]:
+        """The double's tokenizer (/tokenize): a text's first 64 UTF-8 bytes."""
+        return list(text.encode())[:64]
+
     @property
     def url(self):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
@@ -133,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/tokenize":
             text = body.get("prompt") or json.dumps(body.get("messages"))
-            return self._send(200, {"tokens": list(text.encode())[:64], "count": 1,
+            return self._send(200, {"tokens": self.server.tokens_of(text), "count": 1,
                                     "max_model_len": 1024})  # fmt: skip
         server = self.server
         with server.lock:

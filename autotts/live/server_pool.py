@@ -20,6 +20,33 @@ MAX_PROMPTS = 20_000  # prompts remembered (least recently used dropped): bounde
 REST_S = 10.0  # how long a server that failed whole is given no new question
 
 
+TOKENIZER_CHECK = "Check: \\boxed{\\frac{12}{7}} + 30 = 42 ✓ — ÿ"
+
+
+def _check_tokenizers(servers: Sequence[GenerationBackend]) -> None:
+    """Refuse servers that tokenize alike texts differently (another tokenizer or chat
+    template): a prompt made by one of them is continued, as token ids, by the others."""
+    seen = {}
+    for server in servers:
+        try:
+            made = (server.encode(TOKENIZER_CHECK), server.prompt(TOKENIZER_CHECK, None, None))
+        except BackendError as exc:
+            raise BackendError(
+                f"{server.name} server {_where(server)} cannot tokenize: {exc}"
+            ) from None
+        seen.setdefault(made, []).append(_where(server))
+    if len(seen) > 1:
+        groups = " | ".join(", ".join(where) for where in seen.values())
+        raise BackendError(
+            f"the servers tokenize differently ({groups}): a pool needs one tokenizer and chat "
+            "template (the same model and vLLM settings on every server)"
+        )
+
+
+def _where(server) -> str:
+    return getattr(server, "base_url", server.name)
+
+
 class ServerPool(GenerationBackend):
     """``servers`` (:class:`~autotts.live.server.OpenAIBackend`, one model) as one backend;
     ``stats`` adds theirs up, and ``placed`` counts the prompts each server was given."""
@@ -36,6 +63,7 @@ class ServerPool(GenerationBackend):
                                "serves one model")  # fmt: skip
         self.servers = list(servers)
         self.model = servers[0].model
+        _check_tokenizers(self.servers)
         lengths = [s.max_model_len for s in servers if s.max_model_len]
         self.max_model_len = min(lengths) if lengths else 0
         self.placed = [0] * len(servers)

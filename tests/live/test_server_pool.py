@@ -88,3 +88,13 @@ def test_new_questions_avoid_a_server_whose_requests_all_failed():
         out = pool.generate([GenerationRequest(p, 4, seed=0) for p in later])
         assert [g.token_ids for g in out] == [(1,)] * 4 and len(broken.requests) == 1
         pool.close()
+
+
+def test_servers_that_tokenize_differently_are_refused():
+    """A prompt made by one server is continued, as token ids, by another: a pool whose
+    servers disagree on a text's tokens is refused, naming them."""
+    with doubles([("a", [1], "length")], [("b", [2], "length")]) as (first, second):
+        second.tokens_of = lambda text: list(text.encode("utf-16-le"))[:64]
+        with pytest.raises(BackendError, match="tokenize differently") as refused:
+            pool_of([first, second])
+        assert first.url in str(refused.value) and second.url in str(refused.value)
