@@ -12,7 +12,7 @@ controller (``controllers/baselines/cmc.py``):
 Both run ``--repeat`` times, interleaved (sandboxed first, then trusted first, ...), because
 wall time on a shared machine drifts between runs. Printed per path: the median wall seconds,
 episodes/s and the ratio to the 60-second target, and the CPU seconds of the run (parent and
-its workers); then the sandboxed/trusted ratio of each back-to-back pair and their median, wall (target
+its workers; the parent's own apart); then the sandboxed/trusted ratio of each back-to-back pair and their median, wall (target
 ≤ 1.3) and CPU. The sandbox's isolation self-test runs once per process (≈ 0.6 s, cached) and is timed
 on its own, before the runs. ``--load N`` runs N CPU-bound processes next to the
 measurement: limits are CPU time, so the candidate must still be accepted.
@@ -41,18 +41,22 @@ TARGET_RATIO = 1.3
 
 
 def _timed(run):
-    """Wall and CPU seconds (this process and the workers it waited for) of ``run()``."""
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    """Wall seconds, CPU seconds (this process and the workers it waited for) and this
+    process's own CPU seconds of ``run()``."""
+    wall, (own, children) = time.perf_counter(), _cpu_seconds()
     output = run()
-    return time.perf_counter() - wall, _cpu_seconds() - cpu, output
+    own_after, children_after = _cpu_seconds()
+    parent = own_after - own
+    return time.perf_counter() - wall, parent + children_after - children, parent, output
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process, and of the child processes it waited for."""
     own, children = (
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def _burn() -> None:
@@ -104,12 +108,15 @@ def main() -> None:
         )
 
     timings: dict[str, list[tuple[float, float]]] = {"sandboxed": [], "trusted": []}
+    parent_cpu: dict[str, list[float]] = {"sandboxed": [], "trusted": []}
     outputs = {}
     for repeat in range(args.repeat):
         order = ("sandboxed", "trusted") if repeat % 2 == 0 else ("trusted", "sandboxed")
         for label in order:
-            wall, cpu, outputs[label] = _timed({"sandboxed": sandboxed, "trusted": trusted}[label])
+            run = {"sandboxed": sandboxed, "trusted": trusted}[label]
+            wall, cpu, parent, outputs[label] = _timed(run)
             timings[label].append((wall, cpu))
+            parent_cpu[label].append(parent)
     result, report = outputs["sandboxed"], outputs["trusted"]
     # both paths must agree on every number
     for point in result.curve:
@@ -123,13 +130,14 @@ def main() -> None:
     }
     print(
         f"{'path':12}{'seconds':>10}{'episodes/s':>12}{'target':>10}{'target/actual':>15}"
-        f"{'CPU s':>9}   (medians of {args.repeat}; every wall time: seconds)"
+        f"{'CPU s':>9}{'parent':>8}   (medians of {args.repeat}; every wall time: seconds)"
     )
     for label, (wall, cpu) in median.items():
         every = ", ".join(f"{w:.1f}" for w, _ in timings[label])
+        parent = statistics.median(parent_cpu[label])
         print(
             f"{label:12}{wall:10.1f}{episodes / wall:12,.0f}{TARGET_S:9.0f}s"
-            f"{TARGET_S / wall:14.2f}×{cpu:9.1f}   ({every})"
+            f"{TARGET_S / wall:14.2f}×{cpu:9.1f}{parent:8.1f}   ({every})"
         )
     pairs = list(zip(timings["sandboxed"], timings["trusted"], strict=True))
     ratios = [s[0] / t[0] for s, t in pairs]
