@@ -115,6 +115,7 @@ class WorkerProcess:
         self.server = None
         self.pending = bytearray()
         self.outbox = bytearray()
+        self.write_waiting = False  # (drive) its stdin is watched until the outbox is out
         self.received = 0
         self.stderr = b""
         self.params = None
@@ -168,6 +169,10 @@ class WorkerProcess:
         if self.received > self.limits.reply_mb << 20:
             raise Rejected(f"the reply exceeds {self.limits.reply_mb} MB")
         pending = self.pending
+        if not pending and self.params is not None and len(chunk) >= 4:
+            size = int.from_bytes(chunk[:4], "big")
+            if size == len(chunk) - 4 and size <= MAX_FRAME_BYTES:  # one whole frame: no copy
+                return self._frame(chunk[4:])
         pending += chunk
         while len(pending) >= 4:
             size = int.from_bytes(pending[:4], "big")
@@ -195,7 +200,9 @@ class WorkerProcess:
                 observations = self.server.serve(payload)
         except ProtocolError as exc:
             raise Rejected(f"malformed reply: {exc}") from None
-        self.outbox += frame(marshal.dumps(observations))
+        answer = marshal.dumps(observations)
+        self.outbox += len(answer).to_bytes(4, "big")
+        self.outbox += answer
         if len(self.outbox) > MAX_OUTBOX_BYTES:
             raise Rejected("the worker does not read the parent's answers")
 
@@ -311,13 +318,13 @@ def drive(
             running[worker] = 2
 
     def writable(worker: WorkerProcess) -> None:
-        stdin = worker.process.stdin
-        waiting = stdin in selector.get_map()
         if worker.flush():
-            if waiting:
-                selector.unregister(stdin)
-        elif not waiting:
-            selector.register(stdin, selectors.EVENT_WRITE, (worker, "in"))
+            if worker.write_waiting:
+                selector.unregister(worker.process.stdin)
+                worker.write_waiting = False
+        elif not worker.write_waiting:
+            selector.register(worker.process.stdin, selectors.EVENT_WRITE, (worker, "in"))
+            worker.write_waiting = True
 
     collecting = collect_on_clock and gc.isenabled()
     if collecting:  # per allocation, it cost 1/8 of the parent's time
@@ -361,8 +368,9 @@ def drive(
                 if running[worker]:
                     continue
                 del running[worker]
-                with contextlib.suppress(KeyError, ValueError):
+                if worker.write_waiting:
                     selector.unregister(worker.process.stdin)
+                    worker.write_waiting = False
                 try:
                     worker.process.wait(
                         timeout=max(0.1, deadline + worker.watch.parent_seconds - time.monotonic())
