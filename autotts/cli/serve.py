@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ..sandbox.sandboxed_controller import EPISODE_LIMITS
+from ..serving.schema import MAX_REQUEST_TOKENS
 from .common import _fail, err_console
 from .live import (
     ApiKeyOption,
@@ -67,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 help="Tokens one request's episode may generate at most, branches and probes "
                 "(0: no cap); a client's max_tokens lowers it for its request.",
             ),
-        ] = 4_000_000,
+        ] = MAX_REQUEST_TOKENS,
         sandbox_cpu_s: Annotated[
             float,
             typer.Option(
@@ -75,7 +77,7 @@ def register(app: typer.Typer) -> None:
                 min=1.0,
                 help="CPU seconds an LLM-written controller's worker may use for one request.",
             ),
-        ] = 120.0,
+        ] = EPISODE_LIMITS.cpu_s,
         delta: DeltaOption = 500,
         max_branch_tokens: MaxBranchOption = None,
         probe_tokens: ProbeTokensOption = 16,
@@ -107,7 +109,6 @@ def register(app: typer.Typer) -> None:
         from ..core.signals import TOP_LOGPROBS
         from ..errors import BadInput, RunFailure
         from ..live.backend import BackendError
-        from ..sandbox.sandboxed_controller import EPISODE_LIMITS
         from ..serving import ServedControllers, app
 
         try:

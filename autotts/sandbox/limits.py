@@ -86,8 +86,8 @@ class LimitWatch:
     (``owes("read")``: reading, while an answer of the parent's is not written out or a
     frame of the worker's is unread; ``owes("write")``: writing, while the parent has not
     read what is in the pipe) is the parent's; anything else (sleeping, blocked elsewhere)
-    is idle, held to ``idle_s`` in all. A round (the time between two frames from the worker) may use at most ``step_cpu_s`` of
-    CPU."""
+    is idle, held to ``idle_s`` in all. A round (the time between two frames from the
+    worker) may use at most ``step_cpu_s`` of CPU."""
 
     def __init__(self, limits: SandboxLimits, owes):
         self.limits, self.owes = limits, owes

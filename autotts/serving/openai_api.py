@@ -45,12 +45,10 @@ from ..live.lockstep import LockstepBackend
 from ..live.settings import LiveSettings
 from .metrics import ServeMetrics
 from .request_episodes import Cancelled, RequestBackend, ServedEpisode, play_request
-from .schema import ChatRequest, CompletionRequest, error_body
+from .schema import MAX_REQUEST_TOKENS, ChatRequest, CompletionRequest, error_body
 from .served import ServedControllers, UnknownModel
 
 RETRY_AFTER_S = 1
-# what one request may generate at most by default: twice 64 branches of 32k tokens
-MAX_REQUEST_TOKENS = 4_000_000
 
 
 class _Admission:

@@ -10,6 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# what one request may generate at most unless the server says otherwise: twice 64
+# branches of 32k tokens
+MAX_REQUEST_TOKENS = 4_000_000
+
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -105,4 +109,4 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-__all__ = ["ChatRequest", "CompletionRequest", "Message", "error_body"]
+__all__ = ["MAX_REQUEST_TOKENS", "ChatRequest", "CompletionRequest", "Message", "error_body"]

@@ -56,8 +56,7 @@ class ServedControllers:
                     "other parameters come from its schedule"
                 )
             config = configs[0]
-            sandboxed = {"limits": limits} if limits is not None else {}
-            controller = open_controller(config.controller, name=config.name, **sandboxed)
+            controller = open_controller(config.controller, name=config.name, limits=limits)
             name = config.name
             if name in self.served:
                 raise BadInput(f"{spec!r}: a controller named {name!r} is served already")
