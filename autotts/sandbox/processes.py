@@ -123,18 +123,28 @@ class WorkerProcess:
         self.watch = LimitWatch(limits, self._owes)
 
     def start(self, workdir: str) -> None:
-        read_fd, write_fd = os.pipe()
-        self.process = subprocess.Popen(
-            _worker_command(str(write_fd)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=workdir,
-            env=_worker_environment(),
-            start_new_session=True,
-            pass_fds=(write_fd,),
-        )
-        os.close(write_fd)
+        """Start the worker (:class:`RunFailure` where the machine cannot: not the candidate's)."""
+        try:
+            read_fd, write_fd = os.pipe()
+            try:
+                self.process = subprocess.Popen(
+                    _worker_command(str(write_fd)),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=workdir,
+                    env=_worker_environment(),
+                    start_new_session=True,
+                    pass_fds=(write_fd,),
+                )
+            except OSError:
+                os.close(read_fd)
+                raise
+            finally:
+                os.close(write_fd)
+        except OSError as exc:
+            message = "free file descriptors or processes (ulimit -n, -u), or use fewer workers"
+            raise RunFailure(f"could not start a sandbox worker ({exc}); {message}") from exc
         self.pid_fd = read_fd
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             os.set_blocking(stream.fileno(), False)
@@ -256,9 +266,8 @@ class WorkerProcess:
             raise Rejected("malformed reply: the worker ended before its last episode")
 
     def kill(self) -> None:
-        """Kill every process of the worker's session (the supervisor and the runner, which
-        is PID 1 of its own PID namespace), close its pipes, and wait until none is left. Its
-        server (and the engines it holds) is let go: the worker and its watch form a cycle."""
+        """Kill every process of the worker's session (the supervisor, and the runner: PID 1 of
+        its PID namespace), close its pipes, wait until none is left; let its server go."""
         self.server = None
         if self.pid_fd is not None:
             os.close(self.pid_fd)
@@ -305,10 +314,11 @@ def drive(
     def launch(pairs) -> None:
         pairs = list(pairs)
         for worker, _ in pairs:  # all start at once; each imports while the others do
+            if worker not in everyone:  # killed on the way out, even if a later start fails
+                everyone.append(worker)
             if worker.process is None:
                 worker.start(workdir)
         for worker, (job, server) in pairs:
-            everyone.append(worker)
             worker.send(job, server)
             selector.register(worker.process.stdout, selectors.EVENT_READ, (worker, "out"))
             selector.register(worker.process.stderr, selectors.EVENT_READ, (worker, "err"))
