@@ -13,7 +13,8 @@ Both run ``--repeat`` times, interleaved (sandboxed first, then trusted first, .
 wall time on a shared machine drifts between runs. Printed per path: the median wall seconds,
 episodes/s and the ratio to the 60-second target, and the CPU seconds of the run (parent and
 its workers; the parent's own apart); then the sandboxed/trusted ratio of each back-to-back pair and their median, wall (target
-≤ 1.3) and CPU. The sandbox's isolation self-test runs once per process (≈ 0.6 s, cached) and is timed
+≤ 1.3) and CPU; then how many workers' output the sandbox's parent can serve (it serves all
+rounds on one core: beyond that, more cores do not make a sandboxed evaluation faster). The sandbox's isolation self-test runs once per process (≈ 0.6 s, cached) and is timed
 on its own, before the runs. ``--load N`` runs N CPU-bound processes next to the
 measurement: limits are CPU time, so the candidate must still be accepted.
 
@@ -150,6 +151,16 @@ def main() -> None:
         f"{verdict}), {cpu_ratio:.2f}× CPU"
     )
     print(f"results identical on both paths: yes (machine load: {args.load} busy processes)")
+    # The parent serves every worker's rounds on one core: past this many workers it is the
+    # bottleneck, whatever the machine's core count.
+    parent = statistics.median(parent_cpu["sandboxed"])
+    workers_cpu = median["sandboxed"][1] - parent
+    print(
+        f"parent: {1e6 * parent / episodes:.0f} µs CPU per episode, so it serves at most "
+        f"{episodes / parent:,.0f} episodes/s: the output of {workers_cpu / parent:.1f} workers "
+        f"at their {1e6 * workers_cpu / episodes:.0f} µs per episode (determinism checks "
+        "included)"
+    )
     for burner in burners:
         burner.terminate()
 

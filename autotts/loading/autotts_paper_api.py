@@ -83,6 +83,7 @@ from ..core.contract import (
     Note,
     Read,
 )
+from .parsing import parse_source
 
 
 def _constructor_defaults(method_class: type) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def _config_defaults(method_class: type, source: str) -> dict[str, Any]:
     """The ``config`` keys the class (or a base class in the same file) reads as
     ``<...config...>.get("key", literal default)``, with their defaults (``beta`` aside)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError:
         return {}
     lineage = {cls.__name__ for cls in method_class.__mro__}

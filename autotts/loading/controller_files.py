@@ -6,7 +6,6 @@ A controller is named either by a path to its ``.py`` file or by its short name,
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import difflib
 import hashlib
@@ -22,6 +21,7 @@ from pathlib import Path
 from ..core.contract import Controller
 from ..errors import BadInput
 from ..utils.project_files import project_dir
+from .parsing import parse_source
 
 CONTROLLER_DIRS = (
     project_dir("controllers") / "baselines",
@@ -210,7 +210,7 @@ def without_broken_classes(source: str, select: str, origin: str | Path) -> str:
     left_out: list[tuple[int, str]] = []
     for _ in range(min(len(starts), MAX_LEFT_OUT) + 1):
         try:
-            ast.parse("".join(lines))
+            parse_source("".join(lines))
             break
         except SyntaxError as exc:
             error = exc
@@ -338,12 +338,12 @@ def without_untrusted_mark(source: str) -> str:
 
 
 def _is_run_candidate(path: Path) -> bool:
-    """A file of a discovery run's candidates (``RUN/candidates/``) or of a coding agent's
-    workspaces (``RUN/agent/``), ``RUN`` holding the run's ``history.jsonl``: LLM-written
-    whatever its first lines say (runs from before candidates were written marked left them
-    unmarked)."""
+    """A file anywhere under a discovery run's candidates (``RUN/candidates/``) or a coding
+    agent's workspaces (``RUN/agent/``, at any depth), ``RUN`` holding the run's
+    ``history.jsonl``: LLM-written whatever its first lines say (runs from before candidates
+    were written marked left them unmarked)."""
     path = path.resolve()
-    for folder in list(path.parents)[:3]:
+    for folder in path.parents:
         if folder.name in ("candidates", "agent") and (folder.parent / "history.jsonl").is_file():
             return True
     return False

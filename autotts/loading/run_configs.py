@@ -209,14 +209,13 @@ def refuse_unloadable(configs: Sequence[RunConfig], sandbox: bool | None = None)
     :class:`~autotts.loading.controller_files.ControllerLoadError` at its file and line. Files that will run in
     the sandbox (all with ``sandbox=True``) and marked files are only parsed here, never run;
     the rest are imported, as their evaluation would."""
-    import ast
-
     from .controller_files import (
         ControllerLoadError,
         is_marked_untrusted,
         load_controller_class,
         resolve_controller_path,
     )
+    from .parsing import parse_source
 
     for target in dict.fromkeys(c.controller for c in configs if not c.in_memory):
         if sandbox or is_marked_untrusted(target):
@@ -224,7 +223,7 @@ def refuse_unloadable(configs: Sequence[RunConfig], sandbox: bool | None = None)
             if path.suffix != ".py":
                 continue  # graph files are data, read by the sandbox
             try:
-                ast.parse(path.read_text(encoding="utf-8"), str(path))
+                parse_source(path.read_text(encoding="utf-8"), str(path))
             except SyntaxError as exc:
                 raise ControllerLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
         else:

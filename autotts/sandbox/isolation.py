@@ -73,6 +73,13 @@ DENIED_SYSCALLS = (
     "nanosleep", "clock_nanosleep", "select", "pselect6", "poll", "ppoll", "epoll_create",
     "epoll_create1", "epoll_wait", "epoll_pwait", "epoll_pwait2", "pause", "rt_sigsuspend",
     "rt_sigtimedwait",
+    # new descriptors and file metadata: a new pipe's or an inherited pipe's timestamps are a
+    # clock, and descriptor numbers, inode numbers and the working directory's name differ
+    # between runs (the worker needs only the descriptors it starts with)
+    "pipe", "pipe2", "memfd_create", "memfd_secret", "eventfd", "eventfd2", "signalfd",
+    "signalfd4", "inotify_init", "inotify_init1", "dup", "dup2", "dup3", "fstat", "stat",
+    "lstat", "newfstatat", "statx", "fstatfs", "statfs", "readlink", "readlinkat", "getcwd",
+    "ioctl", "mincore", "sched_rr_get_interval",
     # kernel facilities a controller never needs
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
@@ -212,6 +219,8 @@ def _load_seccomp_filter(pyseccomp) -> None:
             continue
     with contextlib.suppress(Exception):  # clone3 is unknown to older libseccomp
         flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    for command in (0, 1030):  # fcntl's F_DUPFD and F_DUPFD_CLOEXEC: new descriptors too
+        flt.add_rule(deny, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
     # prlimit64 may read limits, never set them
     flt.add_rule(deny, "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
     # no new executable memory: no machine code of the candidate's own (rdrand, rdtsc, ...)

@@ -128,7 +128,7 @@ class WorkerProcess:
             read_fd, write_fd = os.pipe()
             try:
                 self.process = subprocess.Popen(
-                    _worker_command(str(write_fd)),
+                    _worker_command(f"{write_fd:06d}"),  # one length: one stack layout
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,

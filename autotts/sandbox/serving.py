@@ -6,6 +6,7 @@ revealed answers, steps) is the parent's own; the worker only chooses actions an
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 
 from ..core.contract import ActionError, ControllerFailure
@@ -20,21 +21,49 @@ from ..core.engine import (
 )
 from ..envs.replay import _Episode as ReplayEpisode
 from .compiled_engine import CompiledEpisode, act_round, compiled_source
+from .limits import Rejected
 from .observations import FAST, observe_changes, observe_fast, touched_before
 from .protocol import ENDED_BY_ENGINE, ProtocolError, decode_round
 
 MAX_TRACE_ACTIONS = 5_000  # per traced episode; the rest of a longer log is left out
-MAX_TRACE_IDS = 50_000  # branch ids in one traced episode's log
+MAX_TRACE_IDS = 50_000  # branch ids (and text, 8 characters as one id) in one episode's log
 MAX_EPISODE_IDS = 200_000  # branch ids one episode may name in all (bounds the engine's state)
-TRACE_BUDGET = 400_000  # traced actions per evaluation, over all episodes
+TRACE_BUDGET = 400_000  # log weight per evaluation, over all episodes (see _weight)
+TEXT_BUDGET_BYTES = 128 << 20  # distinct answers, reasons and errors the parent keeps
+
+
+def _weight(entry: tuple) -> int:
+    """What a log entry weighs against :data:`TRACE_BUDGET`: about one plain action's memory
+    (~150 bytes) per unit, its ids and text (a note, a model) included."""
+    text = entry[2] if type(entry[2]) is str else ""
+    return 1 + len(entry[1]) // 8 + len(text) // 32
 
 
 class TraceBudget:
-    """How many more actions the traces of one evaluation may keep (bounds the parent's
-    memory whatever the candidate does)."""
+    """What the results of one evaluation may keep in the parent, whatever the candidate
+    does: ``left``, the weight its traces may still keep, and the memory of the distinct
+    answer, reason and error texts (:meth:`text`), each kept once."""
 
-    def __init__(self, total: int = TRACE_BUDGET):
-        self.left = total
+    def __init__(self, total: int = TRACE_BUDGET, text_bytes: int = TEXT_BUDGET_BYTES):
+        self.left, self.text_left, self.texts = total, text_bytes, {}
+
+    def text(self, value: str | None) -> str | None:
+        """``value``, kept once however many results hold it (each is at most
+        ``MAX_TEXT_CHARS`` long, by the protocol); :class:`~autotts.sandbox.limits.Rejected`
+        past the text budget."""
+        if value is None:
+            return None
+        kept = self.texts.get(value)
+        if kept is None:
+            self.text_left -= sys.getsizeof(value) + 100  # (and its slot in the dict)
+            if self.text_left < 0:
+                raise Rejected(
+                    f"the episodes' answers and reasons take more than "
+                    f"{TEXT_BUDGET_BYTES >> 20} MB of distinct text: answer with short final "
+                    "answers"
+                )
+            kept = self.texts[value] = value
+        return kept
 
 
 class _Episode:
@@ -61,7 +90,7 @@ class _Episode:
         self.append = self._record if traced else _drop
 
     def _record(self, entry: tuple) -> None:
-        self.kept += 1 + len(entry[1])
+        self.kept += 1 + len(entry[1]) + (len(entry[2]) >> 3 if type(entry[2]) is str else 0)
         if len(self.log) <= MAX_TRACE_ACTIONS and self.kept <= MAX_TRACE_IDS:
             self.log.append(entry)
 
@@ -195,6 +224,9 @@ class EpisodeServer:
         result = episode.result
         if result.error is not None:
             result.answer = None
+        text = self.budget.text
+        result.answer = text(result.answer)
+        result.reason, result.error = text(result.reason), text(result.error)
         if episode.fast is None:
             result.tokens, result.probe_tokens, result.opened = episode.engine.totals()
             result.steps = episode.counter.steps
@@ -206,12 +238,15 @@ class EpisodeServer:
         self.done(episode.unit, result)  # would hold the engine until a collection)
 
     def _kept(self, episode: _Episode) -> list:
-        log = episode.log
-        room = max(0, min(MAX_TRACE_ACTIONS, self.budget.left))
+        log, left, room = episode.log, self.budget.left, 0
+        for entry in log[:MAX_TRACE_ACTIONS]:
+            if _weight(entry) > left:
+                break
+            left, room = left - _weight(entry), room + 1
+        self.budget.left = left
         if len(log) > room or episode.kept > MAX_TRACE_IDS:
             tokens = log[-1][4] if log else 0
             del log[room:]
             log.append((NOTE, (), f"trace cut: {len(log)} of {episode.steps} actions kept",
                         False, tokens))  # fmt: skip
-        self.budget.left -= len(log)
         return log

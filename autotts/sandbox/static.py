@@ -13,6 +13,7 @@ import ast
 import autotts
 
 from ..loading.controller_files import REFERENCE_HELPERS
+from ..loading.parsing import parse_source
 
 SAFE_MODULES = frozenset(
     {
@@ -96,7 +97,7 @@ ALLOWED_DUNDERS = frozenset({"__init__", "__getitem__", "__len__", "__contains__
 def static_problems(source: str, filename: str = "candidate.py") -> list[str]:
     """Reasons the source may not run in the sandbox (empty when it passes)."""
     try:
-        tree = ast.parse(source, filename)
+        tree = parse_source(source, filename)
     except SyntaxError as exc:
         return [f"{filename}:{exc.lineno}: syntax error: {exc.msg}"]
     problems: list[str] = []
@@ -148,7 +149,7 @@ def numeric_imports(source: str) -> list[str]:
     (``from scipy import stats`` names ``scipy.stats``): what the worker must import before
     the file system closes. Unparsable source names none."""
     try:
-        tree = ast.parse(source)
+        tree = parse_source(source)
     except SyntaxError:
         return []
     names: set[str] = set()

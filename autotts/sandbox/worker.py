@@ -160,6 +160,10 @@ def _self_test(clock_pages: list[tuple[int, int]]) -> list[str]:
         "installing a signal handler": lambda: signal.signal(signal.SIGPROF, print),
         "reading the kernel's clock page": clock_page_mapped,
         "mapping executable memory": lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_EXEC),
+        "reading a pipe's timestamps": lambda: os.fstat(0),
+        "creating a pipe": os.pipe,
+        "duplicating a descriptor": lambda: os.dup(0),
+        "reading the working directory": os.getcwd,
     }
     problems = []
     for what, attempt in attempts.items():
@@ -218,6 +222,7 @@ def main() -> None:
         sys.stderr.write(f"isolation: {exc}\n")
         sys.stderr.flush()
         os._exit(1)
+    del sys.argv[1:], sys.orig_argv[-1:]  # the pid pipe's number: the parent's, not constant
     # ---- untrusted code may run from here on ----
     if probe:
         os.write(1, json.dumps({"problems": _self_test(clock_pages)}).encode() + b"\n")

@@ -147,3 +147,31 @@ def test_the_sandbox_payload_holds_no_gold(small_env):
 def test_static_problems_lists_each_issue():
     problems = static_problems("import os\nx = eval('1')\ny = state._secret\n'{0.x}'.format(1)\n")
     assert len(problems) == 4
+
+
+@pytest.mark.parametrize("nested", ["x = a" + "[0]" * 100_000, "x = " + "-" * 100_000 + "1"])
+def test_source_too_deep_to_parse_is_a_clean_rejection(nested, small_env, tmp_path):
+    """The parser's own RecursionError or MemoryError on deeply nested source is a syntax
+    error on every path that parses untrusted code in the parent, not an escaped exception."""
+    from autotts.loading.controller_files import ControllerLoadError
+    from autotts.loading.run_configs import RunConfig, refuse_unloadable
+
+    assert "too deeply nested" in static_problems(nested)[0]
+    result = evaluate_candidate(nested, small_env, [0.5], seeds=1)
+    assert not result.ok and "too deeply nested" in result.reason
+    path = tmp_path / "deep.py"
+    path.write_text(nested)
+    with pytest.raises(ControllerLoadError, match="too deeply nested"):
+        refuse_unloadable([RunConfig(str(path), beta=0.5)], sandbox=True)
+
+
+def test_the_parent_keeps_each_distinct_answer_once_and_bounds_them():
+    from autotts.sandbox.limits import Rejected
+    from autotts.sandbox.serving import TraceBudget
+
+    budget = TraceBudget(text_bytes=20_000)
+    first = budget.text("".join(["4", "2"]))
+    assert budget.text("".join(["4", "2"])) is first and budget.text(None) is None
+    with pytest.raises(Rejected, match="MB of distinct text"):
+        for n in range(1000):
+            budget.text(f"answer {n} " + "\U0001f600" * 100)

@@ -539,17 +539,24 @@ print(outcome.ok, (after - before) // 1024, longest, outcome.reason)
 """
 
 
-def test_a_step_flood_keeps_the_parent_small(env_dir):
-    """20,000 actions in every traced episode (66 of them): the traces are cut, so the
-    parent stays far below 512 MB more than it started with."""
+@pytest.mark.parametrize(
+    ("steps", "flood"),
+    [(19_990, "yield Probe(ids)"), (3_000, "yield Note('\\U0001F600' * 1000)"),
+     (19_990, "yield Probe(ids * 1000)")],
+    ids=["probes", "long-notes", "many-ids"],
+)  # fmt: skip
+def test_a_step_flood_keeps_the_parent_small(steps, flood, env_dir):
+    """Thousands of actions in every traced episode (66 of them), some with long texts or
+    many ids: the traces are cut by what they weigh, so the parent stays far below 512 MB
+    more than it started with (800 MB of notes were kept before they were weighed)."""
     import subprocess
     import sys
 
     source = hostile("return None").replace(
         "        while state.active():\n            yield Continue(state.active())",
-        "        for _ in range(19_990):\n            yield Probe(ids)",
+        f"        for _ in range({steps}):\n            {flood}",
     ).replace("from autotts import Branch, Continue, Controller",
-              "from autotts import Branch, Continue, Controller, Probe")  # fmt: skip
+              "from autotts import Branch, Continue, Controller, Note, Probe")  # fmt: skip
     script = STEP_FLOOD.format(env=ENV, env_dir=str(env_dir))
     done = subprocess.run(
         [sys.executable, "-c", script], input=source, capture_output=True, text=True, timeout=600

@@ -215,7 +215,8 @@ def test_a_coding_agents_workspace_is_llm_written(tmp_path):
     workspace = run / "agent" / "0001"
     workspace.mkdir(parents=True)
     (workspace / "history.jsonl").write_text("")  # a workspace holds a copy of the log
-    for name in ("controller.py", "best.py", "helper.py"):
+    (workspace / "a" / "b").mkdir(parents=True)  # an agent may nest its files at any depth
+    for name in ("controller.py", "best.py", "helper.py", "a/b/controller.py"):
         (workspace / name).write_text(WHERE_AM_I)
         assert is_marked_untrusted(workspace / name)
         with pytest.raises(UntrustedCode):
