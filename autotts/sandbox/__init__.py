@@ -9,11 +9,22 @@ clock or random source, resource limits) and the parent's limits and checks
 hook only give early, readable feedback.
 """
 
-from .limits import SandboxLimits
-from .processes import IsolationUnavailable, isolation_problems, require_isolation
-from .runner import IN_FLIGHT, MAX_BRANCHES, SandboxOutcome, run_sandboxed
-from .sandboxed_controller import SandboxedController, open_controller
-from .static import SAFE_MODULES, static_problems
+# Loaded on first use: a worker process imports this package, and needs none of the parent's
+# side (the runner, its engines and their stores).
+_LAZY = {
+    "SandboxLimits": "limits",
+    "IsolationUnavailable": "processes",
+    "isolation_problems": "processes",
+    "require_isolation": "processes",
+    "IN_FLIGHT": "runner",
+    "MAX_BRANCHES": "runner",
+    "SandboxOutcome": "runner",
+    "run_sandboxed": "runner",
+    "SandboxedController": "sandboxed_controller",
+    "open_controller": "sandboxed_controller",
+    "SAFE_MODULES": "static",
+    "static_problems": "static",
+}
 
 __all__ = [
     "IN_FLIGHT",
@@ -29,3 +40,11 @@ __all__ = [
     "run_sandboxed",
     "static_problems",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'autotts.sandbox' has no attribute {name!r}")

@@ -29,8 +29,10 @@ import contextlib
 import ctypes
 import errno
 import os
+import platform  # (used after the file system closes: imported before)
 import resource
 import signal
+import struct
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -79,7 +81,8 @@ DENIED_SYSCALLS = (
     "pipe", "pipe2", "memfd_create", "memfd_secret", "eventfd", "eventfd2", "signalfd",
     "signalfd4", "inotify_init", "inotify_init1", "dup", "dup2", "dup3", "fstat", "stat",
     "lstat", "newfstatat", "statx", "fstatfs", "statfs", "readlink", "readlinkat", "getcwd",
-    "ioctl", "mincore", "sched_rr_get_interval",
+    "ioctl", "mincore", "sched_rr_get_interval", "landlock_create_ruleset", "seccomp",
+    "landlock_add_rule", "landlock_restrict_self",
     # kernel facilities a controller never needs
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
@@ -260,8 +263,6 @@ def _drop_privileges() -> None:
 
 def _vdso_symbols(base: int) -> dict[str, int]:
     """The addresses of the vDSO's dynamic symbols (an ELF64 image mapped at ``base``)."""
-    import struct
-
     at = ctypes.string_at
     phoff = struct.unpack_from("<Q", at(base, 64), 32)[0]
     phentsize, phnum = struct.unpack_from("<HH", at(base, 64), 54)
@@ -305,8 +306,6 @@ def _route_vdso_to_syscalls(pages: list[tuple[int, int]]) -> None:
     seccomp filter then refuses, and unmap the kernel's clock data pages, which are otherwise
     readable with no system call at all. Also make ``rdtsc`` fault (``PR_SET_TSC``). x86-64
     only; elsewhere the vDSO stays (docs/guides/sandbox.md's threat model says so)."""
-    import platform
-
     if platform.machine() not in ("x86_64", "AMD64"):
         return
     libc = _c()

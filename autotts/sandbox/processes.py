@@ -38,14 +38,12 @@ from .protocol import (
 
 
 class IsolationUnavailable(RunFailure):
-    """This machine cannot contain untrusted code; the message says what is missing and how
-    to proceed."""
+    """This machine cannot contain untrusted code (the message says what is missing)."""
 
 
 @functools.cache
 def isolation_problems() -> tuple[str, ...]:
-    """What keeps this machine from isolating a worker (empty when nothing does): a worker
-    isolates itself for real and tries what it must not be able to do."""
+    """What keeps this machine from isolating a worker (empty: nothing), by a real worker."""
     try:
         process = subprocess.run(
             _worker_command("--probe"),
@@ -106,18 +104,16 @@ MAX_OUTBOX_BYTES = 64 << 20  # answers the worker has not read yet
 
 
 class WorkerProcess:
-    """One worker process: its job, the frames it sends, the parent's engine serving them
-    (``server``, an :class:`~autotts.sandbox.serving.EpisodeServer`), and its limits."""
+    """One worker process: its job, its frames, the parent's engine serving them (``server``,
+    an :class:`~autotts.sandbox.serving.EpisodeServer`), and its limits."""
 
     def __init__(self, limits: SandboxLimits):
         self.limits = limits
         self.process: subprocess.Popen | None = None
         self.server = None
-        self.pending = bytearray()
-        self.outbox = bytearray()
+        self.pending, self.outbox = bytearray(), bytearray()
         self.write_waiting = False  # (drive) its stdin is watched until the outbox is out
-        self.received = 0
-        self.stderr = b""
+        self.received, self.stderr = 0, b""
         self.params = None
         self.pid_fd: int | None = None
         self.watch = LimitWatch(limits, self._owes)
@@ -217,17 +213,12 @@ class WorkerProcess:
             raise Rejected("the worker does not read the parent's answers")
 
     def _owes(self, blocked: str) -> bool:
-        """Whether the worker, ``blocked`` (``"read"`` or ``"write"``) on its pipes, waits on
-        the parent: reading, while an answer is not written out yet or a frame it wrote is
-        still unread (an incomplete frame owes it nothing: it has not finished writing);
-        writing, while the parent has not read what is in the pipe."""
+        """Whether the worker, ``blocked`` (``"read"`` or ``"write"``), waits on the parent:
+        reading, while an answer is not written out and its stdin pipe is empty (else it does
+        not read that pipe), or a frame it wrote is unread; writing, while its pipe is unread."""
         if blocked == "read" and (self.outbox or self.server is None):
-            return True
-        try:
-            unread = fcntl.ioctl(self.process.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        except OSError:
-            return False
-        return int.from_bytes(unread, sys.byteorder) > 0
+            return _unread(self.process.stdin) == 0
+        return _unread(self.process.stdout) > 0
 
     def _header(self, payload: bytes) -> None:
         tag, message = payload[:1], strict_json(payload[1:])
@@ -289,6 +280,15 @@ class WorkerProcess:
             time.sleep(0.01)
 
 
+def _unread(pipe) -> int:
+    """Bytes in ``pipe`` not read yet (either end; 0 once it is closed)."""
+    try:
+        unread = fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int.from_bytes(unread, sys.byteorder)
+
+
 def drive(
     workers: list[WorkerProcess],
     jobs: list[tuple[dict, object]],
@@ -300,12 +300,11 @@ def drive(
 ) -> None:
     """Run the workers to the end (starting those not started yet): send each its job, serve
     its rounds, read what it writes with bounded buffers; every process is killed on the way
-    out, whatever happened. ``jobs`` are ``(job, server)`` pairs. ``then(worker)`` is called
-    as each worker ends well and may return more ``(worker, (job, server))`` pairs to run.
-    ``stop()``, asked a few times a second, ends them all with the reason it returns (``None``:
-    go on). The wall-time backstop does not count the time spent serving slow rounds.
-    ``collect_on_clock``: run the cyclic garbage collector on a clock instead of by
-    allocations while they run (it is the process's: only where nothing else runs in it)."""
+    out. ``jobs``: ``(job, server)`` pairs. ``then(worker)``, called as each ends well, may
+    return more ``(worker, (job, server))`` pairs. ``stop()``, asked a few times a second,
+    ends them all with the reason it returns (``None``: go on). The backstop does not count
+    time spent serving slow rounds. ``collect_on_clock``: the cyclic garbage collector runs
+    on a clock, not by allocations (it is the process's: only where nothing else runs)."""
     deadline = time.monotonic() + limits.backstop_s
     selector = selectors.DefaultSelector()
     running: dict[WorkerProcess, int] = {}  # open output streams per worker

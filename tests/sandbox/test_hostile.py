@@ -254,9 +254,13 @@ def test_no_detached_process_survives(envs, tmp_path):
 
 
 def test_patching_the_engine_at_import_changes_no_cost(envs):
+    """The worker does not even load the replay engine; what engine code it has, it may patch."""
     prelude = (
-        "replay = sys.modules['autotts.envs.replay']\n"
-        "replay._Episode._charge = lambda self, tokens, probe_tokens=0: None\n"
+        "replay = sys.modules.get('autotts.envs.replay')\n"
+        "if replay is not None:\n"
+        "    replay._Episode._charge = lambda self, tokens, probe_tokens=0: None\n"
+        "engine = sys.modules['autotts.core.engine']\n"
+        "engine.finish_result = engine.perform = lambda *args, **kwargs: None\n"
     )
     source = hostile("return None", prelude)
     outcome = os_layer_only(source, envs)
@@ -399,6 +403,16 @@ CLOCKS_AND_RANDOMNESS = {
     # machine code of its own (rdrand): no executable memory can be mapped
     "executable-memory": "import mmap\nreturn mmap.mmap(-1, 4096, prot=mmap.PROT_EXEC)",
     "wall-clock": "return sys.modules['time'].time()",
+    # a new pipe's timestamps are the wall clock; an inherited one's, when it was last written
+    "pipe-timestamps": "r, w = os.pipe()\nreturn os.fstat(r).st_mtime_ns",
+    "stdin-timestamps": "return os.fstat(0).st_mtime_ns",
+    "file-timestamps": "return os.stat(sys.modules['autotts'].__file__).st_mtime_ns",
+    # names and numbers that differ between runs: the private temp dir, a pipe's inode, a
+    # descriptor number of the parent's
+    "working-directory": "return os.getcwd()",
+    "pipe-inode": "return os.readlink('/proc/self/fd/0')",
+    "descriptor-number": "numbers = [a for a in sys.argv + sys.orig_argv if a.isdigit()]\n"
+    "if numbers:\n    return numbers\nraise OSError('none')",
     "random-device": "return os.urandom(8)",
 }
 
@@ -446,6 +460,30 @@ def test_sleeping_is_refused(envs):
 def test_blocking_is_ended_by_the_idle_limit(body, envs):
     outcome = os_layer_only(hostile(body), envs)
     assert not outcome.ok and "stopped computing" in outcome.reason
+
+
+HOLD_WHILE_OWED = """
+frame = b"n" + (3).to_bytes(4, "little") + b"abc"
+data = (len(frame).to_bytes(4, "big") + frame) * 5000  # answers overflow the worker's stdin
+while data:
+    data = data[os.write(1, data):]
+r, w = os.pipe()
+os.dup2(r, 0)  # a pipe nobody writes, where the parent's was
+os.read(0, 1)
+"""
+
+
+def test_a_worker_owed_answers_but_reading_elsewhere_is_idle(envs):
+    """Forged rounds leave the parent owing answers, then the worker blocks reading another
+    pipe moved onto its stdin (seccomp refuses both calls; here without OS isolation, so that
+    the parent's own accounting must see it): idle, not waiting on the parent, so it ends at
+    the idle allowance instead of the wall-time backstop."""
+    limits = SandboxLimits(memory_mb=1024, cpu_s=5, step_cpu_s=2.0, idle_s=3)
+    outcome = run_sandboxed(
+        hostile(HOLD_WHILE_OWED), envs, [(0.5, {})], 1, limits=limits, isolate=False,
+        static_check=False, audit_hook=False,
+    )  # fmt: skip
+    assert not outcome.ok and outcome.seconds < 40, (outcome.reason, outcome.seconds)
 
 
 def test_idle_time_adds_up(envs):
