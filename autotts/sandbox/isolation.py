@@ -83,6 +83,13 @@ DENIED_SYSCALLS = (
     "lstat", "newfstatat", "statx", "fstatfs", "statfs", "readlink", "readlinkat", "getcwd",
     "ioctl", "mincore", "sched_rr_get_interval", "landlock_create_ruleset", "seccomp",
     "landlock_add_rule", "landlock_restrict_self",
+    # what tells how fast another process reads or writes (a pipe made non-blocking, reads
+    # and writes that do not wait, peeking into a pipe), and IPC objects stamped with the time
+    "preadv2", "pwritev2", "tee", "splice", "vmsplice", "sendfile", "copy_file_range",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
+    "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr", "io_setup", "io_destroy", "io_submit",
+    "io_cancel", "io_getevents", "io_pgetevents",
     # kernel facilities a controller never needs
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
@@ -222,7 +229,7 @@ def _load_seccomp_filter(pyseccomp) -> None:
             continue
     with contextlib.suppress(Exception):  # clone3 is unknown to older libseccomp
         flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-    for command in (0, 1030):  # fcntl's F_DUPFD and F_DUPFD_CLOEXEC: new descriptors too
+    for command in (0, 1030, 4):  # fcntl's F_DUPFD, F_DUPFD_CLOEXEC (descriptors), F_SETFL
         flt.add_rule(deny, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
     # prlimit64 may read limits, never set them
     flt.add_rule(deny, "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))

@@ -84,12 +84,14 @@ def _worker_environment() -> dict[str, str]:
 ADDR_NO_RANDOMIZE = 0x0040000
 
 # A worker's first program: it turns address randomisation off for itself and what it executes
-# (the flag survives exec), then executes the worker. Set here rather than between fork and
-# exec in the parent, which would need a full fork of the parent (slow for a big one: a
-# server with an inference engine) instead of vfork.
+# (the flag survives exec), moves the pid pipe to descriptor 3 (the parent's number differs
+# between runs), then executes the worker. Set here rather than between fork and exec in the
+# parent, which would need a full fork of the parent (slow for a big one) instead of vfork.
 LAUNCHER = (
     "import ctypes, os, sys\n"
     f"ctypes.CDLL(None).personality({ADDR_NO_RANDOMIZE})\n"
+    "if sys.argv[-1].isdigit() and sys.argv[-1] != '3':\n"
+    "    os.dup2(int(sys.argv[-1]), 3), os.close(int(sys.argv[-1])), sys.argv.__setitem__(-1, '3')\n"
     "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
 )
 
@@ -124,7 +126,7 @@ class WorkerProcess:
             read_fd, write_fd = os.pipe()
             try:
                 self.process = subprocess.Popen(
-                    _worker_command(f"{write_fd:06d}"),  # one length: one stack layout
+                    _worker_command(str(write_fd)),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -133,7 +135,7 @@ class WorkerProcess:
                     start_new_session=True,
                     pass_fds=(write_fd,),
                 )
-            except OSError:
+            except BaseException:
                 os.close(read_fd)
                 raise
             finally:
@@ -235,8 +237,7 @@ class WorkerProcess:
     def finish(self) -> None:
         """After the worker exited: how it ended, and whether it owed anything."""
         code = self.process.returncode
-        tail = self.stderr.decode("utf-8", "replace").strip().splitlines()
-        last = tail[-1][:500] if tail else ""
+        last = (self.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:500]
         if code == EXIT_ISOLATION:
             raise IsolationUnavailable(f"a sandbox worker could not isolate itself: {last}")
         if code == EXIT_CPU:

@@ -30,13 +30,18 @@ MAX_TRACE_IDS = 50_000  # branch ids (and text, 8 characters as one id) in one e
 MAX_EPISODE_IDS = 200_000  # branch ids one episode may name in all (bounds the engine's state)
 TRACE_BUDGET = 400_000  # log weight per evaluation, over all episodes (see _weight)
 TEXT_BUDGET_BYTES = 128 << 20  # distinct answers, reasons and errors the parent keeps
+MAX_KEPT_REASON = 200  # characters of a sandboxed episode's reason kept (display only)
+
+
+def _ids(entry: tuple) -> int:
+    """A log entry's size in branch ids, its text (a note, a model) at 8 characters an id."""
+    return len(entry[1]) + (len(entry[2]) >> 3 if type(entry[2]) is str else 0)
 
 
 def _weight(entry: tuple) -> int:
     """What a log entry weighs against :data:`TRACE_BUDGET`: about one plain action's memory
-    (~150 bytes) per unit, its ids and text (a note, a model) included."""
-    text = entry[2] if type(entry[2]) is str else ""
-    return 1 + len(entry[1]) // 8 + len(text) // 32
+    (~150 bytes) per unit, 8 ids (or 64 characters) to a unit."""
+    return 1 + _ids(entry) // 8
 
 
 class TraceBudget:
@@ -58,9 +63,9 @@ class TraceBudget:
             self.text_left -= sys.getsizeof(value) + 100  # (and its slot in the dict)
             if self.text_left < 0:
                 raise Rejected(
-                    f"the episodes' answers and reasons take more than "
+                    f"the episodes' answers, reasons and errors take more than "
                     f"{TEXT_BUDGET_BYTES >> 20} MB of distinct text: answer with short final "
-                    "answers"
+                    "answers and reasons"
                 )
             kept = self.texts[value] = value
         return kept
@@ -90,7 +95,7 @@ class _Episode:
         self.append = self._record if traced else _drop
 
     def _record(self, entry: tuple) -> None:
-        self.kept += 1 + len(entry[1]) + (len(entry[2]) >> 3 if type(entry[2]) is str else 0)
+        self.kept += 1 + _ids(entry)
         if len(self.log) <= MAX_TRACE_ACTIONS and self.kept <= MAX_TRACE_IDS:
             self.log.append(entry)
 
@@ -226,7 +231,9 @@ class EpisodeServer:
             result.answer = None
         text = self.budget.text
         result.answer = text(result.answer)
-        result.reason, result.error = text(result.reason), text(result.error)
+        reason = result.reason
+        result.reason = text(reason[:MAX_KEPT_REASON] if type(reason) is str else reason)
+        result.error = text(result.error)
         if episode.fast is None:
             result.tokens, result.probe_tokens, result.opened = episode.engine.totals()
             result.steps = episode.counter.steps

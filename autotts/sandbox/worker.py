@@ -164,6 +164,7 @@ def _self_test(clock_pages: list[tuple[int, int]]) -> list[str]:
         "creating a pipe": os.pipe,
         "duplicating a descriptor": lambda: os.dup(0),
         "reading the working directory": os.getcwd,
+        "making a pipe non-blocking": lambda: fcntl.fcntl(2, fcntl.F_SETFL, os.O_NONBLOCK),
     }
     problems = []
     for what, attempt in attempts.items():

@@ -411,8 +411,22 @@ CLOCKS_AND_RANDOMNESS = {
     # descriptor number of the parent's
     "working-directory": "return os.getcwd()",
     "pipe-inode": "return os.readlink('/proc/self/fd/0')",
-    "descriptor-number": "numbers = [a for a in sys.argv + sys.orig_argv if a.isdigit()]\n"
+    # (the pid pipe's number: the parent's, unless moved to a fixed one; argv or a frame)
+    "descriptor-number": "f = sys._getframe()\n"
+    "while f is not None:\n"
+    "    if f.f_locals.get('pid_fd') not in (None, 3):\n"
+    "        return f.f_locals['pid_fd']\n"
+    "    f = f.f_back\n"
+    "numbers = [a for a in sys.argv + sys.orig_argv if a.isdigit() and a != '3']\n"
     "if numbers:\n    return numbers\nraise OSError('none')",
+    # how fast the parent drains a pipe: a non-blocking pipe, a write that does not wait
+    "pipe-drain-speed": "fcntl = sys.modules['fcntl']\n"
+    "return fcntl.fcntl(2, fcntl.F_SETFL, os.O_NONBLOCK)",
+    "write-without-waiting": "return os.pwritev(2, [b'x'], -1, os.RWF_NOWAIT)",
+    # a System V queue is stamped with the time it was made
+    "ipc-timestamps": "libc = sys.modules['ctypes'].CDLL(None, use_errno=True)\n"
+    "queue = libc.msgget(0, 0o1600)\n"
+    "if queue < 0:\n    raise OSError('refused')\nreturn queue",
     "random-device": "return os.urandom(8)",
 }
 
