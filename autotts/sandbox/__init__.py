@@ -26,7 +26,20 @@ _LAZY = {
     "static_problems": "static",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "IN_FLIGHT",
+    "MAX_BRANCHES",
+    "SAFE_MODULES",
+    "IsolationUnavailable",
+    "SandboxLimits",
+    "SandboxOutcome",
+    "SandboxedController",
+    "isolation_problems",
+    "open_controller",
+    "require_isolation",
+    "run_sandboxed",
+    "static_problems",
+]
 
 
 def __getattr__(name: str):
