@@ -14,7 +14,7 @@ wall time on a shared machine drifts between runs. Printed per path: the median 
 episodes/s and the ratio to the 60-second target, and the CPU seconds of the run (parent and
 its workers; the parent's own apart); then the sandboxed/trusted ratio of each back-to-back pair and their median, wall (target
 ≤ 1.3) and CPU; then how many workers' output the sandbox's parent can serve (it serves all
-rounds on one core: beyond that, more cores do not make a sandboxed evaluation faster). The sandbox's isolation self-test runs once per process (≈ 0.6 s, cached) and is timed
+rounds on one core: beyond that, more cores do not make a sandboxed evaluation faster). The sandbox's isolation self-test runs once per process (≈ 0.2 s, cached) and is timed
 on its own, before the runs. ``--load N`` runs N CPU-bound processes next to the
 measurement: limits are CPU time, so the candidate must still be accepted.
 

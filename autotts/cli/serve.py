@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..sandbox.sandboxed_controller import EPISODE_LIMITS
+from ..sandbox.limits import EPISODE_LIMITS
 from ..serving.schema import MAX_REQUEST_TOKENS
 from .common import _fail, err_console
 from .live import (

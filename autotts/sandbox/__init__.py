@@ -26,20 +26,7 @@ _LAZY = {
     "static_problems": "static",
 }
 
-__all__ = [
-    "IN_FLIGHT",
-    "MAX_BRANCHES",
-    "SAFE_MODULES",
-    "IsolationUnavailable",
-    "SandboxLimits",
-    "SandboxOutcome",
-    "SandboxedController",
-    "isolation_problems",
-    "open_controller",
-    "require_isolation",
-    "run_sandboxed",
-    "static_problems",
-]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

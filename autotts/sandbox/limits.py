@@ -33,6 +33,11 @@ class SandboxLimits:
         return self.wall_s if self.wall_s is not None else 10 * self.cpu_s + 60
 
 
+# one live episode's worker: CPU for its own code only; the engine's time never counts (not
+# even towards the wall-time backstop)
+EPISODE_LIMITS = SandboxLimits(cpu_s=120.0, memory_mb=2048)
+
+
 class Rejected(Exception):
     """Ends a sandboxed evaluation with a reason (the candidate's fault)."""
 

@@ -91,7 +91,7 @@ LAUNCHER = (
     "import ctypes, os, sys\n"
     f"ctypes.CDLL(None).personality({ADDR_NO_RANDOMIZE})\n"
     "if sys.argv[-1].isdigit() and sys.argv[-1] != '3':\n"
-    "    os.dup2(int(sys.argv[-1]), 3), os.close(int(sys.argv[-1])), sys.argv.__setitem__(-1, '3')\n"
+    "    fd = int(sys.argv[-1]); os.dup2(fd, 3); os.close(fd); sys.argv[-1] = '3'\n"
     "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
 )
 

@@ -32,15 +32,11 @@ from ..loading.controller_files import (
     resolve_controller_path,
     split_selector,
 )
-from .limits import SandboxLimits
+from .limits import EPISODE_LIMITS, SandboxLimits
 from .processes import WorkerProcess, drive, require_isolation
 from .remote import header_of
 from .serving import EpisodeServer
 from .static import static_problems
-
-# one episode's worker: CPU for its own code only; the engine's time never counts (not even
-# towards the wall-time backstop)
-EPISODE_LIMITS = SandboxLimits(cpu_s=120.0, memory_mb=2048)
 
 
 class SandboxedController(RemoteController):

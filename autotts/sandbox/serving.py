@@ -231,8 +231,7 @@ class EpisodeServer:
             result.answer = None
         text = self.budget.text
         result.answer = text(result.answer)
-        reason = result.reason
-        result.reason = text(reason[:MAX_KEPT_REASON] if type(reason) is str else reason)
+        result.reason = text(result.reason and result.reason[:MAX_KEPT_REASON])
         result.error = text(result.error)
         if episode.fast is None:
             result.tokens, result.probe_tokens, result.opened = episode.engine.totals()
@@ -247,9 +246,10 @@ class EpisodeServer:
     def _kept(self, episode: _Episode) -> list:
         log, left, room = episode.log, self.budget.left, 0
         for entry in log[:MAX_TRACE_ACTIONS]:
-            if _weight(entry) > left:
+            weight = _weight(entry)
+            if weight > left:
                 break
-            left, room = left - _weight(entry), room + 1
+            left, room = left - weight, room + 1
         self.budget.left = left
         if len(log) > room or episode.kept > MAX_TRACE_IDS:
             tokens = log[-1][4] if log else 0

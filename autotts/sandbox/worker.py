@@ -223,7 +223,7 @@ def main() -> None:
         sys.stderr.write(f"isolation: {exc}\n")
         sys.stderr.flush()
         os._exit(1)
-    del sys.argv[1:], sys.orig_argv[-1:]  # the pid pipe's number: the parent's, not constant
+    del sys.argv[1:], sys.orig_argv[-1:]  # the worker's arguments are none of the candidate's
     # ---- untrusted code may run from here on ----
     if probe:
         os.write(1, json.dumps({"problems": _self_test(clock_pages)}).encode() + b"\n")

@@ -43,7 +43,7 @@ class ServedControllers:
     (marked) is never imported here: it becomes a
     :class:`~autotts.sandbox.SandboxedController`, each request's episode played by a fresh
     isolated worker against the server's engine, under ``limits`` (default
-    :data:`~autotts.sandbox.sandboxed_controller.EPISODE_LIMITS`). :meth:`close` ends their
+    :data:`~autotts.sandbox.limits.EPISODE_LIMITS`). :meth:`close` ends their
     spare workers."""
 
     def __init__(self, specs, limits: SandboxLimits | None = None):
