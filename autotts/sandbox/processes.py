@@ -364,7 +364,7 @@ def drive(
                     selector.unregister(key.fileobj)
                     worker.read_pid()
                     continue
-                chunk = os.read(key.fd, 1 << 20)
+                chunk = os.read(key.fd, 64 << 10)  # (reading 1 MB costs an mmap each)
                 if chunk:
                     if kind == "err":
                         worker.stderr = (worker.stderr + chunk)[-4096:]

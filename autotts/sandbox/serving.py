@@ -9,9 +9,24 @@ from __future__ import annotations
 import sys
 from collections import deque
 
-from ..core.contract import ActionError, ControllerFailure
+from ..core.contract import (
+    ActionError,
+    Branch,
+    ChargeAgain,
+    Continue,
+    ControllerFailure,
+    Probe,
+    Prune,
+    Read,
+)
 from ..core.engine import (
+    BRANCH,
+    CHARGE_AGAIN,
+    CONTINUE,
     NOTE,
+    PROBE,
+    PRUNE,
+    READ,
     EngineFailure,
     EpisodeResult,
     error_text,
@@ -71,19 +86,41 @@ class TraceBudget:
         return kept
 
 
+def _log_entry(action, observation: tuple) -> tuple:
+    """The action-log entry of an action the compiled engine played: what
+    :func:`~autotts.core.engine.perform` logs for it on the Python engine (the decoded action's
+    ids are tuples, its flags bools, its model ``None`` or a str)."""
+    kind, tokens = type(action), observation[1]
+    if kind is Continue:
+        return (CONTINUE, action.ids, action.steps, action.probe, tokens)
+    if kind is Branch:
+        return (BRANCH, tuple(observation[0]), action.model, action.probe, tokens)
+    if kind is Read:
+        return (READ, tuple(observation[0]), action.model, False, tokens)
+    if kind is Probe or kind is Prune:
+        return (PROBE, action.ids, 0, True, tokens) if kind is Probe else (
+            PRUNE, action.ids, 0, False, tokens)  # fmt: skip
+    if kind is ChargeAgain:
+        return (CHARGE_AGAIN, (action.branch,), 0, False, tokens)
+    return (NOTE, (), action.text, False, tokens)
+
+
 class _Episode:
     """One episode a worker has in flight: its engine, result and action log. ``counter``
     holds its ``steps`` and ``named`` (branch ids its actions named): the compiled core, which
-    counts them itself in :func:`act_round`, or this object."""
+    counts them itself in :func:`act_round`, or this object. A traced episode on the compiled
+    engine keeps its log from the observations (:func:`_log_entry`)."""
 
     __slots__ = (
         "unit", "engine", "core", "counter", "result", "steps", "log", "append", "source",
         "fast", "named", "kept",
     )  # fmt: skip
 
-    def __init__(self, unit: int, source: tuple, result: EpisodeResult, traced: bool):
+    def __init__(
+        self, unit: int, source: tuple, result: EpisodeResult, traced: bool, compiled: bool
+    ):
         self.unit, self.source, self.result = unit, source, result
-        if not traced and compiled_source(source):
+        if compiled and compiled_source(source):
             self.engine, self.fast = CompiledEpisode(source), None
             self.core = self.counter = self.engine.core
         else:
@@ -115,7 +152,9 @@ class EpisodeServer:
     """Serves one worker: ``units`` are ``(env, question, seed)`` per unit of its job, in
     job order (``env`` an :class:`~autotts.core.environment.EpisodeRunner`); ``traced(position)`` says
     whether to keep a unit's action log. ``serve(data)`` executes one round and returns the
-    observations; ``done(position, result)`` receives each finished episode.
+    observations; ``done(position, result)`` receives each finished episode. ``compiled``:
+    plain replay episodes are played on the compiled engine (``False``: every episode on its
+    environment's own Python engine, its specification).
 
     The episodes in flight form ``groups`` groups of at most ``in_flight`` whose rounds take
     turns, exactly as :func:`~autotts.sandbox.remote.play_remote` plays them: each group
@@ -131,10 +170,12 @@ class EpisodeServer:
         budget=None,
         groups: int = 2,
         slow: bool = False,
+        compiled: bool = True,
     ):
         self.units, self.in_flight, self.max_steps = units, in_flight, max_steps
         self.slow = slow  # rounds take long (live engines): not counted as the worker's time
-        self.traced, self.done = traced, done
+        self.traced, self.done, self.compiled = traced, done, compiled
+        self.tracing = 0  # traced episodes in flight on the compiled engine
         self.budget = budget or TraceBudget()
         self.next = 0
         self.groups: list[list[_Episode]] = [[] for _ in range(groups)]
@@ -152,7 +193,9 @@ class EpisodeServer:
             env, question, seed = self.units[self.next]
             result = EpisodeResult(question, seed, None, 0, 0, 0, 0)
             source = env.episode_source(question, seed)
-            mine.append(_Episode(self.next, source, result, self.traced(self.next)))
+            episode = _Episode(self.next, source, result, self.traced(self.next), self.compiled)
+            self.tracing += episode.log is not None and episode.core is not None
+            mine.append(episode)
             self.next += 1
         if mine:
             self.turns.append(group)
@@ -168,6 +211,10 @@ class EpisodeServer:
         observations, pending = act_round(
             [episode.core for episode in mine], actions, self.max_steps, MAX_EPISODE_IDS
         )
+        if self.tracing:
+            for episode, action, observation in zip(mine, actions, observations, strict=True):
+                if episode.log is not None and observation is not None:
+                    episode.append(_log_entry(action, observation))
         ended = set()
         for j in pending:  # answers, failures, the Python engines, refusals and limits
             episode, action = mine[j], actions[j]
@@ -209,7 +256,9 @@ class EpisodeServer:
                     f"the episode named more than {MAX_EPISODE_IDS:,} branch ids in all"
                 )
             if episode.fast is None:
-                return engine.act(action)
+                observation = engine.act(action)
+                episode.append(_log_entry(action, observation))
+                return observation
             state = engine.state
             n_finals = len(state.finals)
             if episode.fast and type(action) in FAST and not _repeats(action):
@@ -240,6 +289,7 @@ class EpisodeServer:
             finish_result(episode.engine, result, episode.steps)
         if episode.log is not None:
             result.actions, result.source = self._kept(episode), episode.source
+            self.tracing -= episode.core is not None
         episode.counter = episode.append = None  # (itself and its own method: cycles that
         self.done(episode.unit, result)  # would hold the engine until a collection)
 
@@ -254,6 +304,6 @@ class EpisodeServer:
         if len(log) > room or episode.kept > MAX_TRACE_IDS:
             tokens = log[-1][4] if log else 0
             del log[room:]
-            log.append((NOTE, (), f"trace cut: {len(log)} of {episode.steps} actions kept",
-                        False, tokens))  # fmt: skip
+            cut = f"trace cut: {len(log)} of {episode.result.steps} actions kept"
+            log.append((NOTE, (), cut, False, tokens))
         return log

@@ -47,15 +47,16 @@ class Loopback:
         return self.replies.popleft()
 
 
-def play_both(controller, env, configs, seeds, in_flight=7, traced=True):
+def play_both(controller, env, configs, seeds, in_flight=7, traced=True, compiled=False):
     """(results through the protocol, results of the trusted evaluator), unit by unit; the
-    parent plays untraced units of plain replay stores on its compiled engine."""
+    parent plays the units on its compiled engine or (``compiled=False``) on the store's
+    Python engine, keeping their action logs where ``traced``."""
     params = [controller.params(beta) for beta in configs]
     units = [(c, q, s) for q in range(len(env)) for c in range(len(configs)) for s in range(seeds)]
     results = {}
     server = EpisodeServer(
         [(env, q, s) for _, q, s in units], in_flight, 20_000, lambda n: traced,
-        lambda n, result: results.__setitem__(n, result),
+        lambda n, result: results.__setitem__(n, result), compiled=compiled,
     )  # fmt: skip
     headers = []
     for q in range(len(env)):
@@ -73,18 +74,30 @@ def env(env_dir):
     return ReplayEnvironment("Qwen3-4B/aime25", records)
 
 
+# (traced, compiled): where the parent plays the episodes, and whether it keeps their logs
+ENGINES = {
+    "python-engine": (True, False),
+    "compiled": (False, True),
+    "compiled-traced": (True, True),
+}
+
+
 @pytest.mark.parametrize(
     "name", ["cmc", "sc", "asc", "esc", "parallel_probe", "dynasor_cot", "ffs", "short_m_at_k"]
 )
-@pytest.mark.parametrize("traced", [True, False], ids=["python-engine", "compiled-engine"])
-def test_the_protocol_plays_what_the_trusted_evaluator_plays(name, traced, env, round_loop):
+@pytest.mark.parametrize("traced,compiled", ENGINES.values(), ids=ENGINES)
+def test_the_protocol_plays_what_the_trusted_evaluator_plays(
+    name, traced, compiled, env, round_loop
+):
     controller = load_controller(name)
-    remote, trusted = play_both(controller, env, [0.0, 0.5, 1.0], 3, traced=traced)
+    remote, trusted = play_both(
+        controller, env, [0.0, 0.5, 1.0], 3, traced=traced, compiled=compiled
+    )
     for mine, theirs in zip(remote, trusted, strict=True):
         if traced:
-            assert mine.trace == theirs.trace
+            assert mine.actions == theirs.actions and mine.trace == theirs.trace
         else:
-            theirs.actions = None  # the compiled engine keeps no log
+            theirs.actions = None  # an untraced episode keeps no log
         assert mine == theirs
 
 
@@ -122,18 +135,23 @@ class Script:
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(any_action, max_size=12), st.integers(0, 3), st.booleans())
+@given(st.lists(any_action, max_size=12), st.integers(0, 3), st.sampled_from(list(ENGINES)))
 def test_any_action_sequence_observes_what_it_would_in_process(
-    env, round_loop, actions, seed, traced
+    env, round_loop, actions, seed, engine
 ):
     """Every state a controller can reach (errors included) is the same through the protocol
-    as in process, on the parent's Python and compiled engines: the script's answer prints
-    its whole final state."""
-    remote, trusted = play_both(Script(actions), env, [None], seed + 1, traced=traced)
+    as in process, on the parent's Python and compiled engines, and so is the action log:
+    the script's answer prints its whole final state."""
+    traced, compiled = ENGINES[engine]
+    remote, trusted = play_both(
+        Script(actions), env, [None], seed + 1, traced=traced, compiled=compiled
+    )
     for mine, theirs in zip(remote, trusted, strict=True):
         assert (mine.answer, mine.error, mine.tokens, mine.steps, mine.opened) == (
             theirs.answer, theirs.error, theirs.tokens, theirs.steps, theirs.opened,
         )  # fmt: skip
+        if traced:
+            assert mine.actions == theirs.actions
 
 
 def encoded(actions):
@@ -279,7 +297,7 @@ def _both_round_loops(monkeypatch, controller, env) -> list:
     outcomes = []
     for step_group in (remote.step_group, None):
         monkeypatch.setattr(remote, "step_group", step_group)
-        mine, _ = play_both(controller, env, [None], 2, traced=False)
+        mine, _ = play_both(controller, env, [None], 2, traced=False, compiled=True)
         outcomes.append([(r.answer, r.error, r.tokens, r.steps, r.opened) for r in mine])
     return outcomes
 
