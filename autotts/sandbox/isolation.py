@@ -14,9 +14,9 @@ A worker process isolates itself in two steps, both before any untrusted code is
    access at all (no read, no write, no directory listing: every module the candidate may
    use is imported before), no TCP bind/connect (Landlock ABI ≥ 4) and no abstract Unix
    sockets or signals outside the sandbox (ABI ≥ 6); and a seccomp filter (libseccomp through
-   ``pyseccomp``) refusing process creation and exec, sockets, ptrace and cross-process
-   memory access, signals, namespace and mount changes, kernel keyrings, BPF, io_uring and
-   the like with ``EPERM``.
+   ``pyseccomp``) that lets through only the few system calls a running controller needs
+   (:data:`ALLOWED_SYSCALLS`: reading and writing the descriptors it holds, non-executable
+   memory, its own signal mask, exiting) and refuses every other one with ``EPERM``.
 
 Every step either succeeds or raises :class:`IsolationError` naming what is missing: nothing
 degrades silently (``autotts.sandbox.isolation_problems`` runs both in a probe worker to tell
@@ -52,53 +52,27 @@ LANDLOCK_CREATE_RULESET_VERSION = 1
 
 NOBODY = 65534
 
-# Refused with EPERM (clone3 with ENOSYS, so that libc falls back to the refused clone).
-DENIED_SYSCALLS = (
-    # processes and programs
-    "fork", "vfork", "clone", "execve", "execveat", "setsid", "setpgid",
-    # network
-    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
-    # other processes: tracing, memory, signals, handles
-    "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
-    "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "kill", "tkill", "tgkill",
-    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "migrate_pages", "move_pages",
-    # namespaces, mounts, privileges
-    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "move_mount",
-    "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
-    "setfsuid", "setfsgid", "capset", "setrlimit",
-    # clocks, randomness and timers: a worker evaluated twice must see the same thing
-    # (the vDSO's clock functions are routed here first, see _route_vdso_to_syscalls)
-    "clock_gettime", "clock_getres", "gettimeofday", "time", "times", "getrusage", "sysinfo",
-    "getrandom", "getcpu", "setitimer", "getitimer", "alarm", "timer_create", "timer_settime",
-    "timer_gettime", "timerfd_create", "timerfd_settime", "timerfd_gettime", "rt_sigaction",
-    "nanosleep", "clock_nanosleep", "select", "pselect6", "poll", "ppoll", "epoll_create",
-    "epoll_create1", "epoll_wait", "epoll_pwait", "epoll_pwait2", "pause", "rt_sigsuspend",
-    "rt_sigtimedwait",
-    # new descriptors and file metadata: a new pipe's or an inherited pipe's timestamps are a
-    # clock, and descriptor numbers, inode numbers and the working directory's name differ
-    # between runs (the worker needs only the descriptors it starts with)
-    "pipe", "pipe2", "memfd_create", "memfd_secret", "eventfd", "eventfd2", "signalfd",
-    "signalfd4", "inotify_init", "inotify_init1", "dup", "dup2", "dup3", "fstat", "stat",
-    "lstat", "newfstatat", "statx", "fstatfs", "statfs", "readlink", "readlinkat", "getcwd",
-    "ioctl", "mincore", "sched_rr_get_interval", "landlock_create_ruleset", "seccomp",
-    "landlock_add_rule", "landlock_restrict_self",
-    # what tells how fast another process reads or writes (a pipe made non-blocking, reads
-    # and writes that do not wait, peeking into a pipe), and IPC objects stamped with the time
-    "preadv2", "pwritev2", "tee", "splice", "vmsplice", "sendfile", "copy_file_range",
-    "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
-    "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink", "mq_timedsend",
-    "mq_timedreceive", "mq_notify", "mq_getsetattr", "io_setup", "io_destroy", "io_submit",
-    "io_cancel", "io_getevents", "io_pgetevents",
-    # kernel facilities a controller never needs
-    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
-    "io_uring_register", "keyctl", "add_key", "request_key", "init_module",
-    "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon",
-    "swapoff", "acct", "syslog", "quotactl", "quotactl_fd", "open_by_handle_at",
-    "name_to_handle_at", "iopl", "ioperm", "uselib", "vhangup", "settimeofday",
-    "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "mknod",
-    "mknodat", "fanotify_init", "personality",
+# The only system calls the process running the candidate may make (every other one fails with
+# EPERM, so a call nobody thought of, or one a newer kernel adds, is refused too): reading its
+# stdin and writing its stdout/stderr (descriptors it already holds), memory (never
+# executable: no machine code of the candidate's own, such as rdtsc or rdrand), its own
+# signal mask, constant facts about itself (its pid is 1 in its PID namespace), and exiting.
+# Refused among what CPython or libc might try: every clock, timer and sleep, randomness,
+# processes, exec, sockets, signals to anyone, file access and file metadata (a pipe's
+# timestamps are a clock; descriptor numbers, inodes and the working directory's name differ
+# between runs), new descriptors, non-blocking or peeking reads (how fast the parent reads is
+# a clock), IPC objects (stamped with the time), prctl/arch_prctl, ioctl and the rest.
+# (futex stays: a lock waited on blocks, and the idle allowance ends a worker that waits.)
+ALLOWED_SYSCALLS = (
+    "read", "readv", "write", "writev", "close", "lseek",
+    "brk", "munmap", "mremap", "madvise",
+    "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "futex",
+    "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "uname",
+    "exit", "exit_group",
 )  # fmt: skip
+# Allowed with only some arguments (see _load_seccomp_filter): mmap and mprotect without
+# PROT_EXEC; fcntl's F_GETFD and F_GETFL; prlimit64 that only reads a limit (no new one).
+F_GETFD, F_GETFL = 1, 3
 
 
 AT_SYSINFO_EHDR = 33
@@ -220,22 +194,23 @@ def _seccomp_module():
 
 
 def _load_seccomp_filter(pyseccomp) -> None:
-    flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-    deny = pyseccomp.ERRNO(errno.EPERM)
-    for name in DENIED_SYSCALLS:
+    """Every system call but :data:`ALLOWED_SYSCALLS` (and the argument-checked few) fails
+    with EPERM from here on; clone3 with ENOSYS, so that libc falls back to the refused
+    clone instead of retrying."""
+    flt = pyseccomp.SyscallFilter(pyseccomp.ERRNO(errno.EPERM))
+    allow = pyseccomp.ALLOW
+    for name in ALLOWED_SYSCALLS:
         try:
-            flt.add_rule(deny, name)
+            flt.add_rule(allow, name)
         except Exception:  # not a syscall of this architecture
             continue
     with contextlib.suppress(Exception):  # clone3 is unknown to older libseccomp
         flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-    for command in (0, 1030, 4):  # fcntl's F_DUPFD, F_DUPFD_CLOEXEC (descriptors), F_SETFL
-        flt.add_rule(deny, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
-    # prlimit64 may read limits, never set them
-    flt.add_rule(deny, "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
-    # no new executable memory: no machine code of the candidate's own (rdrand, rdtsc, ...)
-    for name in ("mmap", "mprotect", "pkey_mprotect"):
-        flt.add_rule(deny, name, pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, PROT_EXEC))
+    for name in ("mmap", "mprotect"):
+        flt.add_rule(allow, name, pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, 0))
+    for command in (F_GETFD, F_GETFL):
+        flt.add_rule(allow, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
+    flt.add_rule(allow, "prlimit64", pyseccomp.Arg(2, pyseccomp.EQ, 0))
     try:
         flt.load()
     except OSError as exc:
