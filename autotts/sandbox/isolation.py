@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import platform  # (used after the file system closes: imported before)
 import resource
@@ -62,17 +63,25 @@ NOBODY = 65534
 # timestamps are a clock; descriptor numbers, inodes and the working directory's name differ
 # between runs), new descriptors, non-blocking or peeking reads (how fast the parent reads is
 # a clock), IPC objects (stamped with the time), prctl/arch_prctl, ioctl and the rest.
-# (futex stays: a lock waited on blocks, and the idle allowance ends a worker that waits.)
 ALLOWED_SYSCALLS = (
     "read", "readv", "write", "writev", "close", "lseek",
-    "brk", "munmap", "mremap", "madvise",
-    "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "futex",
+    "brk", "munmap", "mremap",
+    "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "uname",
     "exit", "exit_group",
 )  # fmt: skip
 # Allowed with only some arguments (see _load_seccomp_filter): mmap and mprotect without
-# PROT_EXEC; fcntl's F_GETFD and F_GETFL; prlimit64 that only reads a limit (no new one).
+# PROT_EXEC; fcntl's F_GETFD and F_GETFL; prlimit64 that only reads a limit (no new one);
+# futex waits and wakes (what locks use) on the process's own memory only (FUTEX_PRIVATE_FLAG:
+# a shared futex on a page of a mapped file, such as libc's code, reaches every process on the
+# machine that maps it) and never with a deadline on the wall clock (FUTEX_CLOCK_REALTIME with
+# a timeout: whether the wait returns at once would depend on the date; glibc sets the flag on
+# untimed waits too); madvise with the advice allocators give (not, say, MADV_COLLAPSE, whose
+# outcome depends on the machine's memory).
 F_GETFD, F_GETFL = 1, 3
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 0, 1, 9, 10
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME, FUTEX_OP_BITS = 0x80, 0x100, 0x1FF
+MADVICE = (0, 1, 2, 3, 4, 8, 14, 15)  # NORMAL RANDOM SEQUENTIAL WILLNEED DONTNEED FREE (NO)HUGEPAGE
 
 
 AT_SYSINFO_EHDR = 33
@@ -211,6 +220,14 @@ def _load_seccomp_filter(pyseccomp) -> None:
     for command in (F_GETFD, F_GETFL):
         flt.add_rule(allow, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
     flt.add_rule(allow, "prlimit64", pyseccomp.Arg(2, pyseccomp.EQ, 0))
+    futex_op = functools.partial(pyseccomp.Arg, 1, pyseccomp.MASKED_EQ, FUTEX_OP_BITS)
+    for command in (FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET):
+        flt.add_rule(allow, "futex", futex_op(command | FUTEX_PRIVATE_FLAG))
+    for command in (FUTEX_WAIT, FUTEX_WAIT_BITSET):  # on the wall clock: with no deadline
+        dated = futex_op(command | FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+        flt.add_rule(allow, "futex", dated, pyseccomp.Arg(3, pyseccomp.EQ, 0))
+    for advice in MADVICE:
+        flt.add_rule(allow, "madvise", pyseccomp.Arg(2, pyseccomp.EQ, advice))
     try:
         flt.load()
     except OSError as exc:

@@ -77,16 +77,16 @@ def require_isolation() -> None:
 
 
 def _worker_environment() -> dict[str, str]:
-    # a fixed hash secret: a worker evaluated twice sees the same str/bytes hashes
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+    # a fixed hash secret; no rseq area (the kernel writes the CPU's number there, in memory)
+    rseq = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", **rseq}
 
 
 ADDR_NO_RANDOMIZE = 0x0040000
 
-# A worker's first program: it turns address randomisation off for itself and what it executes
-# (the flag survives exec), moves the pid pipe to descriptor 3 (the parent's number differs
-# between runs), then executes the worker. Set here rather than between fork and exec in the
-# parent, which would need a full fork of the parent (slow for a big one) instead of vfork.
+# A worker's first program: address randomisation off for itself and what it executes (the flag
+# survives exec), the pid pipe moved to descriptor 3 (the parent's number differs between runs),
+# then the worker; set here, not between fork and exec (a slow full fork of a big parent).
 LAUNCHER = (
     "import ctypes, os, sys\n"
     f"ctypes.CDLL(None).personality({ADDR_NO_RANDOMIZE})\n"

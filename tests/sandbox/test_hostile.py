@@ -429,6 +429,10 @@ CLOCKS_AND_RANDOMNESS = {
     "queue = libc.msgget(0, 0o1600)\n"
     "if queue < 0:\n    raise OSError('refused')\nreturn queue",
     "random-device": "return os.urandom(8)",
+    # the CPU it runs on, which glibc reads from the rseq area the kernel writes (no system
+    # call): the worker registers none, so glibc's getcpu falls back to the refused call
+    "cpu-number": "cpu = sys.modules['ctypes'].CDLL(None).sched_getcpu()\n"
+    "if cpu == -1:\n    raise OSError('no CPU number')\nreturn cpu",
 }
 
 
@@ -464,6 +468,36 @@ def test_system_calls_nobody_listed_are_refused(envs):
     sched_getscheduler, membarrier, cachestat, arch_prctl and numbers no kernel assigns yet
     all fail with EPERM in the candidate."""
     outcome = os_layer_only(hostile(UNLISTED), envs)
+    assert outcome.ok, outcome.reason
+    assert all(r.answer == "contained: OSError" for *_, r in outcome.results), [
+        r.answer for *_, r in outcome.results
+    ]
+
+
+# futex: FUTEX_WAKE on a page of libc's code (a key shared with every process on the machine
+# that maps libc), FUTEX_WAKE_PRIVATE on its own word, and a private wait against the wall
+# clock (FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME) with a deadline long past
+FUTEXES = (
+    "ctypes = sys.modules['ctypes']\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = ctypes.c_long\n"
+    "word, never = ctypes.c_int(0), (ctypes.c_long * 2)(0, 0)\n"
+    "page = ctypes.cast(libc.sched_getcpu, ctypes.c_void_p).value & ~3\n"
+    "shared = libc.syscall(202, ctypes.c_void_p(page), 1, 1, None), ctypes.get_errno()\n"
+    "private = libc.syscall(202, ctypes.byref(word), 0x81, 1, None)\n"
+    "dated = libc.syscall(202, ctypes.byref(word), 0x189, 0, never, None, -1), ctypes.get_errno()\n"
+    "if shared == (-1, 1) and private == 0 and dated == (-1, 1):\n"
+    "    raise OSError('shared and dated futexes refused')\n"
+    "return shared, private, dated"
+)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 system call numbers")
+def test_futexes_stay_private_and_off_the_wall_clock(envs):
+    """A futex reaches only the worker's own memory (a shared one on a page of a mapped file
+    wakes processes outside the sandbox) and never waits against the wall clock (whether the
+    wait returned at once would depend on the date); a private wake works (locks do)."""
+    outcome = os_layer_only(hostile(FUTEXES), envs)
     assert outcome.ok, outcome.reason
     assert all(r.answer == "contained: OSError" for *_, r in outcome.results), [
         r.answer for *_, r in outcome.results
