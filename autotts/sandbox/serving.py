@@ -97,9 +97,10 @@ def _log_entry(action, observation: tuple) -> tuple:
         return (BRANCH, tuple(observation[0]), action.model, action.probe, tokens)
     if kind is Read:
         return (READ, tuple(observation[0]), action.model, False, tokens)
-    if kind is Probe or kind is Prune:
-        return (PROBE, action.ids, 0, True, tokens) if kind is Probe else (
-            PRUNE, action.ids, 0, False, tokens)  # fmt: skip
+    if kind is Probe:
+        return (PROBE, action.ids, 0, True, tokens)
+    if kind is Prune:
+        return (PRUNE, action.ids, 0, False, tokens)
     if kind is ChargeAgain:
         return (CHARGE_AGAIN, (action.branch,), 0, False, tokens)
     return (NOTE, (), action.text, False, tokens)
@@ -257,7 +258,8 @@ class EpisodeServer:
                 )
             if episode.fast is None:
                 observation = engine.act(action)
-                episode.append(_log_entry(action, observation))
+                if episode.log is not None:
+                    episode.append(_log_entry(action, observation))
                 return observation
             state = engine.state
             n_finals = len(state.finals)
